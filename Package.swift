@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "maestro",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "maestro", targets: ["maestro"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
+        .systemLibrary(name: "CLua", pkgConfig: "lua5.4", providers: [.apt(["liblua5.4-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // Pure Swift value tree and JSON shared by every layer.
+        .target(name: "MaestroValue", swiftSettings: swiftSettings),
+
+        // One safe wrapper per C library; C types never leave these modules.
+        .target(name: "MaestroYAML", dependencies: ["CLibYAML", "MaestroValue"], swiftSettings: swiftSettings),
+        .target(name: "MaestroRedis", dependencies: ["CHiredis"], swiftSettings: swiftSettings),
+        .target(name: "MaestroHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        .target(
+            name: "MaestroLua",
+            dependencies: ["CLua", "MaestroValue", "MaestroYAML", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "MaestroCore",
+            dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "maestro",
+            dependencies: [
+                "MaestroCore", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MaestroLuaTests",
+            dependencies: ["MaestroLua", "MaestroValue", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,152 @@
+/// Builds the sandbox. It runs once per VM, before any plugin code, with the unrestricted standard
+/// library; it receives the privileged helpers from the host and returns the control table the host
+/// keeps in the registry. Written as data in one place, like Redis's scripting sandbox: what is not
+/// listed here does not exist for a plugin.
+let luaSandboxPrelude = #"""
+local G, host = ...
+local real_load, real_setmetatable, real_getmetatable = G.load, G.setmetatable, G.getmetatable
+local real_rawset, real_type, real_error, real_select = G.rawset, G.type, G.error, G.select
+local next, pairs, tostring = G.next, G.pairs, G.tostring
+
+local function describe_key(key)
+  if real_type(key) == "string" then return key end
+  return "<" .. real_type(key) .. ">"
+end
+
+-- A read-only view of a table: reads pass through, writes raise, the metatable is hidden.
+local function readonly(tbl, name)
+  return real_setmetatable({}, {
+    __index = tbl,
+    __newindex = function(_, key)
+      real_error("attempt to modify read-only table '" .. name .. "' (field '" .. describe_key(key) .. "')", 2)
+    end,
+    __pairs = function() return next, tbl, nil end,
+    __len = function() return #tbl end,
+    __metatable = false,
+  })
+end
+
+local function copy(tbl, names)
+  local result = {}
+  for _, name in G.ipairs(names) do result[name] = tbl[name] end
+  return result
+end
+
+-- The string metatable is shared by every string; hide it so that no plugin can change
+-- string methods for later calls.
+real_getmetatable("").__metatable = false
+
+local string_lib = copy(G.string, {
+  "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "pack", "packsize",
+  "rep", "reverse", "sub", "unpack", "upper",
+})
+local coroutine_lib = copy(G.coroutine, { "isyieldable", "running", "status", "yield" })
+coroutine_lib.create = host.charge_coroutine(G.coroutine.create)
+coroutine_lib.wrap = host.charge_coroutine(G.coroutine.wrap)
+coroutine_lib.resume = host.guard_results(G.coroutine.resume)
+coroutine_lib.close = host.guard_results(G.coroutine.close)
+
+local base = {}
+local env_meta = { __index = base, __metatable = false }
+local env = real_setmetatable({}, env_meta)
+
+local function sandbox_load(chunk, chunkname, mode, ...)
+  if mode ~= nil and mode ~= "t" then
+    return nil, "load: only text chunks are allowed in the sandbox (mode \"t\")"
+  end
+  local chunk_env = env
+  if real_select("#", ...) > 0 then chunk_env = ... end
+  return real_load(chunk, chunkname, "t", chunk_env)
+end
+
+local loaded = {}
+local function sandbox_require(name)
+  if real_type(name) ~= "string" then
+    real_error("bad argument #1 to 'require' (string expected, got " .. real_type(name) .. ")", 2)
+  end
+  local cached = loaded[name]
+  if cached ~= nil then return cached end
+  local source, chunkname = host.read_module(name)
+  if source == nil then real_error(chunkname, 2) end
+  local chunk, message = real_load(source, chunkname, "t", env)
+  if chunk == nil then real_error(message, 2) end
+  local result = chunk(name)
+  if result == nil then result = true end
+  loaded[name] = result
+  return result
+end
+
+local function sandbox_setmetatable(tbl, meta)
+  if real_type(meta) == "table" and G.rawget(meta, "__gc") ~= nil then
+    real_error("setmetatable: __gc metamethods are not available in the sandbox", 2)
+  end
+  return real_setmetatable(tbl, meta)
+end
+
+local function sandbox_rawset(tbl, key, value)
+  if real_getmetatable(tbl) == false then
+    real_error("rawset: attempt to modify a read-only table", 2)
+  end
+  return real_rawset(tbl, key, value)
+end
+
+local function sandbox_collectgarbage(option, ...)
+  if option == nil or option == "collect" or option == "step" then return 0 end
+  if option == "count" or option == "isrunning" then return G.collectgarbage(option) end
+  real_error("collectgarbage: option '" .. tostring(option) .. "' is not available in the sandbox", 2)
+end
+
+for _, name in G.ipairs({
+  "assert", "error", "ipairs", "next", "pairs", "rawequal", "rawget", "rawlen", "select",
+  "tonumber", "tostring", "type", "_VERSION",
+}) do base[name] = G[name] end
+base.getmetatable = real_getmetatable
+base.setmetatable = sandbox_setmetatable
+base.rawset = sandbox_rawset
+base.pcall = host.pcall
+base.xpcall = host.xpcall
+base.load = sandbox_load
+base.require = sandbox_require
+base.collectgarbage = sandbox_collectgarbage
+base.print = host.print
+base.string = readonly(string_lib, "string")
+base.table = readonly(copy(G.table, { "concat", "insert", "move", "pack", "remove", "sort", "unpack" }), "table")
+base.math = readonly(G.math, "math")
+base.utf8 = readonly(G.utf8, "utf8")
+base.coroutine = readonly(coroutine_lib, "coroutine")
+base.os = readonly(copy(G.os, { "clock", "date", "time" }), "os")
+base._G = env
+-- Strings index the real string table; it now lacks dump as well.
+G.string.dump = nil
+
+local control = {}
+control.env = env
+control.readonly = readonly
+
+-- Adds a host-provided global (such as `maestro`) before any plugin code runs.
+function control.install(name, value)
+  base[name] = value
+end
+
+-- Globals become read-only: existing names move behind the proxy, new names raise.
+function control.seal()
+  if env_meta.__newindex ~= nil then return end
+  local backing = {}
+  for key, value in next, env do backing[key] = value end
+  for key in next, backing do real_rawset(env, key, nil) end
+  real_setmetatable(backing, { __index = base })
+  env_meta.__index = backing
+  env_meta.__newindex = function(_, key)
+    real_error("attempt to set global '" .. describe_key(key) .. "' after load: globals are read-only", 2)
+  end
+end
+
+-- Compiles host-read source (a plugin file) as a text chunk in the sandbox environment.
+function control.compile(source, chunkname)
+  return real_load(source, chunkname, "t", env)
+end
+
+-- Nothing of the unrestricted library stays reachable from the globals.
+for key in next, G do G[key] = nil end
+return control
+"""#

@@ -1,0 +1,219 @@
+import Logging
+import MaestroValue
+import Testing
+
+@testable import MaestroLua
+
+func makeVM(budget: Int = 2_000_000, memory: Int = 8 << 20, roots: [String] = []) throws -> LuaVM {
+    try LuaVM(configuration: LuaConfiguration(name: "test", instructionBudget: budget, memoryLimitBytes: memory, moduleRoots: roots))
+}
+
+@Suite("Lua sandbox")
+struct LuaSandboxTests {
+    @Test("basic evaluation returns converted values")
+    func evaluation() throws {
+        let vm = try makeVM()
+        let results = try vm.evaluate("return 1, 2.5, 'x', true, nil, {1, 2}, {a = 1}, {}, maestro.empty_map(), maestro.null")
+        #expect(results.count == 10)
+        #expect(results[0] == .int(1))
+        #expect(results[1] == .double(2.5))
+        #expect(results[2] == .string("x"))
+        #expect(results[3] == .bool(true))
+        #expect(results[4] == nil)
+        #expect(results[5] == .list([1, 2]))
+        #expect(results[6] == .map(["a": 1]))
+        #expect(results[7] == .list([]))
+        #expect(results[8] == .map([:]))
+        #expect(results[9] == .null)
+    }
+
+    static let escapes: [(String, String)] = [
+        ("io.open", "return io.open('/etc/passwd')"),
+        ("os.execute", "return os.execute('true')"),
+        ("os.exit", "os.exit(1)"),
+        ("os.getenv", "return os.getenv('HOME')"),
+        ("os.remove", "return os.remove('/tmp/x')"),
+        ("require io", "return require 'io'"),
+        ("require os", "return require('os').execute('true')"),
+        ("require escape", "return require '../../etc/passwd'"),
+        ("package.loadlib", "return package.loadlib('libc.so.6', 'system')"),
+        ("load bytecode", "return load('\\27Lua\\84\\0', 'x', 'b')"),
+        ("load bytecode text mode", "local f = assert(load('\\27Lua\\84\\0')) return f()"),
+        ("string.dump", "return string.dump(function() end)"),
+        ("string.dump via method", "return ('').dump(function() end)"),
+        ("debug.sethook", "debug.sethook()"),
+        ("debug.getregistry", "return debug.getregistry()"),
+        ("dofile", "return dofile('/etc/passwd')"),
+        ("loadfile", "return loadfile('/etc/passwd')"),
+        ("string metatable", "getmetatable('').__index = {upper = function() return 'pwned' end}"),
+        ("string library write", "string.upper = function() return 'pwned' end"),
+        ("rawset on library", "rawset(string, 'upper', function() return 'pwned' end)"),
+        ("setmetatable on library", "setmetatable(string, {})"),
+        ("maestro table write", "maestro.yaml = nil"),
+        ("maestro nested write", "maestro.json.encode = function() return 'pwned' end"),
+        ("global write after load", "newglobal = 1"),
+        ("collectgarbage stop", "collectgarbage('stop')"),
+        ("__gc metamethod", "setmetatable({}, {__gc = function() while true do end end})"),
+    ]
+
+    @Test("escape attempts fail and the host keeps working", arguments: escapes)
+    func escapeAttempt(_ escape: (String, String)) throws {
+        let vm = try makeVM()
+        try vm.sealGlobals()
+        let depth = vm.stackDepth
+        #expect(throws: LuaError.self, "\(escape.0) must fail") {
+            let results = try vm.evaluate(escape.1)
+            // Functions that exist only as nil return values count as failures too.
+            if results.first == nil || results.first! == nil { throw LuaError(kind: .runtime, message: "nil") }
+        }
+        #expect(vm.stackDepth == depth)
+        #expect(try vm.evaluate("return ('abc'):upper(), string.upper('x'), type(maestro.yaml.encode)") == [.string("ABC"), .string("X"), .string("function")])
+    }
+
+    @Test("infinite loop is stopped by the instruction budget")
+    func infiniteLoop() throws {
+        let vm = try makeVM()
+        let error = try #require(throws: LuaError.self) { try vm.evaluate("while true do end") }
+        #expect(error.kind == .instructionBudget)
+        #expect(try vm.evaluate("return 42") == [.int(42)])
+        #expect(vm.resets == 1)
+    }
+
+    @Test("pcall-wrapped infinite loop is still stopped")
+    func pcallLoop() throws {
+        let vm = try makeVM()
+        let error = try #require(throws: LuaError.self) {
+            try vm.evaluate("while true do pcall(function() while true do end end) end")
+        }
+        #expect(error.kind == .instructionBudget)
+        let xpcallError = try #require(throws: LuaError.self) {
+            try vm.evaluate("while true do xpcall(function() while true do end end, function(e) return e end) end")
+        }
+        #expect(xpcallError.kind == .instructionBudget)
+    }
+
+    @Test("coroutines cannot escape the budget")
+    func coroutineLoops() throws {
+        let vm = try makeVM()
+        let wrapped = try #require(throws: LuaError.self) {
+            try vm.evaluate("while true do local f = coroutine.wrap(function() for i = 1, 900 do end end) pcall(f) end")
+        }
+        #expect(wrapped.kind == .instructionBudget)
+        let resumed = try #require(throws: LuaError.self) {
+            try vm.evaluate("local co = coroutine.create(function() while true do end end) while true do coroutine.resume(co) end")
+        }
+        #expect(resumed.kind == .instructionBudget)
+        let nested = try #require(throws: LuaError.self) {
+            try vm.evaluate("""
+            local function nest(n) if n == 0 then while true do end end
+              local co = coroutine.create(nest) return coroutine.resume(co, n - 1) end
+            return nest(50)
+            """)
+        }
+        #expect(nested.kind == .instructionBudget)
+    }
+
+    @Test("memory bomb is stopped by the cap")
+    func memoryBomb() throws {
+        let vm = try makeVM(budget: 0)
+        let error = try #require(throws: LuaError.self) {
+            try vm.evaluate("local t = {} local i = 0 while true do i = i + 1 t[i] = {i, i, i} end")
+        }
+        #expect(error.kind == .memoryCap)
+        let repeated = try #require(throws: LuaError.self) { try vm.evaluate("return string.rep('x', 100 * 1024 * 1024)") }
+        #expect(repeated.kind == .memoryCap)
+        let caught = try #require(throws: LuaError.self) {
+            try vm.evaluate("while true do pcall(string.rep, 'x', 100 * 1024 * 1024) end")
+        }
+        #expect(caught.kind == .memoryCap)
+        #expect(try vm.evaluate("return #string.rep('x', 1000)") == [.int(1000)])
+    }
+
+    @Test("deep recursion is an error, not a crash")
+    func deepRecursion() throws {
+        let vm = try makeVM(budget: 0, memory: 256 << 20)
+        let error = try #require(throws: LuaError.self) { try vm.evaluate("local function f(n) return 1 + f(n + 1) end return f(1)") }
+        #expect(error.kind == .runtime)
+        #expect(error.message.contains("stack overflow"))
+        let cstack = try #require(throws: LuaError.self) {
+            try vm.evaluate("local function f() return pcall(f) end local t = setmetatable({}, {__index = function(t, k) return t[k] end}) return t.x")
+        }
+        #expect(cstack.kind == .runtime)
+        #expect(try vm.evaluate("return 1") == [.int(1)])
+    }
+
+    @Test("errors carry file and line and a traceback")
+    func errorLocation() throws {
+        let vm = try makeVM()
+        try vm.loadModule(source: "local M = {}\nfunction M.boom()\n  error('kaboom')\nend\nreturn M", chunkName: "@plugins/x/handler.lua", as: "handler")
+        let error = try #require(throws: LuaError.self) { try vm.call("handler", "boom") }
+        #expect(error.kind == .runtime)
+        #expect(error.message == "plugins/x/handler.lua:3: kaboom")
+        #expect(error.traceback?.contains("handler.lua:3") == true)
+        let syntax = try #require(throws: LuaError.self) { try vm.loadModule(source: "return {", chunkName: "@bad.lua", as: "bad") }
+        #expect(syntax.kind == .syntax)
+        #expect(syntax.message.hasPrefix("bad.lua:1:"))
+    }
+
+    @Test("non-string error objects and looping __tostring are contained")
+    func errorObjects() throws {
+        let vm = try makeVM()
+        let table = try #require(throws: LuaError.self) { try vm.evaluate("error({code = 1})") }
+        #expect(table.message.contains("table value"))
+        let looping = try #require(throws: LuaError.self) {
+            try vm.evaluate("error(setmetatable({}, {__tostring = function() while true do end end}))")
+        }
+        #expect(looping.kind == .runtime)
+        #expect(try vm.evaluate("return 'ok'") == [.string("ok")])
+    }
+
+    @Test("globals are read-only after sealing, but module state works")
+    func sealedGlobals() throws {
+        let vm = try makeVM()
+        try vm.loadModule(source: "counter = 0\nlocal M = {}\nfunction M.bump() counter = counter + 1 return counter end\nfunction M.local_state() local t = {} t.x = 1 return t end\nreturn M", chunkName: "@m.lua", as: "m")
+        #expect(try vm.call("m", "bump") == [.int(1)])
+        try vm.sealGlobals()
+        let error = try #require(throws: LuaError.self) { try vm.call("m", "bump") }
+        #expect(error.message.contains("globals are read-only"))
+        #expect(try vm.call("m", "local_state") == [.map(["x": 1])])
+    }
+
+    @Test("a maestro.fail cannot be caught")
+    func failIsTerminal() throws {
+        let vm = try LuaVM(configuration: LuaConfiguration(name: "t"), modules: [
+            LuaHostModule(name: nil, functions: [LuaHostFunction("fail") { arguments throws(LuaHostError) in
+                throw LuaHostError(arguments.first??.stringValue ?? "failed", terminal: true)
+            }]),
+        ])
+        let error = try #require(throws: LuaError.self) { try vm.evaluate("pcall(maestro.fail, 'bad config') return 1") }
+        #expect(error.kind == .failed)
+        #expect(error.message == "bad config")
+        #expect(try vm.evaluate("return 2") == [.int(2)])
+    }
+
+    @Test("require loads only inside the roots")
+    func requireRoots() throws {
+        let root = try TemporaryDirectory()
+        try root.write("_lib/util.lua", "return { double = function(x) return 2 * x end }")
+        try root.write("_lib/pkg/init.lua", "return { name = 'pkg' }")
+        let vm = try makeVM(roots: [root.path])
+        #expect(try vm.evaluate("return require('_lib.util').double(21), require('_lib.pkg').name") == [.int(42), .string("pkg")])
+        let missing = try #require(throws: LuaError.self) { try vm.evaluate("return require 'nope'") }
+        #expect(missing.message.contains("module 'nope' not found"))
+        let traversal = try #require(throws: LuaError.self) { try vm.evaluate("return require '..etc'") }
+        #expect(traversal.message.contains("not found"))
+    }
+
+    @Test("the stack is balanced after calls, errors and conversions")
+    func stackBalance() throws {
+        let vm = try makeVM()
+        try vm.loadModule(source: "return { id = function(...) return ... end, bad = function() return function() end end }", chunkName: "=t", as: "t")
+        let depth = vm.stackDepth
+        _ = try vm.call("t", "id", [.map(["a": [1, 2, ["b": "c"]]]), nil, .null])
+        #expect(vm.stackDepth == depth)
+        #expect(throws: LuaError.self) { try vm.call("t", "bad") }
+        #expect(vm.stackDepth == depth)
+        #expect(throws: LuaError.self) { try vm.call("t", "missing") }
+        #expect(vm.stackDepth == depth)
+    }
+}
