@@ -53,15 +53,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Helpers shared by the test targets: a local redis-server, temporary folders, processes.
+        .target(name: "MaestroTestSupport", swiftSettings: swiftSettings),
+
         .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MaestroLuaTests",
             dependencies: ["MaestroLua", "MaestroValue", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -103,8 +103,9 @@ public struct RedisError: Error, CustomStringConvertible, Equatable {
 }
 
 /// One connection to Redis. hiredis is blocking, so a connection belongs to one thread at a time (a
-/// worker's own thread, never the cooperative pool); it is not safe to share between threads.
-public final class RedisConnection {
+/// worker's own thread, never the cooperative pool).
+/// `@unchecked Sendable`: it may be handed from one thread to another, but never used by two at once.
+public final class RedisConnection: @unchecked Sendable {
     public let url: RedisURL
     public let connectTimeoutMilliseconds: Int
     public var commandTimeoutMilliseconds: Int

@@ -21,12 +21,16 @@ extension YAML {
         // A letter or '/' first: never a number, a date, an indicator or a sexagesimal in YAML 1.1.
         guard isASCIILetter(first) || first == UInt8(ascii: "/") else { return false }
         // ':' last or before a space would start a map; '#' after a space starts a comment.
-        guard last != UInt8(ascii: ":") else { return false }
+        guard last != UInt8(ascii: ":"), last != UInt8(ascii: " ") else { return false }
+        var previous: UInt8 = 0
         for byte in utf8 {
+            if byte == UInt8(ascii: " ") && previous == UInt8(ascii: ":") { return false }
+            if byte == UInt8(ascii: "#") && previous == UInt8(ascii: " ") { return false }
+            previous = byte
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
                  UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: "-"), UInt8(ascii: "+"),
-                 UInt8(ascii: "="), UInt8(ascii: "@"), UInt8(ascii: ":"):
+                 UInt8(ascii: "="), UInt8(ascii: "@"), UInt8(ascii: ":"), UInt8(ascii: " "):
                 break
             default:
                 return false

@@ -1,0 +1,238 @@
+import Foundation
+import MaestroTestSupport
+import Testing
+
+@testable import MaestroRedis
+
+func connect() throws -> RedisConnection {
+    try RedisConnection(url: RedisURL(parsing: RedisTestServer.url))
+}
+
+@Suite("Redis URL")
+struct RedisURLTests {
+    @Test("parses every documented form")
+    func forms() throws {
+        #expect(try RedisURL(parsing: "redis://127.0.0.1:6379/0") == RedisURL())
+        #expect(try RedisURL(parsing: "redis://u%40x:p%3Ass@host:7000/3") == RedisURL(host: "host", port: 7000, username: "u@x", password: "p:ss", database: 3))
+        #expect(try RedisURL(parsing: "redis://:secret@redis") == RedisURL(host: "redis", password: "secret"))
+        #expect(try RedisURL(parsing: "localhost:6380") == RedisURL(host: "localhost", port: 6380))
+        #expect(try RedisURL(parsing: "redis://[::1]:6379/2") == RedisURL(host: "::1", database: 2))
+    }
+
+    @Test("rejects bad URLs with a reason", arguments: ["redis://host:0", "redis://host:99999", "redis://host/x", "rediss://host", "redis://", "redis://[::1"])
+    func rejects(_ text: String) {
+        #expect(throws: RedisURL.ParseError.self) { try RedisURL(parsing: text) }
+    }
+
+    @Test("the description never shows the password")
+    func redaction() throws {
+        let url = try RedisURL(parsing: "redis://user:hunter2@host:1/0")
+        #expect(!url.description.contains("hunter2"))
+        #expect(url.description == "redis://user:***@host:1/0")
+    }
+}
+
+@Suite("Redis commands against a real server")
+struct RedisCommandTests {
+    @Test("strings, expiry and keys")
+    func strings() throws {
+        let redis = try connect()
+        let key = RedisTestServer.uniquePrefix() + "s"
+        #expect(try redis.ping() == "PONG")
+        #expect(try redis.get(key) == nil)
+        #expect(try redis.set(key, "v\0binary\nvalue"))
+        #expect(try redis.get(key) == "v\0binary\nvalue")
+        #expect(try redis.set(key, "other", onlyIfAbsent: true) == false)
+        #expect(try redis.set(key + "px", "x", onlyIfAbsent: true, expireMilliseconds: 60_000))
+        #expect(try redis.command(["PTTL", key + "px"]).integer! > 0)
+        #expect(try redis.expire(key, seconds: 100))
+        #expect(try redis.del([key, key + "px", key + "none"]) == 2)
+    }
+
+    @Test("hashes: HSET, HGET, HDEL, HGETALL, HLEN, HSCAN")
+    func hashes() throws {
+        let redis = try connect()
+        let key = RedisTestServer.uniquePrefix() + "h"
+        #expect(try redis.hset(key, [("a", "1"), ("b", "2")]) == 2)
+        #expect(try redis.hset(key, field: "c", value: "3") == 1)
+        #expect(try redis.hget(key, field: "a") == "1")
+        #expect(try redis.hget(key, field: "zz") == nil)
+        #expect(try redis.hlen(key) == 3)
+        #expect(try redis.hgetall(key) == ["a": "1", "b": "2", "c": "3"])
+        for index in 0..<300 { try redis.hset(key, field: "f\(index)", value: "\(index)") }
+        var cursor = "0"
+        var seen = Set<String>()
+        repeat {
+            let page = try redis.hscan(key, cursor: cursor, count: 50)
+            cursor = page.cursor
+            for (field, _) in page.fields { seen.insert(field) }
+        } while cursor != "0"
+        #expect(seen.count == 303)
+        #expect(try redis.hdel(key, fields: ["a", "b", "nope"]) == 2)
+        let wrongType = try #require(throws: RedisError.self) { try redis.get(key) }
+        #expect(wrongType.kind == .wrongType)
+        try redis.del([key])
+    }
+
+    @Test("streams: groups, reads, pending, claims, info, trim")
+    func streams() throws {
+        let redis = try connect()
+        let stream = RedisTestServer.uniquePrefix() + "stream"
+        #expect(try redis.xgroupCreate(stream, group: "g", startID: "0"))
+        #expect(try redis.xgroupCreate(stream, group: "g", startID: "0") == false, "BUSYGROUP is reported as false")
+        var ids: [String] = []
+        for index in 0..<10 {
+            ids.append(try redis.xadd(stream, fields: [("n", "\(index)"), ("n", "dup")], trim: .approximateMaxLength(1000)))
+        }
+        #expect(try redis.xlen(stream) == 10)
+        let first = try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">", count: 4)
+        #expect(first.map(\.id) == Array(ids[0..<4]))
+        #expect(first[0]["n"] == "0")
+        #expect(first[0].fields.count == 2)
+        let pendingOwn = try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: "0", count: 100)
+        #expect(pendingOwn.count == 4)
+        let summary = try redis.xpendingSummary(stream, group: "g")
+        #expect(summary.count == 4)
+        #expect(summary.consumers == ["c1": 4])
+        let detail = try redis.xpending(stream, group: "g", count: 10, consumer: "c1")
+        #expect(detail.map(\.id) == Array(ids[0..<4]))
+        #expect(detail.allSatisfy { $0.deliveries == 2 })
+        #expect(try redis.xack(stream, group: "g", ids: [ids[0], ids[1]]) == 2)
+        usleep(20_000)
+        let claimed = try redis.xautoclaim(stream, group: "g", consumer: "c2", minIdleMilliseconds: 10)
+        #expect(claimed.entries.map(\.id) == [ids[2], ids[3]])
+        let reclaimed = try redis.xclaim(stream, group: "g", consumer: "c3", minIdleMilliseconds: 0, ids: [ids[2]])
+        #expect(reclaimed.map(\.id) == [ids[2]])
+        let groups = try redis.xinfoGroups(stream)
+        #expect(groups.first?["name"]?.string == "g")
+        #expect(groups.first?["pending"]?.integer == 2)
+        let consumers = try redis.xinfoConsumers(stream, group: "g")
+        #expect(Set(consumers.compactMap { $0["name"]?.string }) == ["c1", "c2", "c3"])
+        #expect(try redis.xinfoStream(stream)["length"]?.integer == 10)
+        #expect(try redis.xrange(stream, start: ids[5], end: "+", count: 2).map(\.id) == [ids[5], ids[6]])
+        #expect(try redis.xgroupDelConsumer(stream, group: "g", consumer: "c1") == 0)
+        let empty = try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">", count: 100, blockMilliseconds: 50)
+        #expect(empty.count == 6)
+        let timedOut = try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">", count: 100, blockMilliseconds: 50)
+        #expect(timedOut.isEmpty)
+        #expect(try redis.xtrim(stream, maxLength: 0, approximate: false) == 10)
+        // A pending entry that was trimmed comes back marked as deleted.
+        let trimmed = try redis.xreadgroup(group: "g", consumer: "c2", stream: stream, id: "0", count: 100)
+        #expect(trimmed.allSatisfy { $0.isDeleted })
+        #expect(try redis.xgroupDestroy(stream, group: "g"))
+        let noGroup = try #require(throws: RedisError.self) {
+            try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">")
+        }
+        #expect(noGroup.kind == .noGroup)
+        try redis.del([stream])
+    }
+
+    @Test("pipelining 10,000 commands in one round trip")
+    func pipelining() throws {
+        let redis = try connect()
+        let key = RedisTestServer.uniquePrefix() + "pipe"
+        let commands = (0..<10_000).map { ["HSET", key, "f\($0)", "\($0)"] } + [["HLEN", key], ["GET", key]]
+        let replies = try redis.pipeline(commands)
+        #expect(replies.count == 10_002)
+        #expect(replies[0] == .integer(1))
+        #expect(replies[10_000] == .integer(10_000))
+        guard case .error(let text) = replies[10_001] else {
+            Issue.record("GET on a hash must be an error reply in place")
+            return
+        }
+        #expect(text.hasPrefix("WRONGTYPE"))
+        #expect(try redis.ping() == "PONG")
+        try redis.del([key])
+    }
+
+    @Test("a WATCHed key changed by another client aborts EXEC")
+    func watchConflict() throws {
+        let redis = try connect()
+        let other = try connect()
+        let key = RedisTestServer.uniquePrefix() + "w"
+        try redis.set(key, "1")
+        try redis.watch([key])
+        try other.set(key, "2")
+        #expect(try redis.transaction([["SET", key, "3"]]) == nil)
+        #expect(try redis.get(key) == "2")
+        try redis.watch([key])
+        let results = try #require(try redis.transaction([["SET", key, "4"], ["GET", key]]))
+        #expect(results == [.status("OK"), .bulk(Array("4".utf8))])
+        let aborted = try #require(throws: RedisError.self) { try redis.transaction([["SET", key], ["GET", key]]) }
+        #expect(aborted.kind == .server)
+        try redis.del([key])
+    }
+
+    @Test("scripts run by digest and reload after SCRIPT FLUSH")
+    func scripts() throws {
+        let redis = try connect()
+        let key = RedisTestServer.uniquePrefix() + "cas"
+        let script = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0")
+        try redis.set(key, "a")
+        #expect(try redis.eval(script, keys: [key], arguments: ["a", "b"]) == .integer(1))
+        #expect(try redis.eval(script, keys: [key], arguments: ["a", "c"]) == .integer(0))
+        try redis.command(["SCRIPT", "FLUSH"])
+        #expect(try redis.eval(script, keys: [key], arguments: ["b", "d"]) == .integer(1))
+        let missing = try #require(throws: RedisError.self) { try redis.evalsha(String(repeating: "0", count: 40), keys: [], arguments: []) }
+        #expect(missing.kind == .noScript)
+        try redis.del([key])
+    }
+
+    @Test("a connection dropped mid-command is a typed error; the next command reconnects")
+    func droppedConnection() throws {
+        let redis = try connect()
+        let killer = try connect()
+        let stream = RedisTestServer.uniquePrefix() + "drop"
+        try redis.xgroupCreate(stream, group: "g")
+        let clientID = try #require(try redis.command(["CLIENT", "ID"]).integer)
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var failure: RedisError?
+        let thread = Thread {
+            do {
+                _ = try redis.xreadgroup(group: "g", consumer: "c", stream: stream, id: ">", blockMilliseconds: 5_000)
+            } catch {
+                failure = error as? RedisError
+            }
+            done.signal()
+        }
+        thread.start()
+        usleep(200_000)
+        try killer.command(["CLIENT", "KILL", "ID", String(clientID)])
+        done.wait()
+        #expect(failure?.kind == .connection)
+        #expect(redis.isBroken)
+        #expect(try redis.ping() == "PONG")
+        try redis.del([stream])
+    }
+
+    @Test("a command timeout is typed and drops the connection")
+    func timeout() throws {
+        let server = try LocalRedisServer.start()
+        defer { server.stop() }
+        let redis = try RedisConnection(url: RedisURL(parsing: server.url), commandTimeoutMilliseconds: 100)
+        try RedisConnection(url: RedisURL(parsing: server.url)).command(["CLIENT", "PAUSE", "400", "ALL"])
+        let error = try #require(throws: RedisError.self) { try redis.command(["PING"]) }
+        #expect(error.kind == .timeout)
+        usleep(500_000)
+        #expect(try redis.ping() == "PONG")
+    }
+
+    @Test("connection refused is a typed error")
+    func refused() throws {
+        let port = try freeLoopbackPort()
+        let error = try #require(throws: RedisError.self) { try RedisConnection(url: RedisURL(host: "127.0.0.1", port: port)) }
+        #expect(error.kind == .connection)
+    }
+
+    @Test("AUTH and SELECT from the URL")
+    func authentication() throws {
+        let server = try LocalRedisServer.start(extraArguments: ["--requirepass", "s3cret"])
+        defer { server.stop() }
+        let denied = try #require(throws: RedisError.self) { try RedisConnection(url: RedisURL(host: "127.0.0.1", port: server.port, password: "wrong")) }
+        #expect(denied.kind == .authentication)
+        #expect(!denied.message.contains("wrong"))
+        let redis = try RedisConnection(url: RedisURL(host: "127.0.0.1", port: server.port, password: "s3cret", database: 5))
+        try redis.set("k", "v")
+        #expect(try redis.command(["CLIENT", "INFO"]).string?.contains("db=5") == true)
+    }
+}

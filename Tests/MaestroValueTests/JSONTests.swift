@@ -1,0 +1,42 @@
+import MaestroValue
+import Testing
+
+@Suite("JSON")
+struct JSONTests {
+    @Test("integers and floats stay distinct; keys come out sorted")
+    func types() throws {
+        let value = try JSON.decode(#"{"b": 1, "a": 1.0, "c": [true, false, null, "x", -0.5, 1e2, 9223372036854775807]}"#)
+        #expect(value == ["a": .double(1), "b": .int(1), "c": [true, false, .null, "x", -0.5, .double(100), .int(.max)]])
+        #expect(try JSON.encode(value) == #"{"a":1.0,"b":1,"c":[true,false,null,"x",-0.5,100.0,9223372036854775807]}"#)
+    }
+
+    @Test("strings with escapes and unicode round-trip")
+    func strings() throws {
+        let text = "quote \" backslash \\ newline \n tab \t nul \u{0} emoji 🚀 ü \u{2028}"
+        let encoded = try JSON.encode(.string(text))
+        #expect(try JSON.decode(encoded) == .string(text))
+        #expect(try JSON.decode(#""\ud83d\ude80 \u00fc""#) == .string("🚀 ü"))
+    }
+
+    static let malformed = [
+        "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1,}", "01", "1.", ".5", "-", "tru", "nul", "\"\\x\"", "\"a\nb\"",
+        "\"\\ud800\"", "[1] 2", "{1: 2}", "NaN", "'single'",
+    ]
+
+    @Test("malformed JSON is rejected with an offset", arguments: malformed)
+    func rejects(_ text: String) throws {
+        let error = try #require(throws: JSON.Error.self) { try JSON.decode(text) }
+        #expect(error.offset != nil)
+    }
+
+    @Test("nesting is bounded")
+    func depth() throws {
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(throws: JSON.Error.self) { try JSON.decode(deep) }
+    }
+
+    @Test("non-finite floats cannot be encoded")
+    func nonFinite() {
+        #expect(throws: JSON.Error.self) { try JSON.encode(.double(.infinity)) }
+    }
+}
