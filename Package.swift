@@ -57,12 +57,12 @@ let package = Package(
         .target(name: "MaestroTestSupport", swiftSettings: swiftSettings),
 
         .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MaestroLuaTests",
-            dependencies: ["MaestroLua", "MaestroValue", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MaestroLua", "MaestroValue", "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),

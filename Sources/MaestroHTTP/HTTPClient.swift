@@ -176,8 +176,8 @@ public final class HTTPClient {
         var hasAuthorization = false
         var hasContentType = false
         for header in request.headers {
-            guard !header.name.contains(where: { $0 == ":" || $0 == "\r" || $0 == "\n" }),
-                  !header.value.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+            guard !header.name.unicodeScalars.contains(where: { $0 == ":" || $0 == "\r" || $0 == "\n" }),
+                  !header.value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
                 throw HTTPError(kind: .invalidRequest, message: "header \(header.name) contains a line break or ':'", code: -1)
             }
             if header.name.lowercased() == "authorization" { hasAuthorization = true }

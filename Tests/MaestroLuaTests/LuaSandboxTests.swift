@@ -1,4 +1,5 @@
 import Logging
+import MaestroTestSupport
 import MaestroValue
 import Testing
 

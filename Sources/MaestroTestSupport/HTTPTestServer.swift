@@ -1,0 +1,66 @@
+public import Foundation
+
+/// Tests/Support/http_test_server.py on a free loopback port (echoes requests as JSON).
+public final class HTTPTestServer: @unchecked Sendable {
+    public let port: Int
+    public let process: ChildProcess
+    public let scheme: String
+    public var baseURL: String { "\(scheme)://127.0.0.1:\(port)" }
+
+    public init(arguments: [String] = [], tls: Bool = false) throws {
+        let log = NSTemporaryDirectory() + "maestro-http-" + UUID().uuidString
+        process = try ChildProcess([try executable("python3"), repositoryRoot + "/Tests/Support/http_test_server.py"] + arguments, logPath: log)
+        scheme = tls ? "https" : "http"
+        let deadline = Date().addingTimeInterval(10)
+        var found: Int?
+        while Date() < deadline, found == nil {
+            if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
+                found = Int(line.dropFirst(5))
+            } else {
+                guard process.isRunning else { throw TestSupportError("http_test_server.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+                usleep(20_000)
+            }
+        }
+        guard let found else { throw TestSupportError("http_test_server.py did not start") }
+        port = found
+    }
+
+    deinit {
+        process.signal(SIGKILL)
+        process.wait()
+    }
+}
+
+/// A throw-away certificate authority with a server certificate for 127.0.0.1 and a client
+/// certificate, made with the openssl command.
+public final class TestCertificates: @unchecked Sendable {
+    public let directory: TemporaryDirectory
+    public var caCertificate: String { directory.path + "/ca.crt" }
+    public var serverCertificate: String { directory.path + "/server.crt" }
+    public var serverKey: String { directory.path + "/server.key" }
+    public var clientCertificate: String { directory.path + "/client.crt" }
+    public var clientKey: String { directory.path + "/client.key" }
+
+    public init() throws {
+        directory = try TemporaryDirectory()
+        let openssl = try executable("openssl")
+        let path = directory.path
+        try directory.write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        let steps: [[String]] = [
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(path)/ca.key",
+             "-out", "\(path)/ca.crt", "-days", "2", "-subj", "/CN=maestro-test-ca"],
+            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(path)/server.key",
+             "-out", "\(path)/server.csr", "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", "\(path)/server.csr", "-CA", "\(path)/ca.crt", "-CAkey", "\(path)/ca.key", "-CAcreateserial",
+             "-out", "\(path)/server.crt", "-days", "2", "-extfile", "\(path)/san.ext"],
+            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(path)/client.key",
+             "-out", "\(path)/client.csr", "-subj", "/CN=maestro-client"],
+            ["x509", "-req", "-in", "\(path)/client.csr", "-CA", "\(path)/ca.crt", "-CAkey", "\(path)/ca.key", "-CAcreateserial",
+             "-out", "\(path)/client.crt", "-days", "2"],
+        ]
+        for step in steps {
+            let result = try runProgram([openssl] + step)
+            guard result.code == 0 else { throw TestSupportError("openssl \(step[0]) failed: \(result.output)") }
+        }
+    }
+}

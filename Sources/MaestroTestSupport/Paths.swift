@@ -1,0 +1,49 @@
+public import Foundation
+
+/// The repository's root folder, found from this source file's location.
+public let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+/// A folder under /tmp removed when the value goes away.
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let path: String
+
+    public init() throws {
+        path = NSTemporaryDirectory() + "maestro-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    @discardableResult
+    public func write(_ relative: String, _ text: String) throws -> String {
+        let full = path + "/" + relative
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: full, atomically: true, encoding: .utf8)
+        return full
+    }
+
+    public func read(_ relative: String) throws -> String {
+        try String(contentsOfFile: path + "/" + relative, encoding: .utf8)
+    }
+}
+
+/// Runs a program to completion and returns its exit code and combined output.
+@discardableResult
+public func runProgram(_ arguments: [String], environment: [String: String]? = nil, in directory: String? = nil) throws -> (code: Int32, output: String) {
+    let log = NSTemporaryDirectory() + "maestro-run-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    var command = arguments
+    if let directory {
+        command = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory] + arguments
+    }
+    let child = try ChildProcess(command, environment: environment, logPath: log)
+    child.wait()
+    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    return (child.exitCode ?? -1, output)
+}

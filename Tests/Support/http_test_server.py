@@ -1,0 +1,77 @@
+"""A loopback HTTP(S) server for maestro's HTTP client tests.
+
+Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
+seconds, /redirect answers 302 to /echo, /status/N answers N. With --cert/--key it speaks TLS; with
+--client-ca it requires a client certificate signed by that CA. The first line on stdout is
+"PORT <n>".
+"""
+import argparse
+import json
+import ssl
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if self.path == "/slow":
+            time.sleep(2)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/echo")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        status = 200
+        if self.path.startswith("/status/"):
+            status = int(self.path.rsplit("/", 1)[1])
+        peer = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            cert = self.connection.getpeercert()
+            if cert:
+                peer = dict(x[0] for x in cert.get("subject", ()))
+        payload = json.dumps({
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+            "client": peer,
+        }).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Test", "yes")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = handle_any
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--client-ca")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if args.cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(args.client_ca)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    print("PORT", server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
