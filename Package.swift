@@ -54,17 +54,18 @@ let package = Package(
         ),
 
         // Helpers shared by the test targets: a local redis-server, temporary folders, processes.
-        .target(name: "MaestroTestSupport", swiftSettings: swiftSettings),
+        .target(name: "MaestroTestSupport", dependencies: ["MaestroCore"], swiftSettings: swiftSettings),
 
         .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MaestroLuaTests",
             dependencies: ["MaestroLua", "MaestroValue", "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
     ]
 )

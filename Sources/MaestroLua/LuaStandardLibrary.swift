@@ -146,7 +146,7 @@ struct LuaModuleResolver {
         for root in roots {
             for candidate in ["\(root)/\(relative).lua", "\(root)/\(relative)/init.lua"] {
                 tried.append(candidate)
-                if isInside(candidate, root: root), let source = readTextFile(candidate) {
+                if isInside(candidate, root: root), let source = TextFile.read(candidate) {
                     return [.string(source), .string("@" + candidate)]
                 }
             }

@@ -219,7 +219,7 @@ public final class LuaVM {
     /// Runs a file in the sandbox and keeps what it returns under `name` (a plugin's handler table,
     /// a template, a schema).
     public func loadModule(file path: String, as name: String, chunkName: String? = nil) throws(LuaError) {
-        guard let source = readTextFile(path) else {
+        guard let source = TextFile.read(path) else {
             throw LuaError(kind: .notFound, message: "cannot read \(path)")
         }
         try loadModule(source: source, chunkName: "@" + (chunkName ?? path), as: name)
@@ -446,18 +446,6 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
     return Int32(results.count)
 }
 
-func readTextFile(_ path: String) -> String? {
-    guard let file = fopen(path, "rb") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count > 0 { bytes.append(contentsOf: buffer[0..<count]) }
-        if count < buffer.count { break }
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
 
 func realPath(_ path: String) -> String? {
     guard let resolved = realpath(path, nil) else { return nil }

@@ -1,4 +1,5 @@
 public import Foundation
+public import MaestroCore
 
 /// Tests/Support/http_test_server.py on a free loopback port (echoes requests as JSON).
 public final class HTTPTestServer: @unchecked Sendable {
@@ -17,11 +18,11 @@ public final class HTTPTestServer: @unchecked Sendable {
             if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
                 found = Int(line.dropFirst(5))
             } else {
-                guard process.isRunning else { throw TestSupportError("http_test_server.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+                guard process.isRunning else { throw ProcessError("http_test_server.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
                 usleep(20_000)
             }
         }
-        guard let found else { throw TestSupportError("http_test_server.py did not start") }
+        guard let found else { throw ProcessError("http_test_server.py did not start") }
         port = found
     }
 
@@ -60,7 +61,7 @@ public final class TestCertificates: @unchecked Sendable {
         ]
         for step in steps {
             let result = try runProgram([openssl] + step)
-            guard result.code == 0 else { throw TestSupportError("openssl \(step[0]) failed: \(result.output)") }
+            guard result.code == 0 else { throw ProcessError("openssl \(step[0]) failed: \(result.output)") }
         }
     }
 }

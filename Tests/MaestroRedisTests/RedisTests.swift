@@ -1,4 +1,5 @@
 import Foundation
+import MaestroCore
 import MaestroTestSupport
 import Testing
 

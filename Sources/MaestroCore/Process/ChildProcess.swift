@@ -1,8 +1,9 @@
 public import Foundation
 
-/// A child process started with posix_spawn and a clean signal state. Foundation's `Process` passes on
-/// the spawning thread's blocked signals (test runners block most of them), and a child that cannot
-/// see SIGTERM never stops gracefully.
+/// A child process started with posix_spawn and a clean signal state: redis-server for `maestro demo`,
+/// credential plugins, and the processes tests start. Foundation's `Process` passes on the spawning
+/// thread's blocked signals (thread pools block most of them), and a child that cannot see SIGTERM
+/// never stops gracefully.
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     public let arguments: [String]
@@ -39,7 +40,7 @@ public final class ChildProcess: @unchecked Sendable {
         }
         var child: pid_t = 0
         let status = posix_spawn(&child, arguments[0], &actions, &attributes, &argv, &envp)
-        guard status == 0 else { throw TestSupportError("cannot start \(arguments[0]): \(String(cString: strerror(status)))") }
+        guard status == 0 else { throw ProcessError("cannot start \(arguments[0]): \(String(cString: strerror(status)))") }
         pid = child
     }
 

@@ -1,0 +1,63 @@
+/// Every setting maestro knows today. Later features add theirs here; the flags, environment
+/// variables, config-file keys and docs/configuration.md all follow from this list.
+public enum Settings {
+    public static let all: [SettingDefinition] = [
+        SettingDefinition(
+            key: "redis-url", defaultValue: "redis://127.0.0.1:6379/0",
+            help: "Redis to use: redis://[user:password@]host:port[/db].", isSecret: true,
+            orbSource: { environment in
+                // Orb splits it: ORB_MAESTRO_STREAM_ES_URL (host:port), _PASS and _DB.
+                guard let address = environment["ORB_MAESTRO_STREAM_ES_URL"] else { return nil }
+                var url = "redis://"
+                var used = "ORB_MAESTRO_STREAM_ES_URL"
+                if let password = environment["ORB_MAESTRO_STREAM_ES_PASS"], !password.isEmpty {
+                    url += ":" + percentEncodeUserInfo(password) + "@"
+                    used += ", ORB_MAESTRO_STREAM_ES_PASS"
+                }
+                url += address
+                if let database = environment["ORB_MAESTRO_STREAM_ES_DB"], !database.isEmpty {
+                    url += "/" + database
+                    used += ", ORB_MAESTRO_STREAM_ES_DB"
+                }
+                return (url, used)
+            }),
+        SettingDefinition(key: "plugins-dir", defaultValue: "./plugins", help: "Folder of Lua plugins (one folder per plugin)."),
+        SettingDefinition(key: "templates-dir", defaultValue: "./templates", help: "Folder of Lua templates."),
+        SettingDefinition(key: "lua-instruction-budget", kind: .integer(1_000...10_000_000_000), defaultValue: "50000000",
+                          help: "Lua instructions one plugin or template call may run before it is stopped."),
+        SettingDefinition(key: "lua-memory-mb", kind: .integer(1...4096), defaultValue: "64",
+                          help: "Memory cap of each Lua VM, in MiB."),
+        SettingDefinition(key: "kafka-url", defaultValue: "kafka1:19092",
+                          help: "Kafka brokers the collectors consume from (host:port).",
+                          orbSource: SettingDefinition.orbVariable("ORB_MAESTRO_OTEL_KAFKA_URL")),
+        SettingDefinition(key: "secret-key", defaultValue: "orb",
+                          help: "Orb's key for encrypted sink credentials (ORB_SINKS_SECRET_KEY).", isSecret: true,
+                          allowsFlagValue: false, orbSource: SettingDefinition.orbVariable("ORB_SINKS_SECRET_KEY")),
+        SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format."),
+        SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
+                          help: "Lowest level logged.", orbSource: { environment in
+                              // Orb's levels are lower case too, but say "warn".
+                              guard let level = environment["ORB_MAESTRO_LOG_LEVEL"] else { return nil }
+                              return (level == "warn" ? "warning" : level.lowercased(), "ORB_MAESTRO_LOG_LEVEL")
+                          }),
+    ]
+
+    public static func definition(_ key: String) -> SettingDefinition? {
+        all.first { $0.key == key }
+    }
+}
+
+func percentEncodeUserInfo(_ text: String) -> String {
+    var result = ""
+    for byte in text.utf8 {
+        let isUnreserved = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
+        if isUnreserved {
+            result.unicodeScalars.append(Unicode.Scalar(byte))
+        } else {
+            let hex = String(byte, radix: 16, uppercase: true)
+            result += "%" + (hex.count == 1 ? "0" + hex : hex)
+        }
+    }
+    return result
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Logging
+import MaestroValue
+
+/// Log lines on stderr, as text (`2026-01-01T00:00:00Z info maestro: message key=value`) or one JSON
+/// object per line. Metadata keys are dotted (`sink.id`, `plugin.name`, `event.id`).
+struct MaestroLogHandler: LogHandler {
+    enum Format: String { case text, json }
+
+    let label: String
+    let format: Format
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        let timestamp = Date().formatted(.iso8601)
+        var line: String
+        switch format {
+        case .text:
+            line = "\(timestamp) \(event.level) \(label): \(event.message)"
+            for key in merged.keys.sorted() { line += " \(key)=\(merged[key]!)" }
+        case .json:
+            var object: [String: Value] = ["time": .string(timestamp), "level": .string("\(event.level)"),
+                                           "logger": .string(label), "message": .string("\(event.message)")]
+            for (key, value) in merged { object[key] = .string("\(value)") }
+            line = (try? JSON.encode(.map(object))) ?? "{\"message\":\"unencodable log line\"}"
+        }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    static func bootstrap(format: String, level: String) {
+        let parsedFormat = Format(rawValue: format) ?? .text
+        let parsedLevel = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in
+            MaestroLogHandler(label: label, format: parsedFormat, logLevel: parsedLevel)
+        }
+    }
+}

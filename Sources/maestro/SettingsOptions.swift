@@ -1,0 +1,70 @@
+import ArgumentParser
+import MaestroCore
+
+/// The flags every subcommand that reads settings accepts; one per entry of `Settings.all`.
+struct SettingsOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "YAML file of settings (keys are the flag names).")
+    var config: String?
+
+    @Option(name: .customLong("redis-url"), help: "Redis: redis://[user:password@]host:port[/db] (default redis://127.0.0.1:6379/0).")
+    var redisURL: String?
+    @Option(name: .customLong("redis-url-file"), help: "File holding the Redis URL (keeps a password out of ps).")
+    var redisURLFile: String?
+    @Option(name: .customLong("plugins-dir"), help: "Folder of Lua plugins (default ./plugins).")
+    var pluginsDir: String?
+    @Option(name: .customLong("templates-dir"), help: "Folder of Lua templates (default ./templates).")
+    var templatesDir: String?
+    @Option(name: .customLong("lua-instruction-budget"), help: "Instructions one Lua call may run (default 50000000).")
+    var luaInstructionBudget: String?
+    @Option(name: .customLong("lua-memory-mb"), help: "Memory cap of each Lua VM in MiB (default 64).")
+    var luaMemoryMB: String?
+    @Option(name: .customLong("kafka-url"), help: "Kafka brokers the collectors consume from (default kafka1:19092).")
+    var kafkaURL: String?
+    @Option(name: .customLong("secret-key-file"), help: "File holding Orb's secret key (ORB_SINKS_SECRET_KEY; default orb).")
+    var secretKeyFile: String?
+    @Option(name: .customLong("log-format"), help: "text or json (default text).")
+    var logFormat: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
+    var logLevel: String?
+
+    /// Flag name → values, as `Configuration.resolve` takes them.
+    var given: [String: [String]] {
+        let pairs: [(String, String?)] = [
+            ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
+            ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
+            ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
+        ]
+        var result: [String: [String]] = [:]
+        for (name, value) in pairs {
+            if let value { result[name] = [value] }
+        }
+        return result
+    }
+
+    /// Resolves the settings, or exits with code 2 and a message naming the setting.
+    func resolve(environment: [String: String]) throws -> Configuration {
+        do {
+            return try Configuration.resolve(ConfigurationInput(flags: given, environment: environment))
+        } catch {
+            throw InvalidInput(error.message)
+        }
+    }
+}
+
+/// Invalid input: printed as "maestro: <message>", exit code 2.
+struct InvalidInput: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+extension ParsableCommand {
+    /// Runs `body`, turning invalid input into exit code 2 with a message on stderr.
+    func exitingOnInvalidInput(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as InvalidInput {
+            printError("maestro: \(error.description)")
+            throw ExitCode(2)
+        }
+    }
+}

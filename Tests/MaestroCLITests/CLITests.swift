@@ -1,0 +1,77 @@
+import Foundation
+import MaestroTestSupport
+import Testing
+
+/// The built `maestro` executable, next to the test bundle.
+func maestroBinary() -> String {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.pathExtension == "xctest" || url.lastPathComponent == "Contents" || url.lastPathComponent == "MacOS" {
+        url.deleteLastPathComponent()
+    }
+    if url.pathExtension.isEmpty && !FileManager.default.fileExists(atPath: url.appendingPathComponent("maestro").path) {
+        url.deleteLastPathComponent()
+    }
+    return url.appendingPathComponent("maestro").path
+}
+
+func maestro(_ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+    var base = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAESTRO_") && !$0.key.hasPrefix("ORB_") }
+    base.merge(environment) { _, new in new }
+    return try runProgram([maestroBinary()] + arguments, environment: base)
+}
+
+@Suite("maestro command line")
+struct CLITests {
+    @Test("--version and --help")
+    func versionAndHelp() throws {
+        let version = try maestro(["--version"])
+        #expect(version.code == 0)
+        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        let help = try maestro(["--help"])
+        #expect(help.code == 0)
+        #expect(help.output.contains("demo"))
+        #expect(help.output.contains("config"))
+    }
+
+    @Test("usage errors exit 64")
+    func usageErrors() throws {
+        #expect(try maestro(["--no-such-flag"]).code == 64)
+        #expect(try maestro(["config", "--redis-url"]).code == 64)
+        #expect(try maestro(["no-such-command"]).code == 64)
+    }
+
+    @Test("invalid input exits 2 with a message naming the setting")
+    func invalidInput() throws {
+        let bad = try maestro(["config", "--lua-memory-mb", "lots"])
+        #expect(bad.code == 2)
+        #expect(bad.output.contains("invalid value for lua-memory-mb (from flag --lua-memory-mb)"))
+        let environment = try maestro(["config"], environment: ["MAESTRO_LOG_FORMAT": "xml"])
+        #expect(environment.code == 2)
+        #expect(environment.output.contains("MAESTRO_LOG_FORMAT"))
+    }
+
+    @Test("config shows values, origins and masks secrets")
+    func configOutput() throws {
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("maestro.yaml", "kafka-url: kafka.example:9092\n")
+        let result = try maestro(["config", "--config", file, "--log-level", "debug"],
+                                 environment: ["ORB_SINKS_SECRET_KEY": "very-secret-key", "MAESTRO_REDIS_URL": "redis://:pw-123@10.1.1.1:6379/0"])
+        #expect(result.code == 0)
+        #expect(result.output.contains("kafka.example:9092"))
+        #expect(result.output.contains("config file \(file)"))
+        #expect(result.output.contains("flag --log-level"))
+        #expect(result.output.contains("Orb environment ORB_SINKS_SECRET_KEY"))
+        #expect(!result.output.contains("very-secret-key"))
+        #expect(!result.output.contains("pw-123"))
+    }
+
+    @Test("the demo runs end to end against Redis and exits 0")
+    func demo() throws {
+        let result = try maestro(["demo", "--redis-url", try RedisTestServer.url])
+        #expect(result.code == 0, "\(result.output)")
+        #expect(result.output.contains("every value intact"))
+        #expect(result.output.contains("stopped after"))
+        #expect(!result.output.contains("NOT STOPPED"))
+        #expect(!result.output.contains("a\"b: c"), "the password never reaches the screen")
+    }
+}
