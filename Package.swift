@@ -65,7 +65,7 @@ let package = Package(
             dependencies: ["MaestroLua", "MaestroValue", "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
     ]
 )

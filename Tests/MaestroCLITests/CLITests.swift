@@ -1,4 +1,5 @@
 import Foundation
+import MaestroCore
 import MaestroTestSupport
 import Testing
 
@@ -63,6 +64,18 @@ struct CLITests {
         #expect(result.output.contains("Orb environment ORB_SINKS_SECRET_KEY"))
         #expect(!result.output.contains("very-secret-key"))
         #expect(!result.output.contains("pw-123"))
+    }
+
+    @Test("every setting has its flag", arguments: Settings.all.map(\.key))
+    func everySettingHasAFlag(_ key: String) throws {
+        let definition = try #require(Settings.definition(key))
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("value", "x")
+        var arguments = ["config"]
+        if definition.allowsFlagValue { arguments += ["--\(key)", "x"] }
+        if definition.isSecret { arguments += ["--\(key)-file", file] }
+        let result = try maestro(arguments)
+        #expect(result.code != 64, "--\(key) is not accepted: \(result.output)")
     }
 
     @Test("the demo runs end to end against Redis and exits 0")

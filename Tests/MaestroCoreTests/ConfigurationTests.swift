@@ -1,5 +1,6 @@
 import MaestroTestSupport
 import MaestroValue
+import Foundation
 import Testing
 
 @testable import MaestroCore
@@ -128,5 +129,17 @@ struct ConfigurationTests {
     @Test("invalid durations", arguments: ["", "m", "5x", "1.2.3s", "-1s"])
     func invalidDurations(_ text: String) {
         #expect(parseDuration(text) == nil)
+    }
+}
+
+@Suite("Configuration docs")
+struct ConfigurationDocsTests {
+    @Test("docs/configuration.md lists every setting with its environment variable")
+    func everySettingDocumented() throws {
+        let text = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)
+        for definition in Settings.all {
+            #expect(text.contains("| `\(definition.key)`"), "\(definition.key) is missing from docs/configuration.md")
+            #expect(text.contains(definition.environmentVariable), "\(definition.environmentVariable) is missing")
+        }
     }
 }
