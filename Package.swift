@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
@@ -39,6 +40,13 @@ let package = Package(
         .target(
             name: "MaestroCore",
             dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "MaestroPluginHost",
+            dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
@@ -46,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "maestro",
             dependencies: [
-                "MaestroCore", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
+                "MaestroCore", "MaestroPluginHost", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -63,6 +71,12 @@ let package = Package(
         .testTarget(
             name: "MaestroLuaTests",
             dependencies: ["MaestroLua", "MaestroValue", "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MaestroPluginHostTests",
+            dependencies: ["MaestroPluginHost", "MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                           "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),

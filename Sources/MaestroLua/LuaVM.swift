@@ -84,6 +84,8 @@ public final class LuaVM {
     private var boxes: [HostFunctionBox] = []
     private var exports: [String: Int32] = [:]
     private var controlReference: Int32 = 0
+    /// The `maestro` table behind its read-only proxy, where the host sets `maestro.ctx`.
+    private var maestroReference: Int32 = 0
     private var needsReset = false
     /// The message given to `maestro.fail` during the current call.
     var failureMessage: String?
@@ -164,6 +166,8 @@ public final class LuaVM {
         stack.pushString("maestro")
         pushControl("readonly")
         lua_createtable(state, 0, 16)
+        lua_pushvalue(state, -1)
+        maestroReference = luaL_ref(state, maestro_lua_registry_index())
         for module in modules {
             if let name = module.name {
                 pushControl("readonly")
@@ -283,6 +287,19 @@ public final class LuaVM {
         defer { lua_settop(state, base) }
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(reference))
         return try withHostAllowance { () throws(LuaError) in try LuaStack(state: state).value(at: -1, path: module) }
+    }
+
+    /// Sets `maestro.ctx`, what plugin code sees of the current invocation (a map; replaced per call).
+    public func setContext(_ context: Value) throws(LuaError) {
+        try resetIfNeeded()
+        let base = lua_gettop(state)
+        defer { lua_settop(state, base) }
+        try withHostAllowance { () throws(LuaError) in
+            lua_rawgeti(state, maestro_lua_registry_index(), Int64(maestroReference))
+            LuaStack(state: state).pushString("ctx")
+            try LuaStack(state: state).push(context)
+            lua_rawset(state, -3)
+        }
     }
 
     // MARK: calling

@@ -22,6 +22,36 @@ struct SettingsOptions: ParsableArguments {
     var kafkaURL: String?
     @Option(name: .customLong("secret-key-file"), help: "File holding Orb's secret key (ORB_SINKS_SECRET_KEY; default orb).")
     var secretKeyFile: String?
+    @Option(name: .customLong("create-policy"), help: ArgumentHelp(Settings.definition("create-policy")?.help ?? ""))
+    var createPolicy: String?
+    @Option(name: .customLong("workers"), help: ArgumentHelp(Settings.definition("workers")?.help ?? ""))
+    var workers: String?
+    @Option(name: .customLong("stream-maxlen"), help: ArgumentHelp(Settings.definition("stream-maxlen")?.help ?? ""))
+    var streamMaxlen: String?
+    @Option(name: .customLong("group"), help: ArgumentHelp(Settings.definition("group")?.help ?? ""))
+    var group: String?
+    @Option(name: .customLong("group-start"), help: ArgumentHelp(Settings.definition("group-start")?.help ?? ""))
+    var groupStart: String?
+    @Option(name: .customLong("consumer-name"), help: ArgumentHelp(Settings.definition("consumer-name")?.help ?? ""))
+    var consumerName: String?
+    @Option(name: .customLong("min-idle"), help: ArgumentHelp(Settings.definition("min-idle")?.help ?? ""))
+    var minIdle: String?
+    @Option(name: .customLong("max-deliveries"), help: ArgumentHelp(Settings.definition("max-deliveries")?.help ?? ""))
+    var maxDeliveries: String?
+    @Option(name: .customLong("sinks-stream"), help: ArgumentHelp(Settings.definition("sinks-stream")?.help ?? ""))
+    var sinksStream: String?
+    @Option(name: .customLong("config-hash"), help: ArgumentHelp(Settings.definition("config-hash")?.help ?? ""))
+    var configHash: String?
+    @Option(name: .customLong("sinks-hash"), help: ArgumentHelp(Settings.definition("sinks-hash")?.help ?? ""))
+    var sinksHash: String?
+    @Option(name: .customLong("deployment-hash"), help: ArgumentHelp(Settings.definition("deployment-hash")?.help ?? ""))
+    var deploymentHash: String?
+    @Option(name: .customLong("collectors-hash"), help: ArgumentHelp(Settings.definition("collectors-hash")?.help ?? ""))
+    var collectorsHash: String?
+    @Option(name: .customLong("status-stream"), help: ArgumentHelp(Settings.definition("status-stream")?.help ?? ""))
+    var statusStream: String?
+    @Option(name: .customLong("deadletter-stream"), help: ArgumentHelp(Settings.definition("deadletter-stream")?.help ?? ""))
+    var deadletterStream: String?
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
@@ -33,6 +63,7 @@ struct SettingsOptions: ParsableArguments {
             ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
+            ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]
         for (name, value) in pairs {

@@ -1,0 +1,29 @@
+/// The Redis keys maestro reads and writes (DESIGN "Redis: names and rules"). Every name is
+/// configurable; these are the defaults, which are Orb's.
+public struct RedisNames: Sendable, Equatable {
+    public var sinksStream = "orb.sinks"
+    public var sinkerGroup = "orb.sinker"
+    public var configHash = "orb.sinker.otelConfigYaml"
+    public var sinksHash = "orb.sinker.sinks"
+    public var deploymentHash = "orb.maestro.otelCollector"
+    public var collectorsHash = "orb.maestro.collectors"
+    public var statusStream = "orb.maestro.sink_status"
+    public var deadLetterStream = "orb.maestro.deadletter"
+    /// Prefix of the keys a plugin may write: `<prefix><plugin name>:…`.
+    public var pluginKeyPrefix = "maestro:plugin:"
+
+    public init() {}
+
+    /// Names from the resolved settings.
+    public init(configuration: Configuration) {
+        self.init()
+        if let value = configuration.string("sinks-stream") { sinksStream = value }
+        if let value = configuration.string("group") { sinkerGroup = value }
+        if let value = configuration.string("config-hash") { configHash = value }
+        if let value = configuration.string("sinks-hash") { sinksHash = value }
+        if let value = configuration.string("deployment-hash") { deploymentHash = value }
+        if let value = configuration.string("collectors-hash") { collectorsHash = value }
+        if let value = configuration.string("status-stream") { statusStream = value }
+        if let value = configuration.string("deadletter-stream") { deadLetterStream = value }
+    }
+}

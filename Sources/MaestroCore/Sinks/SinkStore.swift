@@ -1,0 +1,130 @@
+public import MaestroRedis
+public import MaestroValue
+internal import Crypto
+
+/// What maestro keeps per sink in `orb.sinker.sinks` (JSON): who owns it, its backend, the id of the
+/// last stream entry applied to it, and whether it was removed (a tombstone).
+public struct SinkRecord: Sendable, Equatable {
+    public var ownerID: String
+    public var backend: String?
+    public var lastEntryID: String
+    public var removed: Bool
+    public var updatedAtMilliseconds: Int64
+
+    public init(ownerID: String, backend: String?, lastEntryID: String, removed: Bool, updatedAtMilliseconds: Int64) {
+        self.ownerID = ownerID
+        self.backend = backend
+        self.lastEntryID = lastEntryID
+        self.removed = removed
+        self.updatedAtMilliseconds = updatedAtMilliseconds
+    }
+
+    public var json: String {
+        var entries: [String: Value] = ["owner": .string(ownerID), "last_entry_id": .string(lastEntryID),
+                                        "removed": .bool(removed), "updated_at": .int(updatedAtMilliseconds)]
+        if let backend { entries["backend"] = .string(backend) }
+        return (try? JSON.encode(.map(entries))) ?? "{}"
+    }
+
+    public init?(json: String) {
+        guard let value = try? JSON.decode(json), let lastEntryID = value["last_entry_id"]?.stringValue else { return nil }
+        self.init(ownerID: value["owner"]?.stringValue ?? "", backend: value["backend"]?.stringValue, lastEntryID: lastEntryID,
+                  removed: value["removed"]?.boolValue ?? false, updatedAtMilliseconds: value["updated_at"]?.intValue ?? 0)
+    }
+}
+
+/// How a compare-and-set of a sink's state ended.
+public enum SinkStoreResult: Sendable, Equatable {
+    /// The effect was stored.
+    case applied
+    /// This very entry was applied before (a redelivery after a crash): nothing changed.
+    case alreadyApplied
+    /// A newer entry was applied to the sink already: this one is skipped.
+    case stale
+}
+
+/// The atomic, ordered writes of the sinker role: every effect compares the entry's id with the last
+/// one applied to the sink and writes only when it is newer, in one server-side script, so that
+/// replicas, reclaimed entries and replays never apply an older event over a newer one.
+public enum SinkStore {
+    public enum Action: String, Sendable {
+        /// Store the config and the record.
+        case apply
+        /// Delete the config, leave a tombstone.
+        case remove
+        /// Keep the last good config; only record that this entry was handled.
+        case invalid
+    }
+
+    public static let script = PipelinedScript("""
+    local function parse(id)
+      local ms, seq = string.match(id, "^(%d+)-(%d+)$")
+      if not ms then return tonumber(id) or 0, 0 end
+      return tonumber(ms), tonumber(seq)
+    end
+    local current = redis.call('HGET', KEYS[1], ARGV[1])
+    if current then
+      local ok, record = pcall(cjson.decode, current)
+      if ok and type(record) == 'table' and type(record.last_entry_id) == 'string' then
+        local last_ms, last_seq = parse(record.last_entry_id)
+        local new_ms, new_seq = parse(ARGV[2])
+        if last_ms > new_ms or (last_ms == new_ms and last_seq > new_seq) then return 0 end
+        if last_ms == new_ms and last_seq == new_seq then return 2 end
+      end
+    end
+    if ARGV[3] == 'apply' then
+      redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+    elseif ARGV[3] == 'remove' then
+      redis.call('HDEL', KEYS[2], ARGV[1])
+    end
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+    return 1
+    """)
+
+    /// The EVALSHA command for one effect, to be pipelined; see `result(of:)`.
+    public static func command(names: RedisNames, sinkID: String, orderingID: String, action: Action, record: SinkRecord,
+                               configYAML: String = "") -> [String] {
+        script.command(keys: [names.sinksHash, names.configHash],
+                       arguments: [sinkID, orderingID, action.rawValue, record.json, configYAML])
+    }
+
+    public static func result(of reply: RedisReply) throws(RedisError) -> SinkStoreResult {
+        switch reply {
+        case .integer(1): return .applied
+        case .integer(2): return .alreadyApplied
+        case .integer(0): return .stale
+        case .error(let text): throw RedisError.fromReply(text)
+        default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the sink store script")
+        }
+    }
+
+    public static func record(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> SinkRecord? {
+        try redis.hget(names.sinksHash, field: sinkID).flatMap(SinkRecord.init(json:))
+    }
+}
+
+/// A server-side script run by EVALSHA inside pipelines: its digest is computed here, so commands can be
+/// built without a round trip; `loadAll` loads the scripts once per connection and again after NOSCRIPT.
+public struct PipelinedScript: Sendable {
+    public let source: String
+    public let sha: String
+
+    public init(_ source: String) {
+        self.source = source
+        sha = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+
+    public func command(keys: [String], arguments: [String]) -> [String] {
+        ["EVALSHA", sha, String(keys.count)] + keys + arguments
+    }
+
+    /// Loads every script maestro pipelines.
+    public static func loadAll(_ redis: RedisConnection) throws(RedisError) {
+        for script in [SinkStore.script, StatusPublisher.script] {
+            try redis.scriptLoad(script.source)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+public import MaestroRedis
+public import MaestroValue
+public import Foundation
+
+/// Orb's sink states (reference §1, §6).
+public enum SinkStatus: String, Sendable, CaseIterable {
+    case unknown, provisioning, provisioningError = "provisioning_error", active, warning, error, idle
+}
+
+/// The one status publisher both roles use: it keeps each sink's state in `orb.maestro.collectors`
+/// and adds an Orb-format event to `orb.maestro.sink_status` only when the status or the message
+/// changes, atomically (a server-side script), so concurrent writers never publish a change twice.
+public enum StatusPublisher {
+    public enum Mode: String, Sendable {
+        /// Set the status.
+        case set
+        /// Set the status only if the sink is in provisioning_error now (a fixed config clears it).
+        case clearError = "clear_error"
+    }
+
+    public static let script = PipelinedScript("""
+    local current = redis.call('HGET', KEYS[1], ARGV[1])
+    local record = {}
+    if current then
+      local ok, decoded = pcall(cjson.decode, current)
+      if ok and type(decoded) == 'table' then record = decoded end
+    end
+    if ARGV[8] == 'clear_error' and record.status ~= 'provisioning_error' then return 0 end
+    local ok, extra = pcall(cjson.decode, ARGV[7])
+    if ok and type(extra) == 'table' then
+      for key, value in pairs(extra) do record[key] = value end
+    end
+    local changed = record.status ~= ARGV[2] or (record.error or '') ~= ARGV[3]
+    record.status = ARGV[2]
+    record.error = ARGV[3]
+    if ARGV[4] ~= '' then record.owner_id = ARGV[4] end
+    if changed then record.status_changed_at = ARGV[5] end
+    redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+    if changed then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'owner_id', record.owner_id or '', 'sink_id', ARGV[1],
+        'status', ARGV[2], 'error_message', ARGV[3], 'timestamp', ARGV[5])
+      return 1
+    end
+    return 0
+    """)
+
+    /// The command publishing `status` for a sink, to be pipelined. `extra` fields (collector name,
+    /// namespace, config hash, times) are merged into the stored record. The reply is 1 when a status
+    /// event was added, 0 when nothing changed.
+    public static func command(names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus, message: String = "",
+                               extra: [String: Value] = [:], mode: Mode = .set, streamMaxLength: Int = 100_000,
+                               now: Date = Date()) -> [String] {
+        script.command(keys: [names.collectorsHash, names.statusStream],
+                       arguments: [sinkID, status.rawValue, message, ownerID, rfc3339(now), String(streamMaxLength),
+                                   (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue])
+    }
+
+    /// Publishes now, on its own.
+    @discardableResult
+    public static func publish(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus,
+                               message: String = "", extra: [String: Value] = [:], mode: Mode = .set) throws(RedisError) -> Bool {
+        let reply = try redis.pipeline([command(names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message,
+                                                extra: extra, mode: mode)])[0]
+        if case .error(let text) = reply {
+            let error = RedisError.fromReply(text)
+            guard error.kind == .noScript else { throw error }
+            try PipelinedScript.loadAll(redis)
+            return try publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message, extra: extra, mode: mode)
+        }
+        return reply.integer == 1
+    }
+
+    public static func rfc3339(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+}

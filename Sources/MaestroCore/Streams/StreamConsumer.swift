@@ -1,0 +1,530 @@
+public import Foundation
+public import Logging
+public import MaestroRedis
+public import MaestroValue
+internal import Synchronization
+
+/// An entry handed to a processor, with how many times the group has delivered it.
+public struct DeliveredEntry: Sendable {
+    public var entry: StreamEntry
+    public var deliveries: Int
+    /// True when this consumer re-read it from its pending list or reclaimed it from another consumer.
+    public var redelivered: Bool
+    /// When it was first deferred (waiting on older pending entries).
+    var deferredSince: Date?
+}
+
+/// What became of an entry.
+public enum EntryOutcome: Sendable, Equatable {
+    /// Handled and its effects stored: acknowledge it.
+    case acknowledged
+    /// Handled, but a newer entry of the same sink was applied already: acknowledge, count as stale.
+    case skippedStale
+    /// A handler failure (a plugin's `error()`): retry after a capped backoff, counting a delivery.
+    case retry(reason: String)
+    /// May depend on an older entry still pending in the group: retry later without counting a delivery.
+    case deferred(reason: String)
+    /// Malformed or terminally failed: dead-letter now.
+    case deadLetter(reason: String, plugin: String?)
+}
+
+/// The work done for a batch of entries, on one worker's thread with that worker's own connection.
+/// Outcomes come back in the batch's order. A thrown `RedisError` means "nothing of this batch is
+/// known to be stored": the batch is tried again after reconnecting.
+public protocol StreamBatchProcessor: AnyObject {
+    func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome]
+}
+
+public struct StreamConsumerOptions: Sendable {
+    public var stream: String
+    public var group: String
+    /// Where a new group starts: `0` (everything in the stream) or `$` (only new entries).
+    public var groupStart: String
+    public var consumerName: String
+    public var workers: Int
+    public var batchSize: Int
+    public var blockMilliseconds: Int
+    /// Entries idle this long in another consumer's pending list are reclaimed.
+    public var minIdleMilliseconds: Int
+    public var maxDeliveries: Int
+    public var deadLetterStream: String
+    /// `MAXLEN ~` for the streams maestro writes.
+    public var streamMaxLength: Int
+    /// Consumers idle this long with nothing pending are removed from the group.
+    public var consumerRemovalMilliseconds: Int
+
+    public init(stream: String, group: String, groupStart: String = "0", consumerName: String, workers: Int = 1,
+                batchSize: Int = 200, blockMilliseconds: Int = 1_000, minIdleMilliseconds: Int = 60_000, maxDeliveries: Int = 5,
+                deadLetterStream: String = "orb.maestro.deadletter", streamMaxLength: Int = 100_000,
+                consumerRemovalMilliseconds: Int? = nil) {
+        self.stream = stream
+        self.group = group
+        self.groupStart = groupStart
+        self.consumerName = consumerName
+        self.workers = max(1, workers)
+        self.batchSize = max(1, batchSize)
+        self.blockMilliseconds = blockMilliseconds
+        self.minIdleMilliseconds = minIdleMilliseconds
+        self.maxDeliveries = max(1, maxDeliveries)
+        self.deadLetterStream = deadLetterStream
+        self.streamMaxLength = streamMaxLength
+        self.consumerRemovalMilliseconds = consumerRemovalMilliseconds ?? max(10 * minIdleMilliseconds, 3_600_000)
+    }
+
+    /// Retries of handler failures back off from 100 ms, doubling, capped well below the min-idle time
+    /// so that a live consumer's entry is never reclaimed while it waits.
+    var retryCapMilliseconds: Int { max(100, min(5_000, minIdleMilliseconds / 4)) }
+}
+
+/// Counters of what the consumer did; read by metrics and tests.
+public struct StreamConsumerCounters: Sendable, Equatable {
+    public var acknowledged = 0
+    public var skippedStale = 0
+    public var retried = 0
+    public var deferred = 0
+    public var deadLettered = 0
+    public var reclaimed = 0
+    public var reconnects = 0
+    /// Entries trimmed from the stream before this group read them (XINFO GROUPS lag).
+    public var trimmedBeforeRead = 0
+}
+
+/// Consumes one stream in a consumer group and loses nothing (DESIGN "Redis: names and rules"): own
+/// pending entries first, then new ones; entries of dead consumers reclaimed after the min-idle time;
+/// acknowledgement only after the processor stored the effects; dead letters written and acknowledged
+/// in one MULTI/EXEC; NOGROUP re-creates the group; a lost connection reconnects with backoff.
+///
+/// One reader thread reads in batches and routes each entry by a hash of its routing key (the sink
+/// id), so one sink's entries are handled in order by one worker; each worker thread owns its
+/// processor and its Redis connection.
+public final class StreamConsumer: Sendable {
+    public let options: StreamConsumerOptions
+    private let redisURL: RedisURL
+    private let logger: Logger
+    private let routingKey: @Sendable (StreamEntry) -> String
+    private let makeProcessor: @Sendable (Int) throws -> any StreamBatchProcessor
+    private let state = Mutex(State())
+    private let queues: [WorkQueue]
+    private let finished = DispatchGroup()
+
+    struct State {
+        var stopping = false
+        var started = false
+        var inFlight: Set<String> = []
+        var counters = StreamConsumerCounters()
+        var lastTrimWarning = ""
+    }
+
+    public init(options: StreamConsumerOptions, redisURL: RedisURL, logger: Logger,
+                routingKey: @escaping @Sendable (StreamEntry) -> String,
+                makeProcessor: @escaping @Sendable (_ worker: Int) throws -> any StreamBatchProcessor) {
+        self.options = options
+        self.redisURL = redisURL
+        self.logger = logger
+        self.routingKey = routingKey
+        self.makeProcessor = makeProcessor
+        queues = (0..<options.workers).map { _ in WorkQueue(capacity: options.batchSize * 2) }
+    }
+
+    public var counters: StreamConsumerCounters { state.withLock { $0.counters } }
+
+    /// Starts the reader and the workers on threads of their own.
+    public func start() {
+        let alreadyStarted = state.withLock { state -> Bool in
+            defer { state.started = true }
+            return state.started
+        }
+        guard !alreadyStarted else { return }
+        for index in 0..<options.workers {
+            finished.enter()
+            startThread(name: "maestro-worker-\(index)") { [self] in
+                defer { finished.leave() }
+                runWorker(index)
+            }
+        }
+        finished.enter()
+        startThread(name: "maestro-reader") { [self] in
+            defer { finished.leave() }
+            runReader()
+        }
+    }
+
+    /// Stops reading; entries being handled finish and are acknowledged; queued ones stay pending for
+    /// the next start. Returns when every thread has ended (or the timeout passed: false).
+    @discardableResult
+    public func stop(timeout: TimeInterval = 30) -> Bool {
+        state.withLock { $0.stopping = true }
+        for queue in queues { queue.close() }
+        return finished.wait(timeout: .now() + timeout) == .success
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
+
+    private func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread(block: body)
+        thread.name = name
+        // Lua and YAML recursion run on these threads; give them a main-thread-sized stack.
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+
+    // MARK: reader
+
+    private func runReader() {
+        var redis: RedisConnection?
+        // Own pending entries are read first, page by page from this id; nil once they are all read.
+        var historyCursor: String? = "0"
+        var lastMaintenance = Date.distantPast
+        var failures = 0
+        while !isStopping {
+            do {
+                if redis == nil || redis!.isBroken {
+                    redis = try RedisConnection(url: redisURL)
+                    try ensureGroup(redis!)
+                    // After a reconnect, own pending entries are read again (those in flight are skipped).
+                    historyCursor = "0"
+                }
+                let connection = redis!
+                if Date().timeIntervalSince(lastMaintenance) * 1000 >= Double(min(options.minIdleMilliseconds / 2, 5_000)) {
+                    lastMaintenance = Date()
+                    try maintain(connection)
+                }
+                let entries = try connection.xreadgroup(
+                    group: options.group, consumer: options.consumerName, stream: options.stream,
+                    id: historyCursor ?? ">", count: options.batchSize,
+                    blockMilliseconds: historyCursor == nil ? options.blockMilliseconds : nil)
+                failures = 0
+                if historyCursor != nil {
+                    historyCursor = entries.last?.id
+                    try dispatch(entries, redis: connection, redelivered: true)
+                } else {
+                    try dispatch(entries, redis: connection, redelivered: false)
+                }
+            } catch {
+                if error.kind == .noGroup, let connection = redis {
+                    logger.warning("consumer group missing, creating it again", metadata: ["stream": "\(options.stream)", "group": "\(options.group)"])
+                    try? ensureGroup(connection)
+                    continue
+                }
+                failures += 1
+                redis?.close()
+                state.withLock { $0.counters.reconnects += 1 }
+                let delay = min(5.0, 0.05 * pow(2.0, Double(min(failures, 10))))
+                logger.warning("Redis unavailable, retrying", metadata: ["error": "\(error.message)", "retry.seconds": "\(delay)"])
+                Thread.sleep(forTimeInterval: delay)
+            }
+        }
+        redis?.close()
+    }
+
+    private func ensureGroup(_ redis: RedisConnection) throws(RedisError) {
+        if try redis.xgroupCreate(options.stream, group: options.group, startID: options.groupStart, makeStream: true) {
+            logger.info("consumer group created", metadata: ["stream": "\(options.stream)", "group": "\(options.group)", "start": "\(options.groupStart)"])
+        }
+    }
+
+    /// Hands entries to their workers; re-read and reclaimed ones carry their delivery counts.
+    private func dispatch(_ entries: [StreamEntry], redis: RedisConnection, redelivered: Bool) throws(RedisError) {
+        guard !entries.isEmpty else { return }
+        var counts: [String: Int] = [:]
+        if redelivered, let first = entries.first?.id, let last = entries.last?.id {
+            for pending in try redis.xpending(options.stream, group: options.group, start: first, end: last, count: entries.count + 10) {
+                counts[pending.id] = Int(pending.deliveries)
+            }
+        }
+        let fresh = state.withLock { state -> [StreamEntry] in
+            let fresh = entries.filter { !state.inFlight.contains($0.id) }
+            for entry in fresh { state.inFlight.insert(entry.id) }
+            return fresh
+        }
+        for entry in fresh {
+            let delivered = DeliveredEntry(entry: entry, deliveries: counts[entry.id] ?? 1, redelivered: redelivered)
+            let worker = entry.isDeleted ? 0 : Int(stableHash(routingKey(entry)) % UInt64(options.workers))
+            if !queues[worker].push(delivered) {
+                // Closed while stopping: the entry stays pending for the next start.
+                state.withLock { _ = $0.inFlight.remove(entry.id) }
+            }
+        }
+    }
+
+    /// Reclaims entries of dead consumers, removes idle consumers, and reports trimmed entries.
+    private func maintain(_ redis: RedisConnection) throws(RedisError) {
+        var start = "0-0"
+        repeat {
+            let claimed = try redis.xautoclaim(options.stream, group: options.group, consumer: options.consumerName,
+                                               minIdleMilliseconds: options.minIdleMilliseconds, startID: start, count: options.batchSize)
+            if !claimed.entries.isEmpty {
+                state.withLock { $0.counters.reclaimed += claimed.entries.count }
+                logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
+                            metadata: ["stream": "\(options.stream)", "count": "\(claimed.entries.count)"])
+                try dispatch(claimed.entries, redis: redis, redelivered: true)
+            }
+            if !claimed.deletedIDs.isEmpty {
+                state.withLock { $0.counters.trimmedBeforeRead += claimed.deletedIDs.count }
+                logger.warning("pending entries were trimmed from the stream before they were handled",
+                               metadata: ["stream": "\(options.stream)", "count": "\(claimed.deletedIDs.count)"])
+            }
+            start = claimed.nextStartID
+        } while start != "0-0" && !isStopping
+
+        for consumer in try redis.xinfoConsumers(options.stream, group: options.group) {
+            guard let name = consumer["name"]?.string, name != options.consumerName,
+                  consumer["pending"]?.integer == 0, let idle = consumer["idle"]?.integer,
+                  idle > Int64(options.consumerRemovalMilliseconds) else { continue }
+            try redis.xgroupDelConsumer(options.stream, group: options.group, consumer: name)
+            logger.info("removed an idle consumer with nothing pending", metadata: ["consumer": "\(name)"])
+        }
+
+        // Entries trimmed before the group read them: the group's last id is older than the newest trim.
+        let info = try redis.xinfoStream(options.stream)
+        if let maxDeleted = info["max-deleted-entry-id"]?.string.flatMap(StreamID.init),
+           let group = try redis.xinfoGroups(options.stream).first(where: { $0["name"]?.string == options.group }),
+           let lastDelivered = group["last-delivered-id"]?.string.flatMap(StreamID.init),
+           maxDeleted > lastDelivered {
+            let warning = "\(lastDelivered)<\(maxDeleted)"
+            let isNew = state.withLock { state -> Bool in
+                defer { state.lastTrimWarning = warning }
+                return state.lastTrimWarning != warning
+            }
+            if isNew {
+                state.withLock { $0.counters.trimmedBeforeRead += 1 }
+                logger.warning("entries were trimmed from the stream before this group read them; raise the producer's MAXLEN",
+                               metadata: ["stream": "\(options.stream)", "group.last_delivered": "\(lastDelivered)", "stream.max_deleted": "\(maxDeleted)"])
+            }
+        }
+    }
+
+    // MARK: workers
+
+    private struct Waiting {
+        var delivered: DeliveredEntry
+        var due: Date
+    }
+
+    private func runWorker(_ index: Int) {
+        let processor: any StreamBatchProcessor
+        do {
+            processor = try makeProcessor(index)
+        } catch {
+            logger.critical("worker cannot start", metadata: ["worker": "\(index)", "error": "\(error)"])
+            return
+        }
+        var redis: RedisConnection?
+        var waiting: [Waiting] = []
+        let queue = queues[index]
+        while true {
+            let now = Date()
+            var batch = waiting.filter { $0.due <= now }.map(\.delivered)
+            waiting.removeAll { $0.due <= now }
+            let nextDue = waiting.map(\.due).min()
+            let timeout = batch.isEmpty ? (nextDue.map { max(0.001, $0.timeIntervalSinceNow) } ?? 0.5) : 0
+            let room = max(1, options.batchSize - batch.count)
+            let (taken, closed) = queue.take(max: room, timeout: timeout)
+            batch += taken
+            if closed {
+                // Stopping: nothing new starts; what was not handled stays pending for the next start.
+                releaseInFlight(batch.map(\.entry.id) + waiting.map(\.delivered.entry.id) + queue.drain().map(\.entry.id))
+                break
+            }
+            if batch.isEmpty { continue }
+            handle(batch, processor: processor, redis: &redis, waiting: &waiting)
+        }
+        redis?.close()
+    }
+
+    private func releaseInFlight(_ ids: [String]) {
+        state.withLock { state in
+            for id in ids { state.inFlight.remove(id) }
+        }
+    }
+
+    /// Processes a batch until its outcomes are stored; Redis failures retry the whole batch.
+    private func handle(_ batch: [DeliveredEntry], processor: any StreamBatchProcessor, redis: inout RedisConnection?,
+                        waiting: inout [Waiting]) {
+        var failures = 0
+        while true {
+            do {
+                if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
+                let connection = redis!
+                // An entry delivered too often (a crash loop) is dead-lettered without running again.
+                var outcomes = [EntryOutcome?](repeating: nil, count: batch.count)
+                var runnable: [DeliveredEntry] = []
+                var runnableIndexes: [Int] = []
+                for (position, delivered) in batch.enumerated() {
+                    if delivered.entry.isDeleted {
+                        outcomes[position] = .acknowledged
+                    } else if delivered.deliveries > options.maxDeliveries {
+                        outcomes[position] = .deadLetter(reason: "delivered \(delivered.deliveries) times without being handled", plugin: nil)
+                    } else {
+                        runnable.append(delivered)
+                        runnableIndexes.append(position)
+                    }
+                }
+                if !runnable.isEmpty {
+                    let results = try processor.process(runnable, redis: connection)
+                    for (offset, outcome) in results.enumerated() where offset < runnableIndexes.count {
+                        outcomes[runnableIndexes[offset]] = outcome
+                    }
+                }
+                try settle(batch, outcomes: outcomes.map { $0 ?? .retry(reason: "no outcome") }, redis: connection, waiting: &waiting)
+                return
+            } catch {
+                failures += 1
+                redis?.close()
+                if isStopping && failures > 3 {
+                    // Leave the entries pending; the next start re-reads them.
+                    releaseInFlight(batch.map(\.entry.id))
+                    return
+                }
+                let delay = min(5.0, 0.05 * pow(2.0, Double(min(failures, 10))))
+                logger.warning("Redis failure while handling a batch, retrying", metadata: ["error": "\(error)", "retry.seconds": "\(delay)"])
+                Thread.sleep(forTimeInterval: delay)
+            }
+        }
+    }
+
+    /// Acknowledges, dead-letters (with the ack, in one MULTI/EXEC), or schedules retries.
+    private func settle(_ batch: [DeliveredEntry], outcomes: [EntryOutcome], redis: RedisConnection, waiting: inout [Waiting]) throws {
+        var acknowledge: [String] = []
+        var deadLetters: [[String]] = []
+        var finishedIDs: [String] = []
+        var counters = StreamConsumerCounters()
+        for (delivered, outcome) in zip(batch, outcomes) {
+            let id = delivered.entry.id
+            switch outcome {
+            case .acknowledged, .skippedStale:
+                acknowledge.append(id)
+                finishedIDs.append(id)
+                if outcome == .skippedStale { counters.skippedStale += 1 } else { counters.acknowledged += 1 }
+            case .deadLetter(let reason, let plugin):
+                deadLetters.append(deadLetterCommand(delivered, reason: reason, plugin: plugin))
+                acknowledge.append(id)
+                finishedIDs.append(id)
+                counters.deadLettered += 1
+                logger.warning("entry dead-lettered", metadata: ["stream": "\(options.stream)", "event.id": "\(id)",
+                                                                 "reason": "\(reason)", "plugin.name": "\(plugin ?? "")"])
+            case .retry(let reason):
+                var next = delivered
+                next.deliveries += 1
+                if next.deliveries > options.maxDeliveries {
+                    deadLetters.append(deadLetterCommand(delivered, reason: "failed \(delivered.deliveries) times: \(reason)", plugin: nil))
+                    acknowledge.append(id)
+                    finishedIDs.append(id)
+                    counters.deadLettered += 1
+                    logger.warning("entry dead-lettered after its last retry", metadata: ["event.id": "\(id)", "reason": "\(reason)"])
+                } else {
+                    let delay = min(Double(options.retryCapMilliseconds), 100 * pow(2.0, Double(delivered.deliveries - 1))) / 1000
+                    next.deferredSince = nil
+                    waiting.append(Waiting(delivered: next, due: Date().addingTimeInterval(delay)))
+                    counters.retried += 1
+                    logger.info("entry will be retried", metadata: ["event.id": "\(id)", "reason": "\(reason)", "retry.seconds": "\(delay)"])
+                }
+            case .deferred(let reason):
+                var next = delivered
+                let firstDeferred = delivered.deferredSince ?? Date()
+                next.deferredSince = firstDeferred
+                // Waiting on older entries is bounded: past twice the min-idle time they had their chance
+                // to be reclaimed, and waiting starts to count as deliveries.
+                if Date().timeIntervalSince(firstDeferred) * 1000 > Double(2 * options.minIdleMilliseconds) {
+                    next.deliveries += 1
+                }
+                if next.deliveries > options.maxDeliveries {
+                    deadLetters.append(deadLetterCommand(delivered, reason: reason, plugin: nil))
+                    acknowledge.append(id)
+                    finishedIDs.append(id)
+                    counters.deadLettered += 1
+                } else {
+                    waiting.append(Waiting(delivered: next, due: Date().addingTimeInterval(Double(options.retryCapMilliseconds) / 1000)))
+                    counters.deferred += 1
+                }
+            }
+        }
+        if !deadLetters.isEmpty {
+            guard try redis.transaction(deadLetters + [RedisConnection.xackArguments(options.stream, group: options.group, ids: acknowledge)]) != nil else {
+                throw RedisError(kind: .server, message: "dead-letter transaction aborted")
+            }
+        } else if !acknowledge.isEmpty {
+            try redis.xack(options.stream, group: options.group, ids: acknowledge)
+        }
+        releaseInFlight(finishedIDs)
+        state.withLock { state in
+            state.counters.acknowledged += counters.acknowledged
+            state.counters.skippedStale += counters.skippedStale
+            state.counters.retried += counters.retried
+            state.counters.deferred += counters.deferred
+            state.counters.deadLettered += counters.deadLettered
+        }
+    }
+
+    private func deadLetterCommand(_ delivered: DeliveredEntry, reason: String, plugin: String?) -> [String] {
+        var fields: [String: Value] = [:]
+        for field in delivered.entry.fields where fields[field.name] == nil { fields[field.name] = .string(field.value) }
+        return RedisConnection.xaddArguments(options.deadLetterStream, fields: [
+            ("stream", options.stream), ("id", delivered.entry.id), ("reason", reason), ("plugin", plugin ?? ""),
+            ("deliveries", String(delivered.deliveries)), ("failed_at", StatusPublisher.rfc3339(Date())),
+            ("fields", (try? JSON.encode(.map(fields))) ?? "{}"),
+        ], trim: .approximateMaxLength(options.streamMaxLength))
+    }
+}
+
+/// FNV-1a: the same sink goes to the same worker in every process and every run.
+func stableHash(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0100_0000_01b3
+    }
+    return hash
+}
+
+/// A bounded queue between the reader and one worker.
+final class WorkQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [DeliveredEntry] = []
+    private var closed = false
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Blocks while full; false when the queue was closed.
+    func push(_ item: DeliveredEntry) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count >= capacity && !closed { condition.wait() }
+        guard !closed else { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// Up to `max` items, waiting at most `timeout` seconds for the first.
+    func take(max: Int, timeout: TimeInterval) -> (items: [DeliveredEntry], closed: Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        if items.isEmpty && !closed && timeout > 0 {
+            _ = condition.wait(until: Date().addingTimeInterval(timeout))
+        }
+        let count = min(max, items.count)
+        let taken = Array(items.prefix(count))
+        items.removeFirst(count)
+        if count > 0 { condition.broadcast() }
+        return (taken, closed)
+    }
+
+    /// Everything still queued (after `close`).
+    func drain() -> [DeliveredEntry] {
+        condition.lock()
+        defer { condition.unlock() }
+        let remaining = items
+        items.removeAll()
+        condition.broadcast()
+        return remaining
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,125 @@
+public import Logging
+public import MaestroCore
+public import MaestroLua
+public import MaestroValue
+internal import Foundation
+
+/// A plugin as its `schema.lua` describes it.
+public struct PluginManifest: Sendable {
+    public let name: String
+    public let version: String
+    public let description: String
+    public let folder: String
+    /// The sink backend it serves (`binds = { sink_backend = "prometheus" }`), if any.
+    public let sinkBackend: String?
+    /// Other bindings (`binds = { collector_status = true }`), by name.
+    public let bindings: [String]
+    /// Rules for a sink's config (`sink = { fields = … }`).
+    public let sinkSchema: ConfigSchema
+    /// Rules for the plugin's own settings (`settings = { fields = … }`), from the config file's `plugins:`.
+    public let settingsSchema: ConfigSchema
+    /// The plugin's settings, validated, with defaults filled in.
+    public let settings: Value
+}
+
+/// A plugin that could not be loaded, and why (with file:line where Lua knows it).
+public struct PluginLoadFailure: Sendable, Equatable {
+    public let folder: String
+    public let message: String
+}
+
+/// The plugins of a `--plugins-dir`: every folder not starting with `_` that holds a `schema.lua`.
+/// A broken plugin is reported and left out; the others load.
+public struct PluginCatalog: Sendable {
+    public let root: String
+    public let plugins: [PluginManifest]
+    public let failures: [PluginLoadFailure]
+    public let limits: LuaLimits
+
+    public struct LuaLimits: Sendable {
+        public var instructionBudget: Int
+        public var memoryLimitBytes: Int
+        public init(instructionBudget: Int = LuaConfiguration.defaultInstructionBudget, memoryLimitBytes: Int = LuaConfiguration.defaultMemoryLimitBytes) {
+            self.instructionBudget = instructionBudget
+            self.memoryLimitBytes = memoryLimitBytes
+        }
+    }
+
+    public func plugin(forBackend backend: String) -> PluginManifest? {
+        plugins.first { $0.sinkBackend == backend }
+    }
+
+    public func plugin(named name: String) -> PluginManifest? {
+        plugins.first { $0.name == name }
+    }
+
+    /// Discovers and checks the plugins: schema valid, settings valid, handler loads in the sandbox.
+    public static func load(root: String, settings: [String: Value] = [:], limits: LuaLimits = LuaLimits(),
+                            logger: Logger = Logger(label: "maestro.plugins")) -> PluginCatalog {
+        var plugins: [PluginManifest] = []
+        var failures: [PluginLoadFailure] = []
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+        for name in names where !name.hasPrefix("_") && !name.hasPrefix(".") {
+            let folder = root + "/" + name
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue,
+                  FileManager.default.fileExists(atPath: folder + "/schema.lua") else { continue }
+            do {
+                let manifest = try loadOne(folder: folder, root: root, settings: settings, limits: limits, logger: logger)
+                if let backend = manifest.sinkBackend, let other = plugins.first(where: { $0.sinkBackend == backend }) {
+                    throw PluginError("backend \(backend) is served by \(other.name) already")
+                }
+                plugins.append(manifest)
+            } catch {
+                failures.append(PluginLoadFailure(folder: folder, message: "\(error)"))
+                logger.error("plugin failed to load", metadata: ["plugin.folder": "\(folder)", "error": "\(error)"])
+            }
+        }
+        for unknown in settings.keys.sorted() where !plugins.contains(where: { $0.name == unknown }) && !failures.contains(where: { $0.folder.hasSuffix("/" + unknown) }) {
+            failures.append(PluginLoadFailure(folder: root + "/" + unknown, message: "settings are given for plugin \(unknown), which does not exist"))
+        }
+        return PluginCatalog(root: root, plugins: plugins, failures: failures, limits: limits)
+    }
+
+    static func loadOne(folder: String, root: String, settings: [String: Value], limits: LuaLimits, logger: Logger) throws -> PluginManifest {
+        let vm = try LuaVM(configuration: LuaConfiguration(name: (folder as NSString).lastPathComponent, instructionBudget: limits.instructionBudget,
+                                                           memoryLimitBytes: limits.memoryLimitBytes, moduleRoots: [root], logger: logger))
+        try vm.loadModule(file: folder + "/schema.lua", as: "schema", chunkName: relative(folder + "/schema.lua", to: root))
+        let schema = try vm.moduleValue("schema")
+        guard case .map = schema else { throw PluginError("\(folder)/schema.lua must return a table") }
+        guard let name = schema["name"]?.stringValue, !name.isEmpty else { throw PluginError("\(folder)/schema.lua: name is required") }
+        let expected = (folder as NSString).lastPathComponent
+        guard name == expected else { throw PluginError("\(folder)/schema.lua: name \"\(name)\" must match the folder name \"\(expected)\"") }
+        let binds = schema["binds"]?.mapValue ?? [:]
+        let sinkSchema = try ConfigSchema(fields: schema["sink"]?["fields"], path: "sink.fields")
+        let settingsSchema = try ConfigSchema(fields: schema["settings"]?["fields"], path: "settings.fields")
+        let validatedSettings: Value
+        do {
+            validatedSettings = try settingsSchema.validate(settings[name] ?? .map([:]), path: "plugins.\(name)")
+        } catch {
+            throw PluginError("settings of plugin \(name): \(error.message)")
+        }
+        guard FileManager.default.fileExists(atPath: folder + "/handler.lua") else { throw PluginError("\(folder)/handler.lua is missing") }
+        try vm.loadModule(file: folder + "/handler.lua", as: "handler", chunkName: relative(folder + "/handler.lua", to: root))
+        if binds["sink_backend"] != nil && !vm.hasFunction("handler", "on_sink_create") {
+            throw PluginError("\(folder)/handler.lua must return a table with an on_sink_create function")
+        }
+        return PluginManifest(name: name, version: schema["version"]?.stringValue ?? "0.0.0",
+                              description: schema["description"]?.stringValue ?? "", folder: folder,
+                              sinkBackend: binds["sink_backend"]?.stringValue,
+                              bindings: binds.keys.sorted(), sinkSchema: sinkSchema, settingsSchema: settingsSchema,
+                              settings: validatedSettings)
+    }
+
+    /// `plugins/prometheus/handler.lua`, as errors should name it.
+    static func relative(_ path: String, to root: String) -> String {
+        let base = (root as NSString).lastPathComponent
+        guard path.hasPrefix(root + "/") else { return path }
+        return base + "/" + path.dropFirst(root.count + 1)
+    }
+}
+
+public struct PluginError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

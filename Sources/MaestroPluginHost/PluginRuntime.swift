@@ -1,0 +1,157 @@
+public import Logging
+public import MaestroCore
+public import MaestroLua
+public import MaestroRedis
+public import MaestroValue
+
+/// The Redis connection plugin code uses through `maestro.redis`: the worker's own, set per batch.
+public final class PluginRedisAccess: @unchecked Sendable {
+    // Confined to the worker thread that owns the runtime.
+    public var connection: RedisConnection?
+    public init() {}
+}
+
+/// One worker's plugin VMs: one per plugin, created on first use, each with the host API. A VM is
+/// never shared between threads.
+public final class PluginRuntime {
+    public let catalog: PluginCatalog
+    public let names: RedisNames
+    public let redis = PluginRedisAccess()
+    private let logger: Logger
+    private var machines: [String: LuaVM] = [:]
+
+    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger) {
+        self.catalog = catalog
+        self.names = names
+        self.logger = logger
+    }
+
+    /// The VM of a plugin, loading `handler.lua` the first time (and again after a terminal failure).
+    public func machine(for plugin: PluginManifest) throws(LuaError) -> LuaVM {
+        if let vm = machines[plugin.name] { return vm }
+        let root = catalog.root
+        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis)
+        let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
+                                                           memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
+                                                           logger: logger),
+                           modules: modules) { vm throws(LuaError) in
+            try vm.loadModule(file: plugin.folder + "/handler.lua", as: "handler",
+                              chunkName: PluginCatalog.relative(plugin.folder + "/handler.lua", to: root))
+            try vm.sealGlobals()
+        }
+        machines[plugin.name] = vm
+        return vm
+    }
+}
+
+/// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail` and the
+/// scoped `maestro.redis`.
+enum PluginHostAPI {
+    static func modules(plugin: PluginManifest, names: RedisNames, redis: PluginRedisAccess) -> [LuaHostModule] {
+        [
+            LuaHostModule(name: nil, functions: [
+                LuaHostFunction("fail") { arguments throws(LuaHostError) in
+                    guard case .string(let message)? = arguments.first ?? nil else {
+                        throw LuaHostError("maestro.fail: bad argument #1 (string expected)", terminal: true)
+                    }
+                    throw LuaHostError(message, terminal: true)
+                },
+            ]),
+            LuaHostModule(name: "redis", functions: ScopedRedis(plugin: plugin.name, names: names, access: redis).functions()),
+        ]
+    }
+}
+
+/// `maestro.redis.*`: a plugin writes only keys under `maestro:plugin:<name>:` and reads those plus
+/// the two config hashes. Runtime failures (Redis down) return `nil, err`.
+struct ScopedRedis: Sendable {
+    let plugin: String
+    let names: RedisNames
+    let access: PluginRedisAccess
+
+    var prefix: String { names.pluginKeyPrefix + plugin + ":" }
+
+    func writable(_ key: String, _ function: String) throws(LuaHostError) -> String {
+        guard key.hasPrefix(prefix), key.utf8.count <= 1024 else {
+            throw LuaHostError("bad argument #1 (key \"\(String(key.prefix(80)))\" is outside this plugin's prefix \(prefix))")
+        }
+        return key
+    }
+
+    func readable(_ key: String) throws(LuaHostError) -> String {
+        guard key.hasPrefix(prefix) || key == names.configHash || key == names.deploymentHash else {
+            throw LuaHostError("bad argument #1 (key \"\(String(key.prefix(80)))\" is not readable by plugins: use this plugin's prefix \(prefix) or the config hashes)")
+        }
+        return key
+    }
+
+    func run(_ command: [String]) -> [Value?] {
+        guard let connection = access.connection else { return [nil, .string("Redis is not available here")] }
+        do {
+            let reply = try connection.command(command)
+            return [convert(reply)]
+        } catch {
+            return [nil, .string(error.message)]
+        }
+    }
+
+    func convert(_ reply: RedisReply) -> Value? {
+        switch reply {
+        case .null: return nil
+        case .integer(let number): return .int(number)
+        case .bulk, .status: return .string(reply.string ?? "")
+        case .array(let items): return .list(items.map { convert($0) ?? .null })
+        case .error(let text): return .string(text)
+        }
+    }
+
+    func functions() -> [LuaHostFunction] {
+        let scope = self
+        return [
+            LuaHostFunction("get") { arguments throws(LuaHostError) in
+                scope.run(["GET", try scope.readable(try string(arguments, 1))])
+            },
+            LuaHostFunction("set") { arguments throws(LuaHostError) in
+                let key = try scope.writable(try string(arguments, 1), "set")
+                var command = ["SET", key, try string(arguments, 2)]
+                if arguments.count >= 3, let options = arguments[2], case .int(let milliseconds)? = options["px"] {
+                    command += ["PX", String(milliseconds)]
+                }
+                return scope.run(command)
+            },
+            LuaHostFunction("del") { arguments throws(LuaHostError) in
+                scope.run(["DEL", try scope.writable(try string(arguments, 1), "del")])
+            },
+            LuaHostFunction("hget") { arguments throws(LuaHostError) in
+                scope.run(["HGET", try scope.readable(try string(arguments, 1)), try string(arguments, 2)])
+            },
+            LuaHostFunction("hset") { arguments throws(LuaHostError) in
+                scope.run(["HSET", try scope.writable(try string(arguments, 1), "hset"), try string(arguments, 2), try string(arguments, 3)])
+            },
+            LuaHostFunction("hdel") { arguments throws(LuaHostError) in
+                scope.run(["HDEL", try scope.writable(try string(arguments, 1), "hdel"), try string(arguments, 2)])
+            },
+            LuaHostFunction("xadd") { arguments throws(LuaHostError) in
+                let stream = try scope.writable(try string(arguments, 1), "xadd")
+                guard arguments.count >= 2, case .map(let fields)? = arguments[1], !fields.isEmpty else {
+                    throw LuaHostError.badArgument(2, "a non-empty map of fields expected")
+                }
+                var pairs: [(String, String)] = []
+                for key in fields.keys.sorted() {
+                    guard case .string(let value) = fields[key]! else { throw LuaHostError.badArgument(2, "field \(key) must be a string") }
+                    pairs.append((key, value))
+                }
+                var maxLength = 10_000
+                if arguments.count >= 3, let options = arguments[2], case .int(let length)? = options["maxlen"] { maxLength = Int(length) }
+                return scope.run(RedisConnection.xaddArguments(stream, fields: pairs, trim: .approximateMaxLength(maxLength)))
+            },
+        ]
+    }
+}
+
+func string(_ arguments: [Value?], _ position: Int) throws(LuaHostError) -> String {
+    guard arguments.count >= position, case .string(let text)? = arguments[position - 1] else {
+        throw LuaHostError.badArgument(position, "string expected")
+    }
+    return text
+}

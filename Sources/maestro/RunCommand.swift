@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MaestroCore
+import MaestroPluginHost
+import MaestroRedis
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Consume orb.sinks and store each sink's collector config (the sinker role) until SIGTERM."
+    )
+
+    @OptionGroup var settings: SettingsOptions
+
+    func run() throws {
+        try exitingOnInvalidInput {
+            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: configuration.string("log-level") ?? "info")
+            let logger = Logger(label: "maestro")
+            let wiring = Wiring(configuration: configuration)
+            let redisURL = try wiring.redisURL()
+            let catalog = wiring.loadPlugins(logger: logger)
+            for plugin in catalog.plugins {
+                logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
+                                                        "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
+            }
+            // The collectors side (the maestro role) is not part of this build yet: configs are stored and
+            // status kept, and nothing is deployed.
+            let context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
+            if context.policy == .eager {
+                logger.warning("the maestro role (collector deployment) is not available in this build: configs are stored only")
+            }
+            let options = wiring.consumerOptions()
+            let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger,
+                                          routingKey: { $0["sink_id"] ?? "" },
+                                          makeProcessor: { _ in SinkEventProcessor(context: context) })
+            logger.info("maestro running", metadata: ["redis": "\(redisURL)", "stream": "\(options.stream)", "group": "\(options.group)",
+                                                      "consumer": "\(options.consumerName)", "workers": "\(options.workers)"])
+            consumer.start()
+            let signal = waitForTerminationSignal()
+            logger.info("stopping: finishing in-flight events", metadata: ["signal": "\(signal)"])
+            let clean = consumer.stop(timeout: 30)
+            let counters = consumer.counters
+            logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
+                                              "clean": "\(clean)"])
+        }
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT; returns the signal's number. A second signal exits at once.
+func waitForTerminationSignal() -> Int32 {
+    let received = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var which: Int32 = 0
+    var sources: [any DispatchSourceSignal] = []
+    for number in [SIGTERM, SIGINT] {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            if which != 0 { exit(1) }
+            which = number
+            received.signal()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    received.wait()
+    return which
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroPluginHost
+import MaestroRedis
+import MaestroValue
+
+/// Builds maestro's parts from the resolved settings.
+struct Wiring {
+    let configuration: Configuration
+
+    var names: RedisNames { RedisNames(configuration: configuration) }
+
+    func redisURL() throws -> RedisURL {
+        do {
+            return try RedisURL(parsing: configuration.string("redis-url") ?? "")
+        } catch {
+            throw InvalidInput("invalid value for redis-url (from \(configuration.origin("redis-url")?.description ?? "default")): \(error.message)")
+        }
+    }
+
+    var luaLimits: PluginCatalog.LuaLimits {
+        PluginCatalog.LuaLimits(instructionBudget: configuration.integer("lua-instruction-budget") ?? 50_000_000,
+                                memoryLimitBytes: (configuration.integer("lua-memory-mb") ?? 64) << 20)
+    }
+
+    func loadPlugins(logger: Logger) -> PluginCatalog {
+        PluginCatalog.load(root: absolute(configuration.string("plugins-dir") ?? "./plugins"), settings: configuration.plugins,
+                           limits: luaLimits, logger: logger)
+    }
+
+    func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, logger: Logger) -> SinkerContext {
+        SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
+                      kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",
+                      policy: CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager,
+                      collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
+    }
+
+    var workers: Int { configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    /// The pod name in a cluster, else host name and process id.
+    var consumerName: String {
+        if let name = configuration.string("consumer-name"), !name.isEmpty { return name }
+        if let pod = ProcessInfo.processInfo.environment["POD_NAME"], !pod.isEmpty { return pod }
+        return "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    func consumerOptions() -> StreamConsumerOptions {
+        StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, groupStart: configuration.string("group-start") ?? "0",
+                              consumerName: consumerName, workers: workers,
+                              minIdleMilliseconds: Int((configuration.duration("min-idle") ?? 60) * 1000),
+                              maxDeliveries: configuration.integer("max-deliveries") ?? 5, deadLetterStream: names.deadLetterStream,
+                              streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000)
+    }
+
+    func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// A `--flag` value given inline or as `@FILE`.
+    static func inlineOrFile(_ text: String, flag: String) throws -> String {
+        guard text.hasPrefix("@") else { return text }
+        let path = String(text.dropFirst())
+        guard let contents = TextFile.read(path) else { throw InvalidInput("cannot read the file given to \(flag): \(path)") }
+        return contents
+    }
+}
