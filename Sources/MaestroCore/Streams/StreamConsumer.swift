@@ -223,9 +223,11 @@ public final class StreamConsumer: Sendable {
         }
     }
 
-    /// Hands entries to their workers; re-read and reclaimed ones carry their delivery counts.
-    private func dispatch(_ entries: [StreamEntry], redis: RedisConnection, redelivered: Bool) throws(RedisError) {
-        guard !entries.isEmpty else { return }
+    /// Hands entries to their workers; re-read and reclaimed ones carry their delivery counts. Returns
+    /// how many were not in flight here already.
+    @discardableResult
+    private func dispatch(_ entries: [StreamEntry], redis: RedisConnection, redelivered: Bool) throws(RedisError) -> Int {
+        guard !entries.isEmpty else { return 0 }
         var counts: [String: Int] = [:]
         if redelivered, let first = entries.first?.id, let last = entries.last?.id {
             for pending in try redis.xpending(options.stream, group: options.group, start: first, end: last, count: entries.count + 10) {
@@ -245,6 +247,7 @@ public final class StreamConsumer: Sendable {
                 state.withLock { _ = $0.inFlight.remove(entry.id) }
             }
         }
+        return fresh.count
     }
 
     /// Reclaims entries of dead consumers, removes idle consumers, and reports trimmed entries.
@@ -254,10 +257,14 @@ public final class StreamConsumer: Sendable {
             let claimed = try redis.xautoclaim(options.stream, group: options.group, consumer: options.consumerName,
                                                minIdleMilliseconds: options.minIdleMilliseconds, startID: start, count: options.batchSize)
             if !claimed.entries.isEmpty {
-                state.withLock { $0.counters.reclaimed += claimed.entries.count }
-                logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
-                            metadata: ["stream": "\(options.stream)", "count": "\(claimed.entries.count)"])
-                try dispatch(claimed.entries, redis: redis, redelivered: true)
+                // Own entries still in flight (waiting to be retried) are claimed too, which keeps them from
+                // looking idle to other consumers; only the others' count as reclaimed.
+                let dispatched = try dispatch(claimed.entries, redis: redis, redelivered: true)
+                if dispatched > 0 {
+                    state.withLock { $0.counters.reclaimed += dispatched }
+                    logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
+                                metadata: ["stream": "\(options.stream)", "count": "\(dispatched)"])
+                }
             }
             if !claimed.deletedIDs.isEmpty {
                 state.withLock { $0.counters.trimmedBeforeRead += claimed.deletedIDs.count }

@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import Testing
+
+@testable import MaestroPluginHost
+
+/// Names unique to one test on the shared Redis, and helpers to run the pipeline against them.
+struct PipelineFixture {
+    let names: RedisNames
+    let redisURL: String
+    let plugins: String
+
+    init(plugins: String = repositoryRoot + "/plugins", redisURL: String? = nil) throws {
+        let prefix = RedisTestServer.uniquePrefix("pipe")
+        var names = RedisNames()
+        names.sinksStream = prefix + "sinks"
+        names.sinkerGroup = prefix + "group"
+        names.configHash = prefix + "config"
+        names.sinksHash = prefix + "records"
+        names.deploymentHash = prefix + "deployments"
+        names.collectorsHash = prefix + "collectors"
+        names.statusStream = prefix + "status"
+        names.deadLetterStream = prefix + "deadletter"
+        self.names = names
+        self.redisURL = try redisURL ?? RedisTestServer.url
+        self.plugins = plugins
+    }
+
+    func connect() throws -> RedisConnection {
+        try RedisConnection(url: RedisURL(parsing: redisURL))
+    }
+
+    /// The flags that point `maestro run` at these names.
+    var flags: [String] {
+        ["--redis-url", redisURL, "--plugins-dir", plugins, "--sinks-stream", names.sinksStream, "--group", names.sinkerGroup,
+         "--config-hash", names.configHash, "--sinks-hash", names.sinksHash, "--deployment-hash", names.deploymentHash,
+         "--collectors-hash", names.collectorsHash, "--status-stream", names.statusStream,
+         "--deadletter-stream", names.deadLetterStream]
+    }
+
+    func consumer(workers: Int = 2, name: String = "test-consumer", minIdleMilliseconds: Int = 60_000, maxDeliveries: Int = 3,
+                  collectors: (any CollectorService)? = nil, policy: CreatePolicy = .eager, group: String? = nil) throws -> StreamConsumer {
+        let catalog = PluginCatalog.load(root: plugins, limits: PluginCatalog.LuaLimits(instructionBudget: 5_000_000, memoryLimitBytes: 16 << 20))
+        let context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: "orb"), kafkaURL: "kafka:9092",
+                                    policy: policy, collectors: collectors, logger: Logger(label: "test"))
+        let options = StreamConsumerOptions(stream: names.sinksStream, group: group ?? names.sinkerGroup, consumerName: name, workers: workers,
+                                            batchSize: 50, blockMilliseconds: 100, minIdleMilliseconds: minIdleMilliseconds,
+                                            maxDeliveries: maxDeliveries, deadLetterStream: names.deadLetterStream)
+        return StreamConsumer(options: options, redisURL: try RedisURL(parsing: redisURL), logger: Logger(label: "test"),
+                              routingKey: { $0["sink_id"] ?? "" }, makeProcessor: { _ in SinkEventProcessor(context: context) })
+    }
+
+    @discardableResult
+    func add(_ redis: RedisConnection, _ fields: [(String, String)]) throws -> String {
+        try redis.xadd(names.sinksStream, fields: fields)
+    }
+
+    /// Waits until the group has read every entry and nothing is pending.
+    func waitUntilDrained(_ redis: RedisConnection, group: String? = nil, timeout: TimeInterval = 60) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        let group = group ?? names.sinkerGroup
+        while Date() < deadline {
+            if let info = try? redis.xinfoGroups(names.sinksStream).first(where: { $0["name"]?.string == group }),
+               info["pending"]?.integer == 0, info["lag"]?.integer == 0 {
+                return true
+            }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    func configs(_ redis: RedisConnection) throws -> [String: String] {
+        try redis.hgetall(names.configHash)
+    }
+
+    func deadLetters(_ redis: RedisConnection) throws -> [StreamEntry] {
+        try redis.xrange(names.deadLetterStream)
+    }
+}
+
+func sinkConfig(_ host: String, user: String = "user", password: String = "secret-password") -> String {
+    #"{"exporter":{"remote_host":"\#(host)"},"authentication":{"type":"basicauth","username":"\#(user)","password":"\#(password)"}}"#
+}
+
+func create(_ id: String, _ config: String, backend: String = "prometheus", owner: String = "owner-1") -> [(String, String)] {
+    [("sink_id", id), ("owner", owner), ("backend", backend), ("config", config), ("timestamp", "-62135596800"), ("operation", "sinks.create")]
+}
+
+func update(_ id: String, _ config: String, owner: String = "owner-1") -> [(String, String)] {
+    [("sink_id", id), ("owner", owner), ("backend", ""), ("config", config), ("timestamp", "-62135596800"), ("operation", "sinks.update")]
+}
+
+func remove(_ id: String, owner: String = "owner-1") -> [(String, String)] {
+    [("sink_id", id), ("owner", owner), ("operation", "sinks.remove")]
+}

@@ -1,0 +1,273 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import MaestroYAML
+import Testing
+
+@testable import MaestroPluginHost
+
+/// A plugins folder with the shipped plugins plus test backends that misbehave on purpose.
+func testPlugins() throws -> TemporaryDirectory {
+    let directory = try TemporaryDirectory()
+    for name in ["prometheus", "otlphttp", "_lib"] {
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/" + name, toPath: directory.path + "/" + name)
+    }
+    func backend(_ name: String, _ body: String) throws {
+        try directory.write("\(name)/schema.lua", "return { name = '\(name)', version = '1.0.0', binds = { sink_backend = '\(name)' } }")
+        try directory.write("\(name)/handler.lua", "local handler = {}\nfunction handler.on_sink_create(sink)\n\(body)\nend\nreturn handler\n")
+    }
+    try backend("flaky", "error('backend is flaky')")
+    try backend("failing", "maestro.fail('this sink cannot work')")
+    try backend("looping", "while true do end")
+    try backend("nothing", "return nil")
+    try backend("scoped", """
+    local prefix = maestro.redis.set and nil
+    assert(maestro.redis.hset('\(RedisNames().pluginKeyPrefix)scoped:seen', sink.id, maestro.ctx.event_id))
+    local ok, err = pcall(maestro.redis.set, 'orb.sinker.sinks', 'x')
+    assert(not ok and tostring(err):find('outside this plugin'), 'write outside the prefix must raise')
+    return { receivers = { seen = sink.id, deliveries = maestro.ctx.deliveries } }
+    """)
+    return directory
+}
+
+@Suite("Sink pipeline against a real Redis", .serialized)
+struct PipelineTests {
+    @Test("create, update, invalid update, remove: configs, records, statuses and hand-offs")
+    func lifecycle() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let collectors = RecordingCollectorService()
+        let consumer = try fixture.consumer(collectors: collectors)
+        consumer.start()
+        defer { consumer.stop() }
+
+        let created = try fixture.add(redis, create("s1", sinkConfig("https://one.example/write")))
+        #expect(try fixture.waitUntilDrained(redis))
+        let first = try YAML.parse(try #require(try redis.hget(fixture.names.configHash, field: "s1")))
+        #expect(first["exporters"]?["prometheusremotewrite"]?["endpoint"] == .string("https://one.example/write"))
+        let record = try #require(try SinkStore.record(redis, names: fixture.names, sinkID: "s1"))
+        #expect(record.backend == "prometheus")
+        #expect(record.lastEntryID == created)
+
+        try fixture.add(redis, update("s1", sinkConfig("https://two.example/write")))
+        #expect(try fixture.waitUntilDrained(redis))
+        let second = try YAML.parse(try #require(try redis.hget(fixture.names.configHash, field: "s1")))
+        #expect(second["exporters"]?["prometheusremotewrite"]?["endpoint"] == .string("https://two.example/write"), "the update used the stored backend")
+
+        // An invalid update: provisioning_error naming the field, once; the last good config stays.
+        try fixture.add(redis, update("s1", sinkConfig("two.example/write")))
+        try fixture.add(redis, update("s1", sinkConfig("two.example/write")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(fixture.names.configHash, field: "s1").flatMap { try? YAML.parse($0) } == second)
+        let statuses = try redis.xrange(fixture.names.statusStream)
+        #expect(statuses.count == 1)
+        #expect(statuses.first?["status"] == "provisioning_error")
+        #expect(statuses.first?["error_message"]?.contains("exporter.remote_host") == true)
+        #expect(statuses.first?["sink_id"] == "s1")
+        #expect(statuses.first?["owner_id"] == "owner-1")
+
+        // A fixed config clears the error.
+        try fixture.add(redis, update("s1", sinkConfig("https://three.example/write")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.xrange(fixture.names.statusStream).last?["status"] == "unknown")
+
+        try fixture.add(redis, remove("s1"))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(fixture.names.configHash, field: "s1") == nil)
+        #expect(try SinkStore.record(redis, names: fixture.names, sinkID: "s1")?.removed == true)
+        #expect(collectors.calls == [.create("s1", owner: "owner-1"), .update("s1", owner: "owner-1"), .update("s1", owner: "owner-1"), .remove("s1")])
+    }
+
+    @Test("other policies store configs only, but removals always reach the collectors")
+    func policies() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let collectors = RecordingCollectorService()
+        let consumer = try fixture.consumer(collectors: collectors, policy: .external)
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.add(redis, create("p1", sinkConfig("https://a.example/w")))
+        try fixture.add(redis, remove("p1"))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(collectors.calls == [.remove("p1")])
+    }
+
+    @Test("an update of an unknown sink with a backend acts as a create; a late create cannot resurrect a removed sink")
+    func orbSemantics() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let collectors = RecordingCollectorService()
+        // The create is written with an id older than the remove that follows it, then replayed late.
+        let createID = try fixture.add(redis, create("late", sinkConfig("https://late.example/w")))
+        try fixture.add(redis, [("sink_id", "u1"), ("owner", "o"), ("backend", "otlphttp"),
+                                ("config", #"{"exporter":{"endpoint":"https://u.example"},"authentication":{"type":"bearertokenauth","scheme":"Bearer","token":"t0k3n"}}"#),
+                                ("operation", "sinks.update")])
+        try fixture.add(redis, remove("late"))
+        let consumer = try fixture.consumer(collectors: collectors)
+        consumer.start()
+        defer { consumer.stop() }
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(fixture.names.configHash, field: "u1") != nil)
+        #expect(collectors.calls.contains(.create("u1", owner: "o")))
+        // A replayed dead letter of the old create orders as its original id: stale, skipped.
+        var replay = create("late", sinkConfig("https://late.example/w"))
+        replay.append(("replay_of", createID))
+        try fixture.add(redis, replay)
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(fixture.names.configHash, field: "late") == nil)
+        #expect(consumer.counters.skippedStale >= 1)
+    }
+
+    @Test("30+ malformed entries between good ones: each dead-lettered with its reason, every good one handled")
+    func badInputTable() throws {
+        let plugins = try testPlugins()
+        let fixture = try PipelineFixture(plugins: plugins.path)
+        let redis = try fixture.connect()
+        let big = "{\"a\":\"" + String(repeating: "x", count: (1 << 20) + 10) + "\"}"
+        let malformed: [([(String, String)], String)] = [
+            ([("sink_id", "m1")], "missing field operation"),
+            ([("operation", ""), ("sink_id", "m2")], "missing field operation"),
+            ([("operation", "sinks.explode"), ("sink_id", "m3")], "unknown operation"),
+            ([("operation", "SINKS.CREATE"), ("sink_id", "m4")], "unknown operation"),
+            ([("operation", "sinks.create"), ("backend", "prometheus"), ("config", "{}")], "missing field sink_id"),
+            ([("operation", "sinks.update"), ("sink_id", ""), ("config", "{}")], "missing field sink_id"),
+            ([("operation", "sinks.remove")], "missing field sink_id"),
+            ([("operation", "sinks.create"), ("sink_id", "m8"), ("config", sinkConfig("https://a/b"))], "without backend"),
+            ([("operation", "sinks.create"), ("sink_id", "m9"), ("backend", ""), ("config", sinkConfig("https://a/b"))], "without backend"),
+            ([("operation", "sinks.create"), ("sink_id", "m10"), ("backend", "prometheus")], "without config"),
+            ([("operation", "sinks.update"), ("sink_id", "m11"), ("backend", "prometheus")], "without config"),
+            ([("operation", "sinks.create"), ("sink_id", "m12"), ("backend", "prometheus"), ("config", "{")], "not valid JSON"),
+            ([("operation", "sinks.create"), ("sink_id", "m13"), ("backend", "prometheus"), ("config", "")], "not valid JSON"),
+            ([("operation", "sinks.create"), ("sink_id", "m14"), ("backend", "prometheus"), ("config", "null")], "not a JSON object"),
+            ([("operation", "sinks.create"), ("sink_id", "m15"), ("backend", "prometheus"), ("config", "[]")], "not a JSON object"),
+            ([("operation", "sinks.create"), ("sink_id", "m16"), ("backend", "prometheus"), ("config", "42")], "not a JSON object"),
+            ([("operation", "sinks.create"), ("sink_id", "m17"), ("backend", "prometheus"), ("config", "\"{}\"")], "not a JSON object"),
+            ([("operation", "sinks.update"), ("sink_id", "m18"), ("backend", "prometheus"), ("config", "{'single': 1}")], "not valid JSON"),
+            ([("operation", "sinks.create"), ("sink_id", "m19"), ("backend", "prometheus"), ("config", big)], "larger than"),
+            ([("operation", "sinks.remove"), ("sink_id", String(repeating: "x", count: 300))], "longer than 253"),
+            ([("operation", "sinks.remove"), ("sink_id", "tab\there")], "control characters"),
+            ([("operation", "sinks.remove"), ("sink_id", "m22"), ("replay_of", "not-an-id")], "replay_of"),
+            ((0..<70).map { ("f\($0)", "v") } + [("operation", "sinks.remove"), ("sink_id", "m23")], "fields"),
+            ([("operation", "sinks.create"), ("sink_id", "m24"), ("backend", "failing"), ("config", "{}")], "this sink cannot work"),
+            ([("operation", "sinks.create"), ("sink_id", "m25"), ("backend", "looping"), ("config", "{}")], "instruction budget"),
+            ([("operation", "sinks.create"), ("sink_id", "m26"), ("backend", "nothing"), ("config", "{}")], "must return the collector config"),
+            ([("operation", "sinks.create"), ("sink_id", "m27"), ("backend", "flaky"), ("config", "{}")], "backend is flaky"),
+            ([("operation", "sinks.update"), ("sink_id", "m28-never-created"), ("backend", ""), ("config", "{}")], "never created"),
+            ([("operation", "sinks.create"), ("sink_id", "m29"), ("backend", "prometheus"), ("config", "{\"a\": [1, 2,]}")], "not valid JSON"),
+            ([("operation", "sinks.create\n"), ("sink_id", "m30")], "unknown operation"),
+            ([("operation", "sinks.remove"), ("sink_id", "m31\u{7F}")], "control characters"),
+            ([("operation", "sinks.create"), ("sink_id", "m32"), ("backend", "prometheus"), ("config", "{\"x\": \"\\ud800\"}")], "not valid JSON"),
+        ]
+        var expectedReasons: [String: String] = [:]
+        var good: [String] = []
+        for (index, bad) in malformed.enumerated() {
+            let id = try fixture.add(redis, bad.0)
+            expectedReasons[id] = bad.1
+            let sink = "good-\(index)"
+            try fixture.add(redis, create(sink, sinkConfig("https://good.example/\(index)")))
+            good.append(sink)
+        }
+        // Invalid (well-formed, rejected by the rules): a status, not a dead letter.
+        try fixture.add(redis, create("invalid-1", sinkConfig("no-scheme.example")))
+        try fixture.add(redis, create("invalid-2", "{}", backend: "no-such-backend"))
+
+        let consumer = try fixture.consumer(workers: 3, maxDeliveries: 3)
+        consumer.start()
+        defer { consumer.stop() }
+        #expect(try fixture.waitUntilDrained(redis, timeout: 90))
+
+        let letters = try fixture.deadLetters(redis)
+        #expect(letters.count == malformed.count)
+        for letter in letters {
+            let original = try #require(letter["id"])
+            let expected = try #require(expectedReasons[original], "unexpected dead letter \(original): \(letter["reason"] ?? "")")
+            #expect(letter["reason"]?.contains(expected) == true, "\(original): \(letter["reason"] ?? "") should contain \(expected)")
+            #expect(letter["stream"] == fixture.names.sinksStream)
+            #expect(letter["failed_at"]?.isEmpty == false)
+            #expect(Int(letter["deliveries"] ?? "") != nil)
+            #expect(try JSON.decode(try #require(letter["fields"])).mapValue != nil)
+            #expect(letter["reason"]?.contains("secret-password") == false)
+        }
+        #expect(letters.first { $0["reason"]?.contains("this sink cannot work") == true }?["plugin"] == "failing")
+        #expect(letters.first { $0["reason"]?.contains("flaky") == true }?["deliveries"] == "3", "a plugin error is retried up to max-deliveries")
+        let configs = try fixture.configs(redis)
+        for sink in good { #expect(configs[sink] != nil, "\(sink) was not handled") }
+        let statuses = try redis.xrange(fixture.names.statusStream)
+        #expect(statuses.first { $0["sink_id"] == "invalid-1" }?["status"] == "provisioning_error")
+        #expect(statuses.first { $0["sink_id"] == "invalid-2" }?["error_message"]?.contains("no plugin serves backend") == true)
+
+        // Still running.
+        try fixture.add(redis, create("after", sinkConfig("https://after.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(fixture.names.configHash, field: "after") != nil)
+    }
+
+    @Test("maestro.redis is scoped to the plugin's prefix; maestro.ctx names the event")
+    func scopedRedis() throws {
+        let plugins = try testPlugins()
+        let fixture = try PipelineFixture(plugins: plugins.path)
+        let redis = try fixture.connect()
+        let id = try fixture.add(redis, create("scoped-1", "{}", backend: "scoped"))
+        let consumer = try fixture.consumer()
+        consumer.start()
+        defer { consumer.stop() }
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.hget(RedisNames().pluginKeyPrefix + "scoped:seen", field: "scoped-1") == id)
+        #expect(try fixture.deadLetters(redis).isEmpty)
+        try redis.del([RedisNames().pluginKeyPrefix + "scoped:seen"])
+    }
+
+    @Test("a failed hand-off is retried and the config is not lost")
+    func handOffRetry() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let collectors = RecordingCollectorService()
+        collectors.failNext(2)
+        let consumer = try fixture.consumer(maxDeliveries: 5, collectors: collectors)
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.add(redis, create("h1", sinkConfig("https://h.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(collectors.calls == [.create("h1", owner: "owner-1")])
+        #expect(consumer.counters.retried == 2)
+    }
+
+    @Test("an update that waits on an older pending create does not use up its deliveries")
+    func deferredUpdate() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        try redis.xgroupCreate(fixture.names.sinksStream, group: fixture.names.sinkerGroup, startID: "0")
+        // A dead consumer holds the create.
+        try fixture.add(redis, create("d1", sinkConfig("https://d.example/w")))
+        _ = try redis.xreadgroup(group: fixture.names.sinkerGroup, consumer: "dead", stream: fixture.names.sinksStream, id: ">", count: 1)
+        try fixture.add(redis, update("d1", sinkConfig("https://d2.example/w")))
+        let consumer = try fixture.consumer(minIdleMilliseconds: 1_500, maxDeliveries: 2)
+        consumer.start()
+        defer { consumer.stop() }
+        #expect(try fixture.waitUntilDrained(redis, timeout: 30))
+        let stored = try YAML.parse(try #require(try redis.hget(fixture.names.configHash, field: "d1")))
+        #expect(stored["exporters"]?["prometheusremotewrite"]?["endpoint"] == .string("https://d2.example/w"))
+        #expect(try fixture.deadLetters(redis).isEmpty)
+        #expect(consumer.counters.deferred >= 1)
+        #expect(consumer.counters.reclaimed == 1)
+    }
+
+    @Test("NOGROUP at run time re-creates the group")
+    func groupRecreated() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let consumer = try fixture.consumer()
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.add(redis, create("g1", sinkConfig("https://g.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        try redis.xgroupDestroy(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
+        try fixture.add(redis, create("g2", sinkConfig("https://g.example/w")))
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, try redis.hget(fixture.names.configHash, field: "g2") == nil { usleep(50_000) }
+        #expect(try redis.hget(fixture.names.configHash, field: "g2") != nil)
+    }
+}
