@@ -48,3 +48,15 @@ public func runProgram(_ arguments: [String], environment: [String: String]? = n
     let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
     return (child.exitCode ?? -1, output)
 }
+
+/// The built `maestro` executable, next to the test bundle (swift test builds it with the tests).
+public func maestroBinary() -> String {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.pathExtension == "xctest" || url.lastPathComponent == "Contents" || url.lastPathComponent == "MacOS" {
+        url.deleteLastPathComponent()
+    }
+    if !FileManager.default.fileExists(atPath: url.appendingPathComponent("maestro").path) {
+        url.deleteLastPathComponent()
+    }
+    return url.appendingPathComponent("maestro").path
+}

@@ -3,18 +3,6 @@ import MaestroCore
 import MaestroTestSupport
 import Testing
 
-/// The built `maestro` executable, next to the test bundle.
-func maestroBinary() -> String {
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    while url.pathExtension == "xctest" || url.lastPathComponent == "Contents" || url.lastPathComponent == "MacOS" {
-        url.deleteLastPathComponent()
-    }
-    if url.pathExtension.isEmpty && !FileManager.default.fileExists(atPath: url.appendingPathComponent("maestro").path) {
-        url.deleteLastPathComponent()
-    }
-    return url.appendingPathComponent("maestro").path
-}
-
 func maestro(_ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String) {
     var base = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAESTRO_") && !$0.key.hasPrefix("ORB_") }
     base.merge(environment) { _, new in new }

@@ -36,7 +36,7 @@ struct PipelineFixture {
 
     /// The flags that point `maestro run` at these names.
     var flags: [String] {
-        ["--redis-url", redisURL, "--plugins-dir", plugins, "--sinks-stream", names.sinksStream, "--group", names.sinkerGroup,
+        ["--redis-url", redisURL, "--plugins-dir", plugins, "--kafka-url", "kafka:9092", "--sinks-stream", names.sinksStream, "--group", names.sinkerGroup,
          "--config-hash", names.configHash, "--sinks-hash", names.sinksHash, "--deployment-hash", names.deploymentHash,
          "--collectors-hash", names.collectorsHash, "--status-stream", names.statusStream,
          "--deadletter-stream", names.deadLetterStream]
@@ -83,7 +83,8 @@ struct PipelineFixture {
 }
 
 func sinkConfig(_ host: String, user: String = "user", password: String = "secret-password") -> String {
-    #"{"exporter":{"remote_host":"\#(host)"},"authentication":{"type":"basicauth","username":"\#(user)","password":"\#(password)"}}"#
+    try! JSON.encode(["exporter": ["remote_host": .string(host)],
+                      "authentication": ["type": "basicauth", "username": .string(user), "password": .string(password)]])
 }
 
 func create(_ id: String, _ config: String, backend: String = "prometheus", owner: String = "owner-1") -> [(String, String)] {

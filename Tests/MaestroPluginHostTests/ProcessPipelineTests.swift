@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import MaestroYAML
+import Testing
+
+@testable import MaestroPluginHost
+
+/// `maestro run` as a child process against the fixture's names.
+func startMaestro(_ fixture: PipelineFixture, consumer: String, extra: [String] = [], log: String) throws -> ChildProcess {
+    try ChildProcess([maestroBinary(), "run"] + fixture.flags + ["--consumer-name", consumer, "--log-level", "warning"] + extra,
+                     environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"], logPath: log)
+}
+
+/// What a clean sequential replay of the events gives: the config YAML of every sink not removed.
+func sequentialReplay(_ events: [[(String, String)]]) -> [String: String] {
+    let build = builder()
+    var configs: [String: String] = [:]
+    for fields in events {
+        let values = Dictionary(fields, uniquingKeysWith: { first, _ in first })
+        let sink = values["sink_id"]!
+        if values["operation"] == "sinks.remove" {
+            configs[sink] = nil
+            continue
+        }
+        let config = try! JSON.decode(values["config"]!)
+        if case .config(_, let yaml) = build.build(operation: .create, sinkID: sink, ownerID: "owner-1", backend: "prometheus", config: config) {
+            configs[sink] = yaml
+        }
+    }
+    return configs
+}
+
+@Suite("Sink pipeline across processes", .serialized)
+struct ProcessPipelineTests {
+    @Test("200 sinks, interleaved events, 2 processes × 4 workers: the hashes equal a sequential replay; a replay changes nothing")
+    func ordering() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let logs = try TemporaryDirectory()
+        var generator = SystemRandomNumberGenerator()
+        var perSink: [[[(String, String)]]] = (0..<200).map { index in
+            let sink = "order-\(index)"
+            var events = [create(sink, sinkConfig("https://s\(index).example/v1"))]
+            events.append(update(sink, sinkConfig("https://s\(index).example/v2")))
+            events.append(update(sink, sinkConfig("https://s\(index).example/v3", user: "1234123", password: "a\"b: c")))
+            if index % 3 == 0 { events.append(remove(sink)) }
+            return events
+        }
+        var ordered: [[(String, String)]] = []
+        while perSink.contains(where: { !$0.isEmpty }) {
+            let candidates = perSink.indices.filter { !perSink[$0].isEmpty }
+            let pick = candidates.randomElement(using: &generator)!
+            ordered.append(perSink[pick].removeFirst())
+        }
+        // Half the events are written before the consumers start, half while they run.
+        for fields in ordered.prefix(ordered.count / 2) { try fixture.add(redis, fields) }
+        let first = try startMaestro(fixture, consumer: "proc-a", extra: ["--workers", "4"], log: logs.path + "/a.log")
+        let second = try startMaestro(fixture, consumer: "proc-b", extra: ["--workers", "4"], log: logs.path + "/b.log")
+        for fields in ordered.dropFirst(ordered.count / 2) { try fixture.add(redis, fields) }
+        #expect(try fixture.waitUntilDrained(redis, timeout: 120))
+
+        let expected = sequentialReplay(ordered)
+        let stored = try fixture.configs(redis)
+        #expect(stored.count == expected.count)
+        let wrong = Set(stored.keys).union(expected.keys).filter { stored[$0] != expected[$0] }.sorted()
+        #expect(wrong.isEmpty, "sinks whose config differs from a sequential replay: \(wrong.prefix(10))")
+        let consumers = try redis.xinfoConsumers(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
+        #expect(Set(consumers.compactMap { $0["name"]?.string }) == ["proc-a", "proc-b"])
+
+        // The whole stream again, through a new group: nothing changes.
+        let recordsBefore = try redis.hgetall(fixture.names.sinksHash)
+        try redis.xgroupCreate(fixture.names.sinksStream, group: fixture.names.sinkerGroup + "-replay", startID: "0")
+        let replay = try startMaestro(fixture, consumer: "replayer", extra: ["--group", fixture.names.sinkerGroup + "-replay"], log: logs.path + "/r.log")
+        #expect(try fixture.waitUntilDrained(redis, group: fixture.names.sinkerGroup + "-replay", timeout: 120))
+        #expect(try fixture.configs(redis) == expected, "the replay changed configs")
+        #expect(try redis.hgetall(fixture.names.sinksHash) == recordsBefore)
+        for process in [first, second, replay] {
+            process.signal(SIGTERM)
+            #expect(process.wait(timeout: 30))
+            #expect(process.exitCode == 0)
+        }
+    }
+
+    @Test("kill -9 after reading and before acknowledging: another consumer reclaims, the end state is complete")
+    func crashSafety() throws {
+        let plugins = try testPlugins()
+        try plugins.write("slow/schema.lua", "return { name = 'slow', version = '1.0.0', binds = { sink_backend = 'slow' } }")
+        try plugins.write("slow/handler.lua", """
+        local handler = {}
+        function handler.on_sink_create(sink)
+          local started = os.clock()
+          while os.clock() - started < 0.15 do end
+          return { receivers = { sink = sink.id } }
+        end
+        return handler
+        """)
+        let fixture = try PipelineFixture(plugins: plugins.path)
+        let redis = try fixture.connect()
+        let logs = try TemporaryDirectory()
+        for index in 0..<30 { try fixture.add(redis, create("crash-\(index)", "{}", backend: "slow")) }
+        let victim = try startMaestro(fixture, consumer: "victim", extra: ["--workers", "1", "--lua-instruction-budget", "5000000000"],
+                                      log: logs.path + "/victim.log")
+        // Let it read a batch and handle a few.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try redis.hlen(fixture.names.configHash) < 2 { usleep(20_000) }
+        victim.signal(SIGKILL)
+        victim.wait()
+        let pending = try redis.xpendingSummary(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
+        #expect(pending.count > 0, "the victim died holding entries")
+        #expect(try redis.hlen(fixture.names.configHash) < 30)
+
+        let rescuer = try startMaestro(fixture, consumer: "rescuer", extra: ["--workers", "2", "--min-idle", "1s", "--lua-instruction-budget", "5000000000"],
+                                       log: logs.path + "/rescuer.log")
+        #expect(try fixture.waitUntilDrained(redis, timeout: 60))
+        #expect(try redis.hlen(fixture.names.configHash) == 30)
+        #expect(try fixture.deadLetters(redis).isEmpty)
+        rescuer.signal(SIGTERM)
+        #expect(rescuer.wait(timeout: 30))
+    }
+
+    @Test("events written while maestro is down are handled when it starts; a Redis restart loses nothing")
+    func downtimeAndRedisRestart() throws {
+        let directory = try TemporaryDirectory()
+        let server = try LocalRedisServer.start(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"], directory: directory.path)
+        defer { server.stop(hard: true) }
+        let fixture = try PipelineFixture(redisURL: server.url)
+        var redis = try fixture.connect()
+        for index in 0..<50 { try fixture.add(redis, create("down-\(index)", sinkConfig("https://d.example/\(index)"))) }
+        let logs = try TemporaryDirectory()
+        let process = try startMaestro(fixture, consumer: "survivor", extra: ["--workers", "2"], log: logs.path + "/m.log")
+        #expect(try fixture.waitUntilDrained(redis, timeout: 60))
+        #expect(try redis.hlen(fixture.names.configHash) == 50)
+
+        // Restart Redis in the middle of a stream of events.
+        for index in 50..<100 { try fixture.add(redis, create("down-\(index)", sinkConfig("https://d.example/\(index)"))) }
+        server.stop()
+        let restarted = try LocalRedisServer.start(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"], port: server.port,
+                                                   directory: directory.path)
+        defer { restarted.stop(hard: true) }
+        redis = try fixture.connect()
+        for index in 100..<150 { try fixture.add(redis, create("down-\(index)", sinkConfig("https://d.example/\(index)"))) }
+        #expect(try fixture.waitUntilDrained(redis, timeout: 60))
+        #expect(try redis.hlen(fixture.names.configHash) == 150)
+        #expect(try fixture.deadLetters(redis).isEmpty)
+        process.signal(SIGTERM)
+        #expect(process.wait(timeout: 30))
+        #expect(process.exitCode == 0, "\((try? logs.read("m.log")) ?? "")")
+    }
+}
