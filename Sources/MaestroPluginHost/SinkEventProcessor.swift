@@ -187,13 +187,29 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                 records[event.sinkID] = invalidRecord
                 return .store(event, .invalid, invalidRecord, yaml: "", status: (.provisioningError, message, .set))
             case .failed(let error, let plugin):
-                let reason = Self.redactedReason(error)
+                let reason = Self.scrub(Self.redactedReason(error), secretsOf: event.config, plugin: context.catalog.plugin(named: plugin))
                 if error.isTerminal {
                     return .outcome(.deadLetter(reason: reason, plugin: plugin))
                 }
                 return .outcome(.retry(reason: reason))
             }
         }
+    }
+
+    /// A plugin's message may quote the sink's credentials (`error("bad password " .. p)`): every value
+    /// at a secret path of the schema, and Orb's credential fields, are masked before the reason is stored.
+    static func scrub(_ reason: String, secretsOf config: Value?, plugin: PluginManifest?) -> String {
+        guard let config else { return reason }
+        let paths = Set((plugin?.sinkSchema.secretPaths ?? []) + ["authentication.password", "authentication.token"])
+        var scrubbed = reason
+        for path in paths {
+            var value: Value? = config
+            for part in path.split(separator: ".") { value = value?[String(part)] }
+            if case .string(let secret)? = value, secret.count >= 3 {
+                scrubbed = scrubbed.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
+            }
+        }
+        return scrubbed
     }
 
     var streamName: String { context.names.sinksStream }

@@ -23,6 +23,7 @@ func testPlugins() throws -> TemporaryDirectory {
     try backend("failing", "maestro.fail('this sink cannot work')")
     try backend("looping", "while true do end")
     try backend("nothing", "return nil")
+    try backend("leaky", "error('cannot log in with ' .. tostring(sink.config.authentication and sink.config.authentication.password))")
     try backend("scoped", """
     local prefix = maestro.redis.set and nil
     assert(maestro.redis.hset('\(RedisNames().pluginKeyPrefix)scoped:seen', sink.id, maestro.ctx.event_id))
@@ -160,6 +161,7 @@ struct PipelineTests {
             ([("operation", "sinks.create\n"), ("sink_id", "m30")], "unknown operation"),
             ([("operation", "sinks.remove"), ("sink_id", "m31\u{7F}")], "control characters"),
             ([("operation", "sinks.create"), ("sink_id", "m32"), ("backend", "prometheus"), ("config", "{\"x\": \"\\ud800\"}")], "not valid JSON"),
+            ([("operation", "sinks.create"), ("sink_id", "m33"), ("backend", "leaky"), ("config", sinkConfig("https://a/b"))], "cannot log in with ***"),
         ]
         var expectedReasons: [String: String] = [:]
         var good: [String] = []
