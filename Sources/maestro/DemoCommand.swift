@@ -3,27 +3,28 @@ import Foundation
 import Logging
 import MaestroCore
 import MaestroLua
+import MaestroPluginHost
 import MaestroRedis
 import MaestroValue
 import MaestroYAML
 
-/// A narrated tour of what maestro does today, against a real Redis: an Orb-format sink event goes
-/// through a Redis stream and consumer group, a sandboxed Lua function builds the collector config,
-/// the YAML is stored in a Redis hash and read back intact, and the sandbox stops hostile code.
+/// The sink pipeline end to end against a real Redis, narrated: Orb-format events go through the
+/// consumer group, the Lua backend plugins build collector configs, bad input is dead-lettered or
+/// reported as a status, and the sandbox stops hostile code. Every key it writes starts with
+/// `maestro-demo:`, so it never touches a real installation's data.
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run maestro's flow end to end against a private redis-server and narrate each step."
+        abstract: "Run the sink pipeline end to end against a private redis-server and narrate each step."
     )
 
     @OptionGroup var settings: SettingsOptions
 
     func run() throws {
         try exitingOnInvalidInput {
-            let environment = ProcessInfo.processInfo.environment
-            let configuration = try settings.resolve(environment: environment)
-            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text",
-                                        level: configuration.string("log-level") ?? "info")
+            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+            let level = configuration.origin("log-level") == .defaultValue ? "error" : configuration.string("log-level") ?? "error"
+            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: level)
             try DemoRun(configuration: configuration).run()
         }
     }
@@ -31,9 +32,7 @@ struct DemoCommand: ParsableCommand {
 
 struct DemoRun {
     let configuration: Configuration
-    let stream = "maestro.demo.sinks"
-    let group = "maestro.demo"
-    let configHash = "maestro.demo.otelConfigYaml"
+    var wiring: Wiring { Wiring(configuration: configuration) }
 
     func say(_ step: Int, _ text: String) {
         print("\n[\(step)] \(text)")
@@ -48,86 +47,142 @@ struct DemoRun {
             privateServer = server
             redisURL = try RedisURL(parsing: server.url)
         } else {
-            do {
-                redisURL = try RedisURL(parsing: configuration.string("redis-url") ?? "")
-            } catch {
-                throw InvalidInput("invalid value for redis-url: \(error.message)")
-            }
+            redisURL = try wiring.redisURL()
         }
         defer {
             privateServer?.stop()
             if let directory = privateServer?.directory { try? FileManager.default.removeItem(atPath: directory) }
         }
-
         let redis = try RedisConnection(url: redisURL)
         let version = try redis.command(["INFO", "server"]).string?
             .split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }?.dropFirst("redis_version:".count) ?? "?"
         say(1, "Redis \(version) at \(redisURL)\(privateServer == nil ? "" : " (a private server started for this demo)")")
-        try redis.del([stream, configHash])
 
-        let sinkID = "5f4b9c2e-1d3a-4e6b-9a7c-2b8d0e1f3a45"
-        let sinkConfig: Value = [
-            "exporter": ["remote_host": "https://prometheus.example.com/api/v1/write", "headers": ["X-Scope-OrgID": "tenant-1"]],
-            "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"],
-        ]
-        try redis.xgroupCreate(stream, group: group, startID: "0")
-        let eventID = try redis.xadd(stream, fields: [
-            ("sink_id", sinkID), ("owner", "0c8b5a40-6c4e-4f8e-9d3b-1a2b3c4d5e6f"), ("backend", "prometheus"),
-            ("config", try JSON.encode(sinkConfig)), ("timestamp", "-62135596800"), ("operation", "sinks.create"),
-        ], trim: .approximateMaxLength(100_000))
-        say(2, "An Orb-format sinks.create event was added to the stream \(stream) as \(eventID):")
-        print(indent(try YAML.emit(masked(sinkConfig))), terminator: "")
+        var names = RedisNames()
+        let prefix = "maestro-demo:"
+        names.sinksStream = prefix + names.sinksStream
+        names.configHash = prefix + names.configHash
+        names.sinksHash = prefix + names.sinksHash
+        names.deploymentHash = prefix + names.deploymentHash
+        names.collectorsHash = prefix + names.collectorsHash
+        names.statusStream = prefix + names.statusStream
+        names.deadLetterStream = prefix + names.deadLetterStream
+        let demoKeys = [names.sinksStream, names.configHash, names.sinksHash, names.collectorsHash, names.statusStream, names.deadLetterStream]
+        try redis.del(demoKeys)
 
-        let entries = try redis.xreadgroup(group: group, consumer: "demo", stream: stream, id: ">", count: 10)
-        guard let entry = entries.first, let configText = entry["config"] else { throw InvalidInput("the demo event was not read back") }
-        say(3, "Read through the consumer group \(group): \(entries.count) entry, \(entry.fields.count) fields, pending until acknowledged.")
+        let logger = Logger(label: "maestro")
+        let catalog = wiring.loadPlugins(logger: logger)
+        guard !catalog.plugins.isEmpty else {
+            throw InvalidInput("no plugins found in \(configuration.string("plugins-dir") ?? "./plugins"); run the demo from the repository's root or give --plugins-dir")
+        }
+        say(2, "Plugins loaded from \(catalog.root): " + catalog.plugins.map { "\($0.name) \($0.version) (backend \($0.sinkBackend ?? "-"))" }.joined(separator: ", ")
+            + (catalog.failures.isEmpty ? "" : "; \(catalog.failures.count) failed to load"))
 
-        let vm = try LuaVM(configuration: LuaConfiguration(
-            name: "demo", instructionBudget: configuration.integer("lua-instruction-budget") ?? LuaConfiguration.defaultInstructionBudget,
-            memoryLimitBytes: (configuration.integer("lua-memory-mb") ?? 64) << 20, logger: Logger(label: "maestro.lua")))
-        try vm.loadModule(source: demoCollectorConfigLua, chunkName: "=demo/collector.lua", as: "collector")
-        try vm.sealGlobals()
-        let built = try vm.call("collector", "build", [try JSON.decode(configText), .string(sinkID), .string(configuration.string("kafka-url") ?? "kafka1:19092")])
-        guard let collectorConfig = built.first ?? nil else { throw InvalidInput("the Lua function returned nothing") }
-        let yaml = try YAML.emit(collectorConfig)
-        let instructions = vm.statistics.instructions == 0 ? "under 1,000" : "about \(vm.statistics.instructions)"
-        say(4, "A sandboxed Lua function built the collector config (\(instructions) instructions, \(vm.statistics.peakMemory / 1024) KiB of Lua memory):")
-        print(indent(try YAML.emit(masked(collectorConfig))), terminator: "")
+        var context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
+        context.names = names
+        context.policy = .external
+        let sinker = context
+        let options = StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, consumerName: "demo",
+                                            workers: 2, blockMilliseconds: 50, maxDeliveries: 2, deadLetterStream: names.deadLetterStream)
+        let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                      makeProcessor: { _ in SinkEventProcessor(context: sinker) })
+        consumer.start()
+        defer { consumer.stop() }
+        say(3, "The sinker consumes \(names.sinksStream) in group \(names.sinkerGroup) with \(options.workers) workers.")
 
-        try redis.hset(configHash, field: sinkID, value: yaml)
-        let stored = try redis.hget(configHash, field: sinkID) ?? ""
-        let parsed = try YAML.parse(stored)
-        let username = parsed["extensions"]?["basicauth/exporter"]?["client_auth"]?["username"]
-        let password = parsed["extensions"]?["basicauth/exporter"]?["client_auth"]?["password"]
-        let intact = parsed == collectorConfig && username == .string("1234123") && password == .string("a\"b: c")
-        say(5, "Stored with HSET \(configHash) \(sinkID) and read back: \(intact ? "every value intact (the user name is still the string \"1234123\", the password keeps its quote and colon)" : "VALUES CHANGED")")
-        guard intact else { throw InvalidInput("the stored YAML did not read back equal") }
+        let promID = "5f4b9c2e-1d3a-4e6b-9a7c-2b8d0e1f3a45"
+        let otlpID = "7c1d0e2f-3a4b-4c5d-8e6f-9a0b1c2d3e4f"
+        let owner = "0c8b5a40-6c4e-4f8e-9d3b-1a2b3c4d5e6f"
+        let promConfig: Value = ["exporter": ["remote_host": "https://prometheus.example.com/api/v1/write", "headers": ["X-Scope-OrgID": "tenant-1"]],
+                                 "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"]]
+        try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", "prometheus"), ("config", try JSON.encode(promConfig)),
+                                ("timestamp", "-62135596800"), ("operation", "sinks.create")])
+        let cipher = OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb")
+        let otlpConfig: Value = ["exporter": ["endpoint": "https://otlp.example.com"],
+                                 "authentication": ["type": "bearertokenauth", "scheme": "Bearer", "token": .string(cipher.encrypt("t0k3n-from-orb"))]]
+        try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("backend", "otlphttp"), ("config", try JSON.encode(otlpConfig)),
+                                ("timestamp", "-62135596800"), ("operation", "sinks.create")])
+        try waitUntilDrained(redis, names)
+        say(4, "Two Orb-format sinks.create events (prometheus with the user name \"1234123\" and a password holding a quote and a colon; otlphttp with an Orb-encrypted token) became collector configs in \(names.configHash):")
+        let stored = try YAML.parse(try redis.hget(names.configHash, field: promID) ?? "")
+        print(indent(try YAML.emit(masked(stored))), terminator: "")
+        let auth = stored["extensions"]?["basicauth/exporter"]?["client_auth"]
+        print("    (read back: the user name is the string \(auth?["username"] == .string("1234123") ? "\"1234123\"" : "CHANGED"), the password \(auth?["password"] == .string("a\"b: c") ? "kept its quote and colon" : "CHANGED"))")
+        let otlp = try YAML.parse(try redis.hget(names.configHash, field: otlpID) ?? "")
+        let token = otlp["extensions"]?["bearertokenauth/withscheme"]?["token"]
+        print("    otlphttp: the token was decrypted with the Orb secret key: \(token == .string("t0k3n-from-orb") ? "yes" : "NO")")
 
-        try redis.xack(stream, group: group, ids: [entry.id])
-        let pending = try redis.xpendingSummary(stream, group: group).count
-        say(6, "Acknowledged \(entry.id) after the config was stored; \(pending) entries pending.")
+        let updatedConfig: Value = ["exporter": ["remote_host": "https://prometheus-eu.example.com/api/v1/write"],
+                                    "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"]]
+        try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", ""), ("config", try JSON.encode(updatedConfig)),
+                                ("timestamp", "-62135596800"), ("operation", "sinks.update")])
+        try waitUntilDrained(redis, names)
+        let updated = try YAML.parse(try redis.hget(names.configHash, field: promID) ?? "")
+        say(5, "A sinks.update with backend \"\" (as Orb's API sends it) used the stored backend: endpoint now \(updated["exporters"]?["prometheusremotewrite"]?["endpoint"]?.stringValue ?? "?")")
 
-        say(7, "The sandbox contains hostile code:")
+        try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", ""), ("operation", "sinks.update"),
+                                ("config", #"{"exporter":{"remote_host":"prometheus.example.com/write"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#)])
+        try emit(redis, names, [("owner", owner), ("backend", "prometheus"), ("operation", "sinks.create"), ("config", "{}")])
+        try waitUntilDrained(redis, names)
+        let status = try redis.xrange(names.statusStream).last
+        say(6, "An update whose URL has no scheme is the user's error: status \(status?["status"] ?? "?") — \"\(status?["error_message"] ?? "")\"; the last good config stays.")
+        let letter = try redis.xrange(names.deadLetterStream).last
+        print("    An event without sink_id is malformed: dead-lettered in \(names.deadLetterStream) with reason \"\(letter?["reason"] ?? "?")\".")
+
+        try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("operation", "sinks.remove")])
+        try waitUntilDrained(redis, names)
+        say(7, "A sinks.remove deleted the otlphttp config and left a tombstone, so a late create cannot bring it back.")
+
+        say(8, "State:")
+        var rows: [[String]] = []
+        let statuses = try redis.hgetall(names.collectorsHash)
+        for (sinkID, json) in try redis.hgetall(names.sinksHash).sorted(by: { $0.key < $1.key }) {
+            let record = SinkRecord(json: json)
+            let statusText = statuses[sinkID].flatMap { try? JSON.decode($0) }?["status"]?.stringValue ?? "-"
+            rows.append([sinkID, record?.backend ?? "?", record?.removed == true ? "removed" : "stored", statusText, record?.lastEntryID ?? "?"])
+        }
+        print(indent(formatTable(["SINK", "BACKEND", "CONFIG", "STATUS", "LAST ENTRY"], rows)))
+        let counters = consumer.counters
+        print("    events: \(counters.acknowledged) handled, \(counters.deadLettered) dead-lettered")
+
+        say(9, "The Lua sandbox contains hostile plugin code:")
+        let vm = try LuaVM(configuration: LuaConfiguration(name: "demo", instructionBudget: wiring.luaLimits.instructionBudget,
+                                                           memoryLimitBytes: wiring.luaLimits.memoryLimitBytes))
         for (label, code) in [("while true do end", "while true do end"), ("io.open('/etc/passwd')", "return io.open('/etc/passwd')"),
-                              ("a 1 GiB string.rep", "return string.rep('x', 1 << 30)")] {
+                              ("string.rep('x', 1 << 30)", "return string.rep('x', 1 << 30)")] {
             let started = Date()
             do {
                 _ = try vm.evaluate(code)
                 print("    \(label): NOT STOPPED")
             } catch {
-                let elapsed = Int(Date().timeIntervalSince(started) * 1000)
-                print("    \(label): stopped after \(elapsed) ms — \(error.message.split(separator: "\n").first ?? "")")
+                print("    \(label): stopped after \(Int(Date().timeIntervalSince(started) * 1000)) ms — \(error.message.split(separator: "\n").first ?? "")")
             }
         }
-        let answer = try vm.evaluate("return 6 * 7").first.flatMap { $0 } ?? .null
-        print("    each limit left the VM to be rebuilt (\(vm.resets) rebuilds); it still answers 6 * 7 = \((try? JSON.encode(answer)) ?? "?")")
+        print("    the host keeps serving: 6 * 7 = \((try? JSON.encode(try vm.evaluate("return 6 * 7").first.flatMap { $0 } ?? .null)) ?? "?")")
 
-        try redis.del([stream, configHash])
-        print("\nDone: demo keys removed\(privateServer == nil ? "" : ", private redis-server stopped").")
+        consumer.stop()
+        try redis.del(demoKeys)
+        print("\nDone: demo keys removed\(privateServer == nil ? "" : ", private redis-server stopped"). Collector deployment (the maestro role) comes next.")
+    }
+
+    func emit(_ redis: RedisConnection, _ names: RedisNames, _ fields: [(String, String)]) throws {
+        try redis.xadd(names.sinksStream, fields: fields)
+    }
+
+    func waitUntilDrained(_ redis: RedisConnection, _ names: RedisNames) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let group = try redis.xinfoGroups(names.sinksStream).first(where: { $0["name"]?.string == names.sinkerGroup }),
+               group["pending"]?.integer == 0, group["lag"]?.integer == 0 {
+                return
+            }
+            usleep(20_000)
+        }
+        throw InvalidInput("the demo's events were not handled within 30 s")
     }
 
     func indent(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n")
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n") + "\n"
     }
 
     /// Credentials are never shown on screen.
@@ -135,9 +190,7 @@ struct DemoRun {
         switch value {
         case .map(let entries):
             var result: [String: Value] = [:]
-            for (key, item) in entries {
-                result[key] = ["password", "token"].contains(key) ? .string("***") : masked(item)
-            }
+            for (key, item) in entries { result[key] = ["password", "token"].contains(key) ? .string("***") : masked(item) }
             return .map(result)
         case .list(let items):
             return .list(items.map(masked))
@@ -146,30 +199,3 @@ struct DemoRun {
         }
     }
 }
-
-/// The demo's Lua: Orb's collector config shape (reference §4) for a prometheus sink with basic auth.
-let demoCollectorConfigLua = #"""
-local M = {}
-
-function M.build(config, sink_id, kafka_url)
-  local auth = config.authentication
-  local exporter = { endpoint = config.exporter.remote_host, auth = { authenticator = "basicauth/exporter" } }
-  if config.exporter.headers then exporter.headers = config.exporter.headers end
-  maestro.log.debug("building collector config", { ["sink.id"] = sink_id, password = auth.password })
-  return {
-    receivers = { kafka = { brokers = { kafka_url }, topic = "otlp_metrics-" .. sink_id, protocol_version = "2.0.0" } },
-    extensions = {
-      pprof = { endpoint = "0.0.0.0:1888" },
-      health_check = { endpoint = "0.0.0.0:13133" },
-      ["basicauth/exporter"] = { client_auth = { username = auth.username, password = auth.password } },
-    },
-    exporters = { prometheusremotewrite = exporter },
-    service = {
-      extensions = { "pprof", "health_check", "basicauth/exporter" },
-      pipelines = { metrics = { receivers = { "kafka" }, exporters = { "prometheusremotewrite" } } },
-    },
-  }
-end
-
-return M
-"""#

@@ -68,9 +68,13 @@ struct CLITests {
 
     @Test("the demo runs end to end against Redis and exits 0")
     func demo() throws {
-        let result = try maestro(["demo", "--redis-url", try RedisTestServer.url])
+        let result = try runProgram([maestroBinary(), "demo", "--redis-url", try RedisTestServer.url], in: repositoryRoot)
         #expect(result.code == 0, "\(result.output)")
-        #expect(result.output.contains("every value intact"))
+        #expect(result.output.contains("the password kept its quote and colon"))
+        #expect(result.output.contains("decrypted with the Orb secret key: yes"))
+        #expect(result.output.contains("provisioning_error"))
+        #expect(result.output.contains("missing field sink_id"))
+        #expect(!result.output.contains("t0k3n-from-orb"))
         #expect(result.output.contains("stopped after"))
         #expect(!result.output.contains("NOT STOPPED"))
         #expect(!result.output.contains("a\"b: c"), "the password never reaches the screen")

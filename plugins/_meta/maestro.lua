@@ -74,3 +74,73 @@ function maestro.json.encode(value) end
 ---@return maestro.Value|nil value
 ---@return string|nil err
 function maestro.json.decode(text) end
+
+--- A terminal failure: the event is dead-lettered at once; no pcall catches it.
+---@param message string
+function maestro.fail(message) end
+
+---@class maestro.Context
+---@field plugin string
+---@field event_id string
+---@field deliveries integer
+---@field sink_id string
+---@field owner_id string
+---@field operation string
+
+--- The current invocation (replaced before each handler call).
+---@type maestro.Context
+maestro.ctx = nil
+
+---@class maestro.redis
+maestro.redis = {}
+
+---@param key string
+---@return string|nil value
+---@return string|nil err
+function maestro.redis.get(key) end
+
+---@param key string
+---@param value string
+---@param options? {px: integer}
+---@return string|nil ok
+---@return string|nil err
+function maestro.redis.set(key, value, options) end
+
+---@param key string
+---@return integer|nil removed
+---@return string|nil err
+function maestro.redis.del(key) end
+
+---@param key string
+---@param field string
+---@return string|nil value
+---@return string|nil err
+function maestro.redis.hget(key, field) end
+
+---@param key string
+---@param field string
+---@param value string
+---@return integer|nil added
+---@return string|nil err
+function maestro.redis.hset(key, field, value) end
+
+---@param key string
+---@param field string
+---@return integer|nil removed
+---@return string|nil err
+function maestro.redis.hdel(key, field) end
+
+---@param stream string
+---@param fields table<string, string>
+---@param options? {maxlen: integer}
+---@return string|nil id
+---@return string|nil err
+function maestro.redis.xadd(stream, fields, options) end
+
+---@class maestro.Sink
+---@field id string
+---@field owner_id string
+---@field backend string
+---@field config table
+---@field settings table
+---@field kafka_url string
