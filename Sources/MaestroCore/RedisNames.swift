@@ -14,6 +14,25 @@ public struct RedisNames: Sendable, Equatable {
 
     public init() {}
 
+    /// Every name with `prefix` in front: a private namespace on a shared Redis (demo, bench, tests).
+    public func prefixed(_ prefix: String) -> RedisNames {
+        var names = self
+        names.sinksStream = prefix + sinksStream
+        names.sinkerGroup = prefix + sinkerGroup
+        names.configHash = prefix + configHash
+        names.sinksHash = prefix + sinksHash
+        names.deploymentHash = prefix + deploymentHash
+        names.collectorsHash = prefix + collectorsHash
+        names.statusStream = prefix + statusStream
+        names.deadLetterStream = prefix + deadLetterStream
+        return names
+    }
+
+    /// Every key these names denote (the group is not a key).
+    public var keys: [String] {
+        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, statusStream, deadLetterStream]
+    }
+
     /// Names from the resolved settings.
     public init(configuration: Configuration) {
         self.init()

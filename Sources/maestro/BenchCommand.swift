@@ -67,14 +67,7 @@ struct PipelineBench: ParsableCommand {
     private func measure(workers: Int, url: RedisURL, catalog: PluginCatalog, wiring: Wiring, logger: Logger) throws -> Double {
         let redis = try RedisConnection(url: url)
         let prefix = "bench:\(UUID().uuidString.prefix(8)):"
-        var names = wiring.names
-        names.sinksStream = prefix + "sinks"
-        names.sinkerGroup = prefix + "group"
-        names.configHash = prefix + "config"
-        names.sinksHash = prefix + "records"
-        names.collectorsHash = prefix + "collectors"
-        names.statusStream = prefix + "status"
-        names.deadLetterStream = prefix + "deadletter"
+        let names = wiring.names.prefixed(prefix)
         let config = try JSON.encode(["exporter": ["remote_host": "https://prometheus.example.com/api/v1/write"],
                                       "authentication": ["type": "basicauth", "username": "bench-user", "password": "bench-password"]])
         var commands: [[String]] = []
@@ -105,7 +98,7 @@ struct PipelineBench: ParsableCommand {
         consumer.stop()
         let stored = try redis.hlen(names.configHash)
         if stored != Int64(events) { throw InvalidInput("only \(stored) of \(events) configs were stored") }
-        try redis.del([names.sinksStream, names.configHash, names.sinksHash, names.collectorsHash, names.statusStream, names.deadLetterStream])
+        try redis.del(names.keys)
         return Double(events) / elapsed
     }
 }

@@ -58,16 +58,8 @@ struct DemoRun {
             .split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }?.dropFirst("redis_version:".count) ?? "?"
         say(1, "Redis \(version) at \(redisURL)\(privateServer == nil ? "" : " (a private server started for this demo)")")
 
-        var names = RedisNames()
-        let prefix = "maestro-demo:"
-        names.sinksStream = prefix + names.sinksStream
-        names.configHash = prefix + names.configHash
-        names.sinksHash = prefix + names.sinksHash
-        names.deploymentHash = prefix + names.deploymentHash
-        names.collectorsHash = prefix + names.collectorsHash
-        names.statusStream = prefix + names.statusStream
-        names.deadLetterStream = prefix + names.deadLetterStream
-        let demoKeys = [names.sinksStream, names.configHash, names.sinksHash, names.collectorsHash, names.statusStream, names.deadLetterStream]
+        let names = RedisNames().prefixed("maestro-demo:")
+        let demoKeys = names.keys
         try redis.del(demoKeys)
 
         let logger = Logger(label: "maestro")

@@ -15,17 +15,7 @@ struct PipelineFixture {
     let plugins: String
 
     init(plugins: String = repositoryRoot + "/plugins", redisURL: String? = nil) throws {
-        let prefix = RedisTestServer.uniquePrefix("pipe")
-        var names = RedisNames()
-        names.sinksStream = prefix + "sinks"
-        names.sinkerGroup = prefix + "group"
-        names.configHash = prefix + "config"
-        names.sinksHash = prefix + "records"
-        names.deploymentHash = prefix + "deployments"
-        names.collectorsHash = prefix + "collectors"
-        names.statusStream = prefix + "status"
-        names.deadLetterStream = prefix + "deadletter"
-        self.names = names
+        names = RedisNames().prefixed(RedisTestServer.uniquePrefix("pipe"))
         self.redisURL = try redisURL ?? RedisTestServer.url
         self.plugins = plugins
     }

@@ -73,4 +73,23 @@ function otel.collector_config(sink, exporter_name, endpoint, headers)
   }
 end
 
+-- The sink config rules every backend shares: an `exporter` map with the endpoint field (`url`,
+-- required) and optional headers, plus `authentication`. `extra_forbidden` adds header names.
+function otel.sink_fields(endpoint_field, endpoint_description, extra_forbidden)
+  local forbidden = {}
+  for _, name in ipairs(extra_forbidden or {}) do forbidden[#forbidden + 1] = name end
+  for _, name in ipairs(otel.forbidden_headers) do forbidden[#forbidden + 1] = name end
+  return {
+    exporter = {
+      type = "map",
+      required = true,
+      fields = {
+        [endpoint_field] = { type = "url", required = true, description = endpoint_description },
+        headers = { type = "string_map", forbidden_keys = forbidden, description = "Extra HTTP headers." },
+      },
+    },
+    authentication = otel.authentication_field,
+  }
+end
+
 return otel
