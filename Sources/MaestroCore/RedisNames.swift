@@ -9,6 +9,8 @@ public struct RedisNames: Sendable, Equatable {
     public var collectorsHash = "orb.maestro.collectors"
     public var statusStream = "orb.maestro.sink_status"
     public var deadLetterStream = "orb.maestro.deadletter"
+    /// The per-installation key of the config-hash HMAC.
+    public var configHashKey = "maestro:config-hash-key"
     /// Prefix of the keys a plugin may write: `<prefix><plugin name>:…`.
     public var pluginKeyPrefix = "maestro:plugin:"
 
@@ -25,6 +27,7 @@ public struct RedisNames: Sendable, Equatable {
         names.collectorsHash = prefix + collectorsHash
         names.statusStream = prefix + statusStream
         names.deadLetterStream = prefix + deadLetterStream
+        names.configHashKey = prefix + configHashKey
         return names
     }
 

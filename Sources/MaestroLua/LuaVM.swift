@@ -49,11 +49,15 @@ public struct LuaHostModule: Sendable {
     public var name: String?
     public var functions: [LuaHostFunction]
     public var constants: [String: Value]
+    /// Functions written in Lua: a chunk returning a table of functions, run in the sandbox (under the
+    /// same limits as plugin code) and merged into the module. For host API that calls back into Lua.
+    public var luaSource: String?
 
-    public init(name: String?, functions: [LuaHostFunction] = [], constants: [String: Value] = [:]) {
+    public init(name: String?, functions: [LuaHostFunction] = [], constants: [String: Value] = [:], luaSource: String? = nil) {
         self.name = name
         self.functions = functions
         self.constants = constants
+        self.luaSource = luaSource
     }
 }
 
@@ -195,6 +199,24 @@ public final class LuaVM {
             try stack.push(value)
             lua_setfield(state, -2, name)
         }
+        if let source = module.luaSource {
+            // Compile and run the chunk, then copy the functions it returns into the module table.
+            pushControl("compile")
+            stack.pushString(source)
+            stack.pushString("=" + qualifiedPrefix.dropLast())
+            guard maestro_lua_pcall(state, 2, 1) == LUA_OK, lua_type(state, -1) == LUA_TFUNCTION,
+                  maestro_lua_pcall(state, 0, 1) == LUA_OK, lua_type(state, -1) == LUA_TTABLE else {
+                let message = stack.string(at: -1) ?? "it must return a table"
+                throw LuaError(kind: .syntax, message: "host module \(qualifiedPrefix.dropLast()): \(message)")
+            }
+            lua_pushnil(state)
+            while lua_next(state, -2) != 0 {
+                lua_pushvalue(state, -2)
+                maestro_lua_insert(state, -2)
+                lua_rawset(state, -5)
+            }
+            maestro_lua_pop(state, 1)
+        }
     }
 
     /// Pushes `control[name]`.
@@ -279,14 +301,22 @@ public final class LuaVM {
         return lua_type(state, -1) == LUA_TFUNCTION
     }
 
-    /// The data a module returned (a schema, say), converted.
-    public func moduleValue(_ module: String) throws(LuaError) -> Value {
+    /// The data a module returned (a schema, say), converted; with `field`, only that field of it
+    /// (a template's table also holds its render function, which is not data). A missing field is null.
+    public func moduleValue(_ module: String, field: String? = nil) throws(LuaError) -> Value {
         try resetIfNeeded()
         guard let reference = exports[module] else { throw LuaError(kind: .notFound, message: "no module \(module) loaded") }
         let base = lua_gettop(state)
         defer { lua_settop(state, base) }
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(reference))
-        return try withHostAllowance { () throws(LuaError) in try LuaStack(state: state).value(at: -1, path: module) }
+        return try withHostAllowance { () throws(LuaError) in
+            if let field {
+                guard lua_type(state, -1) == LUA_TTABLE else { return .null }
+                LuaStack(state: state).pushString(field)
+                lua_rawget(state, -2)
+            }
+            return try LuaStack(state: state).value(at: -1, path: field.map { module + "." + $0 } ?? module)
+        }
     }
 
     /// Sets `maestro.ctx`, what plugin code sees of the current invocation (a map; replaced per call).

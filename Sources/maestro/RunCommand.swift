@@ -25,29 +25,37 @@ struct RunCommand: ParsableCommand {
                 logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
                                                         "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
             }
-            // The collectors side (the maestro role) is not part of this build yet: configs are stored and
-            // status kept, and nothing is deployed.
-            let context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
-            if context.policy == .eager {
-                logger.warning("the maestro role (collector deployment) is not available in this build: configs are stored only")
+            let role = configuration.string("role") ?? "all"
+            let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: RedisLease)
+            do {
+                collectors = try wiring.collectors(redisURL: redisURL, logger: logger)
+            } catch {
+                throw InvalidInput("the collector template cannot be loaded: \(error)")
             }
-            let options = wiring.consumerOptions()
-            let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger,
-                                          routingKey: { $0["sink_id"] ?? "" },
-                                          makeProcessor: { _ in SinkEventProcessor(context: context) })
-            logger.info("maestro running", metadata: ["redis": "\(redisURL)", "stream": "\(options.stream)", "group": "\(options.group)",
-                                                      "consumer": "\(options.consumerName)", "workers": "\(options.workers)"])
-            consumer.start()
+            collectors.lease.start()
+            collectors.reconciler.start()
+            var consumer: StreamConsumer?
+            if role == "all" {
+                let context = wiring.sinkerContext(catalog: catalog, collectors: collectors.manager, logger: logger)
+                let options = wiring.consumerOptions()
+                let sinker = StreamConsumer(options: options, redisURL: redisURL, logger: logger,
+                                            routingKey: { $0["sink_id"] ?? "" },
+                                            makeProcessor: { _ in SinkEventProcessor(context: context) })
+                sinker.start()
+                consumer = sinker
+            }
+            logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "backend": "\(collectors.reconciler.backend.name)",
+                                                      "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
             let signal = waitForTerminationSignal()
             logger.info("stopping: finishing in-flight events", metadata: ["signal": "\(signal)"])
-            let clean = consumer.stop(timeout: 30)
-            let counters = consumer.counters
+            let clean = (consumer?.stop(timeout: 30) ?? true) && collectors.reconciler.stop(timeout: 30)
+            collectors.lease.stop()
+            let counters = consumer?.counters ?? StreamConsumerCounters()
             logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
-                                              "clean": "\(clean)"])
+                                              "applied": "\(collectors.reconciler.counters.applied)", "clean": "\(clean)"])
         }
     }
 }
-
 /// Blocks until SIGTERM or SIGINT; returns the signal's number. A second signal exits at once.
 func waitForTerminationSignal() -> Int32 {
     let received = DispatchSemaphore(value: 0)

@@ -52,6 +52,20 @@ struct SettingsOptions: ParsableArguments {
     var statusStream: String?
     @Option(name: .customLong("deadletter-stream"), help: ArgumentHelp(Settings.definition("deadletter-stream")?.help ?? ""))
     var deadletterStream: String?
+    @Option(name: .customLong("role"), help: ArgumentHelp(Settings.definition("role")?.help ?? ""))
+    var role: String?
+    @Option(name: .customLong("kube-backend"), help: ArgumentHelp(Settings.definition("kube-backend")?.help ?? ""))
+    var kubeBackend: String?
+    @Option(name: .customLong("manifests-dir"), help: ArgumentHelp(Settings.definition("manifests-dir")?.help ?? ""))
+    var manifestsDir: String?
+    @Option(name: .customLong("namespace"), help: ArgumentHelp(Settings.definition("namespace")?.help ?? ""))
+    var namespace: String?
+    @Option(name: .customLong("resync-interval"), help: ArgumentHelp(Settings.definition("resync-interval")?.help ?? ""))
+    var resyncInterval: String?
+    @Option(name: .customLong("orphan-grace"), help: ArgumentHelp(Settings.definition("orphan-grace")?.help ?? ""))
+    var orphanGrace: String?
+    @Option(name: .customLong("orphan-max-share"), help: ArgumentHelp(Settings.definition("orphan-max-share")?.help ?? ""))
+    var orphanMaxShare: String?
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
@@ -63,6 +77,7 @@ struct SettingsOptions: ParsableArguments {
             ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
+            ("role", role), ("kube-backend", kubeBackend), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]

@@ -65,3 +65,42 @@ struct Wiring {
         return contents
     }
 }
+
+extension Wiring {
+    /// The template's values: the config file's `templates: {otel-collector: …}`, with `--namespace`.
+    func templateSettings(_ name: String = "otel-collector") -> Value {
+        var values = configuration.templates[name]?.mapValue ?? [:]
+        if configuration.origin("namespace") != .defaultValue || values["namespace"] == nil {
+            values["namespace"] = .string(configuration.string("namespace") ?? "otelcollectors")
+        }
+        return .map(values)
+    }
+
+    func clusterBackend() -> any ClusterBackend {
+        DirectoryBackend(root: absolute(configuration.string("manifests-dir") ?? "./manifests"))
+    }
+
+    func reconcilerOptions() -> ReconcilerOptions {
+        ReconcilerOptions(resyncInterval: configuration.duration("resync-interval") ?? 300,
+                          orphanGrace: configuration.duration("orphan-grace") ?? 600,
+                          orphanMaxShare: Double(configuration.integer("orphan-max-share") ?? 10) / 100,
+                          statusStreamMaxLength: configuration.integer("stream-maxlen") ?? 100_000)
+    }
+
+    /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
+    func collectors(redisURL: RedisURL, logger: Logger) throws -> (manager: CollectorManager, reconciler: Reconciler, lease: RedisLease) {
+        let names = self.names
+        let templates = absolute(configuration.string("templates-dir") ?? "./templates")
+        let settings = templateSettings()
+        let limits = luaLimits
+        // Fail at start, not at the first event, when the template is broken.
+        _ = try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)
+        let lease = RedisLease(key: "maestro:leader:" + names.deploymentHash, holder: consumerName, redisURL: redisURL, logger: logger)
+        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: clusterBackend(), options: reconcilerOptions(), logger: logger,
+                                    isLeader: { lease.isLeader })
+        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger) {
+            try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)
+        }
+        return (manager, reconciler, lease)
+    }
+}

@@ -56,15 +56,18 @@ public struct Configuration: Sendable {
     public let settings: [String: ResolvedSetting]
     /// Per-plugin configuration from the file's `plugins:` section, by plugin name.
     public let plugins: [String: Value]
+    /// Per-template values from the file's `templates:` section, by template name.
+    public let templates: [String: Value]
     public let configFile: String?
 
     public static func resolve(_ input: ConfigurationInput, definitions: [SettingDefinition] = Settings.all) throws(ConfigurationError) -> Configuration {
         let path = input.flags["config"]?.last ?? input.environment["MAESTRO_CONFIG"]
         var fileValues: [String: Value] = [:]
         var plugins: [String: Value] = [:]
+        var templates: [String: Value] = [:]
         if let path {
             guard let text = TextFile.read(path) else { throw ConfigurationError("cannot read config file \(path)") }
-            (fileValues, plugins) = try parseFile(text, path: path, definitions: definitions)
+            (fileValues, plugins, templates) = try parseFile(text, path: path, definitions: definitions)
         }
         var settings: [String: ResolvedSetting] = [:]
         for definition in definitions {
@@ -72,19 +75,19 @@ public struct Configuration: Sendable {
             try validate(resolved, definition)
             settings[definition.key] = resolved
         }
-        return Configuration(settings: settings, plugins: plugins, configFile: path)
+        return Configuration(settings: settings, plugins: plugins, templates: templates, configFile: path)
     }
 
-    private static func parseFile(_ text: String, path: String, definitions: [SettingDefinition]) throws(ConfigurationError) -> ([String: Value], [String: Value]) {
+    private static func parseFile(_ text: String, path: String, definitions: [SettingDefinition]) throws(ConfigurationError) -> ([String: Value], [String: Value], [String: Value]) {
         let document: Value
         do {
             document = try YAML.parse(text)
         } catch {
             throw ConfigurationError("config file \(path): \(error)")
         }
-        if document.isNull { return ([:], [:]) }
+        if document.isNull { return ([:], [:], [:]) }
         guard case .map(let entries) = document else { throw ConfigurationError("config file \(path): expected a map of settings") }
-        var known: Set<String> = ["plugins"]
+        var known: Set<String> = ["plugins", "templates"]
         for definition in definitions {
             known.insert(definition.key)
             if definition.isSecret { known.insert(definition.key + "-file") }
@@ -92,14 +95,15 @@ public struct Configuration: Sendable {
         for key in entries.keys.sorted() where !known.contains(key) {
             throw ConfigurationError("config file \(path): unknown key \"\(key)\"")
         }
-        var plugins: [String: Value] = [:]
-        if let section = entries["plugins"], !section.isNull {
-            guard case .map(let byName) = section else {
-                throw ConfigurationError("config file \(path): \"plugins\" must map plugin names to their settings")
+        var sections: [String: [String: Value]] = [:]
+        for section in ["plugins", "templates"] {
+            guard let value = entries[section], !value.isNull else { continue }
+            guard case .map(let byName) = value else {
+                throw ConfigurationError("config file \(path): \"\(section)\" must map names to their settings")
             }
-            plugins = byName
+            sections[section] = byName
         }
-        return (entries, plugins)
+        return (entries, sections["plugins"] ?? [:], sections["templates"] ?? [:])
     }
 
     private static func resolveOne(_ definition: SettingDefinition, input: ConfigurationInput, fileValues: [String: Value],

@@ -46,7 +46,7 @@ public struct OrbSecretCipher: Sendable {
         return .map(entries)
     }
 
-    static func hexBytes(_ text: String) -> [UInt8]? {
+    public static func hexBytes(_ text: String) -> [UInt8]? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count / 2)
         var high: UInt8?

@@ -16,6 +16,8 @@ public enum StatusPublisher {
         case set
         /// Set the status only if the sink is in provisioning_error now (a fixed config clears it).
         case clearError = "clear_error"
+        /// Only merge the extra fields (collector name, config hash…); the status stays as it is.
+        case merge
     }
 
     public static let script = PipelinedScript("""
@@ -30,10 +32,15 @@ public enum StatusPublisher {
     if ok and type(extra) == 'table' then
       for key, value in pairs(extra) do record[key] = value end
     end
+    if ARGV[4] ~= '' then record.owner_id = ARGV[4] end
+    if ARGV[8] == 'merge' then
+      if record.status == nil then record.status = 'unknown' end
+      redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
+      return 0
+    end
     local changed = record.status ~= ARGV[2] or (record.error or '') ~= ARGV[3]
     record.status = ARGV[2]
     record.error = ARGV[3]
-    if ARGV[4] ~= '' then record.owner_id = ARGV[4] end
     if changed then record.status_changed_at = ARGV[5] end
     redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
     if changed then
@@ -68,6 +75,12 @@ public enum StatusPublisher {
             return try publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message, extra: extra, mode: mode)
         }
         return reply.integer == 1
+    }
+
+    /// The stored status record of a sink (JSON in the collectors hash), if any.
+    public static func record(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> Value? {
+        guard let json = try redis.hget(names.collectorsHash, field: sinkID) else { return nil }
+        return try? JSON.decode(json)
     }
 
     public static func rfc3339(_ date: Date) -> String {

@@ -87,6 +87,8 @@ public struct StreamConsumerCounters: Sendable, Equatable {
     public var reconnects = 0
     /// Entries trimmed from the stream before this group read them (XINFO GROUPS lag).
     public var trimmedBeforeRead = 0
+
+    public init() {}
 }
 
 /// Consumes one stream in a consumer group and loses nothing (DESIGN "Redis: names and rules"): own

@@ -1,0 +1,272 @@
+public import Foundation
+public import Logging
+public import MaestroRedis
+public import MaestroValue
+internal import MaestroYAML
+internal import Synchronization
+
+public struct ReconcilerOptions: Sendable {
+    /// Every collector is checked again this often (drift, template upgrades, lost applies).
+    public var resyncInterval: Double
+    /// Objects of a sink with no desired state are deleted only when older than this.
+    public var orphanGrace: Double
+    /// At most this share of the managed collectors is deleted by one sweep.
+    public var orphanMaxShare: Double
+    public var workers: Int
+    /// Retry delays double from 1 s up to this cap (or what Retry-After asks).
+    public var maximumBackoff: Double
+    public var statusStreamMaxLength: Int
+
+    public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 2,
+                maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000) {
+        self.resyncInterval = resyncInterval
+        self.orphanGrace = orphanGrace
+        self.orphanMaxShare = orphanMaxShare
+        self.workers = max(1, workers)
+        self.maximumBackoff = maximumBackoff
+        self.statusStreamMaxLength = statusStreamMaxLength
+    }
+}
+
+public struct ReconcilerCounters: Sendable, Equatable {
+    public var applied = 0
+    public var deleted = 0
+    public var failed = 0
+    public var rejected = 0
+    public var orphansDeleted = 0
+    public var resyncs = 0
+}
+
+/// Makes the cluster match the desired state in `orb.maestro.otelCollector` (level-based): a sink
+/// with desired objects gets them applied, a sink without gets its objects deleted. Failures retry
+/// with capped backoff; every collector is re-checked on each resync, and objects whose sink has no
+/// desired state are swept — after a grace period and never more than a share per pass, so that an
+/// emptied Redis cannot tear down every collector. Status changes go through the status publisher.
+public final class Reconciler: Sendable {
+    public let options: ReconcilerOptions
+    public let backend: any ClusterBackend
+    private let redisURL: RedisURL
+    private let names: RedisNames
+    private let logger: Logger
+    private let isLeader: @Sendable () -> Bool
+    private let state = Mutex(State())
+    private let wakeUp = NSCondition()
+    private let finished = DispatchGroup()
+
+    struct State {
+        var due: [String: Date] = [:]
+        var active: Set<String> = []
+        var attempts: [String: Int] = [:]
+        var stopping = false
+        var started = false
+        var counters = ReconcilerCounters()
+    }
+
+    public init(redisURL: RedisURL, names: RedisNames, backend: any ClusterBackend, options: ReconcilerOptions = ReconcilerOptions(),
+                logger: Logger, isLeader: @escaping @Sendable () -> Bool = { true }) {
+        self.redisURL = redisURL
+        self.names = names
+        self.backend = backend
+        self.options = options
+        self.logger = logger
+        self.isLeader = isLeader
+    }
+
+    public var counters: ReconcilerCounters { state.withLock { $0.counters } }
+
+    /// Sinks waiting to be reconciled (and those being reconciled now).
+    public var backlog: Int { state.withLock { $0.due.count + $0.active.count } }
+
+    /// Asks for a sink to be reconciled (after `delay` seconds); repeated asks collapse into one.
+    public func enqueue(_ sinkID: String, after delay: Double = 0) {
+        let when = Date().addingTimeInterval(delay)
+        state.withLock { state in
+            if let existing = state.due[sinkID], existing <= when { return }
+            state.due[sinkID] = when
+        }
+        wakeUp.lock()
+        wakeUp.broadcast()
+        wakeUp.unlock()
+    }
+
+    public func start() {
+        let first = state.withLock { state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        for index in 0..<options.workers {
+            spawn("maestro-reconciler-\(index)") { [self] in runWorker() }
+        }
+        spawn("maestro-resync") { [self] in runResync() }
+    }
+
+    @discardableResult
+    public func stop(timeout: TimeInterval = 30) -> Bool {
+        state.withLock { $0.stopping = true }
+        wakeUp.lock()
+        wakeUp.broadcast()
+        wakeUp.unlock()
+        return finished.wait(timeout: .now() + timeout) == .success
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
+
+    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        finished.enter()
+        let thread = Thread { [self] in
+            defer { finished.leave() }
+            body()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    // MARK: workers
+
+    private func next() -> String? {
+        while true {
+            let (sinkID, wait): (String?, Double) = state.withLock { state in
+                if state.stopping { return (nil, 0) }
+                let now = Date()
+                let candidates = state.due.filter { !state.active.contains($0.key) }
+                guard let earliest = candidates.min(by: { $0.value < $1.value }) else { return (nil, 1) }
+                if earliest.value <= now {
+                    state.due[earliest.key] = nil
+                    state.active.insert(earliest.key)
+                    return (earliest.key, 0)
+                }
+                return (nil, earliest.value.timeIntervalSince(now))
+            }
+            if let sinkID { return sinkID }
+            if isStopping { return nil }
+            wakeUp.lock()
+            _ = wakeUp.wait(until: Date().addingTimeInterval(min(max(wait, 0.01), 1)))
+            wakeUp.unlock()
+        }
+    }
+
+    private func runWorker() {
+        var redis: RedisConnection?
+        while let sinkID = next() {
+            defer { _ = state.withLock { $0.active.remove(sinkID) } }
+            do {
+                if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
+                try reconcile(sinkID, redis: redis!)
+                state.withLock { _ = $0.attempts.removeValue(forKey: sinkID) }
+            } catch let error as ClusterError where error.kind == .rejected {
+                state.withLock { state in
+                    state.counters.rejected += 1
+                    state.attempts[sinkID] = nil
+                }
+                logger.warning("objects rejected", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
+                if let redis {
+                    _ = try? StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: "", status: .provisioningError,
+                                                     message: "objects rejected: \(error.message)")
+                }
+            } catch {
+                let attempt = state.withLock { state -> Int in
+                    state.counters.failed += 1
+                    state.attempts[sinkID, default: 0] += 1
+                    return state.attempts[sinkID]!
+                }
+                var delay = min(options.maximumBackoff, pow(2, Double(attempt - 1)))
+                if let clusterError = error as? ClusterError, let retryAfter = clusterError.retryAfter {
+                    delay = min(options.maximumBackoff, max(delay, retryAfter))
+                }
+                if (error as? RedisError)?.isConnectionFailure == true { redis?.close() }
+                logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
+                enqueue(sinkID, after: delay)
+            }
+        }
+        redis?.close()
+    }
+
+    /// One level-based pass over one sink.
+    public func reconcile(_ sinkID: String, redis: RedisConnection) throws {
+        let record = try StatusPublisher.record(redis, names: names, sinkID: sinkID)
+        guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID) else {
+            // No desired state: the collector must not run.
+            if let name = record?["collector_name"]?.stringValue, let namespace = record?["namespace"]?.stringValue {
+                try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
+                state.withLock { $0.counters.deleted += 1 }
+            }
+            if record?["status"]?.stringValue == SinkStatus.idle.rawValue {
+                return
+            }
+            try redis.hdel(names.collectorsHash, fields: [sinkID])
+            return
+        }
+        let objects: [Value]
+        do {
+            objects = try YAML.parseAll(desiredYAML)
+        } catch {
+            throw ClusterError(.rejected, "the stored desired state is not valid YAML: \(error)")
+        }
+        guard let first = objects.first, let name = first["metadata"]?["name"]?.stringValue else {
+            throw ClusterError(.rejected, "the stored desired state has no objects")
+        }
+        let namespace = first["metadata"]?["namespace"]?.stringValue ?? "default"
+        let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: namespace, objects: objects)
+        try backend.apply(collector)
+        state.withLock { $0.counters.applied += 1 }
+        let observed = try backend.observe(collector)
+        let owner = record?["owner_id"]?.stringValue ?? ""
+        try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
+                                    extra: ["collector_name": .string(name), "namespace": .string(namespace),
+                                            "applied_at": .string(StatusPublisher.rfc3339(Date()))])
+    }
+
+    // MARK: resync and orphan sweep
+
+    private func runResync() {
+        var lastResync = Date.distantPast
+        while !isStopping {
+            if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
+                lastResync = Date()
+                if isLeader() {
+                    do {
+                        try resync()
+                    } catch {
+                        logger.warning("resync failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            wakeUp.lock()
+            _ = wakeUp.wait(until: Date().addingTimeInterval(min(1, options.resyncInterval)))
+            wakeUp.unlock()
+        }
+    }
+
+    /// Re-checks every collector with a desired state, and sweeps orphans within the guard.
+    public func resync() throws {
+        let redis = try RedisConnection(url: redisURL)
+        defer { redis.close() }
+        var desired = Set<String>()
+        var cursor = "0"
+        repeat {
+            let page = try redis.hscan(names.deploymentHash, cursor: cursor, count: 500)
+            cursor = page.cursor
+            for (sinkID, _) in page.fields { desired.insert(sinkID) }
+        } while cursor != "0"
+        for sinkID in desired { enqueue(sinkID) }
+        state.withLock { $0.counters.resyncs += 1 }
+
+        let managed = try backend.managedCollectors()
+        let now = Date().timeIntervalSince1970
+        let orphans = managed.filter { !desired.contains($0.sinkID) && (now - ($0.createdAt ?? now)) >= options.orphanGrace }
+        guard !orphans.isEmpty else { return }
+        let limit = max(1, Int(Double(managed.count) * options.orphanMaxShare))
+        if orphans.count > limit {
+            logger.warning("more orphaned collectors than one sweep may delete; the rest waits for the next resync",
+                           metadata: ["orphans": "\(orphans.count)", "limit": "\(limit)", "managed": "\(managed.count)"])
+        }
+        for orphan in orphans.prefix(limit) {
+            // A sink that got a desired state since the scan is not an orphan.
+            if try redis.hget(names.deploymentHash, field: orphan.sinkID) != nil { continue }
+            try backend.delete(sinkID: orphan.sinkID, name: orphan.name, namespace: orphan.namespace)
+            state.withLock { $0.counters.orphansDeleted += 1 }
+            logger.info("deleted an orphaned collector", metadata: ["sink.id": "\(orphan.sinkID)", "collector": "\(orphan.name)"])
+        }
+    }
+}

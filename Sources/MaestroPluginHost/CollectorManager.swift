@@ -1,0 +1,190 @@
+public import Logging
+public import MaestroCore
+public import MaestroRedis
+public import MaestroValue
+internal import Foundation
+internal import Synchronization
+
+/// What `get` and `list` return about a collector.
+public struct CollectorInfo: Sendable, Equatable {
+    public var sinkID: String
+    public var ownerID: String
+    public var status: String
+    public var errorMessage: String
+    public var collectorName: String
+    public var namespace: String
+    public var configHash: String
+    public var deployedAt: String
+    public var statusChangedAt: String
+
+    init(sinkID: String, record: Value) {
+        self.sinkID = sinkID
+        ownerID = record["owner_id"]?.stringValue ?? ""
+        status = record["status"]?.stringValue ?? SinkStatus.unknown.rawValue
+        errorMessage = record["error"]?.stringValue ?? ""
+        collectorName = record["collector_name"]?.stringValue ?? ""
+        namespace = record["namespace"]?.stringValue ?? ""
+        configHash = record["config_hash"]?.stringValue ?? ""
+        deployedAt = record["deployed_at"]?.stringValue ?? ""
+        statusChangedAt = record["status_changed_at"]?.stringValue ?? ""
+    }
+}
+
+/// The maestro role's `CollectorService`: renders a sink's objects with the Lua template from its
+/// stored config, stores them as the desired state, and hands the sink to the reconciler. Safe to
+/// call from any thread: Redis connections and template VMs are pooled, one user at a time each.
+public final class CollectorManager: CollectorService {
+    public let names: RedisNames
+    public let reconciler: Reconciler
+    private let redisURL: RedisURL
+    private let logger: Logger
+    private let makeRenderer: @Sendable () throws -> TemplateRenderer
+    private let connections = Mutex<[RedisConnection]>([])
+    private let renderers = Mutex<[TemplateRendererBox]>([])
+    private let hashKey = Mutex<String?>(nil)
+
+    public init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger,
+                makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) {
+        self.redisURL = redisURL
+        self.names = names
+        self.reconciler = reconciler
+        self.logger = logger
+        self.makeRenderer = makeRenderer
+    }
+
+    // MARK: pools
+
+    private func withRedis<R>(_ body: (RedisConnection) throws -> R) throws(CollectorServiceError) -> R {
+        let pooled = connections.withLock { $0.popLast() }
+        let redis: RedisConnection
+        if let pooled {
+            redis = pooled
+        } else {
+            do {
+                redis = try RedisConnection(url: redisURL)
+            } catch {
+                throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
+            }
+        }
+        do {
+            let result = try body(redis)
+            connections.withLock { $0.append(redis) }
+            return result
+        } catch let error as CollectorServiceError {
+            connections.withLock { $0.append(redis) }
+            throw error
+        } catch let error as RedisError {
+            redis.close()
+            throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
+        } catch {
+            connections.withLock { $0.append(redis) }
+            throw CollectorServiceError(.failedPrecondition, "\(error)")
+        }
+    }
+
+    private func withRenderer<R>(_ body: (TemplateRenderer) throws -> R) throws -> R {
+        let box = try renderers.withLock { $0.popLast() } ?? TemplateRendererBox(renderer: makeRenderer())
+        defer { renderers.withLock { $0.append(box) } }
+        return try body(box.renderer)
+    }
+
+    private func hasher(_ redis: RedisConnection) throws -> ConfigHasher {
+        if let key = hashKey.withLock({ $0 }) { return ConfigHasher(keyHex: key) }
+        let key = try ConfigHasher.installationKey(redis, names: names)
+        hashKey.withLock { $0 = key }
+        return ConfigHasher(keyHex: key)
+    }
+
+    // MARK: CollectorService
+
+    public func create(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        try deploy(sinkID: sinkID, ownerID: ownerID)
+    }
+
+    public func update(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        try deploy(sinkID: sinkID, ownerID: ownerID)
+    }
+
+    public func remove(sinkID: String) throws(CollectorServiceError) {
+        try Self.validate(sinkID)
+        try withRedis { redis in
+            try redis.hdel(names.deploymentHash, fields: [sinkID])
+        }
+        reconciler.enqueue(sinkID)
+    }
+
+    /// The objects a sink's collector would have, without storing or applying anything.
+    public func render(sinkID: String, ownerID: String) throws(CollectorServiceError) -> RenderedCollector {
+        try Self.validate(sinkID)
+        return try withRedis { redis in
+            guard let config = try redis.hget(names.configHash, field: sinkID) else {
+                throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
+            }
+            let owner = ownerID.isEmpty ? (try SinkStore.record(redis, names: names, sinkID: sinkID)?.ownerID ?? "") : ownerID
+            let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config, configHash: try hasher(redis).hash(config))
+            do {
+                return try withRenderer { try $0.render(inputs) }
+            } catch {
+                throw CollectorServiceError(.failedPrecondition, "the template failed: \(error)")
+            }
+        }
+    }
+
+    private func deploy(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        let rendered = try render(sinkID: sinkID, ownerID: ownerID)
+        try withRedis { redis in
+            let configHash = rendered.objects.lazy.compactMap { $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue }.first ?? ""
+            let replies = try redis.pipeline([
+                ["HSET", names.deploymentHash, sinkID, rendered.yaml],
+                StatusPublisher.command(names: names, sinkID: sinkID, ownerID: ownerID, status: .unknown, extra: [
+                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
+                    "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
+                ], mode: .merge),
+            ])
+            if case .error(let text) = replies[1] {
+                let error = RedisError.fromReply(text)
+                guard error.kind == .noScript else { throw error }
+                try PipelinedScript.loadAll(redis)
+                try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: .unknown, extra: [
+                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace), "config_hash": .string(configHash),
+                    "deployed_at": .string(StatusPublisher.rfc3339(Date())),
+                ], mode: .merge)
+            }
+        }
+        reconciler.enqueue(sinkID)
+    }
+
+    public func get(sinkID: String) throws(CollectorServiceError) -> CollectorInfo {
+        try Self.validate(sinkID)
+        return try withRedis { redis in
+            guard let record = try StatusPublisher.record(redis, names: names, sinkID: sinkID) else {
+                throw CollectorServiceError(.notFound, "sink \(sinkID) has no collector")
+            }
+            return CollectorInfo(sinkID: sinkID, record: record)
+        }
+    }
+
+    public func list() throws(CollectorServiceError) -> [CollectorInfo] {
+        try withRedis { redis in
+            try redis.hgetall(names.collectorsHash).compactMap { sinkID, json in
+                (try? JSON.decode(json)).map { CollectorInfo(sinkID: sinkID, record: $0) }
+            }.sorted { $0.sinkID < $1.sinkID }
+        }
+    }
+
+    /// Only an empty id, one over 253 bytes, or one with control characters is refused; any other id
+    /// is mapped to a valid name.
+    static func validate(_ sinkID: String) throws(CollectorServiceError) {
+        guard !sinkID.isEmpty else { throw CollectorServiceError(.invalidArgument, "sink_id must not be empty") }
+        guard sinkID.utf8.count <= 253 else { throw CollectorServiceError(.invalidArgument, "sink_id is longer than 253 bytes") }
+        guard !sinkID.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw CollectorServiceError(.invalidArgument, "sink_id contains control characters")
+        }
+    }
+}
+
+/// A renderer handed between threads by the pool; used by one thread at a time.
+final class TemplateRendererBox: @unchecked Sendable {
+    let renderer: TemplateRenderer
+    init(renderer: TemplateRenderer) { self.renderer = renderer }
+}
