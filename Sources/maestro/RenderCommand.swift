@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MaestroCore
 import MaestroPluginHost
+import MaestroRedis
 import MaestroValue
 
 struct RenderCommand: ParsableCommand {
@@ -25,6 +26,9 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .customLong("sink-config"), help: "The sink's config as JSON, or @FILE.")
     var sinkConfig: String
 
+    @Flag(name: .customLong("objects"), help: "Print the Kubernetes objects the template renders, exactly as they would be applied.")
+    var objects = false
+
     func run() throws {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
@@ -44,7 +48,31 @@ struct RenderCommand: ParsableCommand {
             let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: wiring.names, logger: logger))
             switch builder.build(operation: .create, sinkID: sinkID, ownerID: owner, backend: backend, config: parsed) {
             case .config(_, let yaml):
-                print(yaml, terminator: "")
+                guard objects else {
+                    print(yaml, terminator: "")
+                    return
+                }
+                let keyHex: String
+                if configuration.origin("redis-url") == .defaultValue {
+                    keyHex = ConfigHasher.placeholderKeyHex
+                    printError("maestro: no --redis-url: the config-hash annotation uses a placeholder key, not the installation's")
+                } else {
+                    let redis = try RedisConnection(url: wiring.redisURL())
+                    keyHex = try ConfigHasher.installationKey(redis, names: wiring.names)
+                }
+                let renderer: TemplateRenderer
+                do {
+                    renderer = try TemplateRenderer(root: wiring.absolute(configuration.string("templates-dir") ?? "./templates"),
+                                                    settings: wiring.templateSettings(), limits: wiring.luaLimits, logger: logger)
+                } catch {
+                    throw InvalidInput("the template cannot be loaded: \(error)")
+                }
+                let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: yaml, configHash: ConfigHasher(keyHex: keyHex).hash(yaml))
+                do {
+                    print(try renderer.render(inputs).yaml, terminator: "")
+                } catch {
+                    throw InvalidInput("the template failed: \(error)")
+                }
             case .invalid(let message):
                 throw InvalidInput(message)
             case .failed(let error, let plugin):

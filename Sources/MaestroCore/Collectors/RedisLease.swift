@@ -64,7 +64,8 @@ public final class RedisLease: Sendable {
                     state.withLock { $0.leader = false }
                     redis?.close()
                 }
-                Thread.sleep(forTimeInterval: Double(ttlMilliseconds) / 3000)
+                let renewAt = Date().addingTimeInterval(Double(ttlMilliseconds) / 3000)
+                while Date() < renewAt && !state.withLock({ $0.stopping }) { Thread.sleep(forTimeInterval: 0.05) }
             }
             // Hand the lease over at once rather than letting it expire.
             if let redis, isLeader { _ = try? redis.eval(RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"), keys: [key], arguments: [holder]) }

@@ -1,0 +1,61 @@
+public import MaestroValue
+internal import MaestroYAML
+
+/// Differences between rendered and live objects, for `maestro diff` and Render's dry run. Fields the
+/// server sets (uid, resourceVersion, managedFields, status, …) are ignored; Secret data is redacted.
+public enum ObjectDiff {
+    static let serverFields: Set<String> = ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
+                                            "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences"]
+
+    /// Drops server-set fields and replaces Secret values with a digest-free marker.
+    public static func redacted(_ objects: [Value]) -> [Value] {
+        objects.map { object in
+            guard case .map(var entries) = object else { return object }
+            entries["status"] = nil
+            if case .map(var metadata)? = entries["metadata"] {
+                for field in serverFields { metadata[field] = nil }
+                entries["metadata"] = .map(metadata)
+            }
+            if entries["kind"] == .string("Secret") {
+                for field in ["data", "stringData"] {
+                    if case .map(let data)? = entries[field] {
+                        entries[field] = .map(data.mapValues { _ in .string("<redacted>") })
+                    }
+                }
+            }
+            return .map(entries)
+        }
+    }
+
+    /// A line diff of the two as YAML: `-` lines only live, `+` lines only desired.
+    public static func lines(desired: [Value], live: [Value]) -> [String] {
+        let before = ((try? YAML.emitAll(live)) ?? "").split(separator: "\n").map(String.init)
+        let after = ((try? YAML.emitAll(desired)) ?? "").split(separator: "\n").map(String.init)
+        if live.isEmpty { return after.map { "+" + $0 } }
+        if before == after { return [] }
+        // Longest common subsequence; objects are small (a few hundred lines).
+        let rows = before.count, columns = after.count
+        var table = [[Int]](repeating: [Int](repeating: 0, count: columns + 1), count: rows + 1)
+        for row in stride(from: rows - 1, through: 0, by: -1) {
+            for column in stride(from: columns - 1, through: 0, by: -1) {
+                table[row][column] = before[row] == after[column] ? table[row + 1][column + 1] + 1
+                    : max(table[row + 1][column], table[row][column + 1])
+            }
+        }
+        var result: [String] = []
+        var row = 0, column = 0
+        while row < rows || column < columns {
+            if row < rows && column < columns && before[row] == after[column] {
+                row += 1
+                column += 1
+            } else if column < columns && (row == rows || table[row][column + 1] >= table[row + 1][column]) {
+                result.append("+" + after[column])
+                column += 1
+            } else {
+                result.append("-" + before[row])
+                row += 1
+            }
+        }
+        return result
+    }
+}

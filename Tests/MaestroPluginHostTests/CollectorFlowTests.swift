@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import MaestroYAML
+import Testing
+
+@testable import MaestroPluginHost
+
+/// The maestro role on a fixture: manager, reconciler and a directory backend in a temporary folder.
+struct CollectorFixture {
+    let pipeline: PipelineFixture
+    let manifests: TemporaryDirectory
+    let backend: DirectoryBackend
+    let reconciler: Reconciler
+    let manager: CollectorManager
+
+    init(options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600)) throws {
+        pipeline = try PipelineFixture()
+        manifests = try TemporaryDirectory()
+        backend = DirectoryBackend(root: manifests.path)
+        let url = try RedisURL(parsing: pipeline.redisURL)
+        reconciler = Reconciler(redisURL: url, names: pipeline.names, backend: backend, options: options, logger: Logger(label: "test"))
+        manager = CollectorManager(redisURL: url, names: pipeline.names, reconciler: reconciler, logger: Logger(label: "test")) {
+            try TemplateRenderer(root: repositoryRoot + "/templates")
+        }
+    }
+
+    func waitUntilIdle(timeout: TimeInterval = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if reconciler.backlog == 0 { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
+
+@Suite("Collectors with the directory backend", .serialized)
+struct CollectorFlowTests {
+    @Test("event in orb.sinks → config → desired state → file on disk (0600) → status; update rolls the hash; remove deletes")
+    func endToEnd() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        let consumer = try fixture.pipeline.consumer(collectors: fixture.manager)
+        consumer.start()
+        defer { consumer.stop() }
+
+        try fixture.pipeline.add(redis, create("My Sink/1", sinkConfig("https://one.example/w", user: "1234123", password: "a\"b: c")))
+        #expect(try fixture.pipeline.waitUntilDrained(redis))
+        #expect(fixture.waitUntilIdle())
+        let name = CollectorNaming.name(forSinkID: "My Sink/1")
+        let path = fixture.backend.path(name: name, namespace: "otelcollectors")
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let objects = try YAML.parseAll(try String(contentsOfFile: path, encoding: .utf8))
+        #expect(objects.map { $0["kind"]?.stringValue ?? "" } == ["Secret", "Deployment", "Service"])
+        #expect(objects.allSatisfy { $0["metadata"]?["name"] == .string(name) })
+        #expect(objects[0]["metadata"]?["annotations"]?["maestro.orb.community/sink-id"] == .string("My Sink/1"))
+        let storedConfig = try #require(try redis.hget(fixture.pipeline.names.configHash, field: "My Sink/1"))
+        #expect(objects[0]["stringData"]?["config.yaml"] == .string(storedConfig))
+        #expect(try redis.hget(fixture.pipeline.names.deploymentHash, field: "My Sink/1") != nil)
+        let firstHash = objects[1]["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]
+        let info = try fixture.manager.get(sinkID: "My Sink/1")
+        #expect(info.status == "provisioning")
+        #expect(info.collectorName == name)
+        #expect(info.namespace == "otelcollectors")
+        #expect(info.ownerID == "owner-1")
+        #expect(.string(info.configHash) == firstHash)
+
+        try fixture.pipeline.add(redis, update("My Sink/1", sinkConfig("https://two.example/w")))
+        #expect(try fixture.pipeline.waitUntilDrained(redis))
+        #expect(fixture.waitUntilIdle())
+        let updated = try YAML.parseAll(try String(contentsOfFile: path, encoding: .utf8))
+        let secondHash = updated[1]["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]
+        #expect(secondHash != firstHash, "a changed config rolls the pods")
+        let statuses = try redis.xrange(fixture.pipeline.names.statusStream).filter { $0["sink_id"] == "My Sink/1" }
+        #expect(statuses.map { $0["status"] ?? "" } == ["provisioning"], "each status is published once")
+
+        try fixture.pipeline.add(redis, remove("My Sink/1"))
+        #expect(try fixture.pipeline.waitUntilDrained(redis))
+        #expect(fixture.waitUntilIdle())
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(try redis.hget(fixture.pipeline.names.deploymentHash, field: "My Sink/1") == nil)
+        #expect(try redis.hget(fixture.pipeline.names.collectorsHash, field: "My Sink/1") == nil)
+    }
+
+    @Test("create twice is one collector; remove of an unknown sink succeeds; no config is NOT_FOUND; bad ids are refused")
+    func serviceContract() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try redis.hset(fixture.pipeline.names.configHash, field: "c1", value: "receivers: {}\n")
+        try fixture.manager.create(sinkID: "c1", ownerID: "o")
+        try fixture.manager.create(sinkID: "c1", ownerID: "o")
+        #expect(fixture.waitUntilIdle())
+        #expect(try fixture.backend.managedCollectors().map(\.sinkID) == ["c1"])
+        try fixture.manager.remove(sinkID: "never-existed")
+        let missing = try #require(throws: CollectorServiceError.self) { try fixture.manager.create(sinkID: "no-config", ownerID: "o") }
+        #expect(missing.kind == .notFound)
+        for bad in ["", String(repeating: "x", count: 254), "a\u{1}b"] {
+            let error = try #require(throws: CollectorServiceError.self) { try fixture.manager.create(sinkID: bad, ownerID: "o") }
+            #expect(error.kind == .invalidArgument)
+        }
+        #expect(try fixture.manager.list().map(\.sinkID) == ["c1"])
+    }
+
+    @Test("a file deleted behind maestro's back comes back on resync")
+    func drift() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try redis.hset(fixture.pipeline.names.configHash, field: "d1", value: "receivers: {}\n")
+        try fixture.manager.create(sinkID: "d1", ownerID: "o")
+        #expect(fixture.waitUntilIdle())
+        let path = fixture.backend.path(name: "otel-d1", namespace: "otelcollectors")
+        try FileManager.default.removeItem(atPath: path)
+        try fixture.reconciler.resync()
+        #expect(fixture.waitUntilIdle())
+        #expect(FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test("the orphan sweep's guard holds when Redis is emptied: grace period, then at most the share per pass")
+    func orphanGuard() throws {
+        let strict = try CollectorFixture(options: ReconcilerOptions(resyncInterval: 3_600, orphanGrace: 3_600, orphanMaxShare: 0.1))
+        let redis = try strict.pipeline.connect()
+        strict.reconciler.start()
+        defer { strict.reconciler.stop() }
+        for index in 0..<20 {
+            try redis.hset(strict.pipeline.names.configHash, field: "o\(index)", value: "receivers: {}\n")
+            try strict.manager.create(sinkID: "o\(index)", ownerID: "o")
+        }
+        #expect(strict.waitUntilIdle())
+        #expect(try strict.backend.managedCollectors().count == 20)
+        // Redis emptied: no desired state at all.
+        try redis.del(strict.pipeline.names.keys)
+        try strict.reconciler.resync()
+        #expect(try strict.backend.managedCollectors().count == 20, "young orphans wait for the grace period")
+
+        let eager = Reconciler(redisURL: try RedisURL(parsing: strict.pipeline.redisURL), names: strict.pipeline.names, backend: strict.backend,
+                               options: ReconcilerOptions(resyncInterval: 3_600, orphanGrace: 0, orphanMaxShare: 0.1), logger: Logger(label: "test"))
+        try eager.resync()
+        #expect(try strict.backend.managedCollectors().count == 18, "one sweep deletes at most 10% of the managed collectors")
+        #expect(eager.counters.orphansDeleted == 2)
+    }
+
+    @Test("two replicas, one lease: the holder leads, the other takes over when it stops")
+    func lease() throws {
+        let url = try RedisURL(parsing: RedisTestServer.url)
+        let key = RedisTestServer.uniquePrefix("lease") + "leader"
+        let first = RedisLease(key: key, holder: "a", ttlMilliseconds: 600, redisURL: url, logger: Logger(label: "test"))
+        let second = RedisLease(key: key, holder: "b", ttlMilliseconds: 600, redisURL: url, logger: Logger(label: "test"))
+        let redis = try RedisConnection(url: url)
+        #expect(try first.renew(redis))
+        #expect(try second.renew(redis) == false)
+        #expect(first.isLeader && !second.isLeader)
+        first.start()
+        second.start()
+        usleep(300_000)
+        #expect(first.isLeader != second.isLeader)
+        first.stop()
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, !second.isLeader { usleep(50_000) }
+        #expect(second.isLeader)
+        second.stop()
+    }
+}
