@@ -9,6 +9,9 @@ public struct RedisNames: Sendable, Equatable {
     public var collectorsHash = "orb.maestro.collectors"
     public var statusStream = "orb.maestro.sink_status"
     public var deadLetterStream = "orb.maestro.deadletter"
+    public var activityStream = "orb.sink_activity"
+    public var idleStream = "orb.sink_idle"
+    public var maestroGroup = "orb.maestro"
     /// The per-installation key of the config-hash HMAC.
     public var configHashKey = "maestro:config-hash-key"
     /// Prefix of the keys a plugin may write: `<prefix><plugin name>:…`.
@@ -28,12 +31,15 @@ public struct RedisNames: Sendable, Equatable {
         names.statusStream = prefix + statusStream
         names.deadLetterStream = prefix + deadLetterStream
         names.configHashKey = prefix + configHashKey
+        names.activityStream = prefix + activityStream
+        names.idleStream = prefix + idleStream
+        names.maestroGroup = prefix + maestroGroup
         return names
     }
 
     /// Every key these names denote (the group is not a key).
     public var keys: [String] {
-        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, statusStream, deadLetterStream]
+        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, statusStream, deadLetterStream, activityStream, idleStream]
     }
 
     /// Names from the resolved settings.
@@ -47,5 +53,8 @@ public struct RedisNames: Sendable, Equatable {
         if let value = configuration.string("collectors-hash") { collectorsHash = value }
         if let value = configuration.string("status-stream") { statusStream = value }
         if let value = configuration.string("deadletter-stream") { deadLetterStream = value }
+        if let value = configuration.string("activity-stream") { activityStream = value }
+        if let value = configuration.string("idle-stream") { idleStream = value }
+        if let value = configuration.string("maestro-group") { maestroGroup = value }
     }
 }

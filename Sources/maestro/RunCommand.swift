@@ -44,11 +44,26 @@ struct RunCommand: ParsableCommand {
                 sinker.start()
                 consumer = sinker
             }
+            var activityConsumers: [StreamConsumer] = []
+            if createPolicy(configuration) == .onActivity {
+                let names = wiring.names
+                for (stream, kind) in [(names.activityStream, ActivityEventProcessor.Kind.activity), (names.idleStream, .idle)] {
+                    var options = wiring.consumerOptions()
+                    options.stream = stream
+                    options.group = names.maestroGroup
+                    let manager = collectors.manager
+                    let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                                  makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) })
+                    consumer.start()
+                    activityConsumers.append(consumer)
+                }
+            }
             logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "backend": "\(collectors.reconciler.backend.name)",
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
             let signal = waitForTerminationSignal()
             logger.info("stopping: finishing in-flight events", metadata: ["signal": "\(signal)"])
-            let clean = (consumer?.stop(timeout: 30) ?? true) && collectors.reconciler.stop(timeout: 30)
+            let clean = (consumer?.stop(timeout: 30) ?? true) && activityConsumers.allSatisfy { $0.stop(timeout: 30) }
+                && collectors.reconciler.stop(timeout: 30)
             collectors.lease.stop()
             let counters = consumer?.counters ?? StreamConsumerCounters()
             logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
@@ -56,6 +71,10 @@ struct RunCommand: ParsableCommand {
         }
     }
 }
+func createPolicy(_ configuration: Configuration) -> CreatePolicy {
+    CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager
+}
+
 /// Blocks until SIGTERM or SIGINT; returns the signal's number. A second signal exits at once.
 func waitForTerminationSignal() -> Int32 {
     let received = DispatchSemaphore(value: 0)

@@ -66,6 +66,12 @@ struct SettingsOptions: ParsableArguments {
     var orphanGrace: String?
     @Option(name: .customLong("orphan-max-share"), help: ArgumentHelp(Settings.definition("orphan-max-share")?.help ?? ""))
     var orphanMaxShare: String?
+    @Option(name: .customLong("activity-stream"), help: ArgumentHelp(Settings.definition("activity-stream")?.help ?? ""))
+    var activityStream: String?
+    @Option(name: .customLong("idle-stream"), help: ArgumentHelp(Settings.definition("idle-stream")?.help ?? ""))
+    var idleStream: String?
+    @Option(name: .customLong("maestro-group"), help: ArgumentHelp(Settings.definition("maestro-group")?.help ?? ""))
+    var maestroGroup: String?
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
@@ -77,6 +83,7 @@ struct SettingsOptions: ParsableArguments {
             ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
+            ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("role", role), ("kube-backend", kubeBackend), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]

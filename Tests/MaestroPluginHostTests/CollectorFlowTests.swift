@@ -171,3 +171,64 @@ struct CollectorFlowTests {
         second.stop()
     }
 }
+
+@Suite("On-activity policy", .serialized)
+struct ActivityTests {
+    @Test("activity creates the collector if not running; idle removes the objects, keeps the config, status idle")
+    func activityAndIdle() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        let names = fixture.pipeline.names
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        let sinker = try fixture.pipeline.consumer(collectors: fixture.manager, policy: .onActivity)
+        sinker.start()
+        defer { sinker.stop() }
+        func activityConsumer(_ stream: String, _ kind: ActivityEventProcessor.Kind) throws -> StreamConsumer {
+            let options = StreamConsumerOptions(stream: stream, group: names.maestroGroup, consumerName: "t", workers: 1, blockMilliseconds: 50,
+                                                deadLetterStream: names.deadLetterStream)
+            let manager = fixture.manager
+            return StreamConsumer(options: options, redisURL: try RedisURL(parsing: fixture.pipeline.redisURL), logger: Logger(label: "test"),
+                                  routingKey: { $0["sink_id"] ?? "" },
+                                  makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: Logger(label: "test")) })
+        }
+        let activity = try activityConsumer(names.activityStream, .activity)
+        let idle = try activityConsumer(names.idleStream, .idle)
+        activity.start()
+        idle.start()
+        defer {
+            activity.stop()
+            idle.stop()
+        }
+        try fixture.pipeline.add(redis, create("a1", sinkConfig("https://a.example/w")))
+        #expect(try fixture.pipeline.waitUntilDrained(redis))
+        #expect(try redis.hget(names.deploymentHash, field: "a1") == nil, "on-activity: the config alone deploys nothing")
+
+        try redis.xadd(names.activityStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "active"), ("size", "123"),
+                                                      ("timestamp", "2026-11-29T10:00:00Z")])
+        let path = fixture.backend.path(name: "otel-a1", namespace: "otelcollectors")
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
+        #expect(FileManager.default.fileExists(atPath: path))
+
+        try redis.xadd(names.idleStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "idle"), ("size", "0"),
+                                                  ("timestamp", "0001-01-01T00:00:00Z")])
+        let removed = Date().addingTimeInterval(10)
+        while Date() < removed, FileManager.default.fileExists(atPath: path) { usleep(20_000) }
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(fixture.waitUntilIdle())
+        #expect(try redis.hget(names.configHash, field: "a1") != nil, "idle keeps the config")
+        #expect(try fixture.manager.get(sinkID: "a1").status == "idle")
+        #expect(try redis.xrange(names.statusStream).last?["status"] == "idle")
+
+        // New activity deploys again.
+        try redis.xadd(names.activityStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "active"), ("size", "1"),
+                                                      ("timestamp", "2026-11-29T10:05:00Z")])
+        let again = Date().addingTimeInterval(10)
+        while Date() < again, !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
+        #expect(FileManager.default.fileExists(atPath: path))
+        try redis.xadd(names.activityStream, fields: [("state", "active")])
+        usleep(300_000)
+        #expect(try redis.xrange(names.deadLetterStream).contains { $0["reason"] == "missing field sink_id" })
+    }
+}

@@ -68,6 +68,9 @@ public enum Settings {
         SettingDefinition(key: "collectors-hash", defaultValue: "orb.maestro.collectors", help: "Hash: sink id to collector status JSON."),
         SettingDefinition(key: "status-stream", defaultValue: "orb.maestro.sink_status", help: "Stream of status changes, Orb's format."),
         SettingDefinition(key: "deadletter-stream", defaultValue: "orb.maestro.deadletter", help: "Stream of entries that could not be handled."),
+        SettingDefinition(key: "activity-stream", defaultValue: "orb.sink_activity", help: "Orb's sink activity stream (on-activity policy)."),
+        SettingDefinition(key: "idle-stream", defaultValue: "orb.sink_idle", help: "Orb's sink idle stream (on-activity policy)."),
+        SettingDefinition(key: "maestro-group", defaultValue: "orb.maestro", help: "Consumer group on the activity and idle streams."),
         SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format."),
         SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
                           help: "Lowest level logged.", orbSource: { environment in
