@@ -62,7 +62,7 @@ let package = Package(
         ),
 
         // Helpers shared by the test targets: a local redis-server, temporary folders, processes.
-        .target(name: "MaestroTestSupport", dependencies: ["MaestroCore"], swiftSettings: swiftSettings),
+        .target(name: "MaestroTestSupport", dependencies: ["MaestroCore", "MaestroHTTP", "MaestroValue"], swiftSettings: swiftSettings),
 
         .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),

@@ -26,9 +26,11 @@ struct RunCommand: ParsableCommand {
                                                         "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
             }
             let role = configuration.string("role") ?? "all"
-            let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: RedisLease)
+            let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)
             do {
                 collectors = try wiring.collectors(redisURL: redisURL, logger: logger)
+            } catch let error as InvalidInput {
+                throw error
             } catch {
                 throw InvalidInput("the collector template cannot be loaded: \(error)")
             }

@@ -72,6 +72,10 @@ struct SettingsOptions: ParsableArguments {
     var idleStream: String?
     @Option(name: .customLong("maestro-group"), help: ArgumentHelp(Settings.definition("maestro-group")?.help ?? ""))
     var maestroGroup: String?
+    @Option(name: .customLong("kubeconfig"), help: ArgumentHelp(Settings.definition("kubeconfig")?.help ?? ""))
+    var kubeconfig: String?
+    @Flag(name: .customLong("create-namespace"), help: "Create the collector namespace when it is missing.")
+    var createNamespace: Bool = false
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
@@ -88,6 +92,8 @@ struct SettingsOptions: ParsableArguments {
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]
+        if createNamespace { result["create-namespace"] = ["true"] }
+        if let kubeconfig { result["kubeconfig"] = [kubeconfig] }
         for (name, value) in pairs {
             if let value { result[name] = [value] }
         }

@@ -76,8 +76,29 @@ extension Wiring {
         return .map(values)
     }
 
-    func clusterBackend() -> any ClusterBackend {
-        DirectoryBackend(root: absolute(configuration.string("manifests-dir") ?? "./manifests"))
+    var backendName: String {
+        if let chosen = configuration.string("kube-backend") { return chosen }
+        return KubeConfigLoader.clusterAvailable(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment)
+            ? "kubernetes" : "directory"
+    }
+
+    func kubernetesClient(logger: Logger) throws -> KubernetesClient {
+        do {
+            let credentials = try KubeConfigLoader.load(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment)
+            return KubernetesClient(credentials: credentials, logger: logger)
+        } catch {
+            throw InvalidInput("cannot use the Kubernetes API: \(error)")
+        }
+    }
+
+    func clusterBackend(logger: Logger = Logger(label: "maestro")) throws -> any ClusterBackend {
+        switch backendName {
+        case "kubernetes":
+            return KubernetesBackend(client: try kubernetesClient(logger: logger), namespace: configuration.string("namespace") ?? "otelcollectors",
+                                     createNamespace: configuration.boolean("create-namespace"))
+        default:
+            return DirectoryBackend(root: absolute(configuration.string("manifests-dir") ?? "./manifests"))
+        }
     }
 
     func reconcilerOptions() -> ReconcilerOptions {
@@ -88,15 +109,21 @@ extension Wiring {
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
-    func collectors(redisURL: RedisURL, logger: Logger) throws -> (manager: CollectorManager, reconciler: Reconciler, lease: RedisLease) {
+    func collectors(redisURL: RedisURL, logger: Logger) throws -> (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease) {
         let names = self.names
         let templates = absolute(configuration.string("templates-dir") ?? "./templates")
         let settings = templateSettings()
         let limits = luaLimits
         // Fail at start, not at the first event, when the template is broken.
         _ = try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)
-        let lease = RedisLease(key: "maestro:leader:" + names.deploymentHash, holder: consumerName, redisURL: redisURL, logger: logger)
-        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: clusterBackend(), options: reconcilerOptions(), logger: logger,
+        let backend = try clusterBackend(logger: logger)
+        let lease: any LeaderLease
+        if let kubernetes = backend as? KubernetesBackend {
+            lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
+        } else {
+            lease = RedisLease(key: "maestro:leader:" + names.deploymentHash, holder: consumerName, redisURL: redisURL, logger: logger)
+        }
+        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
                                     isLeader: { lease.isLeader })
         let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger) {
             try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)

@@ -60,7 +60,11 @@ struct CLITests {
         let directory = try TemporaryDirectory()
         let file = try directory.write("value", "x")
         var arguments = ["config"]
-        if definition.allowsFlagValue { arguments += ["--\(key)", "x"] }
+        if definition.kind == .boolean {
+            arguments.append("--\(key)")
+        } else if definition.allowsFlagValue {
+            arguments += ["--\(key)", "x"]
+        }
         if definition.isSecret { arguments += ["--\(key)-file", file] }
         let result = try maestro(arguments)
         #expect(result.code != 64, "--\(key) is not accepted: \(result.output)")

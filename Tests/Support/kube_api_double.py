@@ -140,6 +140,8 @@ def validate(kind, obj):
         return f'metadata.name: Invalid value: "{name}": a DNS-1035 label must be at most 63 characters without dots'
     if kind == "Deployment":
         spec = obj.get("spec") or {}
+        if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
+            return "spec.replicas: Invalid value: must be greater than or equal to 0"
         if not spec.get("selector") or not (spec.get("template") or {}).get("spec", {}).get("containers"):
             return "spec.selector and spec.template.spec.containers: Required value"
         selector = spec["selector"].get("matchLabels") or {}
@@ -271,6 +273,8 @@ class Handler(BaseHTTPRequestHandler):
         if token is not None and not path.startswith("/version"):
             if self.headers.get("Authorization") != f"Bearer {token}" and not self.client_certificate():
                 return self.send_json(401, status_body(401, "Unauthorized", "Unauthorized"))
+        if self.headers.get("X-Double-Control") == "1":
+            faults = {"reset": 0, "error500": 0, "error429": 0, "delay": 0}
         roll = random.random()
         if roll < faults["reset"]:
             self.close_connection = True

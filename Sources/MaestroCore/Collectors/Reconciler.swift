@@ -210,8 +210,13 @@ public final class Reconciler: Sendable {
         let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: namespace, objects: objects)
         try backend.apply(collector)
         state.withLock { $0.counters.applied += 1 }
-        let observed = try backend.observe(collector)
         let owner = record?["owner_id"]?.stringValue ?? ""
+        let current = record?["status"]?.stringValue
+        if ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
+            // Accepted by the cluster: provisioning, before anything can be observed.
+            try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: .provisioning)
+        }
+        let observed = try backend.observe(collector)
         try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
                                     extra: ["collector_name": .string(name), "namespace": .string(namespace),
                                             "applied_at": .string(StatusPublisher.rfc3339(Date()))])

@@ -9,8 +9,10 @@ public final class ChildProcess: @unchecked Sendable {
     public let arguments: [String]
     private var exitStatus: Int32?
 
-    /// Starts `arguments[0]` (a path) with `arguments`; output goes to `logPath` or /dev/null.
-    public init(_ arguments: [String], environment: [String: String]? = nil, logPath: String? = nil) throws {
+    /// Starts `arguments[0]` (a path) with `arguments`; output goes to `logPath` or /dev/null, and
+    /// standard error with it unless `separateStandardError` (then to /dev/null).
+    public init(_ arguments: [String], environment: [String: String]? = nil, logPath: String? = nil,
+                separateStandardError: Bool = false) throws {
         self.arguments = arguments
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -29,7 +31,11 @@ public final class ChildProcess: @unchecked Sendable {
         let output = logPath ?? "/dev/null"
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if separateStandardError {
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
 
         let environmentPairs = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

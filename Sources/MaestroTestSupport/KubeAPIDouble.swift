@@ -1,0 +1,91 @@
+public import Foundation
+public import MaestroCore
+public import MaestroHTTP
+public import MaestroValue
+
+/// Tests/Support/kube_api_double.py on a free loopback port, with its control endpoints.
+public final class KubeAPIDouble: @unchecked Sendable {
+    public let port: Int
+    public let process: ChildProcess
+    public let scheme: String
+    public var server: String { "\(scheme)://127.0.0.1:\(port)" }
+    private let control: HTTPClient
+
+    public init(namespaces: [String] = ["otelcollectors"], token: String? = nil, tls: (cert: String, key: String, clientCA: String?)? = nil) throws {
+        var arguments = [try executable("python3"), repositoryRoot + "/Tests/Support/kube_api_double.py"]
+        for namespace in namespaces { arguments += ["--namespace", namespace] }
+        if let token { arguments += ["--token", token] }
+        if let tls {
+            arguments += ["--cert", tls.cert, "--key", tls.key]
+            if let clientCA = tls.clientCA { arguments += ["--client-ca", clientCA] }
+        }
+        let log = NSTemporaryDirectory() + "maestro-kube-" + UUID().uuidString
+        process = try ChildProcess(arguments, logPath: log)
+        scheme = tls == nil ? "http" : "https"
+        let deadline = Date().addingTimeInterval(10)
+        var found: Int?
+        while Date() < deadline, found == nil {
+            if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
+                found = Int(line.dropFirst(5))
+            } else {
+                guard process.isRunning else { throw ProcessError("kube_api_double.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+                usleep(20_000)
+            }
+        }
+        guard let found else { throw ProcessError("kube_api_double.py did not start") }
+        port = found
+        control = try HTTPClient(options: HTTPClientOptions(tls: TLSOptions(insecure: true)))
+    }
+
+    deinit {
+        process.signal(SIGKILL)
+        process.wait()
+    }
+
+    @discardableResult
+    public func post(_ path: String, _ body: Value) throws -> Value {
+        let response = try control.perform(HTTPRequest(method: "POST", url: server + path, headers: [("Content-Type", "application/json")],
+                                                       text: try JSON.encode(body)))
+        return try JSON.decode(bytes: response.body)
+    }
+
+    /// Fault shares: `error500`, `error429`, `reset`, `delay` (0...1), `delay_seconds`, `retry_after`.
+    public func faults(_ settings: [String: Value]) throws { try post("/_double/faults", .map(settings)) }
+    public func setAvailable(_ deployment: String, _ available: Bool) throws {
+        try post("/_double/available", ["name": .string(deployment), "available": .bool(available)])
+    }
+    public func setLogs(_ deployment: String, _ text: String) throws { try post("/_double/logs", ["name": .string(deployment), "text": .string(text)]) }
+    public func stats() throws -> Value { try post("/_double/stats", .map([:])) }
+
+    /// A GET against the API, as the double answers it (no auth, no faults: for assertions).
+    public func get(_ path: String, token: String? = nil) throws -> (status: Int, body: Value) {
+        var headers: [(name: String, value: String)] = [("X-Double-Control", "1")]
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        let response = try control.perform(HTTPRequest(url: server + path, headers: headers))
+        return (response.status, (try? JSON.decode(bytes: response.body)) ?? .null)
+    }
+
+    /// A kubeconfig pointing at this double.
+    public func kubeconfig(in directory: TemporaryDirectory, user: String = "token: test-token", cluster extra: String = "") throws -> String {
+        try directory.write("kubeconfig", """
+        apiVersion: v1
+        kind: Config
+        clusters:
+        - name: double
+          cluster:
+            server: \(server)
+        \(extra.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        users:
+        - name: tester
+          user:
+        \(user.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        contexts:
+        - name: test
+          context:
+            cluster: double
+            user: tester
+            namespace: otelcollectors
+        current-context: test
+        """)
+    }
+}

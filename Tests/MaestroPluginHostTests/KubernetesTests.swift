@@ -1,0 +1,279 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import MaestroYAML
+import Testing
+
+@testable import MaestroPluginHost
+
+func kubeClient(_ credentials: KubeCredentials, attempts: Int = 6) -> KubernetesClient {
+    KubernetesClient(credentials: credentials, maximumAttempts: attempts, maximumBackoff: 0.5, logger: Logger(label: "test"))
+}
+
+/// The maestro role against the API double.
+struct KubeFixture {
+    let double: KubeAPIDouble
+    let pipeline: PipelineFixture
+    let client: KubernetesClient
+    let backend: KubernetesBackend
+    let reconciler: Reconciler
+    let manager: CollectorManager
+
+    init(createNamespace: Bool = false, namespaces: [String] = ["otelcollectors"], templateSettings: Value = .map([:]),
+         options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 2)) throws {
+        double = try KubeAPIDouble(namespaces: namespaces)
+        pipeline = try PipelineFixture()
+        client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
+        backend = KubernetesBackend(client: client, namespace: "otelcollectors", createNamespace: createNamespace)
+        let url = try RedisURL(parsing: pipeline.redisURL)
+        reconciler = Reconciler(redisURL: url, names: pipeline.names, backend: backend, options: options, logger: Logger(label: "test"))
+        manager = CollectorManager(redisURL: url, names: pipeline.names, reconciler: reconciler, logger: Logger(label: "test")) {
+            try TemplateRenderer(root: repositoryRoot + "/templates", settings: templateSettings)
+        }
+    }
+
+    func object(_ path: String) throws -> Value? {
+        let (status, body) = try double.get(path)
+        return status == 200 ? body : nil
+    }
+
+    func waitFor(_ timeout: TimeInterval = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(50_000)
+        }
+        return try condition()
+    }
+
+    func addConfig(_ redis: RedisConnection, _ sinkID: String, _ config: String = "receivers: {}\n") throws {
+        try redis.hset(pipeline.names.configHash, field: sinkID, value: config)
+    }
+
+    func status(_ sinkID: String) -> String? {
+        try? manager.get(sinkID: sinkID).status
+    }
+}
+
+@Suite("Kubernetes backend against the API double", .serialized)
+struct KubernetesTests {
+    @Test("create → 3 objects; update → same uids, new config hash, nothing deleted; remove → none left; idempotent")
+    func lifecycle() throws {
+        let fixture = try KubeFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try fixture.addConfig(redis, "k1", "exporters: {otlphttp: {endpoint: https://a}}\n")
+        try fixture.manager.create(sinkID: "k1", ownerID: "o")
+        try fixture.manager.create(sinkID: "k1", ownerID: "o")
+        let base = "/api/v1/namespaces/otelcollectors"
+        #expect(try fixture.waitFor { try fixture.object(base + "/services/otel-k1") != nil })
+        let secret = try #require(try fixture.object(base + "/secrets/otel-k1"))
+        let deployment = try #require(try fixture.object("/apis/apps/v1/namespaces/otelcollectors/deployments/otel-k1"))
+        #expect(secret["metadata"]?["labels"]?["app.kubernetes.io/managed-by"] == .string("maestro"))
+        #expect(secret["metadata"]?["annotations"]?["maestro.orb.community/sink-id"] == .string("k1"))
+        let data = try #require(secret["data"]?["config.yaml"]?.stringValue)
+        #expect(String(decoding: Data(base64Encoded: data) ?? Data(), as: UTF8.self) == "exporters: {otlphttp: {endpoint: https://a}}\n")
+        #expect(deployment["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["readinessProbe"]?["httpGet"]?["port"] == .int(13133))
+        let uids = try [base + "/secrets/otel-k1", "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-k1", base + "/services/otel-k1"]
+            .map { try fixture.object($0)?["metadata"]?["uid"] }
+        #expect(fixture.waitFor { fixture.status("k1") == "active" }, "available replicas make the collector active")
+
+        try fixture.addConfig(redis, "k1", "exporters: {otlphttp: {endpoint: https://b}}\n")
+        try fixture.manager.update(sinkID: "k1", ownerID: "o")
+        let hashPath = "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-k1"
+        let oldHash = deployment["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]
+        #expect(try fixture.waitFor { try fixture.object(hashPath)?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"] != oldHash })
+        let newUIDs = try [base + "/secrets/otel-k1", hashPath, base + "/services/otel-k1"].map { try fixture.object($0)?["metadata"]?["uid"] }
+        #expect(newUIDs == uids, "an update rolls in place: same objects")
+        #expect(fixture.client.requestCounts.keys.contains { $0.hasPrefix("DELETE") } == false, "nothing was deleted by the update")
+
+        try fixture.manager.remove(sinkID: "k1")
+        #expect(try fixture.waitFor { try fixture.object(base + "/services/otel-k1") == nil && fixture.object(base + "/secrets/otel-k1") == nil })
+        #expect(try fixture.object(hashPath) == nil)
+        let statuses = try redis.xrange(fixture.pipeline.names.statusStream).map { $0["status"] ?? "" }
+        #expect(statuses == ["provisioning", "active"], "each status published once: \(statuses)")
+    }
+
+    @Test("kubeconfig variants: token, token file, CA data and file, insecure, client certificate (files and data), exec plugin")
+    func kubeconfigVariants() throws {
+        let certificates = try TestCertificates()
+        let double = try KubeAPIDouble(token: "s3cr3t-token", tls: (certificates.serverCertificate, certificates.serverKey, certificates.caCertificate))
+        let directory = try TemporaryDirectory()
+        let caData = try Data(contentsOf: URL(fileURLWithPath: certificates.caCertificate)).base64EncodedString()
+        let certData = try Data(contentsOf: URL(fileURLWithPath: certificates.clientCertificate)).base64EncodedString()
+        let keyData = try Data(contentsOf: URL(fileURLWithPath: certificates.clientKey)).base64EncodedString()
+        try directory.write("token", "s3cr3t-token\n")
+        let plugin = try directory.write("plugin.sh", """
+        #!/bin/sh
+        echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"s3cr3t-token","expirationTimestamp":"2099-01-01T00:00:00Z"}}'
+        """)
+        chmod(plugin, 0o755)
+        let variants: [(String, String, String)] = [
+            ("token with CA data", "token: s3cr3t-token", "certificate-authority-data: \(caData)"),
+            ("token file with CA file", "tokenFile: token", "certificate-authority: \(certificates.caCertificate)"),
+            ("insecure", "token: s3cr3t-token", "insecure-skip-tls-verify: true"),
+            ("client certificate files", "client-certificate: \(certificates.clientCertificate)\nclient-key: \(certificates.clientKey)",
+             "certificate-authority: \(certificates.caCertificate)"),
+            ("client certificate data", "client-certificate-data: \(certData)\nclient-key-data: \(keyData)", "certificate-authority-data: \(caData)"),
+            ("exec plugin", "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: ./plugin.sh", "certificate-authority-data: \(caData)"),
+        ]
+        for (name, user, cluster) in variants {
+            let path = try double.kubeconfig(in: directory, user: user, cluster: cluster)
+            let credentials = try KubeConfigLoader.load(kubeconfig: path)
+            #expect(credentials.namespace == "otelcollectors")
+            let response = try kubeClient(credentials).request("GET", "/api/v1/namespaces")
+            #expect(response.status == 200, "\(name): HTTP \(response.status)")
+        }
+        let wrong = try double.kubeconfig(in: directory, user: "token: wrong", cluster: "certificate-authority-data: \(caData)")
+        #expect(try kubeClient(try KubeConfigLoader.load(kubeconfig: wrong)).request("GET", "/api/v1/namespaces").status == 401)
+        let untrusted = try double.kubeconfig(in: directory, user: "token: s3cr3t-token", cluster: "")
+        #expect(throws: ClusterError.self) { try kubeClient(try KubeConfigLoader.load(kubeconfig: untrusted), attempts: 1).request("GET", "/api/v1/namespaces") }
+    }
+
+    @Test("in-cluster: service account token (re-read as it rotates), CA and namespace")
+    func inCluster() throws {
+        let certificates = try TestCertificates()
+        let double = try KubeAPIDouble(token: "rotated-2", tls: (certificates.serverCertificate, certificates.serverKey, nil))
+        let account = try TemporaryDirectory()
+        try account.write("token", "rotated-1")
+        try FileManager.default.copyItem(atPath: certificates.caCertificate, toPath: account.path + "/ca.crt")
+        try account.write("namespace", "otelcollectors\n")
+        let credentials = try KubeConfigLoader.load(flag: nil, environment: ["KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                                                                              "KUBERNETES_SERVICE_PORT": String(double.port)],
+                                                    serviceAccount: account.path)
+        #expect(credentials.namespace == "otelcollectors")
+        let client = kubeClient(credentials)
+        #expect(try client.request("GET", "/api/v1/namespaces").status == 401)
+        try account.write("token", "rotated-2")
+        #expect(try client.request("GET", "/api/v1/namespaces").status == 200)
+        #expect(throws: KubeConfigError.self) { try KubeConfigLoader.load(flag: nil, environment: [:], serviceAccount: account.path) }
+    }
+
+    @Test("with 20% of calls failing (500, 429 with Retry-After, resets), 100 sinks all converge")
+    func faults() throws {
+        let fixture = try KubeFixture(options: ReconcilerOptions(resyncInterval: 3_600, workers: 4, maximumBackoff: 1))
+        let redis = try fixture.pipeline.connect()
+        try fixture.double.faults(["error500": 0.08, "error429": 0.06, "reset": 0.06, "retry_after": 1])
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        for index in 0..<100 {
+            try fixture.addConfig(redis, "f\(index)")
+            try fixture.manager.create(sinkID: "f\(index)", ownerID: "o")
+        }
+        let converged = try fixture.waitFor(120) {
+            let list = try fixture.double.get("/apis/apps/v1/namespaces/otelcollectors/deployments")
+            return (list.body["items"]?.listValue?.count ?? 0) == 100 && fixture.reconciler.backlog == 0
+        }
+        #expect(converged)
+        let counts = fixture.client.requestCounts
+        #expect(counts.keys.contains { $0.hasSuffix(" 500") } && counts.keys.contains { $0.hasSuffix(" 429") }, "faults were injected: \(counts)")
+        #expect(try fixture.double.get("/api/v1/namespaces/otelcollectors/secrets").body["items"]?.listValue?.count == 100)
+    }
+
+    @Test("422 → provisioning_error with the API's message; a missing namespace is an error unless --create-namespace")
+    func rejections() throws {
+        let invalid = try KubeFixture(templateSettings: ["replicas": -1])
+        let redis = try invalid.pipeline.connect()
+        invalid.reconciler.start()
+        defer { invalid.reconciler.stop() }
+        try invalid.addConfig(redis, "r1")
+        try invalid.manager.create(sinkID: "r1", ownerID: "o")
+        #expect(invalid.waitFor { invalid.status("r1") == "provisioning_error" })
+        #expect(try invalid.manager.get(sinkID: "r1").errorMessage.contains("spec.replicas"))
+
+        let missing = try KubeFixture(namespaces: [])
+        missing.reconciler.start()
+        defer { missing.reconciler.stop() }
+        let redis2 = try missing.pipeline.connect()
+        try missing.addConfig(redis2, "n1")
+        try missing.manager.create(sinkID: "n1", ownerID: "o")
+        #expect(missing.waitFor { missing.status("n1") == "provisioning_error" })
+        #expect(try missing.manager.get(sinkID: "n1").errorMessage.contains("--create-namespace"))
+
+        let creating = try KubeFixture(createNamespace: true, namespaces: [])
+        creating.reconciler.start()
+        defer { creating.reconciler.stop() }
+        let redis3 = try creating.pipeline.connect()
+        try creating.addConfig(redis3, "n2")
+        try creating.manager.create(sinkID: "n2", ownerID: "o")
+        #expect(try creating.waitFor { try creating.object("/api/v1/namespaces/otelcollectors/secrets/otel-n2") != nil })
+    }
+
+    @Test("objects deleted behind maestro's back come back on resync; an exporter 401 in the pod log → error")
+    func driftAndLogs() throws {
+        let fixture = try KubeFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try fixture.addConfig(redis, "d1")
+        try fixture.manager.create(sinkID: "d1", ownerID: "o")
+        let service = "/api/v1/namespaces/otelcollectors/services/otel-d1"
+        #expect(try fixture.waitFor { try fixture.object(service) != nil })
+        _ = try fixture.client.request("DELETE", service)
+        #expect(try fixture.object(service) == nil)
+        try fixture.reconciler.resync()
+        #expect(try fixture.waitFor { try fixture.object(service) != nil })
+
+        try fixture.double.setLogs("otel-d1", """
+        2026-11-29T10:00:00Z info service started
+        2026-11-29T10:00:05Z error exporterhelper: Exporting failed. error: Permanent error: remote write returned HTTP status 401 Unauthorized
+        """)
+        try fixture.reconciler.resync()
+        #expect(fixture.waitFor { fixture.status("d1") == "error" })
+        #expect(try fixture.manager.get(sinkID: "d1").errorMessage.contains("401"))
+    }
+
+    @Test("two replicas, one Lease: the holder renews, the other takes over when it stops")
+    func kubeLease() throws {
+        let double = try KubeAPIDouble()
+        let client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
+        let first = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a", durationSeconds: 2, client: client, logger: Logger(label: "t"))
+        let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", durationSeconds: 2, client: client, logger: Logger(label: "t"))
+        #expect(try first.renew())
+        #expect(try second.renew() == false)
+        first.start()
+        second.start()
+        usleep(500_000)
+        #expect(first.isLeader && !second.isLeader)
+        first.stop()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !second.isLeader { usleep(100_000) }
+        #expect(second.isLeader)
+        second.stop()
+        let lease = try double.get("/apis/coordination.k8s.io/v1/namespaces/otelcollectors/leases/maestro-leader").body
+        #expect(lease["spec"]?["holderIdentity"] == .string("b"))
+    }
+
+    @Test("the double is faithful enough for kubectl: apply --server-side, get, delete")
+    func kubectlFidelity() throws {
+        let double = try KubeAPIDouble()
+        let directory = try TemporaryDirectory()
+        let kubeconfig = try double.kubeconfig(in: directory)
+        let rendered = try shippedRenderer().render(CollectorInputs(sinkID: "kubectl-1", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
+        let manifest = try directory.write("objects.yaml", rendered.yaml)
+        let kubectl = try executable("kubectl")
+        let environment = ["KUBECONFIG": kubeconfig, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin", "HOME": directory.path]
+        let applied = try runProgram([kubectl, "apply", "--server-side", "--validate=false", "-f", manifest], environment: environment)
+        #expect(applied.code == 0, "\(applied.output)")
+        #expect(applied.output.contains("deployment.apps/otel-kubectl-1 serverside-applied"))
+        let listed = try runProgram([kubectl, "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}"], environment: environment)
+        #expect(listed.output.contains("otel-kubectl-1"), "\(listed.output)")
+        let deleted = try runProgram([kubectl, "delete", "-f", manifest], environment: environment)
+        #expect(deleted.code == 0, "\(deleted.output)")
+        let gone = try runProgram([kubectl, "get", "secret", "otel-kubectl-1"], environment: environment)
+        #expect(gone.code != 0 && gone.output.contains("NotFound"))
+    }
+
+    @Test("Orb's log rules", arguments: [
+        ("error: remote write returned HTTP status 401 Unauthorized", "error"), ("error exporting: status 404", "error"),
+        ("failed to send: 502 Bad Gateway", "error"), ("dropping data: 504", "error"), ("error: HTTP 429 Too Many Requests", "warning"),
+        ("error: 400 Bad Request", "warning"), ("info listening on 0.0.0.0:13133", "none"), ("error at 10:04:01", "none"),
+    ])
+    func logRules(_ sample: (String, String)) {
+        #expect(ExporterLogScan.scan(sample.0)?.status.rawValue ?? "none" == sample.1)
+    }
+}
