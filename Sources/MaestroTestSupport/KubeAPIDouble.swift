@@ -51,8 +51,9 @@ public final class KubeAPIDouble: @unchecked Sendable {
 
     /// Fault shares: `error500`, `error429`, `reset`, `delay` (0...1), `delay_seconds`, `retry_after`.
     public func faults(_ settings: [String: Value]) throws { try post("/_double/faults", .map(settings)) }
-    public func setAvailable(_ deployment: String, _ available: Bool) throws {
-        try post("/_double/available", ["name": .string(deployment), "available": .bool(available)])
+    /// Whether the fake controller makes the Deployment's pods available, or fails its rollout.
+    public func setAvailable(_ deployment: String, _ available: Bool, failed: Bool = false) throws {
+        try post("/_double/available", ["name": .string(deployment), "available": .bool(available), "failed": .bool(failed)])
     }
     public func setLogs(_ deployment: String, _ text: String) throws { try post("/_double/logs", ["name": .string(deployment), "text": .string(text)]) }
     public func stats() throws -> Value { try post("/_double/stats", .map([:])) }

@@ -227,6 +227,25 @@ struct KubernetesTests {
         #expect(try fixture.manager.get(sinkID: "d1").errorMessage.contains("401"))
     }
 
+    @Test("status is polled while provisioning: pods becoming available → active; a failed rollout → error")
+    func statusPolling() throws {
+        let fixture = try KubeFixture()
+        let redis = try fixture.pipeline.connect()
+        try fixture.double.setAvailable("otel-p1", false)
+        try fixture.double.setAvailable("otel-p2", false, failed: true)
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        for sink in ["p1", "p2"] {
+            try fixture.addConfig(redis, sink)
+            try fixture.manager.create(sinkID: sink, ownerID: "o")
+        }
+        #expect(fixture.waitFor { fixture.status("p1") == "provisioning" })
+        #expect(fixture.waitFor { fixture.status("p2") == "error" })
+        #expect(try fixture.manager.get(sinkID: "p2").errorMessage.contains("rollout failed"))
+        try fixture.double.setAvailable("otel-p1", true)
+        #expect(fixture.waitFor(30) { fixture.status("p1") == "active" })
+    }
+
     @Test("two replicas, one Lease: the holder renews, the other takes over when it stops")
     func kubeLease() throws {
         let double = try KubeAPIDouble()

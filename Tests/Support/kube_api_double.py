@@ -187,6 +187,7 @@ def controller(namespace, deployment):
     replicas = spec.get("replicas", 1)
     template = spec.get("template") or {}
     available = STORE.available.get(name, True)
+    failed = STORE.available.get(name + "/failed", False)
     pod_hash = str(abs(hash(json.dumps(template, sort_keys=True))) % 10_000_000_000)
     for key in [k for k in STORE.objects if k[1] == "pods" and k[2] == namespace and k[3].startswith(name + "-")]:
         pod = STORE.objects[key]
@@ -212,8 +213,9 @@ def controller(namespace, deployment):
     status = {"observedGeneration": deployment["metadata"].get("generation", 1), "replicas": replicas,
               "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
               "conditions": [{"type": "Available", "status": "True" if available else "False"},
-                             {"type": "Progressing", "status": "True" if available else "False",
-                              "reason": "NewReplicaSetAvailable" if available else "ProgressDeadlineExceeded"}]}
+                             {"type": "Progressing", "status": "False" if failed else "True",
+                              "reason": "ProgressDeadlineExceeded" if failed else
+                              ("NewReplicaSetAvailable" if available else "ReplicaSetUpdated")}]}
     deployment["status"] = status
 
 
@@ -309,6 +311,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, STORE.faults)
             if path == "/_double/available":
                 STORE.available[body["name"]] = body["available"]
+                STORE.available[body["name"] + "/failed"] = body.get("failed", False)
                 for key, obj in STORE.objects.items():
                     if key[1] == "deployments" and key[3] == body["name"]:
                         controller(key[2], obj)

@@ -54,6 +54,8 @@ public final class Reconciler: Sendable {
     private let finished = DispatchGroup()
 
     struct State {
+        /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
+        var observations: [String: (due: Date, attempt: Int)] = [:]
         var due: [String: Date] = [:]
         var active: Set<String> = []
         var attempts: [String: Int] = [:]
@@ -220,13 +222,57 @@ public final class Reconciler: Sendable {
         try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
                                     extra: ["collector_name": .string(name), "namespace": .string(namespace),
                                             "applied_at": .string(StatusPublisher.rfc3339(Date()))])
+        scheduleObservation(sinkID, status: observed.status, attempt: 0)
+    }
+
+    /// A collector that is still provisioning on a backend that can see pods is looked at again later.
+    private func scheduleObservation(_ sinkID: String, status: SinkStatus, attempt: Int) {
+        state.withLock { state in
+            guard status == .provisioning, backend.name != "directory" else {
+                state.observations[sinkID] = nil
+                return
+            }
+            let delay = min(60, 2 * pow(2, Double(attempt)))
+            state.observations[sinkID] = (Date().addingTimeInterval(delay), attempt + 1)
+        }
+    }
+
+    /// Polls the status of due collectors (bounded: each backs off to once a minute).
+    private func observeDue(_ redis: RedisConnection) throws {
+        let now = Date()
+        let due = state.withLock { state -> [(String, Int)] in
+            state.observations.filter { $0.value.due <= now }.map { ($0.key, $0.value.attempt) }
+        }
+        for (sinkID, attempt) in due {
+            guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID), let objects = try? YAML.parseAll(desiredYAML),
+                  let name = objects.first?["metadata"]?["name"]?.stringValue else {
+                state.withLock { $0.observations[sinkID] = nil }
+                continue
+            }
+            let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: objects.first?["metadata"]?["namespace"]?.stringValue ?? "default",
+                                             objects: objects)
+            let observed = try backend.observe(collector)
+            let owner = try StatusPublisher.record(redis, names: names, sinkID: sinkID)?["owner_id"]?.stringValue ?? ""
+            try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message)
+            scheduleObservation(sinkID, status: observed.status, attempt: attempt)
+        }
     }
 
     // MARK: resync and orphan sweep
 
     private func runResync() {
         var lastResync = Date.distantPast
+        var redis: RedisConnection?
         while !isStopping {
+            if isLeader() {
+                do {
+                    if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
+                    try observeDue(redis!)
+                } catch {
+                    redis?.close()
+                    logger.warning("status polling failed", metadata: ["error": "\(error)"])
+                }
+            }
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
                 lastResync = Date()
                 if isLeader() {
