@@ -59,7 +59,7 @@ struct DemoRun {
         say(1, "Redis \(version) at \(redisURL)\(privateServer == nil ? "" : " (a private server started for this demo)")")
 
         let names = RedisNames().prefixed("maestro-demo:")
-        let demoKeys = names.keys
+        let demoKeys = names.keys + [names.configHashKey]
         try redis.del(demoKeys)
 
         let logger = Logger(label: "maestro")
@@ -70,9 +70,24 @@ struct DemoRun {
         say(2, "Plugins loaded from \(catalog.root): " + catalog.plugins.map { "\($0.name) \($0.version) (backend \($0.sinkBackend ?? "-"))" }.joined(separator: ", ")
             + (catalog.failures.isEmpty ? "" : "; \(catalog.failures.count) failed to load"))
 
-        var context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
+        // The maestro role: the template renders each collector, the reconciler writes it with the
+        // directory backend into a temporary folder.
+        let manifests = NSTemporaryDirectory() + "maestro-demo-manifests-" + UUID().uuidString.prefix(8)
+        defer { try? FileManager.default.removeItem(atPath: manifests) }
+        let backend = DirectoryBackend(root: manifests)
+        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: ReconcilerOptions(resyncInterval: 3_600),
+                                    logger: logger)
+        let templates = wiring.absolute(configuration.string("templates-dir") ?? "./templates")
+        let templateSettings = wiring.templateSettings()
+        let limits = wiring.luaLimits
+        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger) {
+            try TemplateRenderer(root: templates, settings: templateSettings, limits: limits, logger: logger)
+        }
+        reconciler.start()
+        defer { reconciler.stop() }
+        var context = wiring.sinkerContext(catalog: catalog, collectors: manager, logger: logger)
         context.names = names
-        context.policy = .external
+        context.policy = .eager
         let sinker = context
         let options = StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, consumerName: "demo",
                                             workers: 2, blockMilliseconds: 50, maxDeliveries: 2, deadLetterStream: names.deadLetterStream)
@@ -104,40 +119,58 @@ struct DemoRun {
         let token = otlp["extensions"]?["bearertokenauth/withscheme"]?["token"]
         print("    otlphttp: the token was decrypted with the Orb secret key: \(token == .string("t0k3n-from-orb") ? "yes" : "NO")")
 
+        waitForCollectors(reconciler)
+        let promName = CollectorNaming.name(forSinkID: promID)
+        let promFile = backend.path(name: promName, namespace: wiring.templateSettings()["namespace"]?.stringValue ?? "otelcollectors")
+        let objects = try YAML.parseAll(TextFile.read(promFile) ?? "")
+        let mode = ((try? FileManager.default.attributesOfItem(atPath: promFile)[.posixPermissions]) as? NSNumber)?.intValue ?? 0
+        say(5, "The Lua template rendered each collector (\(objects.map { $0["kind"]?.stringValue ?? "?" }.joined(separator: ", "))), stored it in \(names.deploymentHash), and the reconciler wrote it:")
+        print("    \(promFile) (mode \(String(mode, radix: 8)))")
+        let deployment = objects.first { $0["kind"] == .string("Deployment") }
+        let firstHash = deployment?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue ?? "?"
+        print("    Deployment \(promName): image \(deployment?["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"]?.stringValue ?? "?"), probes on :13133, config hash \(firstHash.prefix(16))…")
+        print("    status: \((try? manager.get(sinkID: promID).status) ?? "?") (the directory backend cannot see pods, so it never claims more)")
+
         let updatedConfig: Value = ["exporter": ["remote_host": "https://prometheus-eu.example.com/api/v1/write"],
                                     "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"]]
         try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", ""), ("config", try JSON.encode(updatedConfig)),
                                 ("timestamp", "-62135596800"), ("operation", "sinks.update")])
         try waitUntilDrained(redis, names)
         let updated = try YAML.parse(try redis.hget(names.configHash, field: promID) ?? "")
-        say(5, "A sinks.update with backend \"\" (as Orb's API sends it) used the stored backend: endpoint now \(updated["exporters"]?["prometheusremotewrite"]?["endpoint"]?.stringValue ?? "?")")
+        waitForCollectors(reconciler)
+        let rolled = try YAML.parseAll(TextFile.read(promFile) ?? "").first { $0["kind"] == .string("Deployment") }?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue ?? "?"
+        say(6, "A sinks.update with backend \"\" (as Orb's API sends it) used the stored backend: endpoint now \(updated["exporters"]?["prometheusremotewrite"]?["endpoint"]?.stringValue ?? "?")")
+        print("    the config hash changed \(firstHash.prefix(16))… → \(rolled.prefix(16))…, which rolls the pods (same objects, updated in place)")
 
         try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", ""), ("operation", "sinks.update"),
                                 ("config", #"{"exporter":{"remote_host":"prometheus.example.com/write"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#)])
         try emit(redis, names, [("owner", owner), ("backend", "prometheus"), ("operation", "sinks.create"), ("config", "{}")])
         try waitUntilDrained(redis, names)
         let status = try redis.xrange(names.statusStream).last
-        say(6, "An update whose URL has no scheme is the user's error: status \(status?["status"] ?? "?") — \"\(status?["error_message"] ?? "")\"; the last good config stays.")
+        say(7, "An update whose URL has no scheme is the user's error: status \(status?["status"] ?? "?") — \"\(status?["error_message"] ?? "")\"; the last good config stays.")
         let letter = try redis.xrange(names.deadLetterStream).last
         print("    An event without sink_id is malformed: dead-lettered in \(names.deadLetterStream) with reason \"\(letter?["reason"] ?? "?")\".")
 
         try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("operation", "sinks.remove")])
         try waitUntilDrained(redis, names)
-        say(7, "A sinks.remove deleted the otlphttp config and left a tombstone, so a late create cannot bring it back.")
+        waitForCollectors(reconciler)
+        let otlpFile = backend.path(name: CollectorNaming.name(forSinkID: otlpID), namespace: wiring.templateSettings()["namespace"]?.stringValue ?? "otelcollectors")
+        say(8, "A sinks.remove deleted the otlphttp config, left a tombstone (a late create cannot bring it back), and its collector file is \(FileManager.default.fileExists(atPath: otlpFile) ? "STILL THERE" : "gone").")
 
-        say(8, "State:")
+        say(9, "State:")
         var rows: [[String]] = []
         let statuses = try redis.hgetall(names.collectorsHash)
         for (sinkID, json) in try redis.hgetall(names.sinksHash).sorted(by: { $0.key < $1.key }) {
             let record = SinkRecord(json: json)
             let statusText = statuses[sinkID].flatMap { try? JSON.decode($0) }?["status"]?.stringValue ?? "-"
-            rows.append([sinkID, record?.backend ?? "?", record?.removed == true ? "removed" : "stored", statusText, record?.lastEntryID ?? "?"])
+            let collectorName = statuses[sinkID].flatMap { try? JSON.decode($0) }?["collector_name"]?.stringValue ?? "-"
+            rows.append([sinkID, record?.backend ?? "?", record?.removed == true ? "removed" : "stored", collectorName, statusText])
         }
-        print(indent(formatTable(["SINK", "BACKEND", "CONFIG", "STATUS", "LAST ENTRY"], rows)))
+        print(indent(formatTable(["SINK", "BACKEND", "CONFIG", "COLLECTOR", "STATUS"], rows)))
         let counters = consumer.counters
         print("    events: \(counters.acknowledged) handled, \(counters.deadLettered) dead-lettered")
 
-        say(9, "The Lua sandbox contains hostile plugin code:")
+        say(10, "The Lua sandbox contains hostile plugin code:")
         let vm = try LuaVM(configuration: LuaConfiguration(name: "demo", instructionBudget: wiring.luaLimits.instructionBudget,
                                                            memoryLimitBytes: wiring.luaLimits.memoryLimitBytes))
         for (label, code) in [("while true do end", "while true do end"), ("io.open('/etc/passwd')", "return io.open('/etc/passwd')"),
@@ -154,7 +187,13 @@ struct DemoRun {
 
         consumer.stop()
         try redis.del(demoKeys)
-        print("\nDone: demo keys removed\(privateServer == nil ? "" : ", private redis-server stopped"). Collector deployment (the maestro role) comes next.")
+        reconciler.stop()
+        print("\nDone: demo keys and manifests removed\(privateServer == nil ? "" : ", private redis-server stopped").")
+    }
+
+    func waitForCollectors(_ reconciler: Reconciler) {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, reconciler.backlog > 0 { usleep(20_000) }
     }
 
     func emit(_ redis: RedisConnection, _ names: RedisNames, _ fields: [(String, String)]) throws {
