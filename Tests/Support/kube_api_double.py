@@ -221,6 +221,8 @@ def controller(namespace, deployment):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle and delayed ACKs add 40 ms a request.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
