@@ -144,3 +144,12 @@ function maestro.redis.xadd(stream, fields, options) end
 ---@field config table
 ---@field settings table
 ---@field kafka_url string
+
+---@class maestro.template
+maestro.template = {}
+
+--- Renders another template of the templates folder (templates only).
+---@param name string
+---@param values table
+---@return table[] objects
+function maestro.template.render(name, values) end
