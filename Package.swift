@@ -29,7 +29,7 @@ let package = Package(
 
         // One safe wrapper per C library; C types never leave these modules.
         .target(name: "MaestroYAML", dependencies: ["CLibYAML", "MaestroValue"], swiftSettings: swiftSettings),
-        .target(name: "MaestroRedis", dependencies: ["CHiredis"], swiftSettings: swiftSettings),
+        .target(name: "MaestroRedis", dependencies: ["CHiredis", "MaestroValue"], swiftSettings: swiftSettings),
         .target(name: "MaestroHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
         .target(
             name: "MaestroLua",

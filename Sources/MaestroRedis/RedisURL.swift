@@ -1,3 +1,5 @@
+internal import MaestroValue
+
 /// Where and how to connect: `redis://[user:password@]host:port[/db]`, or Orb's bare `host:port`.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var host: String
@@ -22,7 +24,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// The URL with the password replaced, safe for logs and errors.
     public var description: String {
         var text = "redis://"
-        if let username { text += percentEncode(username) }
+        if let username { text += PercentEncoding.encode(username) }
         if password != nil { text += ":***" }
         if username != nil || password != nil { text += "@" }
         text += host.contains(":") ? "[\(host)]" : host
@@ -103,19 +105,5 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private func percentEncode(_ text: String) -> String {
-        var result = ""
-        for byte in text.utf8 {
-            let scalar = Unicode.Scalar(byte)
-            if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || "-._~".unicodeScalars.contains(scalar) {
-                result.unicodeScalars.append(scalar)
-            } else {
-                let hex = String(byte, radix: 16, uppercase: true)
-                result += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return result
     }
 }

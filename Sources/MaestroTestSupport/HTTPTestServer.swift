@@ -9,21 +9,8 @@ public final class HTTPTestServer: @unchecked Sendable {
     public var baseURL: String { "\(scheme)://127.0.0.1:\(port)" }
 
     public init(arguments: [String] = [], tls: Bool = false) throws {
-        let log = NSTemporaryDirectory() + "maestro-http-" + UUID().uuidString
-        process = try ChildProcess([try executable("python3"), repositoryRoot + "/Tests/Support/http_test_server.py"] + arguments, logPath: log)
+        (process, port) = try startSupportScript("http_test_server.py", arguments: arguments)
         scheme = tls ? "https" : "http"
-        let deadline = Date().addingTimeInterval(10)
-        var found: Int?
-        while Date() < deadline, found == nil {
-            if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
-                found = Int(line.dropFirst(5))
-            } else {
-                guard process.isRunning else { throw ProcessError("http_test_server.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
-                usleep(20_000)
-            }
-        }
-        guard let found else { throw ProcessError("http_test_server.py did not start") }
-        port = found
     }
 
     deinit {
@@ -64,4 +51,20 @@ public final class TestCertificates: @unchecked Sendable {
             guard result.code == 0 else { throw ProcessError("openssl \(step[0]) failed: \(result.output)") }
         }
     }
+}
+
+/// Starts a script of Tests/Support that prints "PORT <n>" first; returns it and the port.
+func startSupportScript(_ name: String, arguments: [String]) throws -> (ChildProcess, Int) {
+    let log = NSTemporaryDirectory() + "maestro-\(name)-" + UUID().uuidString
+    let process = try ChildProcess([try executable("python3"), repositoryRoot + "/Tests/Support/" + name] + arguments, logPath: log)
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline {
+        if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }),
+           let port = Int(line.dropFirst(5)) {
+            return (process, port)
+        }
+        guard process.isRunning else { throw ProcessError("\(name) exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+        usleep(20_000)
+    }
+    throw ProcessError("\(name) did not start within 10 s")
 }

@@ -12,28 +12,15 @@ public final class KubeAPIDouble: @unchecked Sendable {
     private let control: HTTPClient
 
     public init(namespaces: [String] = ["otelcollectors"], token: String? = nil, tls: (cert: String, key: String, clientCA: String?)? = nil) throws {
-        var arguments = [try executable("python3"), repositoryRoot + "/Tests/Support/kube_api_double.py"]
+        var arguments: [String] = []
         for namespace in namespaces { arguments += ["--namespace", namespace] }
         if let token { arguments += ["--token", token] }
         if let tls {
             arguments += ["--cert", tls.cert, "--key", tls.key]
             if let clientCA = tls.clientCA { arguments += ["--client-ca", clientCA] }
         }
-        let log = NSTemporaryDirectory() + "maestro-kube-" + UUID().uuidString
-        process = try ChildProcess(arguments, logPath: log)
+        (process, port) = try startSupportScript("kube_api_double.py", arguments: arguments)
         scheme = tls == nil ? "http" : "https"
-        let deadline = Date().addingTimeInterval(10)
-        var found: Int?
-        while Date() < deadline, found == nil {
-            if let text = try? String(contentsOfFile: log, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
-                found = Int(line.dropFirst(5))
-            } else {
-                guard process.isRunning else { throw ProcessError("kube_api_double.py exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
-                usleep(20_000)
-            }
-        }
-        guard let found else { throw ProcessError("kube_api_double.py did not start") }
-        port = found
         control = try HTTPClient(options: HTTPClientOptions(tls: TLSOptions(insecure: true)))
     }
 

@@ -1,3 +1,5 @@
+internal import MaestroValue
+
 /// Every setting maestro knows today. Later features add theirs here; the flags, environment
 /// variables, config-file keys and docs/configuration.md all follow from this list.
 public enum Settings {
@@ -11,7 +13,7 @@ public enum Settings {
                 var url = "redis://"
                 var used = "ORB_MAESTRO_STREAM_ES_URL"
                 if let password = environment["ORB_MAESTRO_STREAM_ES_PASS"], !password.isEmpty {
-                    url += ":" + percentEncodeUserInfo(password) + "@"
+                    url += ":" + PercentEncoding.encode(password) + "@"
                     used += ", ORB_MAESTRO_STREAM_ES_PASS"
                 }
                 url += address
@@ -86,19 +88,4 @@ public enum Settings {
     public static func definition(_ key: String) -> SettingDefinition? {
         all.first { $0.key == key }
     }
-}
-
-func percentEncodeUserInfo(_ text: String) -> String {
-    var result = ""
-    for byte in text.utf8 {
-        let isUnreserved = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
-        if isUnreserved {
-            result.unicodeScalars.append(Unicode.Scalar(byte))
-        } else {
-            let hex = String(byte, radix: 16, uppercase: true)
-            result += "%" + (hex.count == 1 ? "0" + hex : hex)
-        }
-    }
-    return result
 }

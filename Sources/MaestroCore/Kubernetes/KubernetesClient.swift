@@ -44,7 +44,7 @@ public final class KubernetesClient: Sendable {
                        contentType: String = "application/json") throws(ClusterError) -> KubeResponse {
         var url = credentials.server.trimmingSuffix("/") + path
         if !query.isEmpty {
-            url += "?" + query.map { "\(percentEncode($0.0))=\(percentEncode($0.1))" }.joined(separator: "&")
+            url += "?" + query.map { "\(PercentEncoding.encode($0.0))=\(PercentEncoding.encode($0.1))" }.joined(separator: "&")
         }
         var payload: [UInt8]?
         if let body {
@@ -116,20 +116,6 @@ public final class KubernetesClient: Sendable {
     /// The API's own message from a Status body.
     public static func message(_ response: HTTPResponse) -> String {
         (try? JSON.decode(bytes: response.body))?["message"]?.stringValue ?? "HTTP \(response.status)"
-    }
-
-    func percentEncode(_ text: String) -> String {
-        var result = ""
-        for byte in text.utf8 {
-            let scalar = Unicode.Scalar(byte)
-            if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || "-._~".unicodeScalars.contains(scalar) {
-                result.unicodeScalars.append(scalar)
-            } else {
-                let hex = String(byte, radix: 16, uppercase: true)
-                result += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return result
     }
 }
 
