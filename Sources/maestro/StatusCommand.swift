@@ -51,6 +51,9 @@ struct DiffCommand: ParsableCommand {
     @Option(name: .customLong("sink-id"), help: "The sink's id.")
     var sinkID: String
 
+    @Flag(name: .customLong("server-dry-run"), help: "Compare with what the API server would store (dryRun=All), not the rendered objects.")
+    var serverDryRun: Bool = false
+
     func run() throws {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
@@ -63,8 +66,16 @@ struct DiffCommand: ParsableCommand {
             let first = desired.first
             let collector = DesiredCollector(sinkID: sinkID, name: first?["metadata"]?["name"]?.stringValue ?? "",
                                              namespace: first?["metadata"]?["namespace"]?.stringValue ?? "", objects: desired)
-            let live = try wiring.clusterBackend().live(collector)
-            let lines = ObjectDiff.lines(desired: ObjectDiff.redacted(desired), live: ObjectDiff.redacted(live))
+            let backend = try wiring.clusterBackend()
+            let live = try backend.live(collector)
+            var target = desired
+            if serverDryRun {
+                guard let kubernetes = backend as? KubernetesBackend else {
+                    throw InvalidInput("--server-dry-run needs the kubernetes backend")
+                }
+                target = try kubernetes.dryRunApply(collector)
+            }
+            let lines = ObjectDiff.lines(desired: ObjectDiff.redacted(target), live: ObjectDiff.redacted(live))
             if lines.isEmpty {
                 print("no difference: the live objects match the desired state")
             } else {

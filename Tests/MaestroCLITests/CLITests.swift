@@ -87,3 +87,56 @@ struct CLITests {
         #expect(!result.output.contains("a\"b: c"), "the password never reaches the screen")
     }
 }
+
+@Suite("maestro run, status, diff and render --objects", .serialized)
+struct OperatorCommandTests {
+    @Test("render --objects prints the objects and says when the hash key is a placeholder")
+    func renderObjects() throws {
+        let result = try runProgram([maestroBinary(), "render", "--backend", "prometheus", "--sink-id", "s1", "--objects", "--sink-config",
+                                     #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#],
+                                    in: repositoryRoot)
+        #expect(result.code == 0, "\(result.output)")
+        #expect(result.output.contains("kind: Deployment"))
+        #expect(result.output.contains("maestro.orb.community/config-hash"))
+        #expect(result.output.contains("placeholder key"))
+    }
+
+    @Test("run with the directory backend, then status and diff")
+    func runStatusDiff() throws {
+        let directory = try TemporaryDirectory()
+        let prefix = RedisTestServer.uniquePrefix("cli")
+        let names = ["--sinks-stream", prefix + "sinks", "--config-hash", prefix + "config", "--sinks-hash", prefix + "records",
+                     "--deployment-hash", prefix + "deployments", "--collectors-hash", prefix + "collectors", "--status-stream", prefix + "status",
+                     "--deadletter-stream", prefix + "dl", "--group", prefix + "group"]
+        let common = ["--redis-url", try RedisTestServer.url] + names
+        let run = try ChildProcess([maestroBinary(), "run", "--manifests-dir", directory.path + "/manifests", "--kube-backend", "directory",
+                                    "--plugins-dir", repositoryRoot + "/plugins", "--templates-dir", repositoryRoot + "/templates"] + common,
+                                   logPath: directory.path + "/run.log")
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        let emitted = try runProgram([maestroBinary(), "sinks", "create", "--sink-id", "cli-1", "--owner", "o1", "--backend", "prometheus",
+                                      "--sink-config", #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"hunter2"}}"#]
+                                     + common)
+        #expect(emitted.code == 0, "\(emitted.output)")
+        var status = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            status = try runProgram([maestroBinary(), "status"] + common).output
+            if status.contains("provisioning") { break }
+            usleep(100_000)
+        }
+        #expect(status.contains("cli-1"))
+        #expect(status.contains("otel-cli-1"))
+        #expect(status.contains("provisioning"))
+        #expect(!status.contains("hunter2"))
+        let diff = try runProgram([maestroBinary(), "diff", "--sink-id", "cli-1", "--kube-backend", "directory",
+                                   "--manifests-dir", directory.path + "/manifests"] + common)
+        #expect(diff.output.contains("no difference"), "\(diff.output)")
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/manifests/otelcollectors/otel-cli-1.yaml"))
+        run.signal(SIGTERM)
+        #expect(run.wait(timeout: 30))
+        #expect(run.exitCode == 0, "\((try? directory.read("run.log")) ?? "")")
+    }
+}

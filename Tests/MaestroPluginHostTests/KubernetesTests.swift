@@ -267,6 +267,24 @@ struct KubernetesTests {
         #expect(lease["spec"]?["holderIdentity"] == .string("b"))
     }
 
+    @Test("a server-side dry run stores nothing; the diff ignores server-set fields and shows real changes")
+    func dryRunAndDiff() throws {
+        let fixture = try KubeFixture()
+        let rendered = try shippedRenderer().render(CollectorInputs(sinkID: "dry-1", ownerID: "o", configYAML: "a: 1\n", configHash: "h1"))
+        let collector = DesiredCollector(sinkID: "dry-1", name: rendered.name, namespace: rendered.namespace, objects: rendered.objects)
+        let server = try fixture.backend.dryRunApply(collector)
+        #expect(server.count == 3)
+        #expect(server[1]["metadata"]?["uid"] != nil, "the server's view includes what it would set")
+        #expect(try fixture.object("/api/v1/namespaces/otelcollectors/secrets/otel-dry-1") == nil, "nothing was stored")
+        try fixture.backend.apply(collector)
+        let live = try fixture.backend.live(collector)
+        #expect(ObjectDiff.lines(desired: ObjectDiff.redacted(collector.objects), live: ObjectDiff.redacted(live)).isEmpty)
+        let changed = try shippedRenderer().render(CollectorInputs(sinkID: "dry-1", ownerID: "o", configYAML: "a: 2\n", configHash: "h2"))
+        let lines = ObjectDiff.lines(desired: ObjectDiff.redacted(changed.objects), live: ObjectDiff.redacted(live))
+        #expect(lines.contains("+        maestro.orb.community/config-hash: h2"))
+        #expect(!lines.joined().contains("a: 2"), "Secret data is redacted")
+    }
+
     @Test("the double is faithful enough for kubectl: apply --server-side, get, delete")
     func kubectlFidelity() throws {
         let double = try KubeAPIDouble()

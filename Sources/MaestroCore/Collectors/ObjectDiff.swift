@@ -17,11 +17,15 @@ public enum ObjectDiff {
                 entries["metadata"] = .map(metadata)
             }
             if entries["kind"] == .string("Secret") {
+                // stringData is how maestro writes a Secret, data how the server keeps it: compare keys only.
+                var keys: [String: Value] = [:]
                 for field in ["data", "stringData"] {
                     if case .map(let data)? = entries[field] {
-                        entries[field] = .map(data.mapValues { _ in .string("<redacted>") })
+                        for key in data.keys { keys[key] = .string("<redacted>") }
                     }
+                    entries[field] = nil
                 }
+                if !keys.isEmpty { entries["data"] = .map(keys) }
             }
             return .map(entries)
         }

@@ -29,7 +29,18 @@ public struct KubernetesBackend: ClusterBackend {
         }
     }
 
-    private func applyOne(_ object: Value, namespace: String, allowNamespaceCreation: Bool) throws(ClusterError) {
+    /// What the API server would make of the objects (`dryRun=All`): nothing is stored.
+    public func dryRunApply(_ collector: DesiredCollector) throws(ClusterError) -> [Value] {
+        let dry = KubernetesBackend(client: client, namespace: namespace, createNamespace: false, dryRun: true)
+        var results: [Value] = []
+        for object in collector.objects {
+            results.append(try dry.applyOne(object, namespace: collector.namespace, allowNamespaceCreation: false) ?? object)
+        }
+        return results
+    }
+
+    @discardableResult
+    private func applyOne(_ object: Value, namespace: String, allowNamespaceCreation: Bool) throws(ClusterError) -> Value? {
         guard let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue,
               let name = object["metadata"]?["name"]?.stringValue else {
             throw ClusterError(.rejected, "an object lacks apiVersion, kind or metadata.name")
@@ -41,13 +52,13 @@ public struct KubernetesBackend: ClusterBackend {
                                           query: query, body: object, contentType: "application/apply-patch+yaml")
         switch response.status {
         case 200, 201:
-            return
+            return response.body
         case 404 where response.body["details"]?["kind"]?.stringValue == "namespaces":
             guard allowNamespaceCreation else {
                 throw ClusterError(.rejected, "namespace \(objectNamespace) does not exist (start maestro with --create-namespace to create it)")
             }
             try ensureNamespace(objectNamespace)
-            try applyOne(object, namespace: namespace, allowNamespaceCreation: false)
+            return try applyOne(object, namespace: namespace, allowNamespaceCreation: false)
         case 422, 400, 403, 404:
             throw ClusterError(.rejected, "\(kind) \(name): \(response.body["message"]?.stringValue ?? "HTTP \(response.status)")")
         case 409:
