@@ -98,6 +98,34 @@ struct KubernetesTests {
         #expect(statuses == ["provisioning", "active"], "each status published once: \(statuses)")
     }
 
+    @Test("a sink event flows end to end: orb.sinks → plugin → config hash → template → deployment hash → objects on the API double → status events")
+    func eventToCluster() throws {
+        let fixture = try KubeFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        let consumer = try fixture.pipeline.consumer(collectors: fixture.manager)
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.pipeline.add(redis, create("e2e", sinkConfig("https://one.example/w", user: "1234123", password: "a\"b: c")))
+        let deployment = "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-e2e"
+        #expect(try fixture.waitFor { try fixture.object(deployment) != nil })
+        #expect(fixture.waitFor { fixture.status("e2e") == "active" })
+        let secret = try #require(try fixture.object("/api/v1/namespaces/otelcollectors/secrets/otel-e2e"))
+        let config = String(decoding: Data(base64Encoded: secret["data"]?["config.yaml"]?.stringValue ?? "") ?? Data(), as: UTF8.self)
+        #expect(try YAML.parse(config)["extensions"]?["basicauth/exporter"]?["client_auth"]?["password"] == .string("a\"b: c"))
+        let firstHash = try fixture.object(deployment)?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]
+
+        try fixture.pipeline.add(redis, update("e2e", sinkConfig("https://two.example/w")))
+        #expect(try fixture.waitFor {
+            try fixture.object(deployment)?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"] != firstHash
+        })
+        try fixture.pipeline.add(redis, remove("e2e"))
+        #expect(try fixture.waitFor { try fixture.object(deployment) == nil && fixture.object("/api/v1/namespaces/otelcollectors/secrets/otel-e2e") == nil })
+        let statuses = try redis.xrange(fixture.pipeline.names.statusStream).map { $0["status"] ?? "" }
+        #expect(statuses == ["provisioning", "active"], "\(statuses)")
+    }
+
     @Test("kubeconfig variants: token, token file, CA data and file, insecure, client certificate (files and data), exec plugin")
     func kubeconfigVariants() throws {
         let certificates = try TestCertificates()
