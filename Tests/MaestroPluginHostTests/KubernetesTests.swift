@@ -278,8 +278,8 @@ struct KubernetesTests {
     func kubeLease() throws {
         let double = try KubeAPIDouble()
         let client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
-        let first = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a", durationSeconds: 2, client: client, logger: Logger(label: "t"))
-        let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", durationSeconds: 2, client: client, logger: Logger(label: "t"))
+        let first = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a", durationSeconds: 3, client: client, logger: Logger(label: "t"))
+        let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", durationSeconds: 3, client: client, logger: Logger(label: "t"))
         #expect(try first.renew())
         #expect(try second.renew() == false)
         first.start()
@@ -287,7 +287,7 @@ struct KubernetesTests {
         usleep(500_000)
         #expect(first.isLeader && !second.isLeader)
         first.stop()
-        let deadline = Date().addingTimeInterval(10)
+        let deadline = Date().addingTimeInterval(15)
         while Date() < deadline, !second.isLeader { usleep(100_000) }
         #expect(second.isLeader)
         second.stop()
