@@ -273,3 +273,38 @@ struct PipelineTests {
         #expect(try redis.hget(fixture.names.configHash, field: "g2") != nil)
     }
 }
+
+@Suite("Dead-letter replay", .serialized)
+struct DeadLetterReplayTests {
+    @Test("a replayed dead letter is handled as the event it was: applied when newest, skipped when a newer event exists")
+    func replay() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let consumer = try fixture.consumer(maxDeliveries: 1)
+        consumer.start()
+        defer { consumer.stop() }
+        // Two updates of a sink that does not exist yet: both dead-lettered after their one delivery.
+        let oldUpdate = try fixture.add(redis, update("r1", sinkConfig("https://old.example/w")))
+        try fixture.add(redis, update("r2", sinkConfig("https://r2.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        let letters = try DeadLetters.list(redis, names: fixture.names)
+        #expect(letters.count == 2)
+        #expect(letters.allSatisfy { $0.reason.contains("never created") })
+        // Now the sinks are created; r1 then gets a newer update.
+        try fixture.add(redis, create("r1", sinkConfig("https://create.example/w")))
+        try fixture.add(redis, create("r2", sinkConfig("https://create.example/w")))
+        try fixture.add(redis, update("r1", sinkConfig("https://newest.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+
+        let replayed = try DeadLetters.replay(redis, names: fixture.names, ids: nil)
+        #expect(replayed.count == 2)
+        #expect(try DeadLetters.list(redis, names: fixture.names).isEmpty, "replayed letters leave the dead-letter stream")
+        #expect(try redis.xrange(fixture.names.sinksStream, start: replayed[0], end: replayed[0]).first?["replay_of"] == oldUpdate)
+        #expect(try fixture.waitUntilDrained(redis))
+        let r1 = try YAML.parse(try #require(try redis.hget(fixture.names.configHash, field: "r1")))
+        #expect(r1["exporters"]?["prometheusremotewrite"]?["endpoint"] == .string("https://newest.example/w"),
+                "the replay orders as its original id: older than the newest update, so skipped")
+        #expect(consumer.counters.skippedStale >= 2, "both replays are older than the creates that followed")
+        #expect(throws: DeadLetterError.self) { try DeadLetters.replay(redis, names: fixture.names, ids: ["1-1"]) }
+    }
+}
