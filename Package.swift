@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
@@ -51,10 +55,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The gRPC API: protos in proto/, generated code committed under Generated/ (scripts/generate-grpc).
+        .target(
+            name: "MaestroAPI",
+            dependencies: [
+                "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Generated/PROTO_CHECKSUMS"],
+            swiftSettings: swiftSettings
+        ),
+
         .executableTarget(
             name: "maestro",
             dependencies: [
-                "MaestroCore", "MaestroPluginHost", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
+                "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -77,6 +96,14 @@ let package = Package(
             name: "MaestroPluginHostTests",
             dependencies: ["MaestroPluginHost", "MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML",
                            "MaestroTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MaestroAPITests",
+            dependencies: ["MaestroAPI", "MaestroPluginHost", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport",
+                           .product(name: "GRPCCore", package: "grpc-swift-2"),
+                           .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),

@@ -1,0 +1,200 @@
+public import GRPCCore
+public import Logging
+public import MaestroCore
+public import MaestroPluginHost
+public import MaestroRedis
+internal import MaestroValue
+internal import MaestroYAML
+internal import Foundation
+
+/// The `maestro.v1.OtelCollectorService` implementation: a plain struct over the one
+/// `CollectorManager` the sink pipeline uses too. Blocking work (Redis, templates, Kubernetes) runs on
+/// a dispatch queue, never on the cooperative pool. Domain errors map to gRPC status codes here only.
+public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServiceProtocol {
+    let manager: CollectorManager
+    let redisURL: RedisURL
+    let names: RedisNames
+    let backend: any ClusterBackend
+    /// True when every call is authenticated (a bearer token or client certificates are required):
+    /// only then may Render reveal credentials.
+    let callersAuthenticated: Bool
+    let logger: Logger
+
+    public init(manager: CollectorManager, redisURL: RedisURL, names: RedisNames, backend: any ClusterBackend,
+                callersAuthenticated: Bool, logger: Logger) {
+        self.manager = manager
+        self.redisURL = redisURL
+        self.names = names
+        self.backend = backend
+        self.callersAuthenticated = callersAuthenticated
+        self.logger = logger
+    }
+
+    public func createOtelCollector(request: Maestro_V1_CreateOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_OtelCollector {
+        try await call {
+            try manager.create(sinkID: request.sinkID, ownerID: request.ownerID)
+            return Self.message(try manager.get(sinkID: request.sinkID))
+        }
+    }
+
+    public func updateOtelCollector(request: Maestro_V1_UpdateOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_OtelCollector {
+        try await call {
+            try manager.update(sinkID: request.sinkID, ownerID: request.ownerID)
+            return Self.message(try manager.get(sinkID: request.sinkID))
+        }
+    }
+
+    public func deleteOtelCollector(request: Maestro_V1_DeleteOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_DeleteOtelCollectorResponse {
+        try await call {
+            let existed = (try? manager.get(sinkID: request.sinkID)) != nil
+            try manager.remove(sinkID: request.sinkID)
+            return .with { $0.existed = existed }
+        }
+    }
+
+    public func getOtelCollector(request: Maestro_V1_GetOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_OtelCollector {
+        try await call { Self.message(try manager.get(sinkID: request.sinkID)) }
+    }
+
+    public func listOtelCollectors(request: Maestro_V1_ListOtelCollectorsRequest, context: ServerContext) async throws -> Maestro_V1_ListOtelCollectorsResponse {
+        guard request.pageSize >= 0 else { throw RPCError(code: .invalidArgument, message: "page_size must not be negative") }
+        let size = request.pageSize == 0 ? 100 : min(Int(request.pageSize), 1_000)
+        return try await call {
+            let matching = try manager.list().filter { info in
+                (request.ownerID.isEmpty || info.ownerID == request.ownerID) && (request.status.isEmpty || info.status == request.status)
+                    && (request.pageToken.isEmpty || info.sinkID > request.pageToken)
+            }
+            let page = matching.prefix(size)
+            return .with {
+                $0.collectors = page.map(Self.message)
+                $0.nextPageToken = matching.count > size ? (page.last?.sinkID ?? "") : ""
+            }
+        }
+    }
+
+    public func renderOtelCollector(request: Maestro_V1_RenderOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_RenderOtelCollectorResponse {
+        let reveal = request.revealSecrets && callersAuthenticated
+        return try await call {
+            let rendered = try manager.render(sinkID: request.sinkID, ownerID: request.ownerID)
+            let redis: RedisConnection
+            do {
+                redis = try RedisConnection(url: redisURL)
+            } catch {
+                throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error)")
+            }
+            defer { redis.close() }
+            let configYAML: String = ((try? redis.hget(names.configHash, field: request.sinkID)) ?? nil) ?? ""
+            let stored = ((try? redis.hget(names.deploymentHash, field: request.sinkID)) ?? nil).flatMap { try? YAML.parseAll($0) } ?? []
+            let collector = DesiredCollector(sinkID: request.sinkID, name: rendered.name, namespace: rendered.namespace, objects: rendered.objects)
+            let live = (try? backend.live(collector)) ?? []
+            return .with {
+                $0.configYaml = configYAML.isEmpty || reveal ? configYAML : Redaction.config(configYAML)
+                $0.objectsYaml = reveal ? rendered.yaml : ((try? YAML.emitAll(Redaction.objects(rendered.objects))) ?? "")
+                $0.diffStored = ObjectDiff.lines(desired: ObjectDiff.redacted(rendered.objects), live: ObjectDiff.redacted(stored)).joined(separator: "\n")
+                $0.diffLive = ObjectDiff.lines(desired: ObjectDiff.redacted(rendered.objects), live: ObjectDiff.redacted(live)).joined(separator: "\n")
+                $0.secretsRevealed = reveal
+            }
+        }
+    }
+
+    public func watchOtelCollectors(request: Maestro_V1_WatchOtelCollectorsRequest, response: RPCWriter<Maestro_V1_OtelCollectorEvent>,
+                                    context: ServerContext) async throws {
+        let watcher = StatusWatcher(redisURL: redisURL, names: names, sinkID: request.sinkID.isEmpty ? nil : request.sinkID)
+        let events = watcher.start()
+        defer { watcher.stop() }
+        for await change in events {
+            let info = try? await Offload.run { try manager.get(sinkID: change) }
+            guard let info else { continue }
+            try await response.write(.with { $0.collector = Self.message(info) })
+        }
+    }
+
+    // MARK: helpers
+
+    static func message(_ info: CollectorInfo) -> Maestro_V1_OtelCollector {
+        .with {
+            $0.sinkID = info.sinkID
+            $0.ownerID = info.ownerID
+            $0.status = info.status
+            $0.errorMessage = info.errorMessage
+            $0.collectorName = info.collectorName
+            $0.namespace = info.namespace
+            $0.configHash = info.configHash
+            $0.deployedAt = info.deployedAt
+            $0.statusChangedAt = info.statusChangedAt
+        }
+    }
+
+    /// Runs blocking work off the cooperative pool and maps domain errors to status codes.
+    func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        do {
+            return try await Offload.run(body)
+        } catch let error as CollectorServiceError {
+            throw RPCError(code: Self.code(error.kind), message: error.message)
+        } catch let error as RPCError {
+            throw error
+        } catch let error as RedisError {
+            throw RPCError(code: .unavailable, message: "Redis is unavailable: \(error.message)")
+        } catch {
+            logger.error("unexpected error in the API", metadata: ["error": "\(error)"])
+            throw RPCError(code: .internalError, message: "internal error")
+        }
+    }
+
+    static func code(_ kind: CollectorServiceError.Kind) -> RPCError.Code {
+        switch kind {
+        case .notFound: return .notFound
+        case .invalidArgument: return .invalidArgument
+        case .failedPrecondition: return .failedPrecondition
+        case .unavailable: return .unavailable
+        }
+    }
+}
+
+/// Blocking calls on a dispatch queue of their own, awaited from async code.
+enum Offload {
+    static let queue = DispatchQueue(label: "maestro.api.blocking", attributes: .concurrent)
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Result { try body() })
+            }
+        }
+    }
+}
+
+/// Credentials are shown only to authenticated callers who ask.
+enum Redaction {
+    static let secretKeys: Set<String> = ["password", "token", "secret", "key", "client_secret", "api_key", "apikey"]
+
+    static func config(_ yaml: String) -> String {
+        guard let value = try? YAML.parse(yaml) else { return "<redacted: the stored config is not valid YAML>" }
+        return (try? YAML.emit(mask(value))) ?? "<redacted>"
+    }
+
+    static func mask(_ value: Value) -> Value {
+        switch value {
+        case .map(let entries):
+            var result: [String: Value] = [:]
+            for (key, item) in entries {
+                result[key] = secretKeys.contains(key.lowercased()) && item.stringValue != nil ? .string("<redacted>") : mask(item)
+            }
+            return .map(result)
+        case .list(let items):
+            return .list(items.map(mask))
+        default:
+            return value
+        }
+    }
+
+    static func objects(_ objects: [Value]) -> [Value] {
+        objects.map { object in
+            guard object["kind"] == .string("Secret"), case .map(var entries) = object else { return object }
+            for field in ["data", "stringData"] {
+                if case .map(let data)? = entries[field] { entries[field] = .map(data.mapValues { _ in .string("<redacted>") }) }
+            }
+            return .map(entries)
+        }
+    }
+}

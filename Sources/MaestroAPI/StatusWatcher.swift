@@ -1,0 +1,67 @@
+internal import Foundation
+public import MaestroCore
+public import MaestroRedis
+internal import Synchronization
+
+/// Follows `orb.maestro.sink_status` from now on (XREAD BLOCK on a thread of its own) and yields the
+/// sink id of every status change, optionally of one sink only.
+final class StatusWatcher: Sendable {
+    let redisURL: RedisURL
+    let names: RedisNames
+    let sinkID: String?
+    private let stopping = Mutex(false)
+
+    init(redisURL: RedisURL, names: RedisNames, sinkID: String?) {
+        self.redisURL = redisURL
+        self.names = names
+        self.sinkID = sinkID
+    }
+
+    func start() -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        let thread = Thread { [self] in
+            var redis: RedisConnection?
+            var lastID = "$"
+            while !stopping.withLock({ $0 }) {
+                do {
+                    if redis == nil || redis!.isBroken {
+                        redis = try RedisConnection(url: redisURL)
+                        if lastID == "$" {
+                            // "From now on", pinned to an id so that nothing between two reads is missed.
+                            let newest = try redis!.command(["XREVRANGE", names.statusStream, "+", "-", "COUNT", "1"]).array?.first
+                            lastID = newest?.array?.first?.string ?? "0-0"
+                        }
+                    }
+                    let reply = try redis!.blockingCommand(["XREAD", "COUNT", "100", "BLOCK", "500", "STREAMS", names.statusStream, lastID],
+                                                           blockMilliseconds: 500)
+                    guard let streams = reply.array, let entries = streams.first?.array?.last?.array else { continue }
+                    for entry in entries {
+                        guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { continue }
+                        lastID = id
+                        let fields = parts[1].array ?? []
+                        var changed: String?
+                        var index = 0
+                        while index + 1 < fields.count {
+                            if fields[index].string == "sink_id" { changed = fields[index + 1].string }
+                            index += 2
+                        }
+                        if let changed, sinkID == nil || sinkID == changed { continuation.yield(changed) }
+                    }
+                } catch {
+                    redis?.close()
+                    Thread.sleep(forTimeInterval: 0.5)
+                }
+            }
+            redis?.close()
+            continuation.finish()
+        }
+        thread.name = "maestro-status-watch"
+        thread.start()
+        continuation.onTermination = { [self] _ in stop() }
+        return stream
+    }
+
+    func stop() {
+        stopping.withLock { $0 = true }
+    }
+}
