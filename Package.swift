@@ -74,6 +74,7 @@ let package = Package(
             name: "maestro",
             dependencies: [
                 "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroAPI
 import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
@@ -8,7 +9,7 @@ import MaestroRedis
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Consume orb.sinks and store each sink's collector config (the sinker role) until SIGTERM."
+        abstract: "Run maestro until SIGTERM: the sinker (orb.sinks → collector configs), the collectors (templates → cluster), the gRPC API."
     )
 
     @OptionGroup var settings: SettingsOptions
@@ -20,59 +21,96 @@ struct RunCommand: ParsableCommand {
             let logger = Logger(label: "maestro")
             let wiring = Wiring(configuration: configuration)
             let redisURL = try wiring.redisURL()
+            let role = configuration.string("role") ?? "all"
+            let policy = createPolicy(configuration)
+
+            var consumers: [StreamConsumer] = []
+            var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
+            var apiServer: APIServer?
+            var handOff: (any CollectorService)?
+
             let catalog = wiring.loadPlugins(logger: logger)
             for plugin in catalog.plugins {
                 logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
                                                         "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
             }
-            let role = configuration.string("role") ?? "all"
-            let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)
-            do {
-                collectors = try wiring.collectors(redisURL: redisURL, logger: logger)
-            } catch let error as InvalidInput {
-                throw error
-            } catch {
-                throw InvalidInput("the collector template cannot be loaded: \(error)")
+
+            if role == "all" || role == "maestro" {
+                do {
+                    collectors = try wiring.collectors(redisURL: redisURL, logger: logger)
+                } catch let error as InvalidInput {
+                    throw error
+                } catch {
+                    throw InvalidInput("the collector template cannot be loaded: \(error)")
+                }
+                handOff = collectors!.manager
+                collectors!.lease.start()
+                collectors!.reconciler.start()
+                let apiConfiguration = wiring.apiServerConfiguration()
+                if apiConfiguration.listen != nil || apiConfiguration.socketPath != nil {
+                    do {
+                        _ = try apiConfiguration.tcpAddress()
+                    } catch {
+                        throw InvalidInput("\(error)")
+                    }
+                    let names = wiring.names
+                    let api = OtelCollectorAPI(manager: collectors!.manager, redisURL: redisURL, names: names, backend: collectors!.reconciler.backend,
+                                               callersAuthenticated: apiConfiguration.callersAuthenticated, logger: logger)
+                    let health = HealthService { [catalog] in
+                        guard !catalog.plugins.isEmpty, let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500,
+                                                                                          commandTimeoutMilliseconds: 500) else { return false }
+                        defer { redis.close() }
+                        return (try? redis.ping()) == "PONG"
+                    }
+                    let server = APIServer(configuration: apiConfiguration, collectors: api, health: health, logger: logger)
+                    _ = try awaitBlocking { try await server.start() }
+                    apiServer = server
+                }
+            } else {
+                guard let target = configuration.string("maestro-target"), !target.isEmpty else {
+                    throw InvalidInput("--role sinker hands collectors to the maestro role: give --maestro-target HOST:PORT or unix:PATH")
+                }
+                handOff = try RemoteCollectorService(configuration: wiring.apiClientConfiguration(target: target))
             }
-            collectors.lease.start()
-            collectors.reconciler.start()
-            var consumer: StreamConsumer?
-            if role == "all" {
-                let context = wiring.sinkerContext(catalog: catalog, collectors: collectors.manager, logger: logger)
-                let options = wiring.consumerOptions()
-                let sinker = StreamConsumer(options: options, redisURL: redisURL, logger: logger,
+
+            if role == "all" || role == "sinker" {
+                let context = wiring.sinkerContext(catalog: catalog, collectors: handOff, logger: logger)
+                let sinker = StreamConsumer(options: wiring.consumerOptions(), redisURL: redisURL, logger: logger,
                                             routingKey: { $0["sink_id"] ?? "" },
                                             makeProcessor: { _ in SinkEventProcessor(context: context) })
                 sinker.start()
-                consumer = sinker
+                consumers.append(sinker)
             }
-            var activityConsumers: [StreamConsumer] = []
-            if createPolicy(configuration) == .onActivity {
+            if policy == .onActivity, let manager = collectors?.manager {
                 let names = wiring.names
                 for (stream, kind) in [(names.activityStream, ActivityEventProcessor.Kind.activity), (names.idleStream, .idle)] {
                     var options = wiring.consumerOptions()
                     options.stream = stream
                     options.group = names.maestroGroup
-                    let manager = collectors.manager
                     let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
                                                   makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) })
                     consumer.start()
-                    activityConsumers.append(consumer)
+                    consumers.append(consumer)
                 }
             }
-            logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "backend": "\(collectors.reconciler.backend.name)",
+            logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "policy": "\(policy.rawValue)",
+                                                      "backend": "\(collectors?.reconciler.backend.name ?? "-")",
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
             let signal = waitForTerminationSignal()
-            logger.info("stopping: finishing in-flight events", metadata: ["signal": "\(signal)"])
-            let clean = (consumer?.stop(timeout: 30) ?? true) && activityConsumers.allSatisfy { $0.stop(timeout: 30) }
-                && collectors.reconciler.stop(timeout: 30)
-            collectors.lease.stop()
-            let counters = consumer?.counters ?? StreamConsumerCounters()
+            logger.info("stopping: finishing in-flight events and calls", metadata: ["signal": "\(signal)"])
+            var clean = consumers.allSatisfy { $0.stop(timeout: 30) }
+            if let apiServer { try? awaitBlocking { await apiServer.stop() } }
+            if let collectors {
+                clean = collectors.reconciler.stop(timeout: 30) && clean
+                collectors.lease.stop()
+            }
+            let counters = consumers.first?.counters ?? StreamConsumerCounters()
             logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
-                                              "applied": "\(collectors.reconciler.counters.applied)", "clean": "\(clean)"])
+                                              "applied": "\(collectors?.reconciler.counters.applied ?? 0)", "clean": "\(clean)"])
         }
     }
 }
+
 func createPolicy(_ configuration: Configuration) -> CreatePolicy {
     CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager
 }

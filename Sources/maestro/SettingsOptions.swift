@@ -76,6 +76,22 @@ struct SettingsOptions: ParsableArguments {
     var kubeconfig: String?
     @Flag(name: .customLong("create-namespace"), help: "Create the collector namespace when it is missing.")
     var createNamespace: Bool = false
+    @Option(name: .customLong("maestro-target"), help: ArgumentHelp(Settings.definition("maestro-target")?.help ?? ""))
+    var maestroTarget: String?
+    @Option(name: .customLong("grpc-listen"), help: ArgumentHelp(Settings.definition("grpc-listen")?.help ?? ""))
+    var grpcListen: String?
+    @Option(name: .customLong("grpc-socket"), help: ArgumentHelp(Settings.definition("grpc-socket")?.help ?? ""))
+    var grpcSocket: String?
+    @Option(name: .customLong("grpc-tls-cert"), help: ArgumentHelp(Settings.definition("grpc-tls-cert")?.help ?? ""))
+    var grpcTlsCert: String?
+    @Option(name: .customLong("grpc-tls-key"), help: ArgumentHelp(Settings.definition("grpc-tls-key")?.help ?? ""))
+    var grpcTlsKey: String?
+    @Option(name: .customLong("grpc-client-ca"), help: ArgumentHelp(Settings.definition("grpc-client-ca")?.help ?? ""))
+    var grpcClientCa: String?
+    @Option(name: .customLong("grpc-token-file"), help: "File holding the API's bearer token.")
+    var grpcTokenFile: String?
+    @Flag(name: .customLong("grpc-insecure"), help: "Allow the API on a non-loopback address without a token or TLS.")
+    var grpcInsecure: Bool = false
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
@@ -87,12 +103,14 @@ struct SettingsOptions: ParsableArguments {
             ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
+            ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("role", role), ("kube-backend", kubeBackend), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]
         if createNamespace { result["create-namespace"] = ["true"] }
+        if grpcInsecure { result["grpc-insecure"] = ["true"] }
         if let kubeconfig { result["kubeconfig"] = [kubeconfig] }
         for (name, value) in pairs {
             if let value { result[name] = [value] }

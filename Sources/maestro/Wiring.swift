@@ -4,6 +4,7 @@ import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
 import MaestroValue
+import MaestroAPI
 
 /// Builds maestro's parts from the resolved settings.
 struct Wiring {
@@ -130,4 +131,35 @@ extension Wiring {
         }
         return (manager, reconciler, lease)
     }
+}
+
+extension Wiring {
+    func apiServerConfiguration() -> APIServerConfiguration {
+        APIServerConfiguration(listen: configuration.string("grpc-listen"), socketPath: configuration.string("grpc-socket"),
+                               token: configuration.string("grpc-token"), tlsCertificate: configuration.string("grpc-tls-cert"),
+                               tlsKey: configuration.string("grpc-tls-key"), clientCA: configuration.string("grpc-client-ca"),
+                               insecure: configuration.boolean("grpc-insecure"))
+    }
+
+    /// The client side of the same settings (a sinker, `maestro collectors`).
+    func apiClientConfiguration(target: String) -> APIClientConfiguration {
+        APIClientConfiguration(target: target, token: configuration.string("grpc-token"), caCertificate: configuration.string("grpc-client-ca"),
+                               clientCertificate: configuration.string("grpc-tls-cert"), clientKey: configuration.string("grpc-tls-key"))
+    }
+}
+
+/// Runs async work from synchronous command code (the main thread, never the cooperative pool).
+func awaitBlocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, any Error>?
+    Task {
+        do {
+            result = .success(try await operation())
+        } catch {
+            result = .failure(error)
+        }
+        done.signal()
+    }
+    done.wait()
+    return try result!.get()
 }
