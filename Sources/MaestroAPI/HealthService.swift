@@ -26,7 +26,8 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     public func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
                       context: ServerContext) async throws {
         var last: Grpc_Health_V1_HealthCheckResponse.ServingStatus?
-        while !Task.isCancelled {
+        // The RPC's cancellation (client gone, server shutting down) ends the loop.
+        while !Task.isCancelled && !context.cancellation.isCancelled {
             let status = await status(request.service)
             if status != last {
                 try await response.write(.with { $0.status = status })

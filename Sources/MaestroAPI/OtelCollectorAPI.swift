@@ -102,10 +102,16 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
         let watcher = StatusWatcher(redisURL: redisURL, names: names, sinkID: request.sinkID.isEmpty ? nil : request.sinkID)
         let events = watcher.start()
         defer { watcher.stop() }
-        for await change in events {
-            let info = try? await Offload.run { try manager.get(sinkID: change) }
-            guard let info else { continue }
-            try await response.write(.with { $0.collector = Self.message(info) })
+        // gRPC signals a cancelled RPC (client gone, deadline, server shutting down) through this
+        // handler, not by cancelling the task: ending the stream ends the loop.
+        try await withRPCCancellationHandler {
+            for await change in events {
+                let info = try? await Offload.run { try manager.get(sinkID: change) }
+                guard let info else { continue }
+                try await response.write(.with { $0.collector = Self.message(info) })
+            }
+        } onCancelRPC: {
+            watcher.stop()
         }
     }
 

@@ -10,6 +10,7 @@ final class StatusWatcher: Sendable {
     let names: RedisNames
     let sinkID: String?
     private let stopping = Mutex(false)
+    private let stream = Mutex<AsyncStream<String>.Continuation?>(nil)
 
     init(redisURL: RedisURL, names: RedisNames, sinkID: String?) {
         self.redisURL = redisURL
@@ -18,7 +19,8 @@ final class StatusWatcher: Sendable {
     }
 
     func start() -> AsyncStream<String> {
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        let (events, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        stream.withLock { $0 = continuation }
         let thread = Thread { [self] in
             var redis: RedisConnection?
             var lastID = "$"
@@ -58,10 +60,17 @@ final class StatusWatcher: Sendable {
         thread.name = "maestro-status-watch"
         thread.start()
         continuation.onTermination = { [self] _ in stop() }
-        return stream
+        return events
     }
 
+    /// Ends the stream now; the reading thread ends after its current XREAD.
     func stop() {
         stopping.withLock { $0 = true }
+        // finish() runs onTermination, which calls stop() again: never finish under the lock.
+        let continuation = stream.withLock { current -> AsyncStream<String>.Continuation? in
+            defer { current = nil }
+            return current
+        }
+        continuation?.finish()
     }
 }
