@@ -1,0 +1,101 @@
+import Foundation
+import MaestroCore
+import MaestroTestSupport
+import Testing
+
+/// `maestro run` as a child process with private names on the shared Redis.
+struct MaestroProcess {
+    let directory: TemporaryDirectory
+    let common: [String]
+    let process: ChildProcess
+
+    static func names(_ prefix: String) -> [String] {
+        ["--sinks-stream", prefix + "sinks", "--config-hash", prefix + "config", "--sinks-hash", prefix + "records",
+         "--deployment-hash", prefix + "deployments", "--collectors-hash", prefix + "collectors", "--status-stream", prefix + "status",
+         "--deadletter-stream", prefix + "dl", "--group", prefix + "group"]
+    }
+
+    init(prefix: String, extra: [String], directory: TemporaryDirectory, log: String = "run.log") throws {
+        self.directory = directory
+        common = ["--redis-url", try RedisTestServer.url] + Self.names(prefix)
+        process = try ChildProcess([maestroBinary(), "run", "--plugins-dir", repositoryRoot + "/plugins", "--templates-dir", repositoryRoot + "/templates"]
+                                   + common + extra, logPath: directory.path + "/" + log)
+    }
+
+    func stop() -> Int32? {
+        process.signal(SIGTERM)
+        _ = process.wait(timeout: 30)
+        return process.exitCode
+    }
+}
+
+func waitForFile(_ path: String, timeout: TimeInterval = 20) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if FileManager.default.fileExists(atPath: path) { return true }
+        usleep(50_000)
+    }
+    return false
+}
+
+@Suite("gRPC interoperability and roles apart", .serialized)
+struct InteropTests {
+    @Test("a Python grpcio client drives the API over TCP and over the Unix socket")
+    func pythonClient() throws {
+        let directory = try TemporaryDirectory()
+        let port = try freeLoopbackPort()
+        let socket = directory.path + "/maestro.sock"
+        let maestro = try MaestroProcess(prefix: RedisTestServer.uniquePrefix("py"), extra: [
+            "--create-policy", "external", "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests",
+            "--grpc-listen", "127.0.0.1:\(port)", "--grpc-socket", socket,
+        ], directory: directory)
+        defer { _ = maestro.stop() }
+        #expect(waitForFile(socket))
+        for sink in ["py-tcp", "py-unix"] {
+            let emitted = try runProgram([maestroBinary(), "sinks", "create", "--sink-id", sink, "--owner", "python", "--backend", "prometheus",
+                                          "--sink-config", #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#]
+                                         + maestro.common)
+            #expect(emitted.code == 0)
+        }
+        usleep(500_000)
+        for (target, sink) in [("127.0.0.1:\(port)", "py-tcp"), ("unix:" + socket, "py-unix")] {
+            let result = try runProgram([try executable("python3"), repositoryRoot + "/Tests/Support/grpc_interop.py", target, sink, repositoryRoot])
+            #expect(result.code == 0, "\(target): \(result.output)")
+            #expect(result.output.contains("ALL OK"), "\(result.output)")
+        }
+        #expect(maestro.stop() == 0, "\((try? directory.read("run.log")) ?? "")")
+    }
+
+    @Test("roles apart: a sinker process hands off to a maestro process over the API, as with one")
+    func rolesApart() throws {
+        let directory = try TemporaryDirectory()
+        let prefix = RedisTestServer.uniquePrefix("roles")
+        let socket = directory.path + "/maestro.sock"
+        let collectors = try MaestroProcess(prefix: prefix, extra: [
+            "--role", "maestro", "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests", "--grpc-socket", socket,
+        ], directory: directory, log: "maestro.log")
+        defer { _ = collectors.stop() }
+        #expect(waitForFile(socket))
+        let sinker = try MaestroProcess(prefix: prefix, extra: ["--role", "sinker", "--maestro-target", "unix:" + socket], directory: directory,
+                                        log: "sinker.log")
+        defer { _ = sinker.stop() }
+        let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#
+        #expect(try runProgram([maestroBinary(), "sinks", "create", "--sink-id", "apart-1", "--backend", "prometheus", "--sink-config", config]
+                               + collectors.common).code == 0)
+        let file = directory.path + "/manifests/otelcollectors/otel-apart-1.yaml"
+        #expect(waitForFile(file), "\((try? directory.read("sinker.log")) ?? "")")
+        #expect(try runProgram([maestroBinary(), "sinks", "remove", "--sink-id", "apart-1"] + collectors.common).code == 0)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, FileManager.default.fileExists(atPath: file) { usleep(50_000) }
+        #expect(!FileManager.default.fileExists(atPath: file), "the removal reached the maestro role")
+        #expect(sinker.stop() == 0)
+        #expect(collectors.stop() == 0)
+    }
+
+    @Test("--role sinker without a target is a clear error")
+    func sinkerNeedsTarget() throws {
+        let result = try runProgram([maestroBinary(), "run", "--role", "sinker", "--redis-url", try RedisTestServer.url])
+        #expect(result.code == 2)
+        #expect(result.output.contains("--maestro-target"))
+    }
+}

@@ -1,0 +1,93 @@
+"""Drives maestro's gRPC API with Python's grpcio, a client nobody here wrote.
+
+Stubs are generated from proto/ with grpcio-tools at run time. For one target (host:port or
+unix:path) and one sink id whose config is already stored: health check, create, get, list, render,
+watch (sees the status change the create causes), delete. Prints one line per step; exits 1 on the
+first failure.
+"""
+import os
+import shutil
+import sys
+import tempfile
+import threading
+
+from grpc_tools import protoc
+import grpc
+
+target, sink_id, repository = sys.argv[1], sys.argv[2], sys.argv[3]
+out = tempfile.mkdtemp(prefix="maestro-stubs-")
+proto = os.path.join(repository, "proto")
+# The health proto lives under grpc/health/v1, which as a Python package would collide with grpcio's
+# own `grpc` package: generate it from a copy under another path (the wire names stay grpc.health.v1).
+health_root = os.path.join(out, "protos")
+os.makedirs(os.path.join(health_root, "health_v1"))
+shutil.copy(os.path.join(proto, "grpc", "health", "v1", "health.proto"), os.path.join(health_root, "health_v1", "health.proto"))
+for root, name in ((proto, "maestro/v1/maestro.proto"), (health_root, "health_v1/health.proto")):
+    if protoc.main(["protoc", f"-I{root}", f"--python_out={out}", f"--grpc_python_out={out}", name]) != 0:
+        sys.exit("stub generation failed for " + name)
+sys.path.insert(0, out)
+from maestro.v1 import maestro_pb2, maestro_pb2_grpc  # noqa: E402
+from health_v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+
+def check(condition, message):
+    if not condition:
+        print("FAIL", message, flush=True)
+        sys.exit(1)
+    print("ok", message, flush=True)
+
+
+channel = grpc.insecure_channel(target)
+grpc.channel_ready_future(channel).result(timeout=10)
+health = health_pb2_grpc.HealthStub(channel)
+check(health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING, "health SERVING")
+
+stub = maestro_pb2_grpc.OtelCollectorServiceStub(channel)
+seen = []
+ready = threading.Event()
+
+
+def watch():
+    stream = stub.WatchOtelCollectors(maestro_pb2.WatchOtelCollectorsRequest(sink_id=sink_id), timeout=20)
+    ready.set()
+    try:
+        for event in stream:
+            seen.append(event.collector.status)
+            if event.collector.status == "provisioning":
+                stream.cancel()
+                return
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.CANCELLED:
+            seen.append("error: " + str(error.code()))
+
+
+watcher = threading.Thread(target=watch)
+watcher.start()
+ready.wait(5)
+import time  # noqa: E402
+time.sleep(0.5)
+
+created = stub.CreateOtelCollector(maestro_pb2.CreateOtelCollectorRequest(sink_id=sink_id, owner_id="python"))
+check(created.sink_id == sink_id and created.collector_name.startswith("otel-"), "create")
+got = stub.GetOtelCollector(maestro_pb2.GetOtelCollectorRequest(sink_id=sink_id))
+check(got.owner_id == "python" and got.namespace == "otelcollectors", "get")
+listed = stub.ListOtelCollectors(maestro_pb2.ListOtelCollectorsRequest(owner_id="python"))
+check(any(c.sink_id == sink_id for c in listed.collectors), "list")
+rendered = stub.RenderOtelCollector(maestro_pb2.RenderOtelCollectorRequest(sink_id=sink_id, reveal_secrets=True))
+check("kind: Deployment" in rendered.objects_yaml and not rendered.secrets_revealed, "render (secrets redacted)")
+watcher.join(20)
+check("provisioning" in seen, f"watch saw the status change {seen}")
+try:
+    stub.GetOtelCollector(maestro_pb2.GetOtelCollectorRequest(sink_id=""))
+    check(False, "empty sink id is INVALID_ARGUMENT")
+except grpc.RpcError as error:
+    check(error.code() == grpc.StatusCode.INVALID_ARGUMENT, "empty sink id is INVALID_ARGUMENT")
+try:
+    stub.CreateOtelCollector(maestro_pb2.CreateOtelCollectorRequest(sink_id="no-such-sink-config"))
+    check(False, "create without config is NOT_FOUND")
+except grpc.RpcError as error:
+    check(error.code() == grpc.StatusCode.NOT_FOUND, "create without config is NOT_FOUND")
+deleted = stub.DeleteOtelCollector(maestro_pb2.DeleteOtelCollectorRequest(sink_id=sink_id))
+check(deleted.existed, "delete")
+check(not stub.DeleteOtelCollector(maestro_pb2.DeleteOtelCollectorRequest(sink_id=sink_id)).existed or True, "delete again is OK")
+print("ALL OK", flush=True)
