@@ -136,7 +136,7 @@ public final class CollectorManager: CollectorService {
             let configHash = rendered.objects.lazy.compactMap { $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue }.first ?? ""
             let replies = try redis.pipeline([
                 ["HSET", names.deploymentHash, sinkID, rendered.yaml],
-                StatusPublisher.command(names: names, sinkID: sinkID, ownerID: ownerID, status: .unknown, extra: [
+                StatusPublisher.command(names: names, sinkID: sinkID, ownerID: rendered.ownerID, status: .unknown, extra: [
                     "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
                     "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
                 ], mode: .merge),
@@ -145,7 +145,7 @@ public final class CollectorManager: CollectorService {
                 let error = RedisError.fromReply(text)
                 guard error.kind == .noScript else { throw error }
                 try PipelinedScript.loadAll(redis)
-                try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: .unknown, extra: [
+                try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: rendered.ownerID, status: .unknown, extra: [
                     "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace), "config_hash": .string(configHash),
                     "deployed_at": .string(StatusPublisher.rfc3339(Date())),
                 ], mode: .merge)

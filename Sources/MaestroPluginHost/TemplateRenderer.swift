@@ -24,6 +24,8 @@ public struct CollectorInputs: Sendable, Equatable {
 /// The rendered objects of one collector, and their multi-document YAML (the desired state).
 public struct RenderedCollector: Sendable, Equatable {
     public var name: String
+    /// The owner the objects were rendered for (the sink pipeline's record when the caller gave none).
+    public var ownerID: String = ""
     public var namespace: String
     public var objects: [Value]
     public var yaml: String
@@ -94,6 +96,7 @@ public final class TemplateRenderer {
             }
         }
         let namespace = entries["namespace"]?.stringValue ?? objects.first?["metadata"]?["namespace"]?.stringValue ?? "default"
-        return RenderedCollector(name: inputs.collectorName, namespace: namespace, objects: objects, yaml: try YAML.emitAll(objects))
+        return RenderedCollector(name: inputs.collectorName, ownerID: inputs.ownerID, namespace: namespace, objects: objects,
+                                 yaml: try YAML.emitAll(objects))
     }
 }

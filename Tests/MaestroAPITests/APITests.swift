@@ -261,6 +261,33 @@ struct APITests {
         #expect(throws: APIServerConfiguration.Invalid.self) { try APIServerConfiguration(listen: "nonsense").tcpAddress() }
     }
 
+    @Test("health Watch streams changes; oversized requests are refused")
+    func healthWatchAndLimits() async throws {
+        let fixture = try APIFixture()
+        try await fixture.start()
+        let client = try fixture.client()
+        let statuses = try await withThrowingTaskGroup(of: [Grpc_Health_V1_HealthCheckResponse.ServingStatus].self) { group in
+            group.addTask {
+                try await client.health.watch(.init()) { response in
+                    var seen: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
+                    for try await message in response.messages {
+                        seen.append(message.status)
+                        if seen.count == 1 { fixture.ready = false }
+                        if seen.count == 2 { break }
+                    }
+                    return seen
+                }
+            }
+            return try await group.next() ?? []
+        }
+        #expect(statuses == [.serving, .notServing])
+        let huge = String(repeating: "x", count: 2 << 20)
+        let rejected = await code { _ = try await client.collectors.getOtelCollector(.with { $0.sinkID = huge }) }
+        #expect(rejected != nil, "a request over the 1 MiB limit fails")
+        await client.close()
+        await fixture.stop()
+    }
+
     @Test("the committed generated code matches the protos")
     func generatedCodeIsCurrent() throws {
         let recorded = try String(contentsOfFile: repositoryRoot + "/Sources/MaestroAPI/Generated/PROTO_CHECKSUMS", encoding: .utf8)

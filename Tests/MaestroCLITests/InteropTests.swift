@@ -92,6 +92,38 @@ struct InteropTests {
         #expect(collectors.stop() == 0)
     }
 
+    @Test("maestro collectors create|get|list|render|update|delete talk to a running maestro")
+    func collectorsCommands() throws {
+        let directory = try TemporaryDirectory()
+        let socket = directory.path + "/maestro.sock"
+        let maestro = try MaestroProcess(prefix: RedisTestServer.uniquePrefix("cli-api"), extra: [
+            "--create-policy", "external", "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests", "--grpc-socket", socket,
+        ], directory: directory)
+        defer { _ = maestro.stop() }
+        #expect(waitForFile(socket))
+        let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"hunter2"}}"#
+        #expect(try runProgram([maestroBinary(), "sinks", "create", "--sink-id", "cli-c1", "--owner", "o1", "--backend", "prometheus",
+                                "--sink-config", config] + maestro.common).code == 0)
+        usleep(500_000)
+        let target = ["--target", "unix:" + socket]
+        let created = try runProgram([maestroBinary(), "collectors", "create", "--sink-id", "cli-c1"] + target)
+        #expect(created.code == 0, "\(created.output)")
+        #expect(created.output.contains("otel-cli-c1"))
+        let listed = try runProgram([maestroBinary(), "collectors", "list"] + target)
+        #expect(listed.output.contains("cli-c1") && listed.output.contains("o1"), "\(listed.output)")
+        let rendered = try runProgram([maestroBinary(), "collectors", "render", "--sink-id", "cli-c1", "--reveal-secrets"] + target)
+        #expect(rendered.output.contains("kind: Deployment"))
+        #expect(rendered.output.contains("credentials redacted") && !rendered.output.contains("hunter2"))
+        #expect(try runProgram([maestroBinary(), "collectors", "update", "--sink-id", "cli-c1"] + target).code == 0)
+        let missing = try runProgram([maestroBinary(), "collectors", "get", "--sink-id", "nope"] + target)
+        #expect(missing.code == 1 && missing.output.contains("nope"))
+        let invalid = try runProgram([maestroBinary(), "collectors", "create", "--sink-id", ""] + target)
+        #expect(invalid.code == 2)
+        let deleted = try runProgram([maestroBinary(), "collectors", "delete", "--sink-id", "cli-c1"] + target)
+        #expect(deleted.output.contains("deleted the collector of cli-c1"))
+        #expect(maestro.stop() == 0)
+    }
+
     @Test("--role sinker without a target is a clear error")
     func sinkerNeedsTarget() throws {
         let result = try runProgram([maestroBinary(), "run", "--role", "sinker", "--redis-url", try RedisTestServer.url])
