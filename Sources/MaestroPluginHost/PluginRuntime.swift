@@ -71,7 +71,7 @@ struct ScopedRedis: Sendable {
 
     var prefix: String { names.pluginKeyPrefix + plugin + ":" }
 
-    func writable(_ key: String, _ function: String) throws(LuaHostError) -> String {
+    func writable(_ key: String) throws(LuaHostError) -> String {
         guard key.hasPrefix(prefix), key.utf8.count <= 1024 else {
             throw LuaHostError("bad argument #1 (key \"\(String(key.prefix(80)))\" is outside this plugin's prefix \(prefix))")
         }
@@ -112,7 +112,7 @@ struct ScopedRedis: Sendable {
                 scope.run(["GET", try scope.readable(try string(arguments, 1))])
             },
             LuaHostFunction("set") { arguments throws(LuaHostError) in
-                let key = try scope.writable(try string(arguments, 1), "set")
+                let key = try scope.writable(try string(arguments, 1))
                 var command = ["SET", key, try string(arguments, 2)]
                 if arguments.count >= 3, let options = arguments[2], case .int(let milliseconds)? = options["px"] {
                     command += ["PX", String(milliseconds)]
@@ -120,19 +120,19 @@ struct ScopedRedis: Sendable {
                 return scope.run(command)
             },
             LuaHostFunction("del") { arguments throws(LuaHostError) in
-                scope.run(["DEL", try scope.writable(try string(arguments, 1), "del")])
+                scope.run(["DEL", try scope.writable(try string(arguments, 1))])
             },
             LuaHostFunction("hget") { arguments throws(LuaHostError) in
                 scope.run(["HGET", try scope.readable(try string(arguments, 1)), try string(arguments, 2)])
             },
             LuaHostFunction("hset") { arguments throws(LuaHostError) in
-                scope.run(["HSET", try scope.writable(try string(arguments, 1), "hset"), try string(arguments, 2), try string(arguments, 3)])
+                scope.run(["HSET", try scope.writable(try string(arguments, 1)), try string(arguments, 2), try string(arguments, 3)])
             },
             LuaHostFunction("hdel") { arguments throws(LuaHostError) in
-                scope.run(["HDEL", try scope.writable(try string(arguments, 1), "hdel"), try string(arguments, 2)])
+                scope.run(["HDEL", try scope.writable(try string(arguments, 1)), try string(arguments, 2)])
             },
             LuaHostFunction("xadd") { arguments throws(LuaHostError) in
-                let stream = try scope.writable(try string(arguments, 1), "xadd")
+                let stream = try scope.writable(try string(arguments, 1))
                 guard arguments.count >= 2, case .map(let fields)? = arguments[1], !fields.isEmpty else {
                     throw LuaHostError.badArgument(2, "a non-empty map of fields expected")
                 }

@@ -134,14 +134,12 @@ struct InvalidInput: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-extension ParsableCommand {
-    /// Runs `body`, turning invalid input into exit code 2 with a message on stderr.
-    func exitingOnInvalidInput(_ body: () throws -> Void) throws {
-        do {
-            try body()
-        } catch let error as InvalidInput {
-            printError("maestro: \(error.description)")
-            throw ExitCode(2)
-        }
+/// Runs `body`, turning invalid input into exit code 2 with a message on stderr.
+func exitingOnInvalidInput(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as InvalidInput {
+        printError("maestro: \(error.description)")
+        throw ExitCode(2)
     }
 }

@@ -54,28 +54,23 @@ struct SinksCommand: ParsableCommand {
     }
 }
 
+/// Adds one Orb-format event to the sinks stream and prints its id.
 private func emit(settings: SettingsOptions, operation: String, sinkID: String, owner: String, backend: String?, config: String?) throws {
-    try Emitting().run(settings: settings, operation: operation, sinkID: sinkID, owner: owner, backend: backend, config: config)
-}
-
-private struct Emitting: ParsableCommand {
-    func run(settings: SettingsOptions, operation: String, sinkID: String, owner: String, backend: String?, config: String?) throws {
-        try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            let wiring = Wiring(configuration: configuration)
-            var fields: [(String, String)] = [("sink_id", sinkID), ("owner", owner)]
-            if let backend { fields.append(("backend", backend)) }
-            if let config {
-                let text = try Wiring.inlineOrFile(config, flag: "--sink-config")
-                guard case .map? = try? JSON.decode(text) else { throw InvalidInput("--sink-config must be a JSON object") }
-                fields.append(("config", text))
-                // Orb's producer never sets the timestamp: Go's zero time.
-                fields.append(("timestamp", "-62135596800"))
-            }
-            fields.append(("operation", operation))
-            let redis = try RedisConnection(url: wiring.redisURL())
-            let id = try redis.xadd(wiring.names.sinksStream, fields: fields, trim: .approximateMaxLength(configuration.integer("stream-maxlen") ?? 100_000))
-            print(id)
+    try exitingOnInvalidInput {
+        let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+        let wiring = Wiring(configuration: configuration)
+        var fields: [(String, String)] = [("sink_id", sinkID), ("owner", owner)]
+        if let backend { fields.append(("backend", backend)) }
+        if let config {
+            let text = try Wiring.inlineOrFile(config, flag: "--sink-config")
+            guard case .map? = try? JSON.decode(text) else { throw InvalidInput("--sink-config must be a JSON object") }
+            fields.append(("config", text))
+            // Orb's producer never sets the timestamp: Go's zero time.
+            fields.append(("timestamp", "-62135596800"))
         }
+        fields.append(("operation", operation))
+        let redis = try RedisConnection(url: wiring.redisURL())
+        let id = try redis.xadd(wiring.names.sinksStream, fields: fields, trim: .approximateMaxLength(configuration.integer("stream-maxlen") ?? 100_000))
+        print(id)
     }
 }
