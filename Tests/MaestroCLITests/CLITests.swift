@@ -140,3 +140,20 @@ struct OperatorCommandTests {
         #expect(run.exitCode == 0, "\((try? directory.read("run.log")) ?? "")")
     }
 }
+
+@Suite("maestro plugins")
+struct PluginsCommandTests {
+    @Test("list shows the shipped plugins; lint passes them and fails a broken one with file:line")
+    func listAndLint() throws {
+        let listed = try runProgram([maestroBinary(), "plugins", "list", "--plugins-dir", repositoryRoot + "/plugins"])
+        #expect(listed.code == 0)
+        #expect(listed.output.contains("prometheus") && listed.output.contains("sink_backend=otlphttp"))
+        #expect(try runProgram([maestroBinary(), "plugins", "lint", "--plugins-dir", repositoryRoot + "/plugins"]).code == 0)
+        let directory = try TemporaryDirectory()
+        try directory.write("broken/schema.lua", "return { name = 'broken', binds = { sink_backend = 'x' } }")
+        try directory.write("broken/handler.lua", "local h = {}\nfunction h.on_sink_create(\nreturn h\n")
+        let linted = try runProgram([maestroBinary(), "plugins", "lint", "--plugins-dir", directory.path])
+        #expect(linted.code == 1)
+        #expect(linted.output.contains("FAIL") && linted.output.contains("handler.lua:3"), "\(linted.output)")
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MaestroCore
+import MaestroPluginHost
+
+struct PluginsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugins",
+        abstract: "The plugins of --plugins-dir: list them, or lint them (schemas valid, settings valid, handlers load).",
+        subcommands: [List.self, Lint.self]
+    )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Discovered plugins, their versions and bindings.")
+        @OptionGroup var settings: SettingsOptions
+
+        func run() throws {
+            try exitingOnInvalidInput {
+                let catalog = try PluginsCommand.load(settings)
+                let rows = catalog.plugins.map { plugin in
+                    [plugin.name, plugin.version, plugin.bindings.map { binding in
+                        binding == "sink_backend" ? "sink_backend=\(plugin.sinkBackend ?? "")" : binding
+                    }.joined(separator: ", "), plugin.description]
+                }
+                print(formatTable(["PLUGIN", "VERSION", "BINDS", "DESCRIPTION"], rows))
+                for failure in catalog.failures { printError("maestro: \(failure.folder): \(failure.message)") }
+            }
+        }
+    }
+
+    struct Lint: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "lint", abstract: "Check every plugin; exit 1 when one fails to load.")
+        @OptionGroup var settings: SettingsOptions
+
+        func run() throws {
+            var failed = false
+            try exitingOnInvalidInput {
+                let catalog = try PluginsCommand.load(settings)
+                for plugin in catalog.plugins { print("ok    \(plugin.name) \(plugin.version)") }
+                for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
+                failed = !catalog.failures.isEmpty
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+
+    static func load(_ settings: SettingsOptions) throws -> PluginCatalog {
+        let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+        LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .critical) }
+        return Wiring(configuration: configuration).loadPlugins(logger: Logger(label: "maestro"))
+    }
+}
