@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
@@ -44,14 +47,15 @@ let package = Package(
         .target(
             name: "MaestroCore",
             dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
 
         .target(
             name: "MaestroPluginHost",
             dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
 
@@ -65,6 +69,11 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             exclude: ["Generated/PROTO_CHECKSUMS"],
             swiftSettings: swiftSettings
@@ -75,6 +84,8 @@ let package = Package(
             dependencies: [
                 "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -5,6 +5,7 @@ public import MaestroRedis
 public import MaestroValue
 internal import MaestroYAML
 internal import Foundation
+internal import CoreMetrics
 
 /// What the sinker role needs to turn `orb.sinks` events into stored collector configs.
 public struct SinkerContext: Sendable {
@@ -62,7 +63,7 @@ public struct CollectorConfigBuilder {
         } catch {
             return .invalid(error.message)
         }
-        do {
+        do throws(LuaError) {
             let vm = try runtime.machine(for: plugin)
             try vm.setContext(.map([
                 "plugin": .string(plugin.name), "event_id": .string(eventID), "deliveries": .int(Int64(deliveries)),
@@ -73,7 +74,16 @@ public struct CollectorConfigBuilder {
                 "settings": plugin.settings, "kafka_url": .string(context.kafkaURL),
             ])
             let function = operation == .update && vm.hasFunction("handler", "on_sink_update") ? "on_sink_update" : "on_sink_create"
-            let results = try vm.call("handler", function, [sink])
+            let started = DispatchTime.now()
+            let results: [Value?]
+            do throws(LuaError) {
+                results = try vm.call("handler", function, [sink])
+                Self.record(plugin: plugin.name, started: started, vm: vm)
+            } catch {
+                Self.record(plugin: plugin.name, started: started, vm: vm)
+                Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                throw error
+            }
             guard case .map? = results.first ?? nil, let config = results.first ?? nil else {
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
                                plugin: plugin.name)
@@ -86,6 +96,17 @@ public struct CollectorConfigBuilder {
         } catch {
             return .failed(error, plugin: plugin.name)
         }
+    }
+}
+
+extension CollectorConfigBuilder {
+    /// Duration, instructions and peak memory of one plugin call.
+    static func record(plugin: String, started: DispatchTime, vm: LuaVM) {
+        let nanoseconds = Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)
+        Timer(label: "maestro_plugin_duration_seconds", dimensions: [("plugin", plugin)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(nanoseconds)
+        Counter(label: "maestro_plugin_instructions_total", dimensions: [("plugin", plugin)]).increment(by: vm.statistics.instructions)
+        Gauge(label: "maestro_plugin_peak_memory_bytes", dimensions: [("plugin", plugin)]).record(vm.statistics.peakMemory)
     }
 }
 

@@ -5,6 +5,9 @@ import MaestroAPI
 import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
+import MaestroValue
+import Metrics
+import Prometheus
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +26,8 @@ struct RunCommand: ParsableCommand {
             let redisURL = try wiring.redisURL()
             let role = configuration.string("role") ?? "all"
             let policy = createPolicy(configuration)
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
             var consumers: [StreamConsumer] = []
             var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
@@ -56,12 +61,7 @@ struct RunCommand: ParsableCommand {
                     let names = wiring.names
                     let api = OtelCollectorAPI(manager: collectors!.manager, redisURL: redisURL, names: names, backend: collectors!.reconciler.backend,
                                                callersAuthenticated: apiConfiguration.callersAuthenticated, logger: logger)
-                    let health = HealthService { [catalog] in
-                        guard !catalog.plugins.isEmpty, let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500,
-                                                                                          commandTimeoutMilliseconds: 500) else { return false }
-                        defer { redis.close() }
-                        return (try? redis.ping()) == "PONG"
-                    }
+                    let health = HealthService { isReady(catalog: catalog, redisURL: redisURL) }
                     let server = APIServer(configuration: apiConfiguration, collectors: api, health: health, logger: logger)
                     _ = try awaitBlocking { try await server.start() }
                     apiServer = server
@@ -93,6 +93,18 @@ struct RunCommand: ParsableCommand {
                     consumers.append(consumer)
                 }
             }
+            var operations: OperationsServer?
+            if let listen = configuration.string("http-listen") {
+                let names = wiring.names
+                let server = OperationsServer(registry: registry, logger: logger, ready: { isReady(catalog: catalog, redisURL: redisURL) },
+                                              refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
+                do {
+                    _ = try server.start(listen: listen)
+                } catch {
+                    throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
+                }
+                operations = server
+            }
             logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "policy": "\(policy.rawValue)",
                                                       "backend": "\(collectors?.reconciler.backend.name ?? "-")",
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
@@ -100,6 +112,7 @@ struct RunCommand: ParsableCommand {
             logger.info("stopping: finishing in-flight events and calls", metadata: ["signal": "\(signal)"])
             var clean = consumers.allSatisfy { $0.stop(timeout: 30) }
             if let apiServer { try? awaitBlocking { await apiServer.stop() } }
+            operations?.stop()
             if let collectors {
                 clean = collectors.reconciler.stop(timeout: 30) && clean
                 collectors.lease.stop()
@@ -107,6 +120,35 @@ struct RunCommand: ParsableCommand {
             let counters = consumers.first?.counters ?? StreamConsumerCounters()
             logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
                                               "applied": "\(collectors?.reconciler.counters.applied ?? 0)", "clean": "\(clean)"])
+        }
+    }
+}
+
+/// Ready: Redis answers and the plugins are loaded (not the Kubernetes API: an API outage must not take
+/// every replica out of service at once).
+func isReady(catalog: PluginCatalog, redisURL: RedisURL) -> Bool {
+    guard !catalog.plugins.isEmpty,
+          let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500, commandTimeoutMilliseconds: 500) else { return false }
+    defer { redis.close() }
+    return (try? redis.ping()) == "PONG"
+}
+
+/// Gauges read at scrape time: collectors by status, and the sinks stream's lag and pending entries.
+func refreshGauges(registry: PrometheusCollectorRegistry, redisURL: RedisURL, names: RedisNames) {
+    guard let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500, commandTimeoutMilliseconds: 1_000) else { return }
+    defer { redis.close() }
+    var byStatus: [String: Int] = Dictionary(uniqueKeysWithValues: SinkStatus.allCases.map { ($0.rawValue, 0) })
+    for (_, json) in (try? redis.hgetall(names.collectorsHash)) ?? [:] {
+        if let status = (try? JSON.decode(json))?["status"]?.stringValue { byStatus[status, default: 0] += 1 }
+    }
+    for (status, count) in byStatus {
+        registry.makeGauge(name: "maestro_collectors", labels: [("status", status)]).set(Double(count))
+    }
+    for stream in [names.sinksStream, names.activityStream, names.idleStream] {
+        guard let groups = try? redis.xinfoGroups(stream) else { continue }
+        for group in groups where group["name"]?.string == names.sinkerGroup || group["name"]?.string == names.maestroGroup {
+            registry.makeGauge(name: "maestro_stream_pending", labels: [("stream", stream)]).set(Double(group["pending"]?.integer ?? 0))
+            registry.makeGauge(name: "maestro_stream_lag", labels: [("stream", stream)]).set(Double(group["lag"]?.integer ?? 0))
         }
     }
 }

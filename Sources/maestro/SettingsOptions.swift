@@ -88,6 +88,8 @@ struct SettingsOptions: ParsableArguments {
     var grpcTlsKey: String?
     @Option(name: .customLong("grpc-client-ca"), help: ArgumentHelp(Settings.definition("grpc-client-ca")?.help ?? ""))
     var grpcClientCa: String?
+    @Option(name: .customLong("http-listen"), help: ArgumentHelp(Settings.definition("http-listen")?.help ?? ""))
+    var httpListen: String?
     @Option(name: .customLong("grpc-token-file"), help: "File holding the API's bearer token.")
     var grpcTokenFile: String?
     @Flag(name: .customLong("grpc-insecure"), help: "Allow the API on a non-loopback address without a token or TLS.")
@@ -103,7 +105,7 @@ struct SettingsOptions: ParsableArguments {
             ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
-            ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile),
+            ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("role", role), ("kube-backend", kubeBackend), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),

@@ -131,3 +131,50 @@ struct InteropTests {
         #expect(result.output.contains("--maestro-target"))
     }
 }
+
+@Suite("Metrics and health endpoints", .serialized)
+struct OperationsEndpointTests {
+    @Test("/healthz, /readyz (Redis down → 503), /metrics with DESIGN's names and no credentials")
+    func endpoints() throws {
+        let directory = try TemporaryDirectory()
+        let redis = try LocalRedisServer.start()
+        defer { redis.stop(hard: true) }
+        let port = try freeLoopbackPort()
+        let process = try ChildProcess([maestroBinary(), "run", "--redis-url", redis.url, "--plugins-dir", repositoryRoot + "/plugins",
+                                        "--templates-dir", repositoryRoot + "/templates", "--kube-backend", "directory",
+                                        "--manifests-dir", directory.path + "/manifests", "--http-listen", "127.0.0.1:\(port)"],
+                                       logPath: directory.path + "/run.log")
+        defer {
+            process.signal(SIGTERM)
+            _ = process.wait(timeout: 30)
+        }
+        func get(_ path: String) throws -> (Int32, String) {
+            let result = try runProgram(["/usr/bin/curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(port)\(path)"])
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int32(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? get("/healthz"))?.0 != 200 { usleep(100_000) }
+        #expect(try get("/healthz").0 == 200)
+        #expect(try get("/readyz").0 == 200)
+        let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"metric-user","password":"metric-s3cret"}}"#
+        #expect(try runProgram([maestroBinary(), "sinks", "create", "--redis-url", redis.url, "--sink-id", "met-1", "--backend", "prometheus",
+                                "--sink-config", config]).code == 0)
+        var metrics = ""
+        let scraped = Date().addingTimeInterval(20)
+        while Date() < scraped {
+            metrics = try get("/metrics").1
+            if metrics.contains(#"maestro_collectors{status="provisioning"} 1"#) { break }
+            usleep(100_000)
+        }
+        for name in [#"maestro_events_total{stream="orb.sinks",outcome="acked"} 1"#, "maestro_plugin_duration_seconds", "maestro_reconcile_total",
+                     #"maestro_collectors{status="provisioning"} 1"#, "maestro_stream_lag", "maestro_stream_pending"] {
+            #expect(metrics.contains(name), "\(name) missing from /metrics")
+        }
+        #expect(!metrics.contains("metric-s3cret") && !metrics.contains("metric-user"))
+        #expect(try get("/nope").0 == 404)
+        redis.stop(hard: true)
+        #expect(try get("/readyz").0 == 503, "Redis unreachable: not ready")
+        #expect(try get("/healthz").0 == 200, "but alive")
+    }
+}

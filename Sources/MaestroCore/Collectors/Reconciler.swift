@@ -4,6 +4,7 @@ public import MaestroRedis
 public import MaestroValue
 internal import MaestroYAML
 internal import Synchronization
+internal import CoreMetrics
 
 public struct ReconcilerOptions: Sendable {
     /// Every collector is checked again this often (drift, template upgrades, lost applies).
@@ -155,12 +156,14 @@ public final class Reconciler: Sendable {
             do {
                 if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
                 try reconcile(sinkID, redis: redis!)
+                Counter(label: "maestro_reconcile_total", dimensions: [("result", "ok")]).increment()
                 state.withLock { _ = $0.attempts.removeValue(forKey: sinkID) }
             } catch let error as ClusterError where error.kind == .rejected {
                 state.withLock { state in
                     state.counters.rejected += 1
                     state.attempts[sinkID] = nil
                 }
+                Counter(label: "maestro_reconcile_total", dimensions: [("result", "rejected")]).increment()
                 logger.warning("objects rejected", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
                 if let redis {
                     _ = try? StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: "", status: .provisioningError,
@@ -177,6 +180,7 @@ public final class Reconciler: Sendable {
                     delay = min(options.maximumBackoff, max(delay, retryAfter))
                 }
                 if (error as? RedisError)?.isConnectionFailure == true { redis?.close() }
+                Counter(label: "maestro_reconcile_total", dimensions: [("result", "retry")]).increment()
                 logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
                 enqueue(sinkID, after: delay)
             }
@@ -302,6 +306,7 @@ public final class Reconciler: Sendable {
         } while cursor != "0"
         for sinkID in desired { enqueue(sinkID) }
         state.withLock { $0.counters.resyncs += 1 }
+        Counter(label: "maestro_resyncs_total").increment()
 
         let managed = try backend.managedCollectors()
         let now = Date().timeIntervalSince1970
@@ -317,6 +322,7 @@ public final class Reconciler: Sendable {
             if try redis.hget(names.deploymentHash, field: orphan.sinkID) != nil { continue }
             try backend.delete(sinkID: orphan.sinkID, name: orphan.name, namespace: orphan.namespace)
             state.withLock { $0.counters.orphansDeleted += 1 }
+            Counter(label: "maestro_orphans_deleted_total").increment()
             logger.info("deleted an orphaned collector", metadata: ["sink.id": "\(orphan.sinkID)", "collector": "\(orphan.name)"])
         }
     }

@@ -47,6 +47,8 @@ public enum Settings {
         SettingDefinition(key: "grpc-tls-key", defaultValue: nil, help: "The key of --grpc-tls-cert (PEM)."),
         SettingDefinition(key: "grpc-client-ca", defaultValue: nil,
                           help: "CA that client certificates must chain to (mutual TLS); for a sinker, the CA it trusts for the API's certificate."),
+        SettingDefinition(key: "http-listen", defaultValue: nil,
+                          help: "Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (off unless given)."),
         SettingDefinition(key: "grpc-insecure", kind: .boolean, defaultValue: "false",
                           help: "Allow the API on a non-loopback address without a token or TLS."),
         SettingDefinition(key: "kube-backend", kind: .choice(["directory", "kubernetes"]), defaultValue: nil,

@@ -3,6 +3,7 @@ public import Logging
 public import MaestroHTTP
 public import MaestroValue
 internal import Synchronization
+internal import CoreMetrics
 
 /// A response of the API server, decoded.
 public struct KubeResponse: Sendable {
@@ -111,6 +112,7 @@ public final class KubernetesClient: Sendable {
 
     private func count(_ method: String, _ code: String) {
         counts.withLock { $0["\(method) \(code)", default: 0] += 1 }
+        Counter(label: "maestro_kube_requests_total", dimensions: [("verb", method), ("code", code)]).increment()
     }
 
     /// The API's own message from a Status body.

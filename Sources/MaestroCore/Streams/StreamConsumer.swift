@@ -3,6 +3,7 @@ public import Logging
 public import MaestroRedis
 public import MaestroValue
 internal import Synchronization
+internal import CoreMetrics
 
 /// An entry handed to a processor, with how many times the group has delivered it.
 public struct DeliveredEntry: Sendable {
@@ -270,6 +271,7 @@ public final class StreamConsumer: Sendable {
             }
             if !claimed.deletedIDs.isEmpty {
                 state.withLock { $0.counters.trimmedBeforeRead += claimed.deletedIDs.count }
+                Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: claimed.deletedIDs.count)
                 logger.warning("pending entries were trimmed from the stream before they were handled",
                                metadata: ["stream": "\(options.stream)", "count": "\(claimed.deletedIDs.count)"])
             }
@@ -297,6 +299,7 @@ public final class StreamConsumer: Sendable {
             }
             if isNew {
                 state.withLock { $0.counters.trimmedBeforeRead += 1 }
+                Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment()
                 logger.warning("entries were trimmed from the stream before this group read them; raise the producer's MAXLEN",
                                metadata: ["stream": "\(options.stream)", "group.last_delivered": "\(lastDelivered)", "stream.max_deleted": "\(maxDeleted)"])
             }
@@ -456,6 +459,10 @@ public final class StreamConsumer: Sendable {
             try redis.xack(options.stream, group: options.group, ids: acknowledge)
         }
         releaseInFlight(finishedIDs)
+        for (outcome, count) in [("acked", counters.acknowledged), ("skipped_stale", counters.skippedStale), ("retried", counters.retried),
+                                 ("deferred", counters.deferred), ("deadlettered", counters.deadLettered)] where count > 0 {
+            Counter(label: "maestro_events_total", dimensions: [("stream", options.stream), ("outcome", outcome)]).increment(by: count)
+        }
         state.withLock { state in
             state.counters.acknowledged += counters.acknowledged
             state.counters.skippedStale += counters.skippedStale
