@@ -12,6 +12,8 @@ public struct RedisNames: Sendable, Equatable {
     public var activityStream = "orb.sink_activity"
     public var idleStream = "orb.sink_idle"
     public var maestroGroup = "orb.maestro"
+    /// Group of the ops hooks on the status stream.
+    public var hooksGroup = "maestro.hooks"
     /// The per-installation key of the config-hash HMAC.
     public var configHashKey = "maestro:config-hash-key"
     /// Prefix of the keys a plugin may write: `<prefix><plugin name>:…`.
@@ -34,6 +36,7 @@ public struct RedisNames: Sendable, Equatable {
         names.activityStream = prefix + activityStream
         names.idleStream = prefix + idleStream
         names.maestroGroup = prefix + maestroGroup
+        names.hooksGroup = prefix + hooksGroup
         return names
     }
 

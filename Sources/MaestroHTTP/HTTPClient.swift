@@ -1,4 +1,7 @@
 internal import CCurl
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 public struct HTTPRequest: Sendable {
     public var method: String
@@ -65,6 +68,9 @@ public struct HTTPClientOptions: Sendable {
     public var maximumRedirects: Int
     /// A larger response body fails with `.responseTooLarge`.
     public var maximumResponseBytes: Int
+    /// Pinned name resolutions, `host:port:address` (curl's CURLOPT_RESOLVE): the address checked is
+    /// the address connected to.
+    public var resolve: [String] = []
 
     public init(connectTimeoutMilliseconds: Int = 5_000, totalTimeoutMilliseconds: Int = 30_000, tls: TLSOptions = TLSOptions(),
                 bearerToken: String? = nil, followRedirects: Bool = false, maximumRedirects: Int = 5,
@@ -196,6 +202,12 @@ public final class HTTPClient {
         try check(maestro_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList), "headers")
 
         try configureTLS()
+        var resolveList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(resolveList) }
+        if !options.resolve.isEmpty {
+            for entry in options.resolve { resolveList = curl_slist_append(resolveList, entry) }
+            try check(maestro_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList), "resolve")
+        }
 
         try check(maestro_curl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
             let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
@@ -315,5 +327,27 @@ extension String {
         while let first = slice.first, characters.contains(first) { slice = slice.dropFirst() }
         while let last = slice.last, characters.contains(last) { slice = slice.dropLast() }
         return String(slice)
+    }
+}
+
+/// Name resolution through getaddrinfo: the numeric addresses of a host.
+public enum HostResolver {
+    public static func addresses(of host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var addresses: [String] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let address = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if !addresses.contains(address) { addresses.append(address) }
+            }
+            cursor = entry.pointee.ai_next
+        }
+        return addresses
     }
 }

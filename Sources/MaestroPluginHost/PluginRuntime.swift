@@ -20,17 +20,20 @@ public final class PluginRuntime {
     private let logger: Logger
     private var machines: [String: LuaVM] = [:]
 
-    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger) {
+    public let httpPolicy: HTTPHostPolicy
+
+    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: [])) {
         self.catalog = catalog
         self.names = names
         self.logger = logger
+        self.httpPolicy = httpPolicy
     }
 
     /// The VM of a plugin, loading `handler.lua` the first time (and again after a terminal failure).
     public func machine(for plugin: PluginManifest) throws(LuaError) -> LuaVM {
         if let vm = machines[plugin.name] { return vm }
         let root = catalog.root
-        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis)
+        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis) + [HTTPHostModule.module(policy: httpPolicy)]
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
                                                            logger: logger),

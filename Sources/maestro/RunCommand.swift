@@ -93,6 +93,19 @@ struct RunCommand: ParsableCommand {
                     consumers.append(consumer)
                 }
             }
+            if catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
+                let names = wiring.names
+                var options = wiring.consumerOptions()
+                options.stream = names.statusStream
+                options.group = names.hooksGroup
+                // Hooks react to changes from now on, not to the whole history of the status stream.
+                options.groupStart = "$"
+                let policy = wiring.httpPolicy
+                let hooks = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                           makeProcessor: { _ in StatusHookProcessor(catalog: catalog, names: names, httpPolicy: policy, logger: logger) })
+                hooks.start()
+                consumers.append(hooks)
+            }
             var operations: OperationsServer?
             if let listen = configuration.string("http-listen") {
                 let names = wiring.names

@@ -88,6 +88,8 @@ struct SettingsOptions: ParsableArguments {
     var grpcTlsKey: String?
     @Option(name: .customLong("grpc-client-ca"), help: ArgumentHelp(Settings.definition("grpc-client-ca")?.help ?? ""))
     var grpcClientCa: String?
+    @Option(name: .customLong("http-allow-host"), help: "A host maestro.http may call (repeatable).")
+    var httpAllowHost: [String] = []
     @Option(name: .customLong("http-listen"), help: ArgumentHelp(Settings.definition("http-listen")?.help ?? ""))
     var httpListen: String?
     @Option(name: .customLong("grpc-token-file"), help: "File holding the API's bearer token.")
@@ -113,6 +115,7 @@ struct SettingsOptions: ParsableArguments {
         var result: [String: [String]] = [:]
         if createNamespace { result["create-namespace"] = ["true"] }
         if grpcInsecure { result["grpc-insecure"] = ["true"] }
+        if !httpAllowHost.isEmpty { result["http-allow-host"] = httpAllowHost }
         if let kubeconfig { result["kubeconfig"] = [kubeconfig] }
         for (name, value) in pairs {
             if let value { result[name] = [value] }

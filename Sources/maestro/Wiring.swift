@@ -30,6 +30,8 @@ struct Wiring {
                            limits: luaLimits, logger: logger)
     }
 
+    var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
+
     func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, logger: Logger) -> SinkerContext {
         SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
                       kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",

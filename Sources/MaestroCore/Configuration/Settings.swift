@@ -49,6 +49,8 @@ public enum Settings {
                           help: "CA that client certificates must chain to (mutual TLS); for a sinker, the CA it trusts for the API's certificate."),
         SettingDefinition(key: "http-listen", defaultValue: nil,
                           help: "Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (off unless given)."),
+        SettingDefinition(key: "http-allow-host", kind: .list, defaultValue: nil,
+                          help: "A host maestro.http may call (repeatable; comma-separated in the environment)."),
         SettingDefinition(key: "grpc-insecure", kind: .boolean, defaultValue: "false",
                           help: "Allow the API on a non-loopback address without a token or TLS."),
         SettingDefinition(key: "kube-backend", kind: .choice(["directory", "kubernetes"]), defaultValue: nil,

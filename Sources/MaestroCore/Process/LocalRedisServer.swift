@@ -1,4 +1,5 @@
 public import Foundation
+internal import MaestroRedis
 
 /// A `redis-server` child process on a free loopback port, in its own temporary folder.
 public final class LocalRedisServer: @unchecked Sendable {
@@ -46,7 +47,11 @@ public final class LocalRedisServer: @unchecked Sendable {
     public func waitUntilReady(timeout: TimeInterval = 10) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if Self.canConnect(port: port) { return }
+            // Accepting connections is not enough: while it loads an AOF, Redis answers LOADING.
+            if Self.canConnect(port: port), let redis = try? RedisConnection(url: RedisURL(host: "127.0.0.1", port: port)),
+               (try? redis.ping()) == "PONG" {
+                return
+            }
             guard process.isRunning else { throw ProcessError("redis-server exited at start (is the port \(port) free?)") }
             usleep(20_000)
         }

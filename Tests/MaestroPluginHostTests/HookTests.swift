@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import Testing
+
+@testable import MaestroPluginHost
+
+@Suite("Ops hooks and maestro.http", .serialized)
+struct HookTests {
+    func hookConsumer(_ fixture: PipelineFixture, catalog: PluginCatalog, allow: [String]) throws -> StreamConsumer {
+        let names = fixture.names
+        let options = StreamConsumerOptions(stream: names.statusStream, group: names.hooksGroup, groupStart: "0", consumerName: "hooks",
+                                            workers: 1, blockMilliseconds: 50, maxDeliveries: 2, deadLetterStream: names.deadLetterStream)
+        let policy = HTTPHostPolicy(allowedHosts: allow, timeoutMilliseconds: 2_000)
+        return StreamConsumer(options: options, redisURL: try RedisURL(parsing: fixture.redisURL), logger: Logger(label: "test"),
+                              routingKey: { $0["sink_id"] ?? "" },
+                              makeProcessor: { _ in StatusHookProcessor(catalog: catalog, names: names, httpPolicy: policy, logger: Logger(label: "test")) })
+    }
+
+    @Test("the shipped webhook-notify POSTs on error; a status it does not watch is ignored; a metadata address is refused")
+    func webhook() throws {
+        let server = try HTTPTestServer()
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let catalog = PluginCatalog.load(root: repositoryRoot + "/plugins",
+                                         settings: ["webhook-notify": ["url": .string(server.baseURL + "/hook"), "statuses": ["error"]]])
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1"])
+        consumer.start()
+        defer { consumer.stop() }
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .provisioning)
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .error, message: "exporter failed with HTTP 401")
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, consumer.counters.acknowledged < 2 { usleep(50_000) }
+        #expect(consumer.counters.acknowledged == 2)
+        #expect(try fixture.deadLetters(redis).isEmpty)
+
+        let refusing = try PipelineFixture()
+        let refusingRedis = try refusing.connect()
+        let metadata = PluginCatalog.load(root: repositoryRoot + "/plugins",
+                                          settings: ["webhook-notify": ["url": "http://169.254.169.254/latest/meta-data/", "statuses": ["error"]]])
+        let blocked = try hookConsumer(refusing, catalog: metadata, allow: ["169.254.169.254"])
+        blocked.start()
+        defer { blocked.stop() }
+        try StatusPublisher.publish(refusingRedis, names: refusing.names, sinkID: "h2", ownerID: "o", status: .error)
+        let until = Date().addingTimeInterval(15)
+        while Date() < until, blocked.counters.deadLettered < 1 { usleep(50_000) }
+        let letters = try refusing.deadLetters(refusingRedis)
+        #expect(letters.count == 1)
+        #expect(letters.first?["reason"]?.contains("refused") == true, "\(letters.first?["reason"] ?? "")")
+        #expect(letters.first?["plugin"] == "webhook-notify")
+    }
+
+    @Test("maestro.http: allow-list, metadata and link-local refusals, no redirects, responses returned")
+    func httpPolicy() throws {
+        let server = try HTTPTestServer()
+        let directory = try TemporaryDirectory()
+        try directory.write("probe/schema.lua", "return { name = 'probe', binds = { collector_status = true } }")
+        try directory.write("probe/handler.lua", """
+        local handler = {}
+        function handler.on_collector_status(event)
+          local results = {}
+          local function try(url)
+            local response, err = maestro.http.request { url = url, method = "POST", body = "{}", timeout_ms = 2000 }
+            if response then return tostring(response.status) end
+            return err
+          end
+          results.echo = try("\(server.baseURL)/echo")
+          results.redirect = try("\(server.baseURL)/redirect")
+          results.other = try("http://example.com/")
+          results.metadata = try("http://169.254.169.254/")
+          results.google = try("http://metadata.google.internal/")
+          results.scheme = try("file:///etc/passwd")
+          for key, value in pairs(results) do
+            maestro.redis.hset("maestro:plugin:probe:results", key, value)
+          end
+        end
+        return handler
+        """)
+        let fixture = try PipelineFixture(plugins: directory.path)
+        let redis = try fixture.connect()
+        let catalog = PluginCatalog.load(root: directory.path)
+        let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1", "169.254.169.254", "metadata.google.internal"])
+        consumer.start()
+        defer { consumer.stop() }
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active)
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, consumer.counters.acknowledged < 1 { usleep(50_000) }
+        let results = try redis.hgetall("maestro:plugin:probe:results")
+        #expect(results["echo"] == "200")
+        #expect(results["redirect"] == "302", "redirects are returned, never followed")
+        #expect(results["other"]?.contains("not on the allow-list") == true)
+        #expect(results["metadata"]?.contains("refused") == true)
+        #expect(results["google"]?.contains("refused") == true)
+        #expect(results["scheme"]?.contains("only absolute http and https") == true)
+        try redis.del(["maestro:plugin:probe:results"])
+    }
+}
