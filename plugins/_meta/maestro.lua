@@ -153,3 +153,17 @@ maestro.template = {}
 ---@param values table
 ---@return table[] objects
 function maestro.template.render(name, values) end
+
+---@class maestro.http
+maestro.http = {}
+
+---@class maestro.HTTPResponse
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+
+--- An HTTP request to an allow-listed host (never link-local or cloud metadata; no redirects).
+---@param request {url: string, method?: string, headers?: table<string, string>, body?: string, timeout_ms?: integer}
+---@return maestro.HTTPResponse|nil response
+---@return string|nil err
+function maestro.http.request(request) end
