@@ -48,14 +48,21 @@ public final class LocalRedisServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             // Accepting connections is not enough: while it loads an AOF, Redis answers LOADING.
-            if Self.canConnect(port: port), let redis = try? RedisConnection(url: RedisURL(host: "127.0.0.1", port: port)),
-               (try? redis.ping()) == "PONG" {
-                return
-            }
+            if Self.canConnect(port: port), Self.answers(port: port) { return }
             guard process.isRunning else { throw ProcessError("redis-server exited at start (is the port \(port) free?)") }
             usleep(20_000)
         }
         throw ProcessError("redis-server did not accept connections on port \(port) within \(timeout) s")
+    }
+
+    /// True once Redis answers commands (NOAUTH counts: it is up, it wants a password).
+    static func answers(port: Int) -> Bool {
+        do {
+            let redis = try RedisConnection(url: RedisURL(host: "127.0.0.1", port: port))
+            return try redis.ping() == "PONG"
+        } catch {
+            return error.kind == .authentication || (error.kind == .server && !error.message.hasPrefix("LOADING"))
+        }
     }
 
     static func canConnect(port: Int) -> Bool {
