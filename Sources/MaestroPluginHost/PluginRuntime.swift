@@ -21,19 +21,23 @@ public final class PluginRuntime {
     private var machines: [String: LuaVM] = [:]
 
     public let httpPolicy: HTTPHostPolicy
+    /// `maestro.k8s`: reads at once, writes queued until the handler returned.
+    public let cluster: PluginClusterAccess
 
-    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: [])) {
+    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
+                cluster: (any PluginCluster)? = nil) {
         self.catalog = catalog
         self.names = names
         self.logger = logger
         self.httpPolicy = httpPolicy
+        self.cluster = PluginClusterAccess(cluster: cluster)
     }
 
     /// The VM of a plugin, loading `handler.lua` the first time (and again after a terminal failure).
     public func machine(for plugin: PluginManifest) throws(LuaError) -> LuaVM {
         if let vm = machines[plugin.name] { return vm }
         let root = catalog.root
-        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis) + [HTTPHostModule.module(policy: httpPolicy)]
+        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis) + [HTTPHostModule.module(policy: httpPolicy), cluster.module()]
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
                                                            logger: logger),

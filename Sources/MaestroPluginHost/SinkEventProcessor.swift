@@ -16,6 +16,9 @@ public struct SinkerContext: Sendable {
     public var policy: CreatePolicy
     /// Where collectors are created, updated and removed; nil only in tools that store configs alone.
     public var collectors: (any CollectorService)?
+    /// What `maestro.k8s` reaches in plugins; nil in a process without cluster access.
+    public var cluster: (any PluginCluster)?
+    public var httpPolicy = HTTPHostPolicy(allowedHosts: [])
     public var streamMaxLength: Int
     public var logger: Logger
 
@@ -80,13 +83,20 @@ public struct CollectorConfigBuilder {
                 results = try vm.call("handler", function, [sink])
                 Self.record(plugin: plugin.name, started: started, vm: vm)
             } catch {
+                runtime.cluster.discard()
                 Self.record(plugin: plugin.name, started: started, vm: vm)
                 Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
                 throw error
             }
             guard case .map? = results.first ?? nil, let config = results.first ?? nil else {
+                runtime.cluster.discard()
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
                                plugin: plugin.name)
+            }
+            do {
+                try runtime.cluster.flush()
+            } catch {
+                return .failed(LuaError(kind: .runtime, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
             }
             do {
                 return .config(config, yaml: try YAML.emit(config))
@@ -119,7 +129,8 @@ public final class SinkEventProcessor: StreamBatchProcessor {
 
     public init(context: SinkerContext) {
         self.context = context
-        runtime = PluginRuntime(catalog: context.catalog, names: context.names, logger: context.logger)
+        runtime = PluginRuntime(catalog: context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
+                                cluster: context.cluster)
         builder = CollectorConfigBuilder(context: context, runtime: runtime)
     }
 

@@ -13,8 +13,8 @@ public final class StatusHookProcessor: StreamBatchProcessor {
     let plugins: [PluginManifest]
     let logger: Logger
 
-    public init(catalog: PluginCatalog, names: RedisNames, httpPolicy: HTTPHostPolicy, logger: Logger) {
-        runtime = PluginRuntime(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy)
+    public init(catalog: PluginCatalog, names: RedisNames, httpPolicy: HTTPHostPolicy, cluster: (any PluginCluster)? = nil, logger: Logger) {
+        runtime = PluginRuntime(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster)
         plugins = catalog.plugins.filter { $0.bindings.contains("collector_status") }
         self.logger = logger
     }
@@ -37,7 +37,13 @@ public final class StatusHookProcessor: StreamBatchProcessor {
                     try vm.setContext(.map(["plugin": .string(plugin.name), "event_id": .string(entry.id),
                                             "deliveries": .int(Int64(delivered.deliveries)), "sink_id": .string(sinkID)]))
                     _ = try vm.call("handler", "on_collector_status", [event, plugin.settings])
+                    do {
+                        try runtime.cluster.flush()
+                    } catch {
+                        return .retry(reason: "\(plugin.name): maestro.k8s: \(error)")
+                    }
                 } catch {
+                    runtime.cluster.discard()
                     let reason = "\(plugin.name): \(error.message.split(separator: "\n").first ?? "")"
                     return error.isTerminal ? .deadLetter(reason: reason, plugin: plugin.name) : .retry(reason: reason)
                 }

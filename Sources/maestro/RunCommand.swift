@@ -73,8 +73,9 @@ struct RunCommand: ParsableCommand {
                 handOff = try RemoteCollectorService(configuration: wiring.apiClientConfiguration(target: target))
             }
 
+            let cluster = collectors.map { wiring.pluginCluster(backend: $0.reconciler.backend) }
             if role == "all" || role == "sinker" {
-                let context = wiring.sinkerContext(catalog: catalog, collectors: handOff, logger: logger)
+                let context = wiring.sinkerContext(catalog: catalog, collectors: handOff, cluster: cluster, logger: logger)
                 let sinker = StreamConsumer(options: wiring.consumerOptions(), redisURL: redisURL, logger: logger,
                                             routingKey: { $0["sink_id"] ?? "" },
                                             makeProcessor: { _ in SinkEventProcessor(context: context) })
@@ -102,7 +103,8 @@ struct RunCommand: ParsableCommand {
                 options.groupStart = "$"
                 let policy = wiring.httpPolicy
                 let hooks = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
-                                           makeProcessor: { _ in StatusHookProcessor(catalog: catalog, names: names, httpPolicy: policy, logger: logger) })
+                                           makeProcessor: { _ in StatusHookProcessor(catalog: catalog, names: names, httpPolicy: policy,
+                                                                                     cluster: cluster, logger: logger) })
                 hooks.start()
                 consumers.append(hooks)
             }

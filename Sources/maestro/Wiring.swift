@@ -32,11 +32,24 @@ struct Wiring {
 
     var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
 
-    func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, logger: Logger) -> SinkerContext {
-        SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
-                      kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",
-                      policy: CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager,
-                      collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
+    func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,
+                       logger: Logger) -> SinkerContext {
+        var context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
+                                    kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",
+                                    policy: CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager,
+                                    collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
+        context.cluster = cluster
+        context.httpPolicy = httpPolicy
+        return context
+    }
+
+    /// What `maestro.k8s` reaches, for the backend in use.
+    func pluginCluster(backend: any ClusterBackend) -> any PluginCluster {
+        let namespace = templateSettings()["namespace"]?.stringValue ?? "otelcollectors"
+        if let kubernetes = backend as? KubernetesBackend {
+            return KubernetesPluginCluster(client: kubernetes.client, namespace: namespace)
+        }
+        return DirectoryPluginCluster(root: absolute(configuration.string("manifests-dir") ?? "./manifests"), namespace: namespace)
     }
 
     var workers: Int { configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount }

@@ -99,3 +99,72 @@ struct HookTests {
         try redis.del(["maestro:plugin:probe:results"])
     }
 }
+
+@Suite("maestro.k8s in plugins", .serialized)
+struct PluginClusterTests {
+    func probePlugins() throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
+        try directory.write("k8sprobe/schema.lua", "return { name = 'k8sprobe', binds = { sink_backend = 'k8sprobe' } }")
+        try directory.write("k8sprobe/handler.lua", """
+        local handler = {}
+        function handler.on_sink_create(sink)
+          assert(maestro.k8s.apply { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "probe-" .. sink.id }, data = { a = "b" } })
+          if sink.config.fail then error("boom after apply") end
+          local before = maestro.k8s.list("ConfigMap")
+          local missing = maestro.k8s.get("ConfigMap", "never-there")
+          return { receivers = { seen = #before, missing = missing == nil } }
+        end
+        return handler
+        """)
+        return directory
+    }
+
+    func run(_ cluster: any PluginCluster, read: (String) throws -> Value?) throws {
+        let plugins = try probePlugins()
+        let catalog = PluginCatalog.load(root: plugins.path)
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        var context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: OrbSecretCipher(secret: "orb"), kafkaURL: "k:1",
+                                    policy: .eager, collectors: nil, logger: Logger(label: "test"))
+        context.cluster = cluster
+        let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: Logger(label: "test"),
+                                                                                      cluster: cluster))
+        guard case .config(let first, _) = builder.build(operation: .create, sinkID: "one", ownerID: "o", backend: "k8sprobe", config: .map([:])) else {
+            Issue.record("the first call must succeed")
+            return
+        }
+        #expect(first["receivers"]?["seen"] == .int(0), "writes are queued: not visible during the call")
+        #expect(first["receivers"]?["missing"] == .bool(true))
+        let applied = try #require(try read("probe-one"))
+        #expect(applied["metadata"]?["namespace"] == .string("otelcollectors"))
+        #expect(applied["metadata"]?["labels"]?["app.kubernetes.io/managed-by"] == .string("maestro"))
+        guard case .failed(let error, _) = builder.build(operation: .create, sinkID: "two", ownerID: "o", backend: "k8sprobe", config: ["fail": true]) else {
+            Issue.record("the second call must fail")
+            return
+        }
+        #expect(error.kind == .runtime)
+        #expect(try read("probe-two") == nil, "a failing handler changes nothing in the cluster")
+        guard case .config(let third, _) = builder.build(operation: .create, sinkID: "three", ownerID: "o", backend: "k8sprobe", config: .map([:])) else {
+            Issue.record("the third call must succeed")
+            return
+        }
+        #expect(third["receivers"]?["seen"] == .int(1), "list sees what earlier calls applied")
+    }
+
+    @Test("directory backend: queued applies land after the handler, a failing handler's are discarded")
+    func directory() throws {
+        let manifests = try TemporaryDirectory()
+        let cluster = DirectoryPluginCluster(root: manifests.path, namespace: "otelcollectors")
+        try run(cluster) { name in try cluster.get(apiVersion: "v1", kind: "ConfigMap", name: name) }
+    }
+
+    @Test("Kubernetes: the same against the API double")
+    func kubernetes() throws {
+        let double = try KubeAPIDouble()
+        let client = KubernetesClient(credentials: KubeCredentials(server: double.server, origin: "test"), logger: Logger(label: "test"))
+        let cluster = KubernetesPluginCluster(client: client, namespace: "otelcollectors")
+        try run(cluster) { name in
+            let (status, body) = try double.get("/api/v1/namespaces/otelcollectors/configmaps/\(name)")
+            return status == 200 ? body : nil
+        }
+    }
+}

@@ -167,3 +167,30 @@ maestro.http = {}
 ---@return maestro.HTTPResponse|nil response
 ---@return string|nil err
 function maestro.http.request(request) end
+
+---@class maestro.k8s
+maestro.k8s = {}
+
+--- A managed object of the collector namespace, or nil.
+---@param kind string  "Deployment", "apps/v1/Deployment", …
+---@param name string
+---@return table|nil object
+---@return string|nil err
+function maestro.k8s.get(kind, name) end
+
+---@param kind string
+---@param options? {label_selector: string}
+---@return table[]|nil objects
+---@return string|nil err
+function maestro.k8s.list(kind, options) end
+
+--- Queues a server-side apply, carried out after the handler returns without error.
+---@param object table
+---@return boolean queued
+function maestro.k8s.apply(object) end
+
+--- Queues a delete, carried out after the handler returns without error.
+---@param kind string
+---@param name string
+---@return boolean queued
+function maestro.k8s.delete(kind, name) end
