@@ -7,6 +7,8 @@ local G, host = ...
 local real_load, real_setmetatable, real_getmetatable = G.load, G.setmetatable, G.getmetatable
 local real_rawset, real_type, real_error, real_select = G.rawset, G.type, G.error, G.select
 local next, pairs, tostring = G.next, G.pairs, G.tostring
+-- Everything used after this chunk returns is captured here: the global table is emptied at the end.
+local real_rawget, real_collectgarbage = G.rawget, G.collectgarbage
 
 local function describe_key(key)
   if real_type(key) == "string" then return key end
@@ -77,7 +79,7 @@ local function sandbox_require(name)
 end
 
 local function sandbox_setmetatable(tbl, meta)
-  if real_type(meta) == "table" and G.rawget(meta, "__gc") ~= nil then
+  if real_type(meta) == "table" and real_rawget(meta, "__gc") ~= nil then
     real_error("setmetatable: __gc metamethods are not available in the sandbox", 2)
   end
   return real_setmetatable(tbl, meta)
@@ -92,7 +94,7 @@ end
 
 local function sandbox_collectgarbage(option, ...)
   if option == nil or option == "collect" or option == "step" then return 0 end
-  if option == "count" or option == "isrunning" then return G.collectgarbage(option) end
+  if option == "count" or option == "isrunning" then return real_collectgarbage(option) end
   real_error("collectgarbage: option '" .. tostring(option) .. "' is not available in the sandbox", 2)
 end
 

@@ -7,8 +7,8 @@ import MaestroPluginHost
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plugins",
-        abstract: "The plugins of --plugins-dir: list them, or lint them (schemas valid, settings valid, handlers load).",
-        subcommands: [List.self, Lint.self]
+        abstract: "The plugins of --plugins-dir: list them, lint them (schemas, settings, handlers load), run their specs.",
+        subcommands: [List.self, Lint.self, Test.self]
     )
 
     struct List: ParsableCommand {
@@ -40,6 +40,34 @@ struct PluginsCommand: ParsableCommand {
                 for plugin in catalog.plugins { print("ok    \(plugin.name) \(plugin.version)") }
                 for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
                 failed = !catalog.failures.isEmpty
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "test",
+            abstract: "Run each plugin's spec/*_spec.lua (describe/it/assert) against in-memory Redis and Kubernetes; exit 1 on a failure."
+        )
+        @OptionGroup var settings: SettingsOptions
+
+        func run() throws {
+            var failed = false
+            try exitingOnInvalidInput {
+                let catalog = try PluginsCommand.load(settings)
+                let results = PluginSpecRunner.run(catalog: catalog)
+                for result in results {
+                    if let failure = result.failure {
+                        print("FAIL  \(result.location)  \(result.name)\n      \(failure)")
+                    } else {
+                        print("ok    \(result.location)  \(result.name)")
+                    }
+                }
+                for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
+                let failures = results.filter { $0.failure != nil }.count + catalog.failures.count
+                print("\(results.count - results.filter { $0.failure != nil }.count) passed, \(failures) failed")
+                failed = failures > 0
             }
             if failed { throw ExitCode(1) }
         }

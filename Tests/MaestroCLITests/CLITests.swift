@@ -156,4 +156,29 @@ struct PluginsCommandTests {
         #expect(linted.code == 1)
         #expect(linted.output.contains("FAIL") && linted.output.contains("handler.lua:3"), "\(linted.output)")
     }
+
+    @Test("test runs the shipped specs; a failing case is reported with file:line and exit 1")
+    func specs() throws {
+        let shipped = try runProgram([maestroBinary(), "plugins", "test", "--plugins-dir", repositoryRoot + "/plugins"])
+        #expect(shipped.code == 0, "\(shipped.output)")
+        #expect(shipped.output.contains("0 failed"))
+        #expect(shipped.output.contains("ok    plugins/prometheus/spec/handler_spec.lua:13"))
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/prometheus", toPath: directory.path + "/prometheus")
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/_lib", toPath: directory.path + "/_lib")
+        try directory.write("prometheus/spec/broken_spec.lua", """
+        describe("broken", function()
+          it("compares", function()
+            assert.equals(1, 2)
+          end)
+          it("passes", function() end)
+        end)
+        """)
+        let failing = try runProgram([maestroBinary(), "plugins", "test", "--plugins-dir", directory.path])
+        #expect(failing.code == 1)
+        #expect(failing.output.contains("FAIL  plugins/prometheus/spec/broken_spec.lua:2  broken compares") ||
+                failing.output.contains("broken_spec.lua:2  broken compares"), "\(failing.output)")
+        #expect(failing.output.contains("broken_spec.lua:3: expected 1, got 2"), "\(failing.output)")
+        #expect(failing.output.contains("ok    ") && failing.output.contains("broken passes"))
+    }
 }

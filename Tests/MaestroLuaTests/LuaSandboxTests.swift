@@ -71,6 +71,18 @@ struct LuaSandboxTests {
         #expect(try vm.evaluate("return ('abc'):upper(), string.upper('x'), type(maestro.yaml.encode)") == [.string("ABC"), .string("X"), .string("function")])
     }
 
+    @Test("allowed functions work: setmetatable, collectgarbage count, the __gc refusal names itself")
+    func allowedFunctions() throws {
+        let vm = try makeVM()
+        #expect(try vm.evaluate("local t = setmetatable({}, {__index = function() return 7 end}) return t.x") == [.int(7)])
+        #expect(try vm.evaluate("return type(collectgarbage('count'))") == [.string("number")])
+        #expect(try vm.evaluate("return collectgarbage()") == [.int(0)])
+        let refused = try #require(throws: LuaError.self) { try vm.evaluate("setmetatable({}, {__gc = function() end})") }
+        #expect(refused.message.contains("__gc metamethods are not available"))
+        let stopped = try #require(throws: LuaError.self) { try vm.evaluate("collectgarbage('stop')") }
+        #expect(stopped.message.contains("not available in the sandbox"))
+    }
+
     @Test("infinite loop is stopped by the instruction budget")
     func infiniteLoop() throws {
         let vm = try makeVM()

@@ -241,8 +241,8 @@ struct KubernetesTests {
         try fixture.manager.create(sinkID: "d1", ownerID: "o")
         let service = "/api/v1/namespaces/otelcollectors/services/otel-d1"
         #expect(try fixture.waitFor { try fixture.object(service) != nil })
-        _ = try fixture.client.request("DELETE", service)
-        #expect(try fixture.object(service) == nil)
+        #expect(fixture.waitFor { fixture.reconciler.backlog == 0 })
+        #expect(try fixture.client.request("DELETE", service).status == 200, "deleted behind maestro's back")
         try fixture.reconciler.resync()
         #expect(try fixture.waitFor { try fixture.object(service) != nil })
 
