@@ -60,3 +60,14 @@ public func maestroBinary() -> String {
     }
     return url.appendingPathComponent("maestro").path
 }
+
+/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass; the final answer.
+/// Tests wait for asynchronous effects with this instead of sleeping a fixed time.
+public func eventually(timeout: TimeInterval = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(20_000)
+    }
+    return try condition()
+}

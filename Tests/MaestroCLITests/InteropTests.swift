@@ -30,12 +30,7 @@ struct MaestroProcess {
 }
 
 func waitForFile(_ path: String, timeout: TimeInterval = 20) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if FileManager.default.fileExists(atPath: path) { return true }
-        usleep(50_000)
-    }
-    return false
+    eventually(timeout: timeout) { FileManager.default.fileExists(atPath: path) }
 }
 
 @Suite("gRPC interoperability and roles apart", .serialized)

@@ -29,12 +29,7 @@ struct CollectorFixture {
     }
 
     func waitUntilIdle(timeout: TimeInterval = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if reconciler.backlog == 0 { return true }
-            usleep(20_000)
-        }
-        return false
+        eventually(timeout: timeout) { reconciler.backlog == 0 }
     }
 }
 

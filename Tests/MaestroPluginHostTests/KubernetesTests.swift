@@ -41,12 +41,7 @@ struct KubeFixture {
     }
 
     func waitFor(_ timeout: TimeInterval = 20, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return true }
-            usleep(50_000)
-        }
-        return try condition()
+        try eventually(timeout: timeout, condition)
     }
 
     func addConfig(_ redis: RedisConnection, _ sinkID: String, _ config: String = "receivers: {}\n") throws {
