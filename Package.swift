@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
@@ -88,6 +89,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -118,7 +121,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
     ]
 )

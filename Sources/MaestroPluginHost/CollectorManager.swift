@@ -38,7 +38,9 @@ public final class CollectorManager: CollectorService {
     public let reconciler: Reconciler
     private let redisURL: RedisURL
     private let logger: Logger
-    private let makeRenderer: @Sendable () throws -> TemplateRenderer
+    /// The template in use and its generation; a reload replaces both, pooled renderers of an older
+    /// generation are dropped when next taken.
+    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> TemplateRenderer)>
     private let connections = Mutex<[RedisConnection]>([])
     private let renderers = Mutex<[TemplateRendererBox]>([])
     private let hashKey = Mutex<String?>(nil)
@@ -49,7 +51,37 @@ public final class CollectorManager: CollectorService {
         self.names = names
         self.reconciler = reconciler
         self.logger = logger
-        self.makeRenderer = makeRenderer
+        templates = Mutex((1, makeRenderer))
+    }
+
+    /// Switches to a new template (already checked by the caller) and re-renders every deployed
+    /// collector; those whose objects changed are stored and handed to the reconciler. Returns how many.
+    public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) -> Int {
+        templates.withLock { $0 = ($0.generation + 1, makeRenderer) }
+        renderers.withLock { $0.removeAll() }
+        let sinkIDs: [String]
+        do {
+            sinkIDs = try withRedis { try $0.hkeys(names.deploymentHash) }
+        } catch {
+            logger.error("cannot re-render the collectors after a template change", metadata: ["error": "\(error.message)"])
+            return 0
+        }
+        var changed = 0
+        for sinkID in sinkIDs {
+            do {
+                if try redeployIfChanged(sinkID: sinkID) { changed += 1 }
+            } catch {
+                logger.error("re-rendering a collector failed", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
+            }
+        }
+        return changed
+    }
+
+    private func redeployIfChanged(sinkID: String) throws(CollectorServiceError) -> Bool {
+        let stored = try withRedis { try $0.hget(names.deploymentHash, field: sinkID) }
+        guard stored != nil, try render(sinkID: sinkID, ownerID: "").yaml != stored else { return false }
+        try deploy(sinkID: sinkID, ownerID: "")
+        return true
     }
 
     // MARK: pools
@@ -83,9 +115,17 @@ public final class CollectorManager: CollectorService {
     }
 
     private func withRenderer<R>(_ body: (TemplateRenderer) throws -> R) throws -> R {
-        let box = try renderers.withLock { $0.popLast() } ?? TemplateRendererBox(renderer: makeRenderer())
-        defer { renderers.withLock { $0.append(box) } }
-        return try body(box.renderer)
+        let template = templates.withLock { $0 }
+        var box = renderers.withLock { $0.popLast() }
+        if box?.generation != template.generation {
+            box = TemplateRendererBox(renderer: try template.make(), generation: template.generation)
+        }
+        defer {
+            renderers.withLock { pool in
+                if box!.generation == templates.withLock({ $0.generation }) { pool.append(box!) }
+            }
+        }
+        return try body(box!.renderer)
     }
 
     private func hasher(_ redis: RedisConnection) throws -> ConfigHasher {
@@ -186,5 +226,9 @@ public final class CollectorManager: CollectorService {
 /// A renderer handed between threads by the pool; used by one thread at a time.
 final class TemplateRendererBox: @unchecked Sendable {
     let renderer: TemplateRenderer
-    init(renderer: TemplateRenderer) { self.renderer = renderer }
+    let generation: Int
+    init(renderer: TemplateRenderer, generation: Int) {
+        self.renderer = renderer
+        self.generation = generation
+    }
 }

@@ -19,6 +19,8 @@ public struct SinkerContext: Sendable {
     /// What `maestro.k8s` reaches in plugins; nil in a process without cluster access.
     public var cluster: (any PluginCluster)?
     public var httpPolicy = HTTPHostPolicy(allowedHosts: [])
+    /// Set when plugins are hot-reloaded: workers switch to its newest catalog between batches.
+    public var generations: PluginGenerations?
     public var streamMaxLength: Int
     public var logger: Logger
 
@@ -122,14 +124,29 @@ extension CollectorConfigBuilder {
 
 /// The sinker role's batch processor for `orb.sinks` (one per worker).
 public final class SinkEventProcessor: StreamBatchProcessor {
-    let context: SinkerContext
-    let runtime: PluginRuntime
-    let builder: CollectorConfigBuilder
+    var context: SinkerContext
+    var runtime: PluginRuntime
+    var builder: CollectorConfigBuilder
+    var generation = 0
     var scriptsLoaded = false
 
     public init(context: SinkerContext) {
         self.context = context
-        runtime = PluginRuntime(catalog: context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
+        if let current = context.generations?.current {
+            self.context.catalog = current.catalog
+            generation = current.number
+        }
+        runtime = PluginRuntime(catalog: self.context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
+                                cluster: context.cluster)
+        builder = CollectorConfigBuilder(context: self.context, runtime: runtime)
+    }
+
+    /// Between batches only: a batch runs on one generation of plugins from start to end.
+    private func switchToNewestPlugins() {
+        guard let current = context.generations?.current, current.number != generation else { return }
+        context.catalog = current.catalog
+        generation = current.number
+        runtime = PluginRuntime(catalog: current.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
                                 cluster: context.cluster)
         builder = CollectorConfigBuilder(context: context, runtime: runtime)
     }
@@ -141,6 +158,7 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     }
 
     public func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] {
+        switchToNewestPlugins()
         runtime.redis.connection = redis
         if !scriptsLoaded {
             try PipelinedScript.loadAll(redis)

@@ -9,17 +9,34 @@ public import MaestroValue
 /// pipeline). A runtime error retries the entry (hooks should be idempotent); a terminal one
 /// dead-letters it.
 public final class StatusHookProcessor: StreamBatchProcessor {
-    let runtime: PluginRuntime
-    let plugins: [PluginManifest]
+    var runtime: PluginRuntime
+    var plugins: [PluginManifest]
+    let names: RedisNames
+    let httpPolicy: HTTPHostPolicy
+    let cluster: (any PluginCluster)?
+    let generations: PluginGenerations?
+    var generation = 0
     let logger: Logger
 
-    public init(catalog: PluginCatalog, names: RedisNames, httpPolicy: HTTPHostPolicy, cluster: (any PluginCluster)? = nil, logger: Logger) {
-        runtime = PluginRuntime(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster)
-        plugins = catalog.plugins.filter { $0.bindings.contains("collector_status") }
+    public init(catalog: PluginCatalog, names: RedisNames, httpPolicy: HTTPHostPolicy, cluster: (any PluginCluster)? = nil,
+                generations: PluginGenerations? = nil, logger: Logger) {
+        let current = generations?.current ?? (number: 0, catalog: catalog)
+        runtime = PluginRuntime(catalog: current.catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster)
+        plugins = current.catalog.plugins.filter { $0.bindings.contains("collector_status") }
+        generation = current.number
+        self.names = names
+        self.httpPolicy = httpPolicy
+        self.cluster = cluster
+        self.generations = generations
         self.logger = logger
     }
 
     public func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] {
+        if let current = generations?.current, current.number != generation {
+            runtime = PluginRuntime(catalog: current.catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster)
+            plugins = current.catalog.plugins.filter { $0.bindings.contains("collector_status") }
+            generation = current.number
+        }
         runtime.redis.connection = redis
         return batch.map { delivered in
             let entry = delivered.entry

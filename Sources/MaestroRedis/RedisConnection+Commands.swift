@@ -152,6 +152,10 @@ extension RedisConnection {
         return pairs.compactMapValues { $0.string }
     }
 
+    public func hkeys(_ key: String) throws(RedisError) -> [String] {
+        (try command(["HKEYS", key]).array ?? []).compactMap { $0.string }
+    }
+
     public func hlen(_ key: String) throws(RedisError) -> Int64 {
         try command(["HLEN", key]).integer ?? 0
     }

@@ -8,6 +8,7 @@ import MaestroRedis
 import MaestroValue
 import Metrics
 import Prometheus
+import ServiceLifecycle
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,28 +30,60 @@ struct RunCommand: ParsableCommand {
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-            var consumers: [StreamConsumer] = []
-            var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
-            var apiServer: APIServer?
-            var handOff: (any CollectorService)?
+            let shutdownTimeout = configuration.duration("shutdown-timeout") ?? 30
+            let draining = DrainFlag()
+            // Shut down in the reverse of this order: readiness off, consumers drained and acked, the
+            // reload watcher, the gRPC server, the reconciler and lease, the metrics server last.
+            var services: [any Service] = [SecondSignalExit(logger: logger)]
 
-            let catalog = wiring.loadPlugins(logger: logger)
-            for plugin in catalog.plugins {
+            // maestro loads private copies of plugins/ and templates/ (see SourceSnapshots).
+            let snapshots: SourceSnapshots
+            let pluginsSnapshot: String
+            do {
+                snapshots = try SourceSnapshots()
+                pluginsSnapshot = try snapshots.take(wiring.pluginsRoot)
+            } catch {
+                throw InvalidInput("cannot read the plugins folder \(wiring.pluginsRoot): \(error)")
+            }
+            defer { snapshots.removeAll() }
+            let generations = PluginGenerations(wiring.loadPlugins(logger: logger, root: pluginsSnapshot))
+            for plugin in generations.catalog.plugins {
                 logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
                                                         "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
             }
+            let ready: @Sendable () -> Bool = { !draining.isSet && isReady(catalog: generations.catalog, redisURL: redisURL) }
 
-            if role == "all" || role == "maestro" {
+            if let listen = configuration.string("http-listen") {
+                let names = wiring.names
+                let server = OperationsServer(registry: registry, logger: logger, ready: ready,
+                                              refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
                 do {
-                    collectors = try wiring.collectors(redisURL: redisURL, logger: logger)
+                    _ = try server.start(listen: listen)
+                } catch {
+                    throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
+                }
+                services.append(StoppingService(name: "operations") { server.stop() })
+            }
+
+            var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
+            var handOff: (any CollectorService)?
+            if role == "all" || role == "maestro" {
+                let started: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)
+                do {
+                    started = try wiring.collectors(redisURL: redisURL, logger: logger, templatesRoot: try snapshots.take(wiring.templatesRoot))
                 } catch let error as InvalidInput {
                     throw error
                 } catch {
                     throw InvalidInput("the collector template cannot be loaded: \(error)")
                 }
-                handOff = collectors!.manager
-                collectors!.lease.start()
-                collectors!.reconciler.start()
+                collectors = started
+                handOff = started.manager
+                started.lease.start()
+                started.reconciler.start()
+                services.append(StoppingService(name: "reconciler") {
+                    _ = started.reconciler.stop(timeout: shutdownTimeout)
+                    started.lease.stop()
+                })
                 let apiConfiguration = wiring.apiServerConfiguration()
                 if apiConfiguration.listen != nil || apiConfiguration.socketPath != nil {
                     do {
@@ -58,13 +91,12 @@ struct RunCommand: ParsableCommand {
                     } catch {
                         throw InvalidInput("\(error)")
                     }
-                    let names = wiring.names
-                    let api = OtelCollectorAPI(manager: collectors!.manager, redisURL: redisURL, names: names, backend: collectors!.reconciler.backend,
+                    let api = OtelCollectorAPI(manager: started.manager, redisURL: redisURL, names: wiring.names, backend: started.reconciler.backend,
                                                callersAuthenticated: apiConfiguration.callersAuthenticated, logger: logger)
-                    let health = HealthService { isReady(catalog: catalog, redisURL: redisURL) }
+                    let health = HealthService { ready() }
                     let server = APIServer(configuration: apiConfiguration, collectors: api, health: health, logger: logger)
                     _ = try awaitBlocking { try await server.start() }
-                    apiServer = server
+                    services.append(AsyncStoppingService(name: "grpc") { await server.stop() })
                 }
             } else {
                 guard let target = configuration.string("maestro-target"), !target.isEmpty else {
@@ -73,13 +105,20 @@ struct RunCommand: ParsableCommand {
                 handOff = try RemoteCollectorService(configuration: wiring.apiClientConfiguration(target: target))
             }
 
+            let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
+                                       generations: generations,
+                                       interval: configuration.duration("reload-interval") ?? 2, logger: logger)
+            reloader.start()
+            services.append(ReloadOnHangup(reloader: reloader))
+
+            var consumers: [StreamConsumer] = []
             let cluster = collectors.map { wiring.pluginCluster(backend: $0.reconciler.backend) }
             if role == "all" || role == "sinker" {
-                let context = wiring.sinkerContext(catalog: catalog, collectors: handOff, cluster: cluster, logger: logger)
+                var context = wiring.sinkerContext(catalog: generations.catalog, collectors: handOff, cluster: cluster, logger: logger)
+                context.generations = generations
                 let sinker = StreamConsumer(options: wiring.consumerOptions(), redisURL: redisURL, logger: logger,
                                             routingKey: { $0["sink_id"] ?? "" },
-                                            makeProcessor: { _ in SinkEventProcessor(context: context) })
-                sinker.start()
+                                            makeProcessor: { [context] _ in SinkEventProcessor(context: context) })
                 consumers.append(sinker)
             }
             if policy == .onActivity, let manager = collectors?.manager {
@@ -88,53 +127,59 @@ struct RunCommand: ParsableCommand {
                     var options = wiring.consumerOptions()
                     options.stream = stream
                     options.group = names.maestroGroup
-                    let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
-                                                  makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) })
-                    consumer.start()
-                    consumers.append(consumer)
+                    consumers.append(StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                                    makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) }))
                 }
             }
-            if catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
+            // The hooks' consumer runs whenever plugins run here: a reload may add the first hook plugin.
+            if role == "all" || role == "maestro" || generations.catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
                 let names = wiring.names
                 var options = wiring.consumerOptions()
                 options.stream = names.statusStream
                 options.group = names.hooksGroup
                 // Hooks react to changes from now on, not to the whole history of the status stream.
                 options.groupStart = "$"
-                let policy = wiring.httpPolicy
-                let hooks = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
-                                           makeProcessor: { _ in StatusHookProcessor(catalog: catalog, names: names, httpPolicy: policy,
-                                                                                     cluster: cluster, logger: logger) })
-                hooks.start()
-                consumers.append(hooks)
+                let httpPolicy = wiring.httpPolicy
+                consumers.append(StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                                makeProcessor: { _ in StatusHookProcessor(catalog: generations.catalog, names: names, httpPolicy: httpPolicy,
+                                                                                          cluster: cluster, generations: generations, logger: logger) }))
             }
-            var operations: OperationsServer?
-            if let listen = configuration.string("http-listen") {
-                let names = wiring.names
-                let server = OperationsServer(registry: registry, logger: logger, ready: { isReady(catalog: catalog, redisURL: redisURL) },
-                                              refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
-                do {
-                    _ = try server.start(listen: listen)
-                } catch {
-                    throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
+            for consumer in consumers { consumer.start() }
+            services.append(StoppingService(name: "consumers") { [consumers] in
+                // Concurrently: each waits for its blocked read to return and its workers to ack.
+                DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
+                    if !consumers[index].stop(timeout: shutdownTimeout) {
+                        logger.warning("in-flight events did not finish in time; they stay pending and are reclaimed",
+                                       metadata: ["stream": "\(consumers[index].options.stream)"])
+                    }
                 }
-                operations = server
-            }
+            })
+            services.append(StoppingService(name: "readiness") {
+                draining.set()
+                logger.info("stopping: no new reads; finishing and acknowledging in-flight events")
+                // The parts' stops are bounded each; this bounds them all, whatever hangs.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 2 * shutdownTimeout + 5) {
+                    logger.error("shutdown did not complete in time; exiting")
+                    Foundation.exit(1)
+                }
+            })
+
             logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "policy": "\(policy.rawValue)",
                                                       "backend": "\(collectors?.reconciler.backend.name ?? "-")",
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
-            let signal = waitForTerminationSignal()
-            logger.info("stopping: finishing in-flight events and calls", metadata: ["signal": "\(signal)"])
-            var clean = consumers.allSatisfy { $0.stop(timeout: 30) }
-            if let apiServer { try? awaitBlocking { await apiServer.stop() } }
-            operations?.stop()
-            if let collectors {
-                clean = collectors.reconciler.stop(timeout: 30) && clean
-                collectors.lease.stop()
+            var lifecycleLogger = logger
+            lifecycleLogger.logLevel = max(logger.logLevel, .info)
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: lifecycleLogger))
+            do {
+                try awaitBlocking { try await group.run() }
+            } catch {
+                logger.error("shutdown did not complete in time", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
             }
             let counters = consumers.first?.counters ?? StreamConsumerCounters()
             logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
-                                              "applied": "\(collectors?.reconciler.counters.applied ?? 0)", "clean": "\(clean)"])
+                                              "applied": "\(collectors?.reconciler.counters.applied ?? 0)"])
         }
     }
 }
@@ -170,24 +215,4 @@ func refreshGauges(registry: PrometheusCollectorRegistry, redisURL: RedisURL, na
 
 func createPolicy(_ configuration: Configuration) -> CreatePolicy {
     CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager
-}
-
-/// Blocks until SIGTERM or SIGINT; returns the signal's number. A second signal exits at once.
-func waitForTerminationSignal() -> Int32 {
-    let received = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var which: Int32 = 0
-    var sources: [any DispatchSourceSignal] = []
-    for number in [SIGTERM, SIGINT] {
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler {
-            if which != 0 { exit(1) }
-            which = number
-            received.signal()
-        }
-        source.resume()
-        sources.append(source)
-    }
-    received.wait()
-    return which
 }

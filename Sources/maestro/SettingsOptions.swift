@@ -36,6 +36,10 @@ struct SettingsOptions: ParsableArguments {
     var consumerName: String?
     @Option(name: .customLong("min-idle"), help: ArgumentHelp(Settings.definition("min-idle")?.help ?? ""))
     var minIdle: String?
+    @Option(name: .customLong("shutdown-timeout"), help: ArgumentHelp(Settings.definition("shutdown-timeout")?.help ?? ""))
+    var shutdownTimeout: String?
+    @Option(name: .customLong("reload-interval"), help: ArgumentHelp(Settings.definition("reload-interval")?.help ?? ""))
+    var reloadInterval: String?
     @Option(name: .customLong("max-deliveries"), help: ArgumentHelp(Settings.definition("max-deliveries")?.help ?? ""))
     var maxDeliveries: String?
     @Option(name: .customLong("sinks-stream"), help: ArgumentHelp(Settings.definition("sinks-stream")?.help ?? ""))
@@ -110,7 +114,7 @@ struct SettingsOptions: ParsableArguments {
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("role", role), ("kube-backend", kubeBackend), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
-            ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
+            ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]
         if createNamespace { result["create-namespace"] = ["true"] }

@@ -25,9 +25,12 @@ struct Wiring {
                                 memoryLimitBytes: (configuration.integer("lua-memory-mb") ?? 64) << 20)
     }
 
-    func loadPlugins(logger: Logger) -> PluginCatalog {
-        PluginCatalog.load(root: absolute(configuration.string("plugins-dir") ?? "./plugins"), settings: configuration.plugins,
-                           limits: luaLimits, logger: logger)
+    var pluginsRoot: String { absolute(configuration.string("plugins-dir") ?? "./plugins") }
+    var templatesRoot: String { absolute(configuration.string("templates-dir") ?? "./templates") }
+
+    /// `root`: where to load from instead of `plugins-dir` (a snapshot of it, for `maestro run`).
+    func loadPlugins(logger: Logger, root: String? = nil) -> PluginCatalog {
+        PluginCatalog.load(root: root ?? pluginsRoot, settings: configuration.plugins, limits: luaLimits, logger: logger)
     }
 
     var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
@@ -125,13 +128,12 @@ extension Wiring {
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
-    func collectors(redisURL: RedisURL, logger: Logger) throws -> (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease) {
+    func collectors(redisURL: RedisURL, logger: Logger, templatesRoot: String? = nil)
+        throws -> (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease) {
         let names = self.names
-        let templates = absolute(configuration.string("templates-dir") ?? "./templates")
-        let settings = templateSettings()
-        let limits = luaLimits
+        let makeRenderer = templateFactory(root: templatesRoot ?? self.templatesRoot, logger: logger)
         // Fail at start, not at the first event, when the template is broken.
-        _ = try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)
+        _ = try makeRenderer()
         let backend = try clusterBackend(logger: logger)
         let lease: any LeaderLease
         if let kubernetes = backend as? KubernetesBackend {
@@ -141,10 +143,30 @@ extension Wiring {
         }
         let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
                                     isLeader: { lease.isLeader })
-        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger) {
-            try TemplateRenderer(root: templates, settings: settings, limits: limits, logger: logger)
-        }
+        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger, makeRenderer: makeRenderer)
         return (manager, reconciler, lease)
+    }
+
+    func templateFactory(root: String, logger: Logger) -> @Sendable () throws -> TemplateRenderer {
+        let settings = templateSettings()
+        let limits = luaLimits
+        return { try TemplateRenderer(root: root, settings: settings, limits: limits, logger: logger) }
+    }
+
+    /// What a hot reload loads: plugins always; templates where this process renders collectors.
+    func reloadSources(manager: CollectorManager?, logger: Logger) -> HotReloader.Sources {
+        let wiring = self
+        return HotReloader.Sources(
+            pluginsRoot: pluginsRoot,
+            loadPlugins: { root in wiring.loadPlugins(logger: logger, root: root) },
+            templatesRoot: manager == nil ? nil : templatesRoot,
+            checkTemplates: { root in
+                // A sample collector, so a template that loads but fails when rendering is refused too.
+                let renderer = try wiring.templateFactory(root: root, logger: logger)()
+                _ = try renderer.render(CollectorInputs(sinkID: "reload-check", ownerID: "reload-check",
+                                                        configYAML: "receivers: {}\n", configHash: String(repeating: "0", count: 64)))
+            },
+            applyTemplates: { root in manager?.replaceTemplates(wiring.templateFactory(root: root, logger: logger)) ?? 0 })
     }
 }
 

@@ -37,6 +37,11 @@ RESOURCES = {
     ("", "v1", "pods"): ("Pod", True, ["po"]),
     ("apps", "v1", "deployments"): ("Deployment", True, ["deploy"]),
     ("coordination.k8s.io", "v1", "leases"): ("Lease", True, []),
+    ("", "v1", "serviceaccounts"): ("ServiceAccount", True, ["sa"]),
+    ("rbac.authorization.k8s.io", "v1", "roles"): ("Role", True, []),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"): ("RoleBinding", True, []),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles"): ("ClusterRole", False, []),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"): ("ClusterRoleBinding", False, []),
 }
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -59,6 +64,8 @@ class Store:
         self.available = {}  # deployment name -> bool (default True)
         self.logs = {}  # deployment name -> text
         self.requests = {}
+        # What RBAC would check for each request: (verb, apiGroup, resource[/subresource], namespace).
+        self.audit = set()
         self.token = None
 
     def next_version(self):
@@ -148,6 +155,17 @@ def validate(kind, obj):
         labels = spec["template"].get("metadata", {}).get("labels") or {}
         if any(labels.get(k) != v for k, v in selector.items()):
             return "spec.template.metadata.labels: Invalid value: selector does not match template labels"
+    if kind in ("Role", "ClusterRole"):
+        for index, rule in enumerate(obj.get("rules") or []):
+            for field in ("apiGroups", "resources", "verbs"):
+                if not isinstance(rule.get(field), list) or not rule[field]:
+                    return f"rules[{index}].{field}: Required value"
+    if kind in ("RoleBinding", "ClusterRoleBinding"):
+        ref = obj.get("roleRef") or {}
+        if ref.get("apiGroup") != "rbac.authorization.k8s.io" or ref.get("kind") not in ("Role", "ClusterRole") or not ref.get("name"):
+            return "roleRef: Invalid value: needs apiGroup rbac.authorization.k8s.io, kind Role or ClusterRole, and name"
+        if kind == "ClusterRoleBinding" and ref.get("kind") != "ClusterRole":
+            return "roleRef.kind: Unsupported value: a ClusterRoleBinding refers to a ClusterRole"
     if kind == "Secret":
         for key, value in (obj.get("stringData") or {}).items():
             if not isinstance(value, str):
@@ -327,6 +345,12 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_double/reset-stats":
                 STORE.requests = {}
                 return self.send_json(200, {})
+            if path == "/_double/audit":
+                return self.send_json(200, {"requests": [{"verb": v, "apiGroup": g, "resource": r, "namespace": n}
+                                                         for (v, g, r, n) in sorted(STORE.audit)]})
+            if path == "/_double/reset-audit":
+                STORE.audit = set()
+                return self.send_json(200, {})
         return self.send_json(404, status_body(404, "NotFound", "no such control endpoint"))
 
     def discovery(self, path):
@@ -383,9 +407,24 @@ class Handler(BaseHTTPRequestHandler):
             namespace = ""
         return self.resource(group, version, plural, kind, namespaced, namespace, name, sub, query)
 
+    def audit(self, group, plural, namespace, name, sub, query):
+        verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        if self.command == "GET":
+            verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+        else:
+            verb = verbs.get(self.command, self.command.lower())
+        resource = plural + ("/" + sub if sub else "")
+        with STORE.lock:
+            STORE.audit.add((verb, group, resource, namespace or ""))
+            # Server-side apply of an object that does not exist yet is also checked for create.
+            if verb == "patch" and (self.headers.get("Content-Type") or "").startswith("application/apply-patch+yaml") \
+                    and (group, plural, namespace, name) not in STORE.objects:
+                STORE.audit.add(("create", group, resource, namespace or ""))
+
     def resource(self, group, version, plural, kind, namespaced, namespace, name, sub, query):
         dry_run = query.get("dryRun") == "All"
         key = (group, plural, namespace, name)
+        self.audit(group, plural, namespace, name, sub, query)
         if self.command == "GET" and name is None:
             if query.get("watch") in ("true", "1"):
                 return self.watch(group, plural, namespace, query)

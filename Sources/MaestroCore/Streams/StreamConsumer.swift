@@ -152,8 +152,9 @@ public final class StreamConsumer: Sendable {
         }
     }
 
-    /// Stops reading; entries being handled finish and are acknowledged; queued ones stay pending for
-    /// the next start. Returns when every thread has ended (or the timeout passed: false).
+    /// Stops reading; entries delivered to this consumer (being handled or queued) finish and are
+    /// acknowledged; those waiting for a retry stay pending for the next start. Returns when every
+    /// thread has ended (or the timeout passed: false).
     @discardableResult
     public func stop(timeout: TimeInterval = 30) -> Bool {
         state.withLock { $0.stopping = true }
@@ -334,8 +335,18 @@ public final class StreamConsumer: Sendable {
             let (taken, closed) = queue.take(max: room, timeout: timeout)
             batch += taken
             if closed {
-                // Stopping: nothing new starts; what was not handled stays pending for the next start.
-                releaseInFlight(batch.map(\.entry.id) + waiting.map(\.delivered.entry.id) + queue.drain().map(\.entry.id))
+                // Stopping: the reader reads nothing more; what was delivered to this consumer is finished
+                // and acknowledged (a new pod has another consumer name, so entries left pending would wait
+                // for --min-idle). Entries waiting for a retry stay pending for the next start.
+                var remaining = batch + queue.drain()
+                while !remaining.isEmpty {
+                    let chunk = Array(remaining.prefix(options.batchSize))
+                    remaining.removeFirst(chunk.count)
+                    var ignoredRetries: [Waiting] = []
+                    handle(chunk, processor: processor, redis: &redis, waiting: &ignoredRetries)
+                    releaseInFlight(ignoredRetries.map(\.delivered.entry.id))
+                }
+                releaseInFlight(waiting.map(\.delivered.entry.id))
                 break
             }
             if batch.isEmpty { continue }
