@@ -79,8 +79,9 @@ public enum PluginSpecRunner {
         let cluster = PluginClusterAccess(cluster: InMemoryPluginCluster(namespace: "otelcollectors"))
         let modules = [
             LuaHostModule(name: nil, functions: [
+                // Catchable here, unlike in maestro run: a spec checks that a handler fails with has_error.
                 LuaHostFunction("fail") { arguments throws(LuaHostError) in
-                    throw LuaHostError(arguments.first??.stringValue ?? "maestro.fail", terminal: true)
+                    throw LuaHostError("maestro.fail: " + (arguments.first??.stringValue ?? ""), terminal: false)
                 },
             ]),
             redis.module(), cluster.module(), HTTPHostModule.module(policy: HTTPHostPolicy(allowedHosts: [])),

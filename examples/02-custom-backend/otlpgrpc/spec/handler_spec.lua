@@ -1,0 +1,36 @@
+local handler = require "otlpgrpc.handler"
+
+local settings = {
+  topic_prefix = "otlp_metrics-", protocol_version = "2.0.0",
+  health_check_endpoint = "0.0.0.0:13133", pprof_endpoint = "0.0.0.0:1888",
+}
+
+local function sink(exporter)
+  return {
+    id = "grpc-1", owner_id = "o", backend = "otlpgrpc", settings = settings, kafka_url = "kafka:9092",
+    config = { exporter = exporter, authentication = { type = "bearertokenauth", scheme = "Bearer", token = "t" } },
+  }
+end
+
+describe("otlpgrpc", function()
+  it("exports with otlp to host:port with TLS and compression", function()
+    local config = handler.on_sink_create(sink({ endpoint = "otlp.example.com:4317", insecure = false, compression = "gzip" }))
+    assert.equals("otlp.example.com:4317", config.exporters.otlp.endpoint)
+    assert.same({ insecure = false }, config.exporters.otlp.tls)
+    assert.equals("gzip", config.exporters.otlp.compression)
+    assert.same({ "otlp" }, config.service.pipelines.metrics.exporters)
+    assert.equals("otlp_metrics-grpc-1", config.receivers.kafka.topic)
+  end)
+
+  it("authenticates with the bearer token extension", function()
+    local config = handler.on_sink_create(sink({ endpoint = "otlp.example.com:4317", insecure = true, compression = "none" }))
+    assert.equals("bearertokenauth/withscheme", config.exporters.otlp.auth.authenticator)
+    assert.equals("t", config.extensions["bearertokenauth/withscheme"].token)
+  end)
+
+  it("refuses an endpoint with a scheme", function()
+    assert.has_error(function()
+      handler.on_sink_create(sink({ endpoint = "https://otlp.example.com:4317", insecure = false, compression = "gzip" }))
+    end, "host:port without a scheme")
+  end)
+end)
