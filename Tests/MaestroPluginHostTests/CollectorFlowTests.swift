@@ -114,11 +114,15 @@ struct CollectorFlowTests {
         try redis.hset(fixture.pipeline.names.configHash, field: "d1", value: "receivers: {}\n")
         try fixture.manager.create(sinkID: "d1", ownerID: "o")
         #expect(fixture.waitUntilIdle())
+        try fixture.reconciler.resync()
+        #expect(fixture.waitUntilIdle())
+        #expect(fixture.reconciler.counters.driftCorrected == 0, "a resync of an unchanged collector is no drift")
         let path = fixture.backend.path(name: "otel-d1", namespace: "otelcollectors")
         try FileManager.default.removeItem(atPath: path)
         try fixture.reconciler.resync()
         #expect(fixture.waitUntilIdle())
         #expect(FileManager.default.fileExists(atPath: path))
+        #expect(fixture.reconciler.counters.driftCorrected == 1)
     }
 
     @Test("the orphan sweep's guard holds when Redis is emptied: grace period, then at most the share per pass")

@@ -198,6 +198,14 @@ def finish_write(group, version, plural, kind, obj, existing):
     return obj
 
 
+def same_content(a, b):
+    def strip(obj):
+        obj = copy.deepcopy(obj)
+        obj.get("metadata", {}).pop("resourceVersion", None)
+        return json.dumps(obj, sort_keys=True)
+    return strip(a) == strip(b)
+
+
 def controller(namespace, deployment):
     """Gives a Deployment one Running pod per replica and sets its status (called with the lock held)."""
     name = deployment["metadata"]["name"]
@@ -547,6 +555,9 @@ class Handler(BaseHTTPRequestHandler):
                 controller(namespace, obj)
             if dry_run:
                 return self.send_json(201 if created else 200, obj)
+            if not created and same_content(obj, existing):
+                # As the API server: a write that changes nothing keeps the resourceVersion and sends no event.
+                return self.send_json(200, copy.deepcopy(existing))
             STORE.objects[key] = obj
             STORE.record(key, "ADDED" if created else "MODIFIED", obj)
             body = copy.deepcopy(obj)

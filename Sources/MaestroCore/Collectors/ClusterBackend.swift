@@ -55,12 +55,24 @@ public struct ClusterError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 }
 
+/// What an apply did to the cluster.
+public enum ApplyOutcome: Sendable, Equatable {
+    /// An object was created or changed.
+    case changed
+    /// Every object was already as desired.
+    case unchanged
+    /// The backend cannot tell (an object this process has not applied before).
+    case unknown
+}
+
 /// Where collectors are deployed: the Kubernetes API, or a folder of manifests for GitOps tools.
 /// Calls block; they run on the reconciler's threads.
 public protocol ClusterBackend: Sendable {
     var name: String { get }
-    /// Creates or updates every object of the collector in place (never delete-then-create).
-    func apply(_ collector: DesiredCollector) throws(ClusterError)
+    /// Creates or updates every object of the collector in place (never delete-then-create); says
+    /// whether the cluster had to change.
+    @discardableResult
+    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome
     /// Deletes every object of the collector; deleting what is not there succeeds.
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError)
     /// The status the cluster shows for an applied collector, with a message for error states.

@@ -20,7 +20,8 @@ public struct DirectoryBackend: ClusterBackend {
         "\(root)/\(namespace)/\(name).yaml"
     }
 
-    public func apply(_ collector: DesiredCollector) throws(ClusterError) {
+    @discardableResult
+    public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
         guard CollectorNaming.isDNS1035Label(collector.name), Self.isSafeSegment(collector.namespace) else {
             throw ClusterError(.rejected, "invalid collector name or namespace")
         }
@@ -38,6 +39,7 @@ public struct DirectoryBackend: ClusterBackend {
             throw ClusterError(.failed, "cannot create \(folder): \(error.localizedDescription)")
         }
         let target = path(name: collector.name, namespace: collector.namespace)
+        if let current = FileManager.default.contents(atPath: target), current.elementsEqual(text.utf8) { return .unchanged }
         let temporary = "\(folder)/.\(collector.name).yaml.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else { throw ClusterError(.failed, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
@@ -59,6 +61,7 @@ public struct DirectoryBackend: ClusterBackend {
             unlink(temporary)
             throw ClusterError(.failed, "cannot rename into \(target): \(String(cString: strerror(errno)))")
         }
+        return .changed
     }
 
     public func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) {

@@ -36,6 +36,8 @@ public struct ReconcilerCounters: Sendable, Equatable {
     public var rejected = 0
     public var orphansDeleted = 0
     public var resyncs = 0
+    /// Re-applies of an unchanged desired state that changed the cluster: someone edited or deleted it.
+    public var driftCorrected = 0
 }
 
 /// Makes the cluster match the desired state in `orb.maestro.otelCollector` (level-based): a sink
@@ -60,6 +62,8 @@ public final class Reconciler: Sendable {
         var due: [String: Date] = [:]
         var active: Set<String> = []
         var attempts: [String: Int] = [:]
+        /// The desired state each sink's objects were last applied from (a hash), to tell drift from change.
+        var lastApplied: [String: Int] = [:]
         var stopping = false
         var started = false
         var counters = ReconcilerCounters()
@@ -195,7 +199,10 @@ public final class Reconciler: Sendable {
             // No desired state: the collector must not run.
             if let name = record?["collector_name"]?.stringValue, let namespace = record?["namespace"]?.stringValue {
                 try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
-                state.withLock { $0.counters.deleted += 1 }
+                state.withLock { state in
+                    state.counters.deleted += 1
+                    state.lastApplied[sinkID] = nil
+                }
             }
             if record?["status"]?.stringValue == SinkStatus.idle.rawValue {
                 return
@@ -214,8 +221,18 @@ public final class Reconciler: Sendable {
         }
         let namespace = first["metadata"]?["namespace"]?.stringValue ?? "default"
         let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: namespace, objects: objects)
-        try backend.apply(collector)
-        state.withLock { $0.counters.applied += 1 }
+        let outcome = try backend.apply(collector)
+        let corrected = state.withLock { state -> Bool in
+            state.counters.applied += 1
+            let drifted = outcome == .changed && state.lastApplied[sinkID] == desiredYAML.hashValue
+            state.lastApplied[sinkID] = desiredYAML.hashValue
+            if drifted { state.counters.driftCorrected += 1 }
+            return drifted
+        }
+        if corrected {
+            Counter(label: "maestro_drift_corrected_total").increment()
+            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector": "\(name)"])
+        }
         let owner = record?["owner_id"]?.stringValue ?? ""
         let current = record?["status"]?.stringValue
         if ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {

@@ -1,6 +1,7 @@
 public import Foundation
 public import Logging
 public import MaestroValue
+internal import Synchronization
 
 /// Deploys collectors through the Kubernetes API: server-side apply of each object (field manager
 /// `maestro`, force), deletes by name, status from the Deployment and the collector's logs.
@@ -10,6 +11,9 @@ public struct KubernetesBackend: ClusterBackend {
     public let createNamespace: Bool
     public let dryRun: Bool
     public var name: String { "kubernetes" }
+    /// The resourceVersion each object had after this process last applied it: a server-side apply that
+    /// changes nothing leaves it as it was, so a different one after an apply means the object changed.
+    private let appliedVersions = AppliedVersions()
 
     /// Kinds a collector may have; deletes try each (404 is fine).
     static let collectorKinds: [(apiVersion: String, kind: String)] = [
@@ -23,10 +27,21 @@ public struct KubernetesBackend: ClusterBackend {
         self.dryRun = dryRun
     }
 
-    public func apply(_ collector: DesiredCollector) throws(ClusterError) {
+    @discardableResult
+    public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+        var outcome = ApplyOutcome.unchanged
         for object in collector.objects {
-            try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
+            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
+            let key = "\(object["kind"]?.stringValue ?? "")/\(collector.namespace)/\(object["metadata"]?["name"]?.stringValue ?? "")"
+            let version = result?["metadata"]?["resourceVersion"]?.stringValue
+            switch appliedVersions.exchange(key, version) {
+            case .some(let previous) where previous == version: break
+            case .some: outcome = .changed
+            case .none where outcome == .unchanged: outcome = .unknown
+            case .none: break
+            }
         }
+        return outcome
     }
 
     /// What the API server would make of the objects (`dryRun=All`): nothing is stored.
@@ -166,5 +181,18 @@ public enum ExporterLogScan {
             searchStart = range.upperBound
         }
         return false
+    }
+}
+
+final class AppliedVersions: Sendable {
+    private let versions = Mutex<[String: String]>([:])
+
+    /// Stores `version` for `key`; returns what was stored before (nil when nothing was).
+    func exchange(_ key: String, _ version: String?) -> String?? {
+        versions.withLock { versions in
+            let previous = versions[key]
+            versions[key] = version
+            return previous.map { .some($0) }
+        }
     }
 }
