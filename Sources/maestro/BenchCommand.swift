@@ -13,14 +13,15 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure maestro (see scripts/bench).",
-        subcommands: [PipelineBench.self, ApplyBench.self]
+        subcommands: [PipelineBench.self, TemplatesBench.self, ApplyBench.self]
     )
 }
 
 struct PipelineBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "sinks.create events pre-loaded in a stream: time until all are handled and their configs stored."
+        abstract: "sinks.create events pre-loaded in a stream: time until all are handled and their configs stored; "
+            + "with --redis-limit, the same Redis commands replayed by a pipelined client (Redis's own limit)."
     )
 
     @OptionGroup var settings: SettingsOptions
@@ -33,6 +34,12 @@ struct PipelineBench: ParsableCommand {
 
     @Option(name: .customLong("runs"), help: "Runs per worker count; the median is reported.")
     var runs = 3
+
+    @Flag(name: .customLong("redis-limit"), help: "Also capture maestro's commands (MONITOR) and replay them with a pipelined client.")
+    var redisLimit = false
+
+    @Option(name: .customLong("depth"), help: "Pipelining depth of the replay (maestro's batch size).")
+    var depth = 200
 
     func run() throws {
         try exitingOnInvalidInput {
@@ -52,37 +59,62 @@ struct PipelineBench: ParsableCommand {
             let catalog = wiring.loadPlugins(logger: logger)
             let counts = (workerCounts ?? "1,\(ProcessInfo.processInfo.activeProcessorCount)")
                 .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let workload = PipelineWorkload(events: events, names: wiring.names.prefixed("bench:pipeline:"), url: url)
             print("pipeline: \(events) sinks.create events (prometheus plugin), create-policy external, Redis \(url)")
-            print("workers  events/s (median of \(runs))  runs")
+            var result: [String: Value] = ["events": .int(Int64(events))]
             for workers in counts {
                 var rates: [Double] = []
-                for _ in 0..<runs {
-                    rates.append(try measure(workers: workers, url: url, catalog: catalog, wiring: wiring, logger: logger))
+                for run in 0..<runs {
+                    rates.append(try workload.runMaestro(workers: workers, catalog: catalog, wiring: wiring, logger: logger))
+                    print(String(format: "  maestro, %d worker(s), run %d: %.0f events/s", workers, run + 1, rates.last!))
                 }
-                rates.sort()
-                let median = rates[rates.count / 2]
-                print(String(format: "%7d  %10.0f               %@", workers, median, rates.map { String(format: "%.0f", $0) }.joined(separator: ", ")))
+                result["maestro_\(workers)"] = .list(rates.map { .double($0) })
             }
+            if redisLimit {
+                let capture = try workload.capture(catalog: catalog, wiring: wiring, logger: logger)
+                print("  captured \(capture.commands.count) commands from maestro's connections: \(capture.summary(events: events))")
+                var rates: [Double] = []
+                for run in 0..<runs {
+                    rates.append(try workload.replay(capture.commands, depth: depth))
+                    print(String(format: "  the same commands, one pipelined client (depth %d), run %d: %.0f events/s", depth, run + 1, rates.last!))
+                }
+                result["redis_limit"] = .list(rates.map { .double($0) })
+                result["commands_per_event"] = .string(capture.summary(events: events))
+            }
+            print("RESULT " + (try JSON.encode(.map(result))))
         }
     }
+}
 
-    private func measure(workers: Int, url: RedisURL, catalog: PluginCatalog, wiring: Wiring, logger: Logger) throws -> Double {
+/// One pipeline measurement's fixed workload: the same stream entries (with the same ids) before
+/// every run, so maestro and the replay of its commands start from the same state.
+struct PipelineWorkload {
+    let events: Int
+    let names: RedisNames
+    let url: RedisURL
+
+    func reset() throws {
         let redis = try RedisConnection(url: url)
-        let prefix = "bench:\(UUID().uuidString.prefix(8)):"
-        let names = wiring.names.prefixed(prefix)
+        defer { redis.close() }
+        try redis.del(names.keys)
         let config = try JSON.encode(["exporter": ["remote_host": "https://prometheus.example.com/api/v1/write"],
                                       "authentication": ["type": "basicauth", "username": "bench-user", "password": "bench-password"]])
         var commands: [[String]] = []
         for index in 0..<events {
             commands.append(RedisConnection.xaddArguments(names.sinksStream, fields: [
                 ("sink_id", "bench-sink-\(index)"), ("owner", "bench-owner"), ("backend", "prometheus"), ("config", config),
-                ("timestamp", "-62135596800"), ("operation", "sinks.create")]))
+                ("timestamp", "-62135596800"), ("operation", "sinks.create")], id: "1-\(index + 1)"))
             if commands.count == 1_000 {
                 _ = try redis.pipeline(commands)
                 commands.removeAll()
             }
         }
         if !commands.isEmpty { _ = try redis.pipeline(commands) }
+    }
+
+    /// Events per second from start until every event is acknowledged; checks every config was stored.
+    func runMaestro(workers: Int, catalog: PluginCatalog, wiring: Wiring, logger: Logger, beforeStart: () throws -> Void = {}) throws -> Double {
+        try reset()
         var context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
         context.names = names
         context.policy = .external
@@ -91,17 +123,206 @@ struct PipelineBench: ParsableCommand {
                                             batchSize: 200, blockMilliseconds: 50, deadLetterStream: names.deadLetterStream)
         let consumer = StreamConsumer(options: options, redisURL: url, logger: logger, routingKey: { $0["sink_id"] ?? "" },
                                       makeProcessor: { _ in SinkEventProcessor(context: sinker) })
+        try beforeStart()
         let started = Date()
         consumer.start()
         while consumer.counters.acknowledged + consumer.counters.deadLettered < events {
-            usleep(2_000)
+            usleep(1_000)
         }
         let elapsed = Date().timeIntervalSince(started)
         consumer.stop()
+        let redis = try RedisConnection(url: url)
+        defer { redis.close() }
         let stored = try redis.hlen(names.configHash)
         if stored != Int64(events) { throw InvalidInput("only \(stored) of \(events) configs were stored") }
-        try redis.del(names.keys)
         return Double(events) / elapsed
+    }
+
+    struct Capture {
+        var commands: [[String]]
+
+        /// Commands per event by name, most frequent first (e.g. "EVALSHA 2.00, HGET 1.00, …").
+        func summary(events: Int) -> String {
+            var counts: [String: Int] = [:]
+            for command in commands { counts[command[0].uppercased(), default: 0] += 1 }
+            return counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+                .map { String(format: "%@ %.3f", $0.key, Double($0.value) / Double(events)) }.joined(separator: ", ")
+        }
+    }
+
+    /// One maestro run (1 worker) with `redis-cli monitor` recording: the commands maestro's own
+    /// connections sent, in order (commands run inside scripts are left out: the scripts' EVALSHA is what was sent).
+    func capture(catalog: PluginCatalog, wiring: Wiring, logger: Logger) throws -> Capture {
+        let file = NSTemporaryDirectory() + "maestro-monitor-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        var arguments = [try executable("redis-cli"), "-h", url.host, "-p", String(url.port), "-n", String(url.database)]
+        if let password = url.password { arguments += ["--no-auth-warning", "-a", password] }
+        var monitor: ChildProcess?
+        _ = try runMaestro(workers: 1, catalog: catalog, wiring: wiring, logger: logger) {
+            monitor = try ChildProcess(arguments + ["monitor"], logPath: file)
+            // MONITOR answers OK once registered.
+            let deadline = Date().addingTimeInterval(5)
+            while Date() < deadline, !((TextFile.read(file) ?? "").hasPrefix("OK")) { usleep(5_000) }
+        }
+        usleep(200_000)
+        monitor?.signal(SIGTERM)
+        monitor?.wait()
+        guard let text = TextFile.read(file) else { throw InvalidInput("the MONITOR capture could not be read") }
+        var commands: [[String]] = []
+        for line in text.split(separator: "\n") {
+            guard let (client, command) = MonitorLine.parse(line), client != "lua", let name = command.first?.uppercased() else { continue }
+            if name == "HLEN" || name == "DEL" || name == "MONITOR" { continue }
+            commands.append(MonitorLine.withoutBlocking(command))
+        }
+        return Capture(commands: commands)
+    }
+
+    /// Replays `commands` on one connection, `depth` at a time; events per second.
+    func replay(_ commands: [[String]], depth: Int) throws -> Double {
+        try reset()
+        let redis = try RedisConnection(url: url)
+        defer { redis.close() }
+        let started = Date()
+        var index = 0
+        while index < commands.count {
+            let chunk = Array(commands[index..<min(index + depth, commands.count)])
+            _ = try redis.pipeline(chunk)
+            index += chunk.count
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        let stored = try redis.hlen(names.configHash)
+        if stored != Int64(events) { throw InvalidInput("the replay stored \(stored) of \(events) configs: the capture is incomplete") }
+        return Double(events) / elapsed
+    }
+}
+
+/// A line of Redis's MONITOR output: `<time> [<db> <client>] "CMD" "arg" …`, arguments quoted the way
+/// sdscatrepr quotes them (\\, \", \n, \r, \t, \a, \b, \xHH).
+enum MonitorLine {
+    static func parse(_ line: Substring) -> (client: String, arguments: [String])? {
+        guard let open = line.firstIndex(of: "["), let close = line[open...].firstIndex(of: "]") else { return nil }
+        let client = line[line.index(after: open)..<close].split(separator: " ").dropFirst().joined(separator: " ")
+        var arguments: [String] = []
+        var bytes: [UInt8] = []
+        var inside = false
+        var iterator = Array(line[line.index(after: close)...].utf8).makeIterator()
+        while let byte = iterator.next() {
+            if !inside {
+                if byte == UInt8(ascii: "\"") { inside = true; bytes.removeAll() }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""):
+                inside = false
+                arguments.append(String(decoding: bytes, as: UTF8.self))
+            case UInt8(ascii: "\\"):
+                guard let escaped = iterator.next() else { return nil }
+                switch escaped {
+                case UInt8(ascii: "n"): bytes.append(10)
+                case UInt8(ascii: "r"): bytes.append(13)
+                case UInt8(ascii: "t"): bytes.append(9)
+                case UInt8(ascii: "a"): bytes.append(7)
+                case UInt8(ascii: "b"): bytes.append(8)
+                case UInt8(ascii: "x"):
+                    guard let high = iterator.next(), let low = iterator.next(),
+                          let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) else { return nil }
+                    bytes.append(value)
+                default: bytes.append(escaped)
+                }
+            default:
+                bytes.append(byte)
+            }
+        }
+        return inside || arguments.isEmpty ? nil : (client, arguments)
+    }
+
+    /// A replay must not wait for entries that will never come: BLOCK is dropped from XREADGROUP.
+    static func withoutBlocking(_ command: [String]) -> [String] {
+        guard command.first?.uppercased() == "XREADGROUP", let block = command.firstIndex(where: { $0.uppercased() == "BLOCK" }),
+              block + 1 < command.count else { return command }
+        var copy = command
+        copy.removeSubrange(block...(block + 1))
+        return copy
+    }
+}
+
+/// The template path on its own: render N collectors (Lua template + YAML emitter), single thread; and the
+/// prometheus plugin's cost per event. Writes the inputs for the Jinja2 side (bench/jinja_render.py).
+struct TemplatesBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "templates",
+        abstract: "Render N collectors through the Lua template and the YAML emitter; time the prometheus plugin per event."
+    )
+
+    @OptionGroup var settings: SettingsOptions
+
+    @Option(name: .customLong("sinks"), help: "Collectors rendered per run.")
+    var sinks = 10_000
+
+    @Option(name: .customLong("runs"), help: "Runs; the median is reported.")
+    var runs = 3
+
+    @Option(name: .customLong("inputs-out"), help: "Write the template values and the collector config used, as JSON, for the Jinja2 side.")
+    var inputsOut: String?
+
+    @Option(name: .customLong("sample-out"), help: "Write the first collector's rendered YAML here.")
+    var sampleOut: String?
+
+    func run() throws {
+        try exitingOnInvalidInput {
+            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+            LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .error) }
+            let wiring = Wiring(configuration: configuration)
+            let logger = Logger(label: "bench")
+            // The golden data's values exercise every optional part: resources, nodeSelector, tolerations, labels, annotations.
+            let testdata = wiring.templatesRoot + "/testdata/otel-collector/values.json"
+            guard let text = TextFile.read(testdata), let values = (try? JSON.decode(text))?["values"] else {
+                throw InvalidInput("cannot read \(testdata)")
+            }
+            let renderer = try TemplateRenderer(root: wiring.templatesRoot, settings: values, limits: wiring.luaLimits, logger: logger)
+
+            let catalog = wiring.loadPlugins(logger: logger)
+            var context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
+            context.policy = .external
+            let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: context.names, logger: logger))
+            let sinkConfig: Value = ["exporter": ["remote_host": "https://prometheus.example.com/api/v1/write"],
+                                     "authentication": ["type": "basicauth", "username": "bench-user", "password": "bench-password"]]
+            var configYAML = ""
+            var pluginMicroseconds: [Double] = []
+            for _ in 0..<runs {
+                let started = Date()
+                for index in 0..<sinks {
+                    guard case .config(_, let yaml) = builder.build(operation: .create, sinkID: "bench-sink-\(index)", ownerID: "bench-owner",
+                                                                    backend: "prometheus", config: sinkConfig) else {
+                        throw InvalidInput("the prometheus plugin failed")
+                    }
+                    if index == 0 { configYAML = yaml }
+                }
+                pluginMicroseconds.append(Date().timeIntervalSince(started) * 1e6 / Double(sinks))
+                print(String(format: "  prometheus plugin: %.1f µs per event", pluginMicroseconds.last!))
+            }
+
+            func inputs(_ index: Int) -> CollectorInputs {
+                CollectorInputs(sinkID: "bench-sink-\(index)", ownerID: "bench-owner", configYAML: configYAML,
+                                configHash: String(format: "%064x", index))
+            }
+            if let inputsOut {
+                try JSON.encode(["values": renderer.values, "config_yaml": .string(configYAML)]).write(toFile: inputsOut, atomically: true, encoding: .utf8)
+            }
+            if let sampleOut {
+                try renderer.render(inputs(0)).yaml.write(toFile: sampleOut, atomically: true, encoding: .utf8)
+            }
+            var rates: [Double] = []
+            var bytes = 0
+            for _ in 0..<runs {
+                let started = Date()
+                for index in 0..<sinks { bytes = try renderer.render(inputs(index)).yaml.utf8.count }
+                rates.append(Double(sinks) / Date().timeIntervalSince(started))
+                print(String(format: "  Lua template + YAML emitter: %.0f renders/s (%d bytes of YAML each)", rates.last!, bytes))
+            }
+            print("RESULT " + (try JSON.encode(["renders_per_second": .list(rates.map { .double($0) }),
+                                               "plugin_microseconds": .list(pluginMicroseconds.map { .double($0) })])))
+        }
     }
 }
 
@@ -115,11 +336,17 @@ struct ApplyBench: ParsableCommand {
 
     @OptionGroup var settings: SettingsOptions
 
-    @Option(name: .customLong("collectors"), help: "Collectors per side.")
-    var collectors = 200
+    @Option(name: .customLong("collectors"), help: "Collectors per side and run.")
+    var collectors = 1_000
 
-    @Option(name: .customLong("parallel"), help: "maestro's concurrent appliers.")
+    @Option(name: .customLong("parallel"), help: "maestro's concurrent appliers (the reconciler's workers).")
     var parallel = 4
+
+    @Option(name: .customLong("runs"), help: "Runs; medians are reported.")
+    var runs = 3
+
+    @Option(name: .customLong("sample-out"), help: "Write the first collector's objects as YAML here (for the double's ceiling client).")
+    var sampleOut: String?
 
     func run() throws {
         try exitingOnInvalidInput {
@@ -130,8 +357,7 @@ struct ApplyBench: ParsableCommand {
             let client = try wiring.kubernetesClient(logger: logger)
             let namespace = configuration.string("namespace") ?? "otelcollectors"
             let backend = KubernetesBackend(client: client, namespace: namespace, createNamespace: true)
-            let renderer = try TemplateRenderer(root: wiring.absolute(configuration.string("templates-dir") ?? "./templates"),
-                                                settings: wiring.templateSettings(), limits: wiring.luaLimits, logger: logger)
+            let renderer = try TemplateRenderer(root: wiring.templatesRoot, settings: wiring.templateSettings(), limits: wiring.luaLimits, logger: logger)
             let config = "receivers: {kafka: {brokers: [kafka:9092]}}\n"
             func render(_ prefix: String) throws -> [DesiredCollector] {
                 try (0..<collectors).map { index in
@@ -139,59 +365,80 @@ struct ApplyBench: ParsableCommand {
                     return DesiredCollector(sinkID: "\(prefix)-\(index)", name: rendered.name, namespace: rendered.namespace, objects: rendered.objects)
                 }
             }
-            print("apply: \(collectors) collectors (Secret, Deployment, Service) against \(client.credentials.server)")
-
-            let ours = try render("bench-maestro")
-            let cpuBefore = cpuSeconds()
-            let started = Date()
-            let next = Mutex(0)
-            let failures = Mutex(0)
-            DispatchQueue.concurrentPerform(iterations: parallel) { _ in
-                while true {
-                    let index = next.withLock { value -> Int in
-                        defer { value += 1 }
-                        return value
-                    }
-                    guard index < ours.count else { return }
-                    do {
-                        try backend.apply(ours[index])
-                    } catch {
-                        failures.withLock { $0 += 1 }
+            /// Requests the double has served (its control endpoint; not counted by the double itself).
+            func doubleRequests() throws -> Int {
+                let response = try client.request("POST", "/_double/stats", body: .map([:]))
+                return (response.body["requests"]?.mapValue ?? [:]).values.reduce(0) { $0 + Int($1.intValue ?? 0) }
+            }
+            print("apply: \(collectors) collectors (Secret, Deployment, Service) per side and run, against \(client.credentials.server)")
+            if let sampleOut {
+                try YAML.emitAll(try render("bench-ceiling")[0].objects).write(toFile: sampleOut, atomically: true, encoding: .utf8)
+            }
+            var result: [String: [Value]] = [:]
+            func record(_ key: String, _ value: Double) { result[key, default: []].append(.double(value)) }
+            let kubectl = try executable("kubectl")
+            let kubeconfig = KubeConfigLoader.kubeconfigPath(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment) ?? ""
+            for run in 0..<runs {
+                let ours = try render("bench-maestro-\(run)")
+                let requestsBefore = try doubleRequests()
+                let cpuBefore = cpuSeconds()
+                let started = Date()
+                let next = Mutex(0)
+                let failures = Mutex(0)
+                DispatchQueue.concurrentPerform(iterations: parallel) { _ in
+                    while true {
+                        let index = next.withLock { value -> Int in
+                            defer { value += 1 }
+                            return value
+                        }
+                        guard index < ours.count else { return }
+                        do {
+                            try backend.apply(ours[index])
+                        } catch {
+                            failures.withLock { $0 += 1 }
+                        }
                     }
                 }
-            }
-            let elapsed = Date().timeIntervalSince(started)
-            let maestroCPU = cpuSeconds() - cpuBefore
-            let requests = client.requestCounts.values.reduce(0, +)
-            if failures.withLock({ $0 }) > 0 { throw InvalidInput("\(failures.withLock { $0 }) applies failed") }
+                let elapsed = Date().timeIntervalSince(started)
+                let maestroCPU = cpuSeconds() - cpuBefore
+                // The stats call itself is one request the double counts: not maestro's.
+                let maestroRequests = try doubleRequests() - requestsBefore - 1
+                if failures.withLock({ $0 }) > 0 { throw InvalidInput("\(failures.withLock { $0 }) applies failed") }
+                record("maestro_collectors_per_second", Double(collectors) / elapsed)
+                record("maestro_requests_per_second", Double(maestroRequests) / elapsed)
+                record("maestro_requests_per_collector", Double(maestroRequests) / Double(collectors))
+                record("maestro_cpu_seconds_per_collector", maestroCPU / Double(collectors))
+                print(String(format: "  maestro (%d appliers), run %d: %.1f collectors/s, %.1f requests/collector, %.5f CPU s/collector",
+                             parallel, run + 1, Double(collectors) / elapsed, Double(maestroRequests) / Double(collectors), maestroCPU / Double(collectors)))
 
-            let kubectl = try executable("kubectl")
-            let folder = NSTemporaryDirectory() + "maestro-bench-" + UUID().uuidString
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            var files: [String] = []
-            for collector in try render("bench-kubectl") {
-                let path = "\(folder)/\(collector.name).yaml"
-                try YAML.emitAll(collector.objects).write(toFile: path, atomically: true, encoding: .utf8)
-                files.append(path)
+                let folder = NSTemporaryDirectory() + "maestro-bench-" + UUID().uuidString
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: folder) }
+                var files: [String] = []
+                for collector in try render("bench-kubectl-\(run)") {
+                    let path = "\(folder)/\(collector.name).yaml"
+                    try YAML.emitAll(collector.objects).write(toFile: path, atomically: true, encoding: .utf8)
+                    files.append(path)
+                }
+                let kubectlRequestsBefore = try doubleRequests()
+                let childCPUBefore = childrenCPUSeconds()
+                let kubectlStarted = Date()
+                for file in files {
+                    let child = try ChildProcess([kubectl, "apply", "--server-side", "--validate=false", "-f", file],
+                                                 environment: ["KUBECONFIG": kubeconfig, "HOME": folder, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
+                    child.wait()
+                    guard child.exitCode == 0 else { throw InvalidInput("kubectl apply failed for \(file)") }
+                }
+                let kubectlElapsed = Date().timeIntervalSince(kubectlStarted)
+                let kubectlCPU = childrenCPUSeconds() - childCPUBefore
+                let kubectlRequests = try doubleRequests() - kubectlRequestsBefore - 1
+                record("kubectl_collectors_per_second", Double(collectors) / kubectlElapsed)
+                record("kubectl_requests_per_collector", Double(kubectlRequests) / Double(collectors))
+                record("kubectl_cpu_seconds_per_collector", kubectlCPU / Double(collectors))
+                print(String(format: "  kubectl apply -f per collector, run %d: %.1f collectors/s, %.1f requests/collector, %.5f CPU s/collector",
+                             run + 1, Double(collectors) / kubectlElapsed, Double(kubectlRequests) / Double(collectors), kubectlCPU / Double(collectors)))
             }
-            let kubeconfig = KubeConfigLoader.kubeconfigPath(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment) ?? ""
-            let kubectlStarted = Date()
-            var kubectlCPU = 0.0
-            for file in files {
-                let child = try ChildProcess([kubectl, "apply", "--server-side", "--validate=false", "-f", file],
-                                             environment: ["KUBECONFIG": kubeconfig, "HOME": folder, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
-                child.wait()
-                guard child.exitCode == 0 else { throw InvalidInput("kubectl apply failed for \(file)") }
-            }
-            let kubectlElapsed = Date().timeIntervalSince(kubectlStarted)
-            kubectlCPU = childrenCPUSeconds()
-            let ourRate = Double(collectors) / elapsed
-            let theirRate = Double(collectors) / kubectlElapsed
-            print("side                 collectors/s   API requests/collector   CPU s/collector")
-            print(String(format: "maestro (%d appliers)  %10.1f   %22.1f   %15.4f", parallel, ourRate, Double(requests) / Double(collectors), maestroCPU / Double(collectors)))
-            print(String(format: "kubectl apply -f      %10.1f   %22@   %15.4f", theirRate, "n/a", kubectlCPU / Double(collectors)))
-            print(String(format: "ratio                 %9.1fx", ourRate / theirRate))
+            print("RESULT " + (try JSON.encode(.map(result.mapValues { .list($0) }))))
         }
     }
 

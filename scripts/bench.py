@@ -1,0 +1,344 @@
+"""maestro's benchmarks next to their alternatives (run by scripts/bench; never part of the tests).
+
+Runs every figure a few times, prints progress and a table (figure, maestro, alternative, ratio,
+target, runs), and writes the table to BENCHMARKS.md with how to reproduce it. Environment:
+BENCH_RUNS (default 3), BENCH_QUICK=1 (smaller workloads, for trying the script out).
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAESTRO = os.path.join(ROOT, ".build", "release", "maestro")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CORES = os.cpu_count() or 1
+ROWS = []
+NOTES = []
+WORK = tempfile.mkdtemp(prefix="maestro-bench-")
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_result(arguments, **kwargs):
+    """Runs a bench command, echoing its progress lines; returns its RESULT json."""
+    say("$ " + " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in arguments))
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, **kwargs)
+    result = None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+        else:
+            say("  " + line if not line.startswith("  ") else line)
+    if process.wait() != 0 or result is None:
+        sys.exit(f"benchmark failed: {' '.join(arguments)}")
+    return result
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def row(figure, maestro, alternative, ratio, target, runs):
+    ROWS.append((figure, maestro, alternative, ratio, target, runs))
+    say(f"  → {figure}: maestro {maestro}; alternative {alternative}; ratio {ratio}; target {target}")
+
+
+def runs_text(values, unit_format):
+    return ", ".join(unit_format.format(v) for v in values)
+
+
+class RedisServer:
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(dir=WORK)
+        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no", "--dir", self.dir], stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+                break
+            time.sleep(0.02)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def cli(self, *arguments):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *arguments], capture_output=True, text=True).stdout.strip()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+# ── P1 ──────────────────────────────────────────────────────────────────────────────────────────────
+def pipeline():
+    say("\n== P1 pipeline: sinks.create events pre-loaded in orb.sinks, --create-policy external")
+    redis = RedisServer()
+    try:
+        for events in ([2_000] if QUICK else [10_000, 100_000]):
+            result = run_result([MAESTRO, "bench", "pipeline", "--redis-url", redis.url, "--events", str(events),
+                                 "--worker-counts", f"1,{CORES}", "--runs", str(RUNS), "--redis-limit"])
+            limit = median(result["redis_limit"])
+            for workers in sorted({1, CORES}):
+                rates = result[f"maestro_{workers}"]
+                target = "≥ 50% of Redis's limit" + (f", ≥ 20,000/s on {CORES} cores" if workers == CORES else "")
+                row(f"P1 pipeline, {events:,} events, {workers} worker{'s' if workers > 1 else ''} (events/s)",
+                    f"{median(rates):,.0f}", f"{limit:,.0f} (Redis: maestro's commands replayed, 1 pipelined client, depth 200)",
+                    f"{median(rates) / limit:.0%}", target, runs_text(rates, "{:,.0f}"))
+            NOTES.append(f"P1, {events:,} events: Redis commands per event as maestro sends them: {result['commands_per_event']}.")
+    finally:
+        redis.stop()
+
+
+# ── P2 ──────────────────────────────────────────────────────────────────────────────────────────────
+def templates():
+    say("\n== P2 templates: render a collector's objects (Secret, Deployment, Service) per sink")
+    sinks = 2_000 if QUICK else 10_000
+    inputs, sample = os.path.join(WORK, "inputs.json"), os.path.join(WORK, "sample.yaml")
+    ours = run_result([MAESTRO, "bench", "templates", "--sinks", str(sinks), "--runs", str(RUNS), "--inputs-out", inputs, "--sample-out", sample])
+    theirs = run_result([sys.executable, os.path.join(ROOT, "bench", "jinja_render.py"), inputs, sample, str(sinks), str(RUNS)])
+    lua, jinja = median(ours["renders_per_second"]), median(theirs["renders_per_second"])
+    row(f"P2 templates, {sinks:,} collectors (renders/s, 1 thread)", f"{lua:,.0f} (Lua template + YAML emitter)",
+        f"{jinja:,.0f} (Jinja2 {jinja_version()}, same objects)", f"{lua / jinja:.1f}×", "≥ 2×", runs_text(ours["renders_per_second"], "{:,.0f}"))
+    plugin = median(ours["plugin_microseconds"])
+    row("P2 prometheus plugin (µs per event: validate, decrypt, handler, YAML)", f"{plugin:.1f} µs", "—", "—", "—",
+        runs_text(ours["plugin_microseconds"], "{:.1f}"))
+
+
+def jinja_version():
+    import jinja2
+    return jinja2.__version__
+
+
+# ── P3 ──────────────────────────────────────────────────────────────────────────────────────────────
+def start_double():
+    log = open(os.path.join(WORK, "double.log"), "w")
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests", "Support", "kube_api_double.py"), "--namespace", "otelcollectors"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        text = open(os.path.join(WORK, "double.log")).read()
+        match = re.search(r"^PORT (\d+)", text, re.M)
+        if match:
+            return process, int(match.group(1))
+        time.sleep(0.05)
+    sys.exit("the API double did not start")
+
+
+def apply():
+    say("\n== P3 apply: collectors through the Kubernetes API (the API double), next to kubectl apply -f per collector")
+    collectors = 100 if QUICK else 1_000
+    double, port = start_double()
+    try:
+        kubeconfig = os.path.join(WORK, "kubeconfig")
+        with open(kubeconfig, "w") as handle:
+            handle.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: bench, user: {{token: bench}}}}]
+contexts: [{{name: bench, context: {{cluster: double, user: bench, namespace: otelcollectors}}}}]
+current-context: bench
+""")
+        sample = os.path.join(WORK, "collector.yaml")
+        result = run_result([MAESTRO, "bench", "apply", "--kubeconfig", kubeconfig, "--collectors", str(collectors), "--runs", str(RUNS),
+                             "--sample-out", sample])
+        ours, theirs = median(result["maestro_collectors_per_second"]), median(result["kubectl_collectors_per_second"])
+        row(f"P3 apply, {collectors:,} collectors (collectors/s)", f"{ours:,.1f} (4 appliers)", f"{theirs:,.1f} (kubectl apply -f, one per collector)",
+            f"{ours / theirs:.1f}×", "≥ 10×", runs_text(result["maestro_collectors_per_second"], "{:,.1f}"))
+        row("P3 API requests per collector", f"{median(result['maestro_requests_per_collector']):.1f}",
+            f"{median(result['kubectl_requests_per_collector']):.1f}", "—", "—", runs_text(result["maestro_requests_per_collector"], "{:.1f}"))
+        row("P3 CPU seconds per collector (client side)", f"{median(result['maestro_cpu_seconds_per_collector']) * 1000:.2f} ms",
+            f"{median(result['kubectl_cpu_seconds_per_collector']) * 1000:.1f} ms",
+            f"{median(result['kubectl_cpu_seconds_per_collector']) / median(result['maestro_cpu_seconds_per_collector']):.0f}× less",
+            "—", runs_text(result["maestro_cpu_seconds_per_collector"], "{:.5f}"))
+        ceiling = run_result([sys.executable, os.path.join(ROOT, "bench", "kube_ceiling.py"), f"http://127.0.0.1:{port}", sample,
+                              str(collectors * 3), "4", "8", str(RUNS)])
+        requests = median(result["maestro_requests_per_second"])
+        limit = median(ceiling["requests_per_second"])
+        row("P3 API requests/s against the double's own ceiling", f"{requests:,.0f}",
+            f"{limit:,.0f} (minimal pipelined client, 4 connections × depth 8)", f"{requests / limit:.0%}", "≥ 80%",
+            runs_text(result["maestro_requests_per_second"], "{:,.0f}"))
+    finally:
+        double.terminate()
+        double.wait()
+
+
+# ── P4 ──────────────────────────────────────────────────────────────────────────────────────────────
+def wait_ready(port, timeout=10.0):
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=0.5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return False
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_and_start():
+    say("\n== P4 memory and start")
+    sinks = 2_000 if QUICK else 10_000
+    redis = RedisServer()
+    try:
+        starts = []
+        for index in range(max(RUNS, 5)):
+            port = free_port()
+            manifests = os.path.join(WORK, f"manifests-start-{index}")
+            started = time.perf_counter()
+            process = subprocess.Popen([MAESTRO, "run", "--redis-url", redis.url, "--kube-backend", "directory", "--manifests-dir", manifests,
+                                        "--http-listen", f"127.0.0.1:{port}", "--log-level", "error"], cwd=ROOT)
+            if not wait_ready(port):
+                sys.exit("maestro did not become ready")
+            starts.append((time.perf_counter() - started) * 1000)
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            say(f"  start to /readyz OK, run {index + 1}: {starts[-1]:.0f} ms")
+        row("P4 start to /readyz OK with the shipped plugins (ms)", f"{median(starts):.0f} ms", "—", "—", "< 300 ms", runs_text(starts, "{:.0f}"))
+
+        config = json.dumps({"exporter": {"remote_host": "https://prometheus.example.com/api/v1/write"},
+                             "authentication": {"type": "basicauth", "username": "u", "password": "p"}})
+        commands = []
+        for index in range(sinks):
+            fields = ["operation", "sinks.create", "sink_id", f"mem-{index}", "owner_id", "o", "backend", "prometheus", "config", config,
+                      "timestamp", "1700000000"]
+            parts = ["XADD", "orb.sinks", "*", *fields]
+            commands.append(f"*{len(parts)}\r\n" + "".join(f"${len(p.encode())}\r\n{p}\r\n" for p in parts))
+        subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input="".join(commands), text=True, capture_output=True, check=True)
+        port = free_port()
+        manifests = os.path.join(WORK, "manifests-memory")
+        process = subprocess.Popen([MAESTRO, "run", "--redis-url", redis.url, "--kube-backend", "directory", "--manifests-dir", manifests,
+                                    "--http-listen", f"127.0.0.1:{port}", "--log-level", "error"], cwd=ROOT)
+        started = time.perf_counter()
+        try:
+            while True:
+                written = sum(len(files) for _, _, files in os.walk(manifests))
+                if int(redis.cli("HLEN", "orb.maestro.otelCollector") or 0) >= sinks and written >= sinks:
+                    break
+                if time.perf_counter() - started > 600:
+                    sys.exit("maestro did not manage the sinks in 10 minutes")
+                time.sleep(0.1)
+            took = time.perf_counter() - started
+            peak = peak_rss_mib(process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+        say(f"  {sinks:,} sinks stored, rendered and written in {took:.1f} s; peak RSS {peak:.1f} MiB")
+        row(f"P4 peak RSS after managing {sinks:,} sinks (maestro run, directory backend)", f"{peak:.1f} MiB", "—", "—", "≤ 64 MiB", "1 run")
+    finally:
+        redis.stop()
+
+
+# ── P5 ──────────────────────────────────────────────────────────────────────────────────────────────
+def grpc():
+    say("\n== P5 gRPC CreateOtelCollector (directory backend) from a Python grpcio client")
+    calls = 1_000 if QUICK else 4_000
+    redis = RedisServer()
+    grpc_port = free_port()
+    try:
+        commands = "".join(f'HSET orb.sinker.otelConfigYaml bench-{i} "receivers: {{}}"\n' for i in range(calls))
+        subprocess.run(["redis-cli", "-p", str(redis.port)], input=commands, text=True, capture_output=True, check=True)
+        process = subprocess.Popen([MAESTRO, "run", "--redis-url", redis.url, "--role", "maestro", "--kube-backend", "directory",
+                                    "--manifests-dir", os.path.join(WORK, "manifests-grpc"), "--grpc-listen", f"127.0.0.1:{grpc_port}",
+                                    "--log-level", "error"], cwd=ROOT)
+        time.sleep(1)
+        try:
+            bench = os.path.join(ROOT, "Tests", "Support", "grpc_bench.py")
+            for callers in (1, 16):
+                ours, floors = [], []
+                for _ in range(RUNS):
+                    redis.cli("DEL", "orb.maestro.otelCollector")
+                    out = subprocess.run([sys.executable, bench, "maestro", f"127.0.0.1:{grpc_port}", "bench-", str(calls // 2), str(callers)],
+                                         capture_output=True, text=True, check=True).stdout.split()
+                    ours.append([float(x) for x in out])
+                    out = subprocess.run([sys.executable, bench, "floor", str(calls // 2), str(callers)], capture_output=True, text=True,
+                                         check=True).stdout.split()
+                    floors.append([float(x) for x in out])
+                    say(f"  {callers} caller(s): maestro {ours[-1][0]:,.0f} calls/s p50 {ours[-1][1]:.2f} ms p99 {ours[-1][2]:.2f} ms; "
+                        f"trivial Python server {floors[-1][0]:,.0f} calls/s p50 {floors[-1][1]:.2f} ms p99 {floors[-1][2]:.2f} ms")
+                p99 = median([o[2] for o in ours])
+                floor_p99 = median([f[2] for f in floors])
+                row(f"P5 gRPC create, {callers} caller{'s' if callers > 1 else ''}: p50 / p99 (ms), calls/s",
+                    f"{median([o[1] for o in ours]):.2f} / {p99:.2f}, {median([o[0] for o in ours]):,.0f}/s",
+                    f"{median([f[1] for f in floors]):.2f} / {floor_p99:.2f}, {median([f[0] for f in floors]):,.0f}/s (the client against a trivial Python server)",
+                    f"p99 +{p99 - floor_p99:.2f} ms", "p99 < 2 ms" if callers == 1 else "—", runs_text([o[2] for o in ours], "{:.2f}"))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+    finally:
+        redis.stop()
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return f"{CORES} cores ({model}), {platform.system()} {platform.release()}, {swift[0] if swift else 'swift ?'}"
+
+
+def write_report(started):
+    header = "| figure | maestro | alternative | ratio | target | maestro's runs |\n|---|---|---|---|---|---|\n"
+    table = header + "".join(f"| {' | '.join(cells)} |\n" for cells in ROWS)
+    say("\n" + table)
+    with open(os.path.join(ROOT, "BENCHMARKS.md.figures"), "w") as handle:
+        handle.write(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} on {machine()}; "
+                     f"medians of {RUNS} runs{' (BENCH_QUICK: small workloads)' if QUICK else ''}.\n\n")
+        handle.write(table)
+        if NOTES:
+            handle.write("\n" + "\n".join(f"- {note}" for note in NOTES) + "\n")
+    # BENCHMARKS.md keeps its hand-written parts; the figures go between the markers.
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    figures = open(os.path.join(ROOT, "BENCHMARKS.md.figures")).read()
+    os.remove(os.path.join(ROOT, "BENCHMARKS.md.figures"))
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n<!-- figures -->\n<!-- /figures -->\n"
+    text = re.sub(r"<!-- figures -->.*<!-- /figures -->", lambda _: f"<!-- figures -->\n{figures}<!-- /figures -->", text, flags=re.S)
+    with open(path, "w") as handle:
+        handle.write(text)
+    say(f"wrote {os.path.relpath(path)}")
+
+
+def main():
+    started = time.time()
+    chosen = sys.argv[1:] or ["pipeline", "templates", "apply", "memory", "grpc"]
+    steps = {"pipeline": pipeline, "templates": templates, "apply": apply, "memory": memory_and_start, "grpc": grpc}
+    try:
+        for name in chosen:
+            steps[name]()
+        write_report(started)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+main()
