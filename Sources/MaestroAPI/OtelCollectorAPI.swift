@@ -31,17 +31,11 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
     }
 
     public func createOtelCollector(request: Maestro_V1_CreateOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_OtelCollector {
-        try await call {
-            try manager.create(sinkID: request.sinkID, ownerID: request.ownerID)
-            return Self.message(try manager.get(sinkID: request.sinkID))
-        }
+        try await call { Self.message(try manager.createAndGet(sinkID: request.sinkID, ownerID: request.ownerID)) }
     }
 
     public func updateOtelCollector(request: Maestro_V1_UpdateOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_OtelCollector {
-        try await call {
-            try manager.update(sinkID: request.sinkID, ownerID: request.ownerID)
-            return Self.message(try manager.get(sinkID: request.sinkID))
-        }
+        try await call { Self.message(try manager.updateAndGet(sinkID: request.sinkID, ownerID: request.ownerID)) }
     }
 
     public func deleteOtelCollector(request: Maestro_V1_DeleteOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_DeleteOtelCollectorResponse {

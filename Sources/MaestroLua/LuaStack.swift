@@ -67,7 +67,7 @@ struct LuaStack {
 
     /// The value at `index`; `path` names it in errors (e.g. `argument #1`, `return value`).
     func value(at index: Int32, path: String) throws(LuaError) -> Value {
-        try value(at: lua_absindex(state, index), path: path, depth: 0)
+        try value(at: lua_absindex(state, index), path: { path }, depth: 0)
     }
 
     /// Like `value(at:path:)`, but Lua `nil` is Swift `nil` rather than `.null`.
@@ -82,7 +82,8 @@ struct LuaStack {
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
-    private func value(at index: Int32, path: String, depth: Int) throws(LuaError) -> Value {
+    // The path is built only for an error message: building it for every key cost as much as the conversion.
+    private func value(at index: Int32, path: () -> String, depth: Int) throws(LuaError) -> Value {
         switch lua_type(state, index) {
         case LUA_TNIL, LUA_TNONE:
             return .null
@@ -99,19 +100,20 @@ struct LuaStack {
             return try table(at: index, path: path, depth: depth)
         default:
             let typeName = String(cString: lua_typename(state, lua_type(state, index)))
-            throw LuaError(kind: .conversion, message: "\(path): a \(typeName) cannot be converted to data")
+            throw LuaError(kind: .conversion, message: "\(path()): a \(typeName) cannot be converted to data")
         }
     }
 
-    private func table(at index: Int32, path: String, depth: Int) throws(LuaError) -> Value {
+    private func table(at index: Int32, path: () -> String, depth: Int) throws(LuaError) -> Value {
         guard depth < maximumConversionDepth else {
-            throw LuaError(kind: .conversion, message: "\(path): nested deeper than \(maximumConversionDepth) levels (or a cycle)")
+            throw LuaError(kind: .conversion, message: "\(path()): nested deeper than \(maximumConversionDepth) levels (or a cycle)")
         }
         guard lua_checkstack(state, 6) != 0 else {
-            throw LuaError(kind: .conversion, message: "\(path): Lua stack overflow while converting")
+            throw LuaError(kind: .conversion, message: "\(path()): Lua stack overflow while converting")
         }
         let markedAsMap = hasEmptyMapMetatable(at: index)
-        var entries: [String: Value] = [:]
+        // Pairs first, the dictionary once at its final size: growing it key by key rehashed every key.
+        var pairs: [(String, Value)] = []
         var integerKeys = 0
         var largestKey: Int64 = 0
         var smallestKey: Int64 = .max
@@ -121,7 +123,7 @@ struct LuaStack {
             case LUA_TSTRING:
                 let key = string(at: -2) ?? ""
                 do {
-                    entries[key] = try value(at: lua_absindex(state, -1), path: path + "." + key, depth: depth + 1)
+                    pairs.append((key, try value(at: lua_absindex(state, -1), path: { path() + "." + key }, depth: depth + 1)))
                 } catch {
                     maestro_lua_pop(state, 2)
                     throw error
@@ -134,28 +136,31 @@ struct LuaStack {
             default:
                 let typeName = String(cString: lua_typename(state, lua_type(state, -2)))
                 maestro_lua_pop(state, 2)
-                throw LuaError(kind: .conversion, message: "\(path): a table key must be a string or a list index, not a \(typeName)")
+                throw LuaError(kind: .conversion, message: "\(path()): a table key must be a string or a list index, not a \(typeName)")
             }
             maestro_lua_pop(state, 1)
         }
-        if integerKeys > 0 && !entries.isEmpty {
-            throw LuaError(kind: .conversion, message: "\(path): a table mixes list items and map keys")
+        if integerKeys > 0 && !pairs.isEmpty {
+            throw LuaError(kind: .conversion, message: "\(path()): a table mixes list items and map keys")
         }
         if integerKeys == 0 {
-            return entries.isEmpty && !markedAsMap ? .list([]) : .map(entries)
+            if pairs.isEmpty && !markedAsMap { return .list([]) }
+            var entries: [String: Value] = Dictionary(minimumCapacity: pairs.count)
+            for (key, value) in pairs { entries[key] = value }
+            return .map(entries)
         }
         if markedAsMap {
-            throw LuaError(kind: .conversion, message: "\(path): a table marked with maestro.empty_map() holds list items")
+            throw LuaError(kind: .conversion, message: "\(path()): a table marked with maestro.empty_map() holds list items")
         }
         guard smallestKey == 1, largestKey == Int64(integerKeys) else {
-            throw LuaError(kind: .conversion, message: "\(path): a list must have items 1..n without holes (sparse table)")
+            throw LuaError(kind: .conversion, message: "\(path()): a list must have items 1..n without holes (sparse table)")
         }
         var items: [Value] = []
         items.reserveCapacity(integerKeys)
         for position in 1...largestKey {
             _ = lua_rawgeti(state, index, position)
             do {
-                items.append(try value(at: lua_absindex(state, -1), path: "\(path)[\(position)]", depth: depth + 1))
+                items.append(try value(at: lua_absindex(state, -1), path: { "\(path())[\(position)]" }, depth: depth + 1))
             } catch {
                 maestro_lua_pop(state, 1)
                 throw error

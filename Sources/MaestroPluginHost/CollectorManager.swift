@@ -138,11 +138,11 @@ public final class CollectorManager: CollectorService {
     // MARK: CollectorService
 
     public func create(sinkID: String, ownerID: String) throws(CollectorServiceError) {
-        try deploy(sinkID: sinkID, ownerID: ownerID)
+        _ = try deploy(sinkID: sinkID, ownerID: ownerID)
     }
 
     public func update(sinkID: String, ownerID: String) throws(CollectorServiceError) {
-        try deploy(sinkID: sinkID, ownerID: ownerID)
+        _ = try deploy(sinkID: sinkID, ownerID: ownerID)
     }
 
     public func remove(sinkID: String) throws(CollectorServiceError) {
@@ -157,10 +157,12 @@ public final class CollectorManager: CollectorService {
     public func render(sinkID: String, ownerID: String) throws(CollectorServiceError) -> RenderedCollector {
         try Self.validate(sinkID)
         return try withRedis { redis in
-            guard let config = try redis.hget(names.configHash, field: sinkID) else {
+            // The config and the sink's record in one round trip.
+            let replies = try redis.pipeline([["HGET", names.configHash, sinkID], ["HGET", names.sinksHash, sinkID]])
+            guard let config = replies[0].string else {
                 throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
             }
-            let owner = ownerID.isEmpty ? (try SinkStore.record(redis, names: names, sinkID: sinkID)?.ownerID ?? "") : ownerID
+            let owner = ownerID.isEmpty ? (replies[1].string.flatMap(SinkRecord.init(json:))?.ownerID ?? "") : ownerID
             let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config, configHash: try hasher(redis).hash(config))
             do {
                 return try withRenderer { try $0.render(inputs) }
@@ -170,9 +172,20 @@ public final class CollectorManager: CollectorService {
         }
     }
 
-    private func deploy(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+    /// `create`, answering with the collector as stored (for the API: one round trip less than create, then get).
+    public func createAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
+        try deploy(sinkID: sinkID, ownerID: ownerID)
+    }
+
+    public func updateAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
+        try deploy(sinkID: sinkID, ownerID: ownerID)
+    }
+
+    /// Stores the desired state and the status in one round trip, reading the merged status back in it.
+    @discardableResult
+    private func deploy(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
         let rendered = try render(sinkID: sinkID, ownerID: ownerID)
-        try withRedis { redis in
+        let info: CollectorInfo = try withRedis { redis in
             let configHash = rendered.objects.lazy.compactMap { $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue }.first ?? ""
             let replies = try redis.pipeline([
                 ["HSET", names.deploymentHash, sinkID, rendered.yaml],
@@ -180,7 +193,9 @@ public final class CollectorManager: CollectorService {
                     "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
                     "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
                 ], mode: .merge),
+                ["HGET", names.collectorsHash, sinkID],
             ])
+            var stored = replies[2].string
             if case .error(let text) = replies[1] {
                 let error = RedisError.fromReply(text)
                 guard error.kind == .noScript else { throw error }
@@ -189,9 +204,15 @@ public final class CollectorManager: CollectorService {
                     "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace), "config_hash": .string(configHash),
                     "deployed_at": .string(StatusPublisher.rfc3339(Date())),
                 ], mode: .merge)
+                stored = try redis.hget(names.collectorsHash, field: sinkID)
             }
+            guard let json = stored, let record = try? JSON.decode(json) else {
+                throw CollectorServiceError(.unavailable, "the collector's status could not be read back")
+            }
+            return CollectorInfo(sinkID: sinkID, record: record)
         }
         reconciler.enqueue(sinkID)
+        return info
     }
 
     public func get(sinkID: String) throws(CollectorServiceError) -> CollectorInfo {

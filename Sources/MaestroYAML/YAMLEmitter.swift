@@ -1,4 +1,3 @@
-internal import CLibYAML
 public import MaestroValue
 
 extension YAML {
@@ -9,8 +8,12 @@ extension YAML {
 
     /// Emits several documents separated by `---`.
     public static func emitAll(_ documents: [Value]) throws(YAMLError) -> String {
-        let emitter = Emitter()
-        return try emitter.emit(documents)
+        var emitter = BlockEmitter()
+        for (index, document) in documents.enumerated() {
+            if index > 0 { emitter.append("---\n") }
+            try emitter.document(document)
+        }
+        return String(decoding: emitter.output, as: UTF8.self)
     }
 
     /// Whether `text` may be written as a plain scalar and still read back as this very string by any
@@ -36,11 +39,15 @@ extension YAML {
                 return false
             }
         }
-        return !yaml11Words.contains(text.lowercased())
+        // The words are short: compare case-insensitively without building a lowercased copy.
+        guard utf8.count <= 5 else { return true }
+        return !yaml11Words.contains { word in
+            word.utf8.count == utf8.count && zip(word.utf8, utf8).allSatisfy { $0 == ($1 | 0x20) }
+        }
     }
 
     /// Plain words that YAML 1.1 (PyYAML, Go's yaml.v2) or 1.2 read as booleans or null.
-    static let yaml11Words: Set<String> = ["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
+    static let yaml11Words: [String] = ["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
 
     static func isASCIILetter(_ byte: UInt8) -> Bool {
         (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
@@ -67,116 +74,217 @@ extension YAML {
     }
 }
 
-/// Owns one libyaml emitter for the duration of an `emit` call.
-private final class Emitter {
+
+/// Block-style YAML written directly (libyaml's event emitter was half the cost of rendering a
+/// collector): maps with sorted keys, sequences not indented under their key, plain scalars only where
+/// `isPlainSafe` allows, multi-line text as literal blocks, everything else double-quoted. The tests
+/// parse its output back with libyaml and PyYAML.
+struct BlockEmitter {
     var output: [UInt8] = []
-    var emitter = yaml_emitter_t()
 
-    func emit(_ documents: [Value]) throws(YAMLError) -> String {
-        guard yaml_emitter_initialize(&emitter) == 1 else { throw failure("cannot initialise the emitter") }
-        defer { yaml_emitter_delete(&emitter) }
-        yaml_emitter_set_unicode(&emitter, 1)
-        yaml_emitter_set_width(&emitter, -1)
-        yaml_emitter_set_indent(&emitter, 2)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        yaml_emitter_set_output(&emitter, { context, buffer, size in
-            guard let context, let buffer else { return 0 }
-            let emitter = Unmanaged<Emitter>.fromOpaque(context).takeUnretainedValue()
-            emitter.output.append(contentsOf: UnsafeBufferPointer(start: buffer, count: size))
-            return 1
-        }, context)
+    init() { output.reserveCapacity(4_096) }
 
-        var event = yaml_event_t()
-        yaml_stream_start_event_initialize(&event, YAML_UTF8_ENCODING)
-        try send(&event)
-        for document in documents {
-            yaml_document_start_event_initialize(&event, nil, nil, nil, 1)
-            try send(&event)
-            try emitNode(document, depth: 0)
-            yaml_document_end_event_initialize(&event, 1)
-            try send(&event)
-        }
-        yaml_stream_end_event_initialize(&event)
-        try send(&event)
-        return String(decoding: output, as: UTF8.self)
+    mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { output.append(contentsOf: $0) }
     }
 
-    func failure(_ message: String) -> YAMLError {
-        YAMLError(kind: .emitter, message: message, line: nil, column: nil)
+    mutating func append(_ text: String) {
+        output.append(contentsOf: text.utf8)
     }
 
-    func send(_ event: inout yaml_event_t) throws(YAMLError) {
-        guard yaml_emitter_emit(&emitter, &event) == 1 else {
-            let problem = emitter.problem.map { String(cString: $0) } ?? "emitter failure"
-            throw failure(problem)
-        }
+    mutating func indent(_ count: Int) {
+        for _ in 0..<count { output.append(0x20) }
     }
 
-    func emitNode(_ value: Value, depth: Int) throws(YAMLError) {
-        guard depth < YAML.maximumDepth else { throw failure("value nested deeper than \(YAML.maximumDepth) levels") }
-        var event = yaml_event_t()
+    mutating func document(_ value: Value) throws(YAMLError) {
         switch value {
-        case .null:
-            try emitScalar("null", style: YAML_PLAIN_SCALAR_STYLE)
-        case .bool(let flag):
-            try emitScalar(flag ? "true" : "false", style: YAML_PLAIN_SCALAR_STYLE)
-        case .int(let number):
-            try emitScalar(String(number), style: YAML_PLAIN_SCALAR_STYLE)
-        case .double(let number):
-            try emitScalar(YAML.formatFloat(number), style: YAML_PLAIN_SCALAR_STYLE)
-        case .string(let text):
-            try emitString(text)
-        case .list(let items):
-            yaml_sequence_start_event_initialize(&event, nil, nil, 1, YAML_BLOCK_SEQUENCE_STYLE)
-            try send(&event)
-            for item in items { try emitNode(item, depth: depth + 1) }
-            yaml_sequence_end_event_initialize(&event)
-            try send(&event)
-        case .map(let entries):
-            yaml_mapping_start_event_initialize(&event, nil, nil, 1, YAML_BLOCK_MAPPING_STYLE)
-            try send(&event)
-            for key in entries.keys.sorted() {
-                try emitString(key)
-                try emitNode(entries[key]!, depth: depth + 1)
-            }
-            yaml_mapping_end_event_initialize(&event)
-            try send(&event)
+        case .map(let entries) where !entries.isEmpty:
+            try map(entries, indent: 0, firstInline: false, depth: 0)
+        case .list(let items) where !items.isEmpty:
+            try list(items, indent: 0, firstInline: false, depth: 0)
+        default:
+            // A root scalar: never a literal block, which would need an indentation of its own.
+            inlineScalar(value, literalIndent: nil)
+            output.append(0x0A)
         }
     }
 
-    func emitString(_ text: String) throws(YAMLError) {
+    /// Writes an empty collection or a scalar after `key: ` or `- `. Literal blocks are indented by
+    /// `literalIndent`; nil forbids them.
+    mutating func inlineScalar(_ value: Value, literalIndent: Int?) {
+        switch value {
+        case .null: append("null")
+        case .bool(let flag): flag ? append("true") : append("false")
+        case .int(let number): append(String(number))
+        case .double(let number): append(YAML.formatFloat(number))
+        case .string(let text): string(text, literalIndent: literalIndent)
+        case .list: append("[]")
+        case .map: append("{}")
+        }
+    }
+
+    static func isNested(_ value: Value) -> Bool {
+        switch value {
+        case .map(let entries): return !entries.isEmpty
+        case .list(let items): return !items.isEmpty
+        default: return false
+        }
+    }
+
+    mutating func map(_ entries: [String: Value], indent level: Int, firstInline: Bool, depth: Int) throws(YAMLError) {
+        guard depth < YAML.maximumDepth else { throw YAMLError(kind: .emitter, message: "value nested deeper than \(YAML.maximumDepth) levels", line: nil, column: nil) }
+        var first = true
+        // Sorting the pairs, not the keys: a lookup per key would hash every key a second time.
+        for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
+            if !(first && firstInline) { indent(level) }
+            first = false
+            let explicit = key.utf8.count > 1_000
+            if explicit {
+                // Implicit keys are limited to 1,024 characters: longer ones use the explicit `? key` form.
+                append("? ")
+                doubleQuoted(key)
+                output.append(0x0A)
+                indent(level)
+                append(":")
+            } else {
+                if YAML.isPlainSafe(key) { append(key) } else { doubleQuoted(key) }
+                append(":")
+            }
+            switch value {
+            case .map(let nested) where !nested.isEmpty:
+                output.append(0x0A)
+                try map(nested, indent: level + 2, firstInline: false, depth: depth + 1)
+            case .list(let items) where !items.isEmpty:
+                output.append(0x0A)
+                // Sequences under a key are not indented (libyaml's and kubectl's style); after an explicit
+                // key they are, to stay clear of the `:` line.
+                try list(items, indent: explicit ? level + 2 : level, firstInline: false, depth: depth + 1)
+            default:
+                output.append(0x20)
+                inlineScalar(value, literalIndent: level + 2)
+                output.append(0x0A)
+            }
+        }
+    }
+
+    mutating func list(_ items: [Value], indent level: Int, firstInline: Bool, depth: Int) throws(YAMLError) {
+        guard depth < YAML.maximumDepth else { throw YAMLError(kind: .emitter, message: "value nested deeper than \(YAML.maximumDepth) levels", line: nil, column: nil) }
+        for (index, item) in items.enumerated() {
+            if !(index == 0 && firstInline) { indent(level) }
+            append("- ")
+            switch item {
+            case .map(let nested) where !nested.isEmpty:
+                try map(nested, indent: level + 2, firstInline: true, depth: depth + 1)
+            case .list(let inner) where !inner.isEmpty:
+                try list(inner, indent: level + 2, firstInline: true, depth: depth + 1)
+            default:
+                inlineScalar(item, literalIndent: level + 2)
+                output.append(0x0A)
+            }
+        }
+    }
+
+    mutating func string(_ text: String, literalIndent: Int?) {
         if YAML.isPlainSafe(text) {
-            try emitScalar(text, style: YAML_PLAIN_SCALAR_STYLE)
-        } else if text.contains("\n") && isLiteralFriendly(text) {
-            // libyaml falls back to double quotes by itself when a literal block cannot hold the text.
-            try emitScalar(text, style: YAML_LITERAL_SCALAR_STYLE, quotedOnly: true)
+            append(text)
+        } else if let literalIndent, Self.isLiteralFriendly(text) {
+            literal(text, indent: literalIndent)
         } else {
-            try emitScalar(text, style: YAML_DOUBLE_QUOTED_SCALAR_STYLE, quotedOnly: true)
+            doubleQuoted(text)
         }
     }
 
-    /// Multi-line text is easier to read as a literal block, unless it holds characters that need escapes.
-    func isLiteralFriendly(_ text: String) -> Bool {
-        !text.unicodeScalars.contains { scalar in
-            (scalar.value < 0x20 && scalar != "\n") || scalar.value == 0x7F || scalar.value == 0xFEFF
-                || scalar.value == 0x85 || scalar.value == 0x2028 || scalar.value == 0x2029
-        } && !text.hasPrefix(" ") && !text.hasSuffix(" ")
-    }
-
-    func emitScalar(_ text: String, style: yaml_scalar_style_t, quotedOnly: Bool = false) throws(YAMLError) {
-        var event = yaml_event_t()
-        var copy = text
-        let plainImplicit: Int32 = quotedOnly ? 0 : 1
-        let initialised: Int32 = copy.withUTF8 { buffer in
-            // libyaml copies the bytes; it only needs a non-null pointer, also for an empty string.
-            var empty: UInt8 = 0
-            if buffer.isEmpty {
-                return yaml_scalar_event_initialize(&event, nil, nil, &empty, 0, plainImplicit, 1, style)
+    /// Multi-line text reads best as a literal block, unless a character needs an escape, a line ends in
+    /// a space, or the first line with text starts with one (it would set the block's indentation).
+    static func isLiteralFriendly(_ text: String) -> Bool {
+        var sawBreak = false
+        var previous: UInt8 = 0x0A
+        var beforePrevious: UInt8 = 0
+        var firstContentSeen = false
+        for byte in text.utf8 {
+            switch byte {
+            case 0x0A:
+                if previous == 0x20 { return false }
+                sawBreak = true
+            case 0x20:
+                if !firstContentSeen && previous == 0x0A { return false }
+                firstContentSeen = true
+            case 0x00..<0x20, 0x7F:
+                return false
+            default:
+                firstContentSeen = true
+                // In UTF-8: U+0080–U+009F (C2 80–9F), U+2028/2029 (E2 80 A8/A9), U+FEFF (EF BB BF) need escapes.
+                if previous == 0xC2 && byte < 0xA0 { return false }
+                if beforePrevious == 0xE2 && previous == 0x80 && (byte == 0xA8 || byte == 0xA9) { return false }
+                if beforePrevious == 0xEF && previous == 0xBB && byte == 0xBF { return false }
             }
-            return yaml_scalar_event_initialize(&event, nil, nil, UnsafeMutablePointer(mutating: buffer.baseAddress!),
-                                                Int32(buffer.count), plainImplicit, 1, style)
+            beforePrevious = previous
+            previous = byte
         }
-        guard initialised == 1 else { throw failure("cannot create a scalar event") }
-        try send(&event)
+        return sawBreak && previous != 0x20 && firstContentSeen
+    }
+
+    /// `|`, `|-` or `|+` by the trailing line breaks, then each line indented (empty lines stay empty).
+    mutating func literal(_ text: String, indent level: Int) {
+        let bytes = Array(text.utf8)
+        var trailingBreaks = 0
+        while trailingBreaks < bytes.count && bytes[bytes.count - 1 - trailingBreaks] == 0x0A { trailingBreaks += 1 }
+        switch trailingBreaks {
+        case 0: append("|-\n")
+        case 1: append("|\n")
+        default: append("|+\n")
+        }
+        let body = trailingBreaks == 0 ? bytes[...] : bytes[..<(bytes.count - 1)]
+        var lineStart = body.startIndex
+        var index = body.startIndex
+        while index <= body.endIndex {
+            if index == body.endIndex || body[index] == 0x0A {
+                if index > lineStart {
+                    indent(level)
+                    output.append(contentsOf: body[lineStart..<index])
+                }
+                output.append(0x0A)
+                lineStart = index + 1
+            }
+            index += 1
+        }
+        // The line break that ends the last line was written by the loop; the caller writes none.
+        output.removeLast()
+    }
+
+    mutating func doubleQuoted(_ text: String) {
+        output.append(0x22)
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x22: append("\\\"")
+            case 0x5C: append("\\\\")
+            case 0x00: append("\\0")
+            case 0x07: append("\\a")
+            case 0x08: append("\\b")
+            case 0x09: append("\\t")
+            case 0x0A: append("\\n")
+            case 0x0B: append("\\v")
+            case 0x0C: append("\\f")
+            case 0x0D: append("\\r")
+            case 0x1B: append("\\e")
+            case 0x85: append("\\N")
+            case 0x2028: append("\\L")
+            case 0x2029: append("\\P")
+            case 0x20...0x7E:
+                output.append(UInt8(scalar.value))
+            case 0x00..<0x20, 0x7F..<0xA0:
+                append("\\x" + Self.hex(scalar.value, digits: 2))
+            case 0xFEFF, 0xFFFE, 0xFFFF:
+                append("\\u" + Self.hex(scalar.value, digits: 4))
+            default:
+                output.append(contentsOf: String(scalar).utf8)
+            }
+        }
+        output.append(0x22)
+    }
+
+    static func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 }

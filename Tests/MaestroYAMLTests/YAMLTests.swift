@@ -130,6 +130,82 @@ struct YAMLTests {
     }
 }
 
+/// Nested values built from the tricky strings by a seeded generator: lists of lists, maps in lists,
+/// empty collections, multi-line text at every depth, keys that are tricky or over 1,024 characters.
+struct ValueGenerator {
+    var state: UInt64
+
+    mutating func next(_ bound: Int) -> Int {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Int((state >> 33) % UInt64(bound))
+    }
+
+    mutating func string() -> String {
+        switch next(6) {
+        case 0: return String(repeating: "k", count: 1_100 + next(50))
+        case 1: return "multi\nline \(next(100))\n  indented\n\nlast"
+        default: return trickyStrings[next(trickyStrings.count)]
+        }
+    }
+
+    mutating func value(depth: Int) -> Value {
+        switch depth > 4 ? next(5) : next(8) {
+        case 0: return .int(Int64(next(1_000_000)) - 500_000)
+        case 1: return .double(Double(next(10_000)) / 7)
+        case 2: return .bool(next(2) == 0)
+        case 3: return .null
+        case 4: return .string(string())
+        case 5: return .list((0..<next(4)).map { _ in value(depth: depth + 1) })
+        default:
+            var entries: [String: Value] = [:]
+            for _ in 0..<next(4) { entries[string()] = value(depth: depth + 1) }
+            return .map(entries)
+        }
+    }
+}
+
+@Suite("YAML emitter on generated structures")
+struct YAMLGeneratedTests {
+    static let values: [Value] = {
+        var generator = ValueGenerator(state: 42)
+        return (0..<300).map { _ in .map(["root": generator.value(depth: 0), "list": .list([generator.value(depth: 1), generator.value(depth: 1)])]) }
+    }()
+
+    @Test("300 generated documents parse back equal with libyaml")
+    func libyaml() throws {
+        for value in Self.values {
+            let emitted = try YAML.emit(value)
+            #expect(try YAML.parse(emitted) == value, "emitted:\n\(emitted.prefix(2_000))")
+        }
+        let all = try YAML.emitAll(Self.values)
+        #expect(try YAML.parseAll(all) == Self.values)
+    }
+
+    @Test("the same documents parse back equal with PyYAML")
+    func pyYAML() throws {
+        let values = Self.values.map { value in value.withoutControlCharacters }
+        let json = try runPython("""
+        import sys, json, yaml
+        print(json.dumps(list(yaml.safe_load_all(sys.stdin.read()))))
+        """, input: try YAML.emitAll(values))
+        #expect(try JSON.decode(json) == .list(values))
+    }
+}
+
+extension Value {
+    /// PyYAML refuses NUL and BEL even escaped in some versions' readers; the libyaml test keeps them.
+    var withoutControlCharacters: Value {
+        switch self {
+        case .string(let text): return .string(text.filter { $0 != "\u{0}" && $0 != "\u{7}" })
+        case .list(let items): return .list(items.map(\.withoutControlCharacters))
+        case .map(let entries):
+            return .map(Dictionary(entries.map { ($0.key.filter { $0 != "\u{0}" && $0 != "\u{7}" }, $0.value.withoutControlCharacters) },
+                                   uniquingKeysWith: { first, _ in first }))
+        default: return self
+        }
+    }
+}
+
 /// Runs a Python snippet with `input` on stdin and returns its stdout.
 func runPython(_ code: String, input: String) throws -> String {
     let process = Process()
