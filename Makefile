@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are what the README and CI run.
-.PHONY: demo test bench build setup clean
+.PHONY: demo test bench chaos fuzz build setup clean
 
 demo:
 	scripts/demo
@@ -9,6 +9,12 @@ test:
 
 bench:
 	scripts/bench
+
+chaos:
+	scripts/chaos
+
+fuzz:
+	scripts/fuzz
 
 build: setup
 	swift build

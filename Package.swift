@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "maestro", targets: ["maestro"]),
+        // For fuzz/ (libFuzzer builds link only what they test).
+        .library(name: "MaestroFuzzTargets", targets: ["MaestroFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -95,6 +97,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The fuzz targets: run by libFuzzer from fuzz/, their corpora replayed by MaestroCoreTests.
+        .target(name: "MaestroFuzzTargets", dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML"],
+                swiftSettings: swiftSettings),
+
         // Helpers shared by the test targets: a local redis-server, temporary folders, processes.
         .target(name: "MaestroTestSupport", dependencies: ["MaestroCore", "MaestroHTTP", "MaestroValue"], swiftSettings: swiftSettings),
 
@@ -122,6 +128,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets"], swiftSettings: swiftSettings),
     ]
 )

@@ -3,6 +3,7 @@
 #ifndef MAESTRO_LUA_SHIM_H
 #define MAESTRO_LUA_SHIM_H
 
+#include <math.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -129,10 +130,26 @@ static int maestro_lua_sandbox_pcall(lua_State *L) {
     return maestro_lua_finish_pcall(L, status, 0);
 }
 
+// The plugin's message handler, not called once a limit was hit: a handler that loops would be
+// re-entered for its own budget error at every level of Lua's C stack.
+static int maestro_lua_guarded_message_handler(lua_State *L) {
+    if (maestro_lua_limits_of(L)->terminated != MAESTRO_LUA_RUNNING) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 // xpcall for the sandbox, as pcall above.
 static int maestro_lua_sandbox_xpcall(lua_State *L) {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, maestro_lua_guarded_message_handler, 1);
+    lua_replace(L, 2);
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2);
@@ -229,6 +246,32 @@ static int maestro_lua_make_charge_coroutine(lua_State *L) {
     return 1;
 }
 static inline void maestro_lua_push_make_guard_results(lua_State *L) { lua_pushcfunction(L, maestro_lua_make_guard_results); }
+
+// Charges n instructions to the current call (work done in C that the count hook cannot see, such as
+// the native pattern matcher); raises once the budget is spent, like the hook.
+static int maestro_lua_sandbox_charge(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n > 0) limits->spent += (long long)n;
+    if (limits->terminated == MAESTRO_LUA_RUNNING && limits->budget > 0 && limits->spent > limits->budget) {
+        limits->terminated = MAESTRO_LUA_TERMINATED_BUDGET;
+    }
+    if (limits->terminated != MAESTRO_LUA_RUNNING) return maestro_lua_raise_terminated(L);
+    return 0;
+}
+
+// Instructions left in the current call's budget; math.huge when it has none.
+static int maestro_lua_sandbox_budget_left(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->budget <= 0) {
+        lua_pushnumber(L, HUGE_VAL);
+    } else {
+        lua_pushinteger(L, (lua_Integer)(limits->budget > limits->spent ? limits->budget - limits->spent : 0));
+    }
+    return 1;
+}
+static inline void maestro_lua_push_sandbox_charge(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_charge); }
+static inline void maestro_lua_push_sandbox_budget_left(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_budget_left); }
 static inline void maestro_lua_push_make_charge_coroutine(lua_State *L) { lua_pushcfunction(L, maestro_lua_make_charge_coroutine); }
 
 // maestro.fail: a terminal failure that no sandboxed pcall can catch.

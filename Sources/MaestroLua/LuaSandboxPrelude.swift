@@ -38,6 +38,10 @@ end
 -- string methods for later calls.
 real_getmetatable("").__metatable = false
 
+-- The pattern functions with a step bound (LuaPatterns.swift), for string.* and for string methods.
+local patterns = real_load(host.patterns_source, "=patterns", "t")(G, host)
+for _, name in G.ipairs({ "find", "match", "gmatch", "gsub" }) do G.string[name] = patterns[name] end
+
 local string_lib = copy(G.string, {
   "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "pack", "packsize",
   "rep", "reverse", "sub", "unpack", "upper",
@@ -112,6 +116,7 @@ base.require = sandbox_require
 base.collectgarbage = sandbox_collectgarbage
 base.print = host.print
 base.string = readonly(string_lib, "string")
+if host.expose_lua_patterns then base.lua_patterns = patterns.lua end
 base.table = readonly(copy(G.table, { "concat", "insert", "move", "pack", "remove", "sort", "unpack" }), "table")
 base.math = readonly(G.math, "math")
 base.utf8 = readonly(G.utf8, "utf8")

@@ -16,6 +16,8 @@ public struct LuaConfiguration: Sendable {
     /// Folders `require` may load from (`plugins/`, `templates/`, a plugin's own folder).
     public var moduleRoots: [String]
     public var logger: Logger
+    /// Tests only: the Lua implementation of the pattern functions as the global `lua_patterns`.
+    var exposesLuaPatterns = false
 
     public static let defaultInstructionBudget = 50_000_000
     public static let defaultMemoryLimitBytes = 64 << 20
@@ -144,6 +146,14 @@ public final class LuaVM {
             lua_setfield(state, -2, "guard_results")
             maestro_lua_push_make_charge_coroutine(state)
             lua_setfield(state, -2, "charge_coroutine")
+            maestro_lua_push_sandbox_charge(state)
+            lua_setfield(state, -2, "charge")
+            maestro_lua_push_sandbox_budget_left(state)
+            lua_setfield(state, -2, "budget_left")
+            stack.pushString(luaPatternFunctions)
+            lua_setfield(state, -2, "patterns_source")
+            lua_pushboolean(state, configuration.exposesLuaPatterns ? 1 : 0)
+            lua_setfield(state, -2, "expose_lua_patterns")
             pushHostFunction(LuaHostFunction("read_module") { [configuration] arguments in
                 LuaModuleResolver(roots: configuration.moduleRoots).read(arguments.first??.stringValue ?? "")
             }, qualifiedName: "require")

@@ -348,6 +348,9 @@ struct ApplyBench: ParsableCommand {
     @Option(name: .customLong("sample-out"), help: "Write the first collector's objects as YAML here (for the double's ceiling client).")
     var sampleOut: String?
 
+    @Option(name: .customLong("side"), help: "maestro, kubectl or both (scripts/bench gives each side a fresh double).")
+    var side = "both"
+
     func run() throws {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
@@ -378,7 +381,7 @@ struct ApplyBench: ParsableCommand {
             func record(_ key: String, _ value: Double) { result[key, default: []].append(.double(value)) }
             let kubectl = try executable("kubectl")
             let kubeconfig = KubeConfigLoader.kubeconfigPath(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment) ?? ""
-            for run in 0..<runs {
+            for run in 0..<runs where side != "kubectl" {
                 let ours = try render("bench-maestro-\(run)")
                 let requestsBefore = try doubleRequests()
                 let cpuBefore = cpuSeconds()
@@ -410,6 +413,8 @@ struct ApplyBench: ParsableCommand {
                 record("maestro_cpu_seconds_per_collector", maestroCPU / Double(collectors))
                 print(String(format: "  maestro (%d appliers), run %d: %.1f collectors/s, %.1f requests/collector, %.5f CPU s/collector",
                              parallel, run + 1, Double(collectors) / elapsed, Double(maestroRequests) / Double(collectors), maestroCPU / Double(collectors)))
+            }
+            for run in 0..<runs where side != "maestro" {
 
                 let folder = NSTemporaryDirectory() + "maestro-bench-" + UUID().uuidString
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -23,6 +23,7 @@ struct RunCommand: ParsableCommand {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
             MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: configuration.string("log-level") ?? "info")
             let logger = Logger(label: "maestro")
+            let signals = TerminationSignals(logger: logger)
             let wiring = Wiring(configuration: configuration)
             let redisURL = try wiring.redisURL()
             let role = configuration.string("role") ?? "all"
@@ -34,7 +35,7 @@ struct RunCommand: ParsableCommand {
             let draining = DrainFlag()
             // Shut down in the reverse of this order: readiness off, consumers drained and acked, the
             // reload watcher, the gRPC server, the reconciler and lease, the metrics server last.
-            var services: [any Service] = [SecondSignalExit(logger: logger)]
+            var services: [any Service] = []
 
             // maestro loads private copies of plugins/ and templates/ (see SourceSnapshots).
             let snapshots: SourceSnapshots
@@ -169,10 +170,12 @@ struct RunCommand: ParsableCommand {
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
             var lifecycleLogger = logger
             lifecycleLogger.logLevel = max(logger.logLevel, .info)
-            let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: lifecycleLogger))
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: lifecycleLogger))
             do {
-                try awaitBlocking { try await group.run() }
+                try awaitBlocking {
+                    await signals.attach(group)
+                    try await group.run()
+                }
             } catch {
                 logger.error("shutdown did not complete in time", metadata: ["error": "\(error)"])
                 throw ExitCode(1)

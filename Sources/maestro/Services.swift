@@ -56,21 +56,50 @@ struct ReloadOnHangup: Service {
     }
 }
 
-/// The first SIGTERM/SIGINT starts the graceful shutdown (the group's own handler); a second one
-/// exits at once. Shut down last, so it listens during the whole drain.
-struct SecondSignalExit: Service {
-    let logger: Logger
+/// SIGTERM and SIGINT, caught from the first line of `maestro run` (a signal during start-up must not
+/// kill the process with events half-read): the first asks the service group for a graceful shutdown —
+/// remembered if the group does not exist yet — and a second exits at once with code 130.
+final class TerminationSignals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received = 0
+    private var group: ServiceGroup?
+    private var sources: [any DispatchSourceSignal] = []
+    private let logger: Logger
 
-    func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        var received = 0
-        for await signal in signals.cancelOnGracefulShutdown() {
-            received += 1
-            if received >= 2 {
-                logger.warning("second signal: exiting without waiting for in-flight work", metadata: ["signal": "\(signal)"])
-                exit(130)
-            }
+    init(logger: Logger) {
+        self.logger = logger
+        // A SIGHUP before the reload watcher listens would terminate the process: ignore it until then.
+        signal(SIGHUP, SIG_IGN)
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in received(number) }
+            source.resume()
+            sources.append(source)
         }
+    }
+
+    private func received(_ number: Int32) {
+        lock.lock()
+        received += 1
+        let count = received
+        let group = self.group
+        lock.unlock()
+        if count >= 2 {
+            logger.warning("second signal: exiting without waiting for in-flight work", metadata: ["signal": "\(number)"])
+            exit(130)
+        }
+        logger.info("signal received: shutting down gracefully", metadata: ["signal": "\(number)"])
+        if let group { Task { await group.triggerGracefulShutdown() } }
+    }
+
+    /// Hands the group over; a signal that came before is delivered now.
+    func attach(_ group: ServiceGroup) async {
+        let pending = lock.withLock { () -> Bool in
+            self.group = group
+            return received > 0
+        }
+        if pending { await group.triggerGracefulShutdown() }
     }
 }
 

@@ -125,6 +125,25 @@ struct CollectorFlowTests {
         #expect(fixture.reconciler.counters.driftCorrected == 1)
     }
 
+    @Test("a removal whose delete never finished (the process died between retries) is finished by the resync")
+    func unfinishedRemoval() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try redis.hset(fixture.pipeline.names.configHash, field: "u1", value: "receivers: {}\n")
+        try fixture.manager.create(sinkID: "u1", ownerID: "o")
+        #expect(fixture.waitUntilIdle())
+        let path = fixture.backend.path(name: "otel-u1", namespace: "otelcollectors")
+        #expect(FileManager.default.fileExists(atPath: path))
+        // What a crash leaves: the desired state gone, the objects and the status record still there.
+        try redis.hdel(fixture.pipeline.names.deploymentHash, fields: ["u1"])
+        try fixture.reconciler.resync()
+        #expect(fixture.waitUntilIdle())
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(try redis.hget(fixture.pipeline.names.collectorsHash, field: "u1") == nil)
+    }
+
     @Test("the orphan sweep's guard holds when Redis is emptied: grace period, then at most the share per pass")
     func orphanGuard() throws {
         let strict = try CollectorFixture(options: ReconcilerOptions(resyncInterval: 3_600, orphanGrace: 3_600, orphanMaxShare: 0.1))

@@ -322,6 +322,17 @@ public final class Reconciler: Sendable {
             for (sinkID, _) in page.fields { desired.insert(sinkID) }
         } while cursor != "0"
         for sinkID in desired { enqueue(sinkID) }
+        // A collector record without desired state: a removal whose delete did not finish (the process
+        // died between its retries). Reconciling it deletes what is left and then the record; idle
+        // collectors keep their record on purpose.
+        cursor = "0"
+        repeat {
+            let page = try redis.hscan(names.collectorsHash, cursor: cursor, count: 500)
+            cursor = page.cursor
+            for (sinkID, json) in page.fields where !desired.contains(sinkID) {
+                if (try? JSON.decode(json))?["status"]?.stringValue != SinkStatus.idle.rawValue { enqueue(sinkID) }
+            }
+        } while cursor != "0"
         state.withLock { $0.counters.resyncs += 1 }
         Counter(label: "maestro_resyncs_total").increment()
 
