@@ -61,3 +61,55 @@ func peakRSSMiB(_ pid: pid_t) throws -> Double {
     }
     return 0
 }
+
+/// The abuse corpus through `maestro run`: a hostile plugin's failures are contained, counted per plugin
+/// in /metrics, dead-lettered with a reason, and the other plugins keep serving.
+@Suite("hostile plugin under maestro run")
+struct HostilePluginTests {
+    static let attempts: [(sinkID: String, code: String, kind: String)] = [
+        ("pattern", #"return string.find(string.rep("a", 1e5), ".-.-.-.-b")"#, "instructionBudget"),
+        ("memory", #"local s = "x" while true do s = s .. s end"#, "memoryCap"),
+        ("loop", "while true do end", "instructionBudget"),
+        ("handler-loop", "xpcall(function() error('x') end, function() while true do end end)", "instructionBudget"),
+    ]
+
+    @Test("each attempt: dead-lettered with a reason, counted in maestro_plugin_errors_total; prometheus still served")
+    func hostile() throws {
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins", toPath: directory.path + "/plugins")
+        try directory.write("plugins/hostile/schema.lua", #"return { name = "hostile", version = "1.0.0", binds = { sink_backend = "hostile" } }"#)
+        let branches = Self.attempts.map { "  if sink.id == \"\($0.sinkID)\" then \($0.code) end" }.joined(separator: "\n")
+        try directory.write("plugins/hostile/handler.lua", "local handler = {}\nfunction handler.on_sink_create(sink)\n\(branches)\n  return {}\nend\nreturn handler\n")
+        let prefix = RedisTestServer.uniquePrefix("hostile")
+        let port = try freeLoopbackPort()
+        let run = try ChildProcess([maestroBinary(), "run", "--redis-url", try RedisTestServer.url, "--plugins-dir", directory.path + "/plugins",
+                                    "--templates-dir", repositoryRoot + "/templates", "--kube-backend", "directory",
+                                    "--manifests-dir", directory.path + "/manifests", "--http-listen", "127.0.0.1:\(port)",
+                                    "--lua-instruction-budget", "20000000", "--lua-memory-mb", "32"] + MaestroProcess.names(prefix),
+                                   logPath: directory.path + "/run.log")
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        let common = ["--redis-url", try RedisTestServer.url] + MaestroProcess.names(prefix)
+        for attempt in Self.attempts {
+            #expect(try maestro(["sinks", "create", "--sink-id", attempt.sinkID, "--backend", "hostile", "--sink-config", "{}"] + common).code == 0)
+        }
+        #expect(try maestro(["sinks", "create", "--sink-id", "fine", "--backend", "prometheus", "--sink-config",
+                             #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#] + common).code == 0)
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        #expect(eventually(timeout: 120) { ((try? redis.xlen(prefix + "dl")) ?? 0) >= Int64(Self.attempts.count) })
+        #expect(eventually { ((try? redis.hget(prefix + "config", field: "fine")) ?? nil) != nil }, "the other plugins keep serving")
+        for letter in try redis.xrange(prefix + "dl") {
+            #expect(letter["plugin"] == "hostile")
+            #expect(letter["reason"]?.contains("hostile") == true, "\(letter["reason"] ?? "")")
+        }
+        let metrics = try runProgram([try executable("curl"), "-s", "http://127.0.0.1:\(port)/metrics"]).output
+        for kind in Set(Self.attempts.map(\.kind)) {
+            let expected = Self.attempts.filter { $0.kind == kind }.count
+            #expect(metrics.contains(#"maestro_plugin_errors_total{plugin="hostile",kind="\#(kind)"} \#(expected)"#) ||
+                    metrics.contains(#"maestro_plugin_errors_total{kind="\#(kind)",plugin="hostile"} \#(expected)"#), "\(kind):\n\(metrics.split(separator: "\n").filter { $0.contains("plugin_errors") })")
+        }
+        #expect(run.isRunning)
+    }
+}
