@@ -138,18 +138,17 @@ struct BlockEmitter {
         for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
             if !(first && firstInline) { indent(level) }
             first = false
-            let explicit = key.utf8.count > 1_000
+            // Implicit keys are limited to 1,024 characters as written (escapes included): longer ones use
+            // the explicit `? key` form.
+            let keyStart = output.count
+            if YAML.isPlainSafe(key) { append(key) } else { doubleQuoted(key) }
+            let explicit = output.count - keyStart > 1_000
             if explicit {
-                // Implicit keys are limited to 1,024 characters: longer ones use the explicit `? key` form.
-                append("? ")
-                doubleQuoted(key)
+                output.insert(contentsOf: Array("? ".utf8), at: keyStart)
                 output.append(0x0A)
                 indent(level)
-                append(":")
-            } else {
-                if YAML.isPlainSafe(key) { append(key) } else { doubleQuoted(key) }
-                append(":")
             }
+            append(":")
             switch value {
             case .map(let nested) where !nested.isEmpty:
                 output.append(0x0A)
