@@ -343,7 +343,6 @@ def main():
     kills = 0
     restarts = []
     plan = ["soft", "soft", "hard"]
-    last_fault = time.time()
     while writer.is_alive() or kills < KILLS or plan:
         time.sleep(random.uniform(1.0, 3.0))
         if kills < KILLS or random.random() < 0.5:
@@ -359,11 +358,9 @@ def main():
             say(f"redis-server restarted ({'SIGKILL, appendfsync always' if kind == 'hard' else 'SIGTERM, appendfsync everysec'})")
             if kind == "hard":
                 redis.cli("CONFIG", "SET", "appendfsync", "everysec")
-        last_fault = time.time()
     writer.join()
     say(f"{done.get('written', 0)} events written; API faults off, waiting for convergence")
     double.faults(0.0)
-    last_fault = time.time()
     took = wait_converged(redis, double, timeout=600)
     if took is None:
         say("did not converge within 10 minutes")

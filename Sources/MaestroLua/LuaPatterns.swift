@@ -9,7 +9,7 @@ let luaPatternFunctions = #"""
 local G, host = ...
 local native = { find = G.string.find, match = G.string.match, gmatch = G.string.gmatch, gsub = G.string.gsub }
 local byte, sub, char, concat = G.string.byte, G.string.sub, G.string.char, G.table.concat
-local type, error, tostring, select, tointeger, unpack = G.type, G.error, G.tostring, G.select, G.math.tointeger, G.table.unpack
+local type, error, tostring, tointeger, unpack = G.type, G.error, G.tostring, G.math.tointeger, G.table.unpack
 local charge, budget_left = host.charge, host.budget_left
 
 -- The native matcher runs when its worst case is at most this many steps (charged as instructions).

@@ -73,13 +73,13 @@ final class TerminationSignals: @unchecked Sendable {
         for number in [SIGTERM, SIGINT] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [self] in received(number) }
+            source.setEventHandler { [self] in handle(number) }
             source.resume()
             sources.append(source)
         }
     }
 
-    private func received(_ number: Int32) {
+    private func handle(_ number: Int32) {
         lock.lock()
         received += 1
         let count = received
