@@ -19,9 +19,12 @@ public struct APIServerConfiguration: Sendable {
     /// Allows TCP on a non-loopback address without a token or TLS.
     public var insecure: Bool
     public var maximumRequestBytes: Int
+    /// Concurrent calls one client connection may have open; advertised in the HTTP/2 SETTINGS, so
+    /// clients queue calls past it instead of being cut off.
+    public var maximumConcurrentStreams: Int
 
     public init(listen: String? = nil, socketPath: String? = nil, token: String? = nil, tlsCertificate: String? = nil, tlsKey: String? = nil,
-                clientCA: String? = nil, insecure: Bool = false, maximumRequestBytes: Int = 1 << 20) {
+                clientCA: String? = nil, insecure: Bool = false, maximumRequestBytes: Int = 1 << 20, maximumConcurrentStreams: Int = 256) {
         self.listen = listen
         self.socketPath = socketPath
         self.token = token
@@ -30,6 +33,7 @@ public struct APIServerConfiguration: Sendable {
         self.clientCA = clientCA
         self.insecure = insecure
         self.maximumRequestBytes = maximumRequestBytes
+        self.maximumConcurrentStreams = maximumConcurrentStreams
     }
 
     /// Whether every call is authenticated (by token or by client certificate).
@@ -111,6 +115,9 @@ public final class APIServer: Sendable {
     public func start() async throws -> Int? {
         var transportConfig = HTTP2ServerTransport.Posix.Config.defaults
         transportConfig.rpc.maxRequestPayloadSize = configuration.maximumRequestBytes
+        // Left unset, no limit is advertised while swift-nio-http2 still enforces its default of 100
+        // streams: a client multiplexing more calls on one connection gets a GOAWAY (PROTOCOL_ERROR).
+        transportConfig.http2.maxConcurrentStreams = configuration.maximumConcurrentStreams
         var interceptors: [any ServerInterceptor] = []
         if let token = configuration.token { interceptors.append(BearerTokenInterceptor(token: token)) }
         var boundPort: Int?

@@ -41,7 +41,7 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
     public func deleteOtelCollector(request: Maestro_V1_DeleteOtelCollectorRequest, context: ServerContext) async throws -> Maestro_V1_DeleteOtelCollectorResponse {
         try await call {
             let existed = (try? manager.get(sinkID: request.sinkID)) != nil
-            try manager.remove(sinkID: request.sinkID)
+            try manager.delete(sinkID: request.sinkID)
             return .with { $0.existed = existed }
         }
     }

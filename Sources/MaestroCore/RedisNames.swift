@@ -18,6 +18,8 @@ public struct RedisNames: Sendable, Equatable {
     public var configHashKey = "maestro:config-hash-key"
     /// Prefix of the keys a plugin may write: `<prefix><plugin name>:…`.
     public var pluginKeyPrefix = "maestro:plugin:"
+    /// Prefix of the per-sink reconcile locks (`<prefix><sink id>`, with an expiry).
+    public var reconcileLockPrefix = "maestro:lock:reconcile:"
 
     public init() {}
 
@@ -37,6 +39,7 @@ public struct RedisNames: Sendable, Equatable {
         names.idleStream = prefix + idleStream
         names.maestroGroup = prefix + maestroGroup
         names.hooksGroup = prefix + hooksGroup
+        names.reconcileLockPrefix = prefix + reconcileLockPrefix
         return names
     }
 

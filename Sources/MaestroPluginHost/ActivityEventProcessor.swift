@@ -67,7 +67,7 @@ public final class ActivityEventProcessor: StreamBatchProcessor {
         // The status first: the reconciler keeps the record of an idle sink when it deletes the objects.
         try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: .idle)
         do {
-            try manager.remove(sinkID: sinkID)
+            try manager.removeDesiredState(sinkID: sinkID, guard: .always)
             return .acknowledged
         } catch {
             return .retry(reason: error.message)

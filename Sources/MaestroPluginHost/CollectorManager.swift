@@ -44,9 +44,13 @@ public final class CollectorManager: CollectorService {
     private let connections = Mutex<[RedisConnection]>([])
     private let renderers = Mutex<[TemplateRendererBox]>([])
     private let hashKey = Mutex<String?>(nil)
+    /// What a caller's delete (the gRPC API) may remove: under `eager` the collector follows the sink,
+    /// so only a removed sink's; under the other policies the caller owns the collector's life.
+    public let deleteGuard: DesiredStateStore.RemovalGuard
 
-    public init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger,
+    public init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
                 makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) {
+        self.deleteGuard = deleteGuard
         self.redisURL = redisURL
         self.names = names
         self.reconciler = reconciler
@@ -145,16 +149,38 @@ public final class CollectorManager: CollectorService {
         _ = try deploy(sinkID: sinkID, ownerID: ownerID)
     }
 
+    /// The sinker's removal: removes the collector of a removed sink. Decided on the sink's current
+    /// record: a sink that a newer event made live again keeps its collector (FAILED_PRECONDITION,
+    /// which the sinker's hand-off takes as "superseded"); a sink with no record (configs written by
+    /// Orb's own sinker) is the caller's to remove.
     public func remove(sinkID: String) throws(CollectorServiceError) {
+        try removeDesiredState(sinkID: sinkID, guard: .unlessLive)
+    }
+
+    /// A caller's delete (the gRPC API; a remote sinker's removal arrives here too): within `deleteGuard`.
+    public func delete(sinkID: String) throws(CollectorServiceError) {
+        try removeDesiredState(sinkID: sinkID, guard: deleteGuard)
+    }
+
+    /// Deletes the desired state within `removalGuard` and hands the sink to the reconciler, which
+    /// deletes its objects.
+    public func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(CollectorServiceError) {
         try Self.validate(sinkID)
-        try withRedis { redis in
-            try redis.hdel(names.deploymentHash, fields: [sinkID])
+        let result = try withRedis { redis in try DesiredStateStore.remove(redis, names: names, sinkID: sinkID, guard: removalGuard) }
+        guard result != .refusedLive else {
+            throw CollectorServiceError(.failedPrecondition,
+                                        "sink \(sinkID) is live (its last event was not a removal): its collector follows the sink; remove the sink to remove it")
         }
         reconciler.enqueue(sinkID)
     }
 
     /// The objects a sink's collector would have, without storing or applying anything.
     public func render(sinkID: String, ownerID: String) throws(CollectorServiceError) -> RenderedCollector {
+        try renderStoredConfig(sinkID: sinkID, ownerID: ownerID).rendered
+    }
+
+    /// The rendered objects and the digest of the config they were rendered from.
+    private func renderStoredConfig(sinkID: String, ownerID: String) throws(CollectorServiceError) -> (rendered: RenderedCollector, configDigest: String) {
         try Self.validate(sinkID)
         return try withRedis { redis in
             // The config and the sink's record in one round trip.
@@ -165,7 +191,7 @@ public final class CollectorManager: CollectorService {
             let owner = ownerID.isEmpty ? (replies[1].string.flatMap(SinkRecord.init(json:))?.ownerID ?? "") : ownerID
             let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config, configHash: try hasher(redis).hash(config))
             do {
-                return try withRenderer { try $0.render(inputs) }
+                return (try withRenderer { try $0.render(inputs) }, DesiredStateStore.digest(ofConfig: config))
             } catch {
                 throw CollectorServiceError(.failedPrecondition, "the template failed: \(error)")
             }
@@ -181,39 +207,40 @@ public final class CollectorManager: CollectorService {
         try deploy(sinkID: sinkID, ownerID: ownerID)
     }
 
-    /// Stores the desired state and the status in one round trip, reading the merged status back in it.
+    /// Renders the stored config and stores the objects as the desired state, merging the collector's
+    /// record in the same step — only while the sink is live and its config is the one rendered (a
+    /// config that changed meanwhile is rendered again), so a delayed call never undoes a newer event.
     @discardableResult
     private func deploy(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
-        let rendered = try render(sinkID: sinkID, ownerID: ownerID)
-        let info: CollectorInfo = try withRedis { redis in
-            let configHash = rendered.objects.lazy.compactMap { $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue }.first ?? ""
-            let replies = try redis.pipeline([
-                ["HSET", names.deploymentHash, sinkID, rendered.yaml],
-                StatusPublisher.command(names: names, sinkID: sinkID, ownerID: rendered.ownerID, status: .unknown, extra: [
-                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
-                    "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
-                ], mode: .merge),
-                ["HGET", names.collectorsHash, sinkID],
-            ])
-            var stored = replies[2].string
-            if case .error(let text) = replies[1] {
-                let error = RedisError.fromReply(text)
-                guard error.kind == .noScript else { throw error }
-                try PipelinedScript.loadAll(redis)
-                try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: rendered.ownerID, status: .unknown, extra: [
-                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace), "config_hash": .string(configHash),
-                    "deployed_at": .string(StatusPublisher.rfc3339(Date())),
-                ], mode: .merge)
-                stored = try redis.hget(names.collectorsHash, field: sinkID)
+        for _ in 0..<Self.renderAttempts {
+            let (rendered, configDigest) = try renderStoredConfig(sinkID: sinkID, ownerID: ownerID)
+            let configHash = rendered.objects.lazy.compactMap {
+                $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
+            }.first ?? ""
+            let result = try withRedis { redis in
+                try DesiredStateStore.store(redis, names: names, sinkID: sinkID, configDigest: configDigest, yaml: rendered.yaml,
+                                            ownerID: rendered.ownerID, extra: [
+                                                "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
+                                                "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
+                                            ])
             }
-            guard let json = stored, let record = try? JSON.decode(json) else {
-                throw CollectorServiceError(.unavailable, "the collector's status could not be read back")
+            switch result {
+            case .stored(let record):
+                reconciler.enqueue(sinkID)
+                return CollectorInfo(sinkID: sinkID, record: record)
+            case .tombstoned:
+                reconciler.enqueue(sinkID)
+                throw CollectorServiceError(.notFound, "sink \(sinkID) was removed")
+            case .noConfig:
+                throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
+            case .configChanged:
+                continue
             }
-            return CollectorInfo(sinkID: sinkID, record: record)
         }
-        reconciler.enqueue(sinkID)
-        return info
+        throw CollectorServiceError(.unavailable, "the config of sink \(sinkID) kept changing while it was rendered; try again")
     }
+
+    static let renderAttempts = 5
 
     public func get(sinkID: String) throws(CollectorServiceError) -> CollectorInfo {
         try Self.validate(sinkID)

@@ -338,10 +338,25 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                 return nil
             }
             return nil
+        } catch where Self.isSuperseded(error, action: action) {
+            // A newer event of the sink changed it since this entry was stored; that event's hand-off
+            // (or the resync) owns the collector now.
+            context.logger.debug("collector hand-off superseded by a newer event", metadata: ["sink.id": "\(event.sinkID)", "reason": "\(error.message)"])
+            return nil
         } catch {
             context.logger.warning("collector hand-off failed; the entry will be retried",
                                    metadata: ["sink.id": "\(event.sinkID)", "error": "\(error.message)"])
             return "collector hand-off failed: \(error.message)"
+        }
+    }
+
+    /// The maestro role refused the hand-off because the sink is no longer as this entry left it: a
+    /// removal of a sink that is live again, a create or update of a sink removed since.
+    static func isSuperseded(_ error: CollectorServiceError, action: SinkStore.Action) -> Bool {
+        switch action {
+        case .remove: return error.kind == .failedPrecondition
+        case .apply: return error.kind == .notFound
+        case .invalid: return false
         }
     }
 }

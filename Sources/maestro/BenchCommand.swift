@@ -358,7 +358,7 @@ struct ApplyBench: ParsableCommand {
             let wiring = Wiring(configuration: configuration)
             let logger = Logger(label: "bench")
             let client = try wiring.kubernetesClient(logger: logger)
-            let namespace = configuration.string("namespace") ?? "otelcollectors"
+            let namespace = wiring.collectorNamespace
             let backend = KubernetesBackend(client: client, namespace: namespace, createNamespace: true)
             let renderer = try TemplateRenderer(root: wiring.templatesRoot, settings: wiring.templateSettings(), limits: wiring.luaLimits, logger: logger)
             let config = "receivers: {kafka: {brokers: [kafka:9092]}}\n"

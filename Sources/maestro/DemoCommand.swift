@@ -121,7 +121,7 @@ struct DemoRun {
 
         waitForCollectors(reconciler)
         let promName = CollectorNaming.name(forSinkID: promID)
-        let promFile = backend.path(name: promName, namespace: wiring.templateSettings()["namespace"]?.stringValue ?? "otelcollectors")
+        let promFile = backend.path(name: promName, namespace: wiring.collectorNamespace)
         let objects = try YAML.parseAll(TextFile.read(promFile) ?? "")
         let mode = ((try? FileManager.default.attributesOfItem(atPath: promFile)[.posixPermissions]) as? NSNumber)?.intValue ?? 0
         say(5, "The Lua template rendered each collector (\(objects.map { $0["kind"]?.stringValue ?? "?" }.joined(separator: ", "))), stored it in \(names.deploymentHash), and the reconciler wrote it:")
@@ -154,7 +154,7 @@ struct DemoRun {
         try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("operation", "sinks.remove")])
         try waitUntilDrained(redis, names)
         waitForCollectors(reconciler)
-        let otlpFile = backend.path(name: CollectorNaming.name(forSinkID: otlpID), namespace: wiring.templateSettings()["namespace"]?.stringValue ?? "otelcollectors")
+        let otlpFile = backend.path(name: CollectorNaming.name(forSinkID: otlpID), namespace: wiring.collectorNamespace)
         say(8, "A sinks.remove deleted the otlphttp config, left a tombstone (a late create cannot bring it back), and its collector file is \(FileManager.default.fileExists(atPath: otlpFile) ? "STILL THERE" : "gone").")
 
         say(9, "State:")

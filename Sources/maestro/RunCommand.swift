@@ -150,8 +150,9 @@ struct RunCommand: ParsableCommand {
                 // Concurrently: each waits for its blocked read to return and its workers to ack.
                 DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
                     if !consumers[index].stop(timeout: shutdownTimeout) {
-                        logger.warning("in-flight events did not finish in time; they stay pending and are reclaimed",
-                                       metadata: ["stream": "\(consumers[index].options.stream)"])
+                        logger.warning("shutdown-timeout passed before in-flight events finished; they stay pending and are reclaimed",
+                                       metadata: ["stream": "\(consumers[index].options.stream)",
+                                                  "pending": "\(consumers[index].inFlightCount)"])
                     }
                 }
             })

@@ -33,13 +33,15 @@ struct Wiring {
         PluginCatalog.load(root: root ?? pluginsRoot, settings: configuration.plugins, limits: luaLimits, logger: logger)
     }
 
+    var createPolicy: CreatePolicy { CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager }
+
     var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
 
     func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,
                        logger: Logger) -> SinkerContext {
         var context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
                                     kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",
-                                    policy: CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager,
+                                    policy: createPolicy,
                                     collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
         context.cluster = cluster
         context.httpPolicy = httpPolicy
@@ -48,7 +50,7 @@ struct Wiring {
 
     /// What `maestro.k8s` reaches, for the backend in use.
     func pluginCluster(backend: any ClusterBackend) -> any PluginCluster {
-        let namespace = templateSettings()["namespace"]?.stringValue ?? "otelcollectors"
+        let namespace = collectorNamespace
         if let kubernetes = backend as? KubernetesBackend {
             return KubernetesPluginCluster(client: kubernetes.client, namespace: namespace)
         }
@@ -86,12 +88,19 @@ struct Wiring {
 }
 
 extension Wiring {
-    /// The template's values: the config file's `templates: {otel-collector: …}`, with `--namespace`.
+    /// The collector namespace, one value for the template, the backend, the Lease, the orphan sweep
+    /// and plugins: `namespace` when it is set (flag, environment or file), else the template's
+    /// `namespace` value in the config file, else the default.
+    var collectorNamespace: String {
+        if configuration.origin("namespace") != .defaultValue, let namespace = configuration.string("namespace") { return namespace }
+        if let namespace = configuration.templates["otel-collector"]?["namespace"]?.stringValue { return namespace }
+        return configuration.string("namespace") ?? "otelcollectors"
+    }
+
+    /// The template's values: the config file's `templates: {otel-collector: …}`, with the collector namespace.
     func templateSettings(_ name: String = "otel-collector") -> Value {
         var values = configuration.templates[name]?.mapValue ?? [:]
-        if configuration.origin("namespace") != .defaultValue || values["namespace"] == nil {
-            values["namespace"] = .string(configuration.string("namespace") ?? "otelcollectors")
-        }
+        values["namespace"] = .string(collectorNamespace)
         return .map(values)
     }
 
@@ -113,7 +122,7 @@ extension Wiring {
     func clusterBackend(logger: Logger = Logger(label: "maestro")) throws -> any ClusterBackend {
         switch backendName {
         case "kubernetes":
-            return KubernetesBackend(client: try kubernetesClient(logger: logger), namespace: configuration.string("namespace") ?? "otelcollectors",
+            return KubernetesBackend(client: try kubernetesClient(logger: logger), namespace: collectorNamespace,
                                      createNamespace: configuration.boolean("create-namespace"))
         default:
             return DirectoryBackend(root: absolute(configuration.string("manifests-dir") ?? "./manifests"))
@@ -124,7 +133,8 @@ extension Wiring {
         ReconcilerOptions(resyncInterval: configuration.duration("resync-interval") ?? 300,
                           orphanGrace: configuration.duration("orphan-grace") ?? 600,
                           orphanMaxShare: Double(configuration.integer("orphan-max-share") ?? 10) / 100,
-                          statusStreamMaxLength: configuration.integer("stream-maxlen") ?? 100_000)
+                          statusStreamMaxLength: configuration.integer("stream-maxlen") ?? 100_000,
+                          checksEagerInvariant: createPolicy == .eager)
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
@@ -143,7 +153,9 @@ extension Wiring {
         }
         let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
                                     isLeader: { lease.isLeader })
-        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger, makeRenderer: makeRenderer)
+        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger,
+                                       deleteGuard: createPolicy == .eager ? .unlessLive : .always, makeRenderer: makeRenderer)
+        reconciler.setDesiredStateRenderer { [manager] sinkID, ownerID in try manager.create(sinkID: sinkID, ownerID: ownerID) }
         return (manager, reconciler, lease)
     }
 

@@ -252,6 +252,42 @@ struct APITests {
         await fixture.stop()
     }
 
+    @Test("500 concurrent calls multiplexed on one connection (grpc-swift, then Python grpcio), without and with a token: all succeed",
+          arguments: [nil, "mux-token-ab12"])
+    func multiplexedCalls(token: String?) async throws {
+        let fixture = try APIFixture(configuration: APIServerConfiguration(listen: "127.0.0.1:0", token: token))
+        try await fixture.start()
+        let count = 500
+        for index in 0..<count {
+            try fixture.storeConfig("swift\(index)")
+            try fixture.storeConfig("py\(index)")
+        }
+        let client = try fixture.client(token: token)
+        let succeeded = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    let reply = try await client.collectors.createOtelCollector(.with { $0.sinkID = "swift\(index)" }, metadata: client.metadata)
+                    return reply.sinkID == "swift\(index)"
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(succeeded == count)
+        await client.close()
+
+        var arguments = [try executable("python3"), repositoryRoot + "/Tests/Support/grpc_multiplex.py", "127.0.0.1:\(fixture.port)", "py",
+                         String(count), repositoryRoot]
+        if let token { arguments.append(token) }
+        let python = try runProgram(arguments)
+        #expect(python.code == 0, "\(python.output)")
+        #expect(python.output.contains("succeeded \(count) of \(count)"), "\(python.output)")
+
+        let redis = try RedisConnection(url: fixture.redisURL)
+        #expect(try redis.hlen(fixture.names.deploymentHash) == 2 * count, "exactly one desired state per sink")
+        #expect(try fixture.manager.list().count == 2 * count)
+        await fixture.stop()
+    }
+
     @Test("a non-loopback listener needs a token or TLS unless insecure")
     func listenerGuard() throws {
         #expect(throws: APIServerConfiguration.Invalid.self) { try APIServerConfiguration(listen: "0.0.0.0:9090").tcpAddress() }

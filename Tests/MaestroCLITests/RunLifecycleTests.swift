@@ -101,6 +101,34 @@ struct RunLifecycleTests {
         #expect(eventually { ((try? redis.xpendingSummary(prefix + "sinks", group: prefix + "group").count) ?? 1) == 0 })
     }
 
+    @Test("entries trimmed before the group read them: the gap is logged with its range and counted; what remains is handled")
+    func trimmedBeforeRead() throws {
+        let directory = try TemporaryDirectory()
+        let plugins = try slowPlugins(in: directory, spin: 1)
+        let redis = try redis()
+        // Orb caps orb.sinks with MAXLEN: 20 events while maestro was down, the stream keeps the last 5.
+        var ids: [String] = []
+        for index in 0..<20 {
+            let reply = try redis.command(["XADD", prefix + "sinks", "MAXLEN", "5", "*", "operation", "sinks.create", "sink_id", "trim-\(index)",
+                                           "owner_id", "o", "backend", "slow", "config", "{}", "timestamp", "1700000000"])
+            ids.append(try #require(reply.string))
+        }
+        let port = try freeLoopbackPort()
+        let run = try start(directory, plugins: plugins, extra: ["--http-listen", "127.0.0.1:\(port)"])
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        #expect(eventually(timeout: 60) { ((try? redis.hlen(prefix + "config")) ?? 0) == 5 })
+        for index in 15..<20 { #expect(try redis.hget(prefix + "config", field: "trim-\(index)") != nil) }
+        #expect(try redis.hget(prefix + "config", field: "trim-14") == nil)
+        func metrics() -> String { (try? runProgram([try executable("curl"), "-s", "http://127.0.0.1:\(port)/metrics"]).output) ?? "" }
+        #expect(eventually { metrics().contains(#"maestro_stream_trimmed_total{stream="\#(prefix)sinks"} 15"#) }, "\(metrics())")
+        let log = try directory.read("run.log")
+        #expect(log.contains("entries were trimmed from the stream before this group read them"))
+        #expect(log.contains("entries=15") && log.contains("gap.after=0-0") && log.contains("gap.before=\(ids[15])"), "the gap's range: \(log)")
+    }
+
     @Test("hot reload: a changed plugin serves the next events; a broken one is refused with file:line and counted; a template change rolls out")
     func hotReload() throws {
         let directory = try TemporaryDirectory()

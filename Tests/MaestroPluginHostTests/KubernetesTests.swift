@@ -197,6 +197,35 @@ struct KubernetesTests {
         #expect(try fixture.double.get("/api/v1/namespaces/otelcollectors/secrets").body["items"]?.listValue?.count == 100)
     }
 
+    @Test("the orphan sweep removes a Secret and a Service whose Deployment is gone; a live sink's objects stay")
+    func orphanedObjectsOfEveryKind() throws {
+        let fixture = try KubeFixture(options: ReconcilerOptions(resyncInterval: 3_600, orphanGrace: 0, orphanMaxShare: 1, maximumBackoff: 2))
+        let redis = try fixture.pipeline.connect()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        for sinkID in ["live", "gone"] {
+            try fixture.addConfig(redis, sinkID, "exporters: {otlphttp: {endpoint: https://a}}\n")
+            try fixture.manager.create(sinkID: sinkID, ownerID: "o")
+        }
+        let core = "/api/v1/namespaces/otelcollectors"
+        let apps = "/apis/apps/v1/namespaces/otelcollectors"
+        #expect(try fixture.waitFor { try fixture.object(core + "/services/otel-gone") != nil && fixture.object(core + "/services/otel-live") != nil })
+        #expect(fixture.waitFor { fixture.reconciler.backlog == 0 })
+        // A removal that died after deleting the Deployment: no desired state, no record, a Secret and a Service left.
+        try redis.hdel(fixture.pipeline.names.deploymentHash, fields: ["gone"])
+        try redis.hdel(fixture.pipeline.names.collectorsHash, fields: ["gone"])
+        #expect(try fixture.client.request("DELETE", apps + "/deployments/otel-gone").status == 200)
+        #expect(try fixture.object(core + "/secrets/otel-gone") != nil)
+
+        try fixture.reconciler.resync()
+        #expect(try fixture.object(core + "/secrets/otel-gone") == nil, "the orphaned Secret (credentials) is removed")
+        #expect(try fixture.object(core + "/services/otel-gone") == nil)
+        #expect(fixture.reconciler.counters.orphansDeleted == 1)
+        for path in [core + "/secrets/otel-live", core + "/services/otel-live", apps + "/deployments/otel-live"] {
+            #expect(try fixture.object(path) != nil, "\(path) of a live sink stays")
+        }
+    }
+
     @Test("422 → provisioning_error with the API's message; a missing namespace is an error unless --create-namespace")
     func rejections() throws {
         let invalid = try KubeFixture(templateSettings: ["replicas": -1])

@@ -33,12 +33,13 @@ struct PipelineFixture {
     }
 
     func consumer(workers: Int = 2, name: String = "test-consumer", minIdleMilliseconds: Int = 60_000, maxDeliveries: Int = 3,
-                  collectors: (any CollectorService)? = nil, policy: CreatePolicy = .eager, group: String? = nil) throws -> StreamConsumer {
+                  collectors: (any CollectorService)? = nil, policy: CreatePolicy = .eager, group: String? = nil,
+                  blockMilliseconds: Int = 100) throws -> StreamConsumer {
         let catalog = PluginCatalog.load(root: plugins, limits: PluginCatalog.LuaLimits(instructionBudget: 5_000_000, memoryLimitBytes: 16 << 20))
         let context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: "orb"), kafkaURL: "kafka:9092",
                                     policy: policy, collectors: collectors, logger: Logger(label: "test"))
         let options = StreamConsumerOptions(stream: names.sinksStream, group: group ?? names.sinkerGroup, consumerName: name, workers: workers,
-                                            batchSize: 50, blockMilliseconds: 100, minIdleMilliseconds: minIdleMilliseconds,
+                                            batchSize: 50, blockMilliseconds: blockMilliseconds, minIdleMilliseconds: minIdleMilliseconds,
                                             maxDeliveries: maxDeliveries, deadLetterStream: names.deadLetterStream)
         return StreamConsumer(options: options, redisURL: try RedisURL(parsing: redisURL), logger: Logger(label: "test"),
                               routingKey: { $0["sink_id"] ?? "" }, makeProcessor: { _ in SinkEventProcessor(context: context) })

@@ -36,6 +36,26 @@ func testPlugins() throws -> TemporaryDirectory {
 
 @Suite("Sink pipeline against a real Redis", .serialized)
 struct PipelineTests {
+    @Test("an entry that a blocked read returns after the stop was asked is handled and acknowledged, not left pending")
+    func stopDuringBlockedRead() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let consumer = try fixture.consumer(workers: 1, blockMilliseconds: 5_000)
+        consumer.start()
+        try fixture.add(redis, create("first", sinkConfig("https://one.example/write")))
+        #expect(eventually { (try? redis.hget(fixture.names.configHash, field: "first")) != nil })
+        let stopped = DispatchSemaphore(value: 0)
+        Thread {
+            consumer.stop()
+            stopped.signal()
+        }.start()
+        #expect(eventually { consumer.isStopRequested })
+        try fixture.add(redis, create("late", sinkConfig("https://two.example/write")))
+        #expect(stopped.wait(timeout: .now() + 30) == .success)
+        let pending = try redis.xpendingSummary(fixture.names.sinksStream, group: fixture.names.sinkerGroup).count
+        #expect(pending == 0, "what was delivered to the stopping consumer was handled")
+    }
+
     @Test("create, update, invalid update, remove: configs, records, statuses and hand-offs")
     func lifecycle() throws {
         let fixture = try PipelineFixture()

@@ -6,28 +6,16 @@ watch (sees the status change the create causes), delete. Prints one line per st
 first failure.
 """
 import os
-import shutil
 import sys
-import tempfile
 import threading
 
-from grpc_tools import protoc
 import grpc
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from grpc_stubs import generate  # noqa: E402
+
 target, sink_id, repository = sys.argv[1], sys.argv[2], sys.argv[3]
-out = tempfile.mkdtemp(prefix="maestro-stubs-")
-proto = os.path.join(repository, "proto")
-# The health proto lives under grpc/health/v1, which as a Python package would collide with grpcio's
-# own `grpc` package: generate it from a copy under another path (the wire names stay grpc.health.v1).
-health_root = os.path.join(out, "protos")
-os.makedirs(os.path.join(health_root, "health_v1"))
-shutil.copy(os.path.join(proto, "grpc", "health", "v1", "health.proto"), os.path.join(health_root, "health_v1", "health.proto"))
-for root, name in ((proto, "maestro/v1/maestro.proto"), (health_root, "health_v1/health.proto")):
-    if protoc.main(["protoc", f"-I{root}", f"--python_out={out}", f"--grpc_python_out={out}", name]) != 0:
-        sys.exit("stub generation failed for " + name)
-sys.path.insert(0, out)
-from maestro.v1 import maestro_pb2, maestro_pb2_grpc  # noqa: E402
-from health_v1 import health_pb2, health_pb2_grpc  # noqa: E402
+maestro_pb2, maestro_pb2_grpc, health_pb2, health_pb2_grpc = generate(repository)
 
 
 def check(condition, message):

@@ -77,7 +77,7 @@ public protocol ClusterBackend: Sendable {
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError)
     /// The status the cluster shows for an applied collector, with a message for error states.
     func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String)
-    /// Every collector labelled `app.kubernetes.io/managed-by: maestro`.
+    /// Every collector with an object (of any kind it may have) labelled `app.kubernetes.io/managed-by: maestro`.
     func managedCollectors() throws(ClusterError) -> [ManagedCollector]
     /// The live objects of a collector, as the cluster has them (empty when absent).
     func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value]

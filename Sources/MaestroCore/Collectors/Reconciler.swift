@@ -17,15 +17,28 @@ public struct ReconcilerOptions: Sendable {
     /// Retry delays double from 1 s up to this cap (or what Retry-After asks).
     public var maximumBackoff: Double
     public var statusStreamMaxLength: Int
+    /// Under the `eager` policy every live sink with a stored config has a desired state; the resync
+    /// checks it (and that no tombstoned sink has one) and repairs what it finds.
+    public var checksEagerInvariant: Bool
+    /// How long a sink must have been live without a desired state before the resync repairs it (its
+    /// entry may still be on its way through the sinker until then).
+    public var invariantGrace: Double
+    /// How long one replica may hold a sink's reconcile lock before another may take it (a replica
+    /// that died holding it).
+    public var lockTimeout: Double
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 2,
-                maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000) {
+                maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
+                invariantGrace: Double? = nil, lockTimeout: Double = 120) {
         self.resyncInterval = resyncInterval
         self.orphanGrace = orphanGrace
         self.orphanMaxShare = orphanMaxShare
         self.workers = max(1, workers)
         self.maximumBackoff = maximumBackoff
         self.statusStreamMaxLength = statusStreamMaxLength
+        self.checksEagerInvariant = checksEagerInvariant
+        self.invariantGrace = invariantGrace ?? resyncInterval
+        self.lockTimeout = lockTimeout
     }
 }
 
@@ -38,7 +51,12 @@ public struct ReconcilerCounters: Sendable, Equatable {
     public var resyncs = 0
     /// Re-applies of an unchanged desired state that changed the cluster: someone edited or deleted it.
     public var driftCorrected = 0
+    /// Breaches of the desired-state invariant the resync found and repaired (each one is a bug).
+    public var invariantRepairs = 0
 }
+
+/// Another replica (or worker) is reconciling the sink now: try again shortly.
+struct SinkBusy: Error {}
 
 /// Makes the cluster match the desired state in `orb.maestro.otelCollector` (level-based): a sink
 /// with desired objects gets them applied, a sink without gets its objects deleted. Failures retry
@@ -55,6 +73,9 @@ public final class Reconciler: Sendable {
     private let state = Mutex(State())
     private let wakeUp = NSCondition()
     private let finished = DispatchGroup()
+    /// Renders and stores the desired state of a live sink (the maestro role's guarded deploy), for the
+    /// invariant check's repairs; set once the collector service exists.
+    private let desiredStateRenderer = Mutex<(@Sendable (_ sinkID: String, _ ownerID: String) throws -> Void)?>(nil)
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -80,6 +101,11 @@ public final class Reconciler: Sendable {
     }
 
     public var counters: ReconcilerCounters { state.withLock { $0.counters } }
+
+    /// What the resync uses to repair a live sink without a desired state (`checksEagerInvariant`).
+    public func setDesiredStateRenderer(_ render: @escaping @Sendable (_ sinkID: String, _ ownerID: String) throws -> Void) {
+        desiredStateRenderer.withLock { $0 = render }
+    }
 
     /// Sinks waiting to be reconciled (and those being reconciled now).
     public var backlog: Int { state.withLock { $0.due.count + $0.active.count } }
@@ -162,6 +188,8 @@ public final class Reconciler: Sendable {
                 try reconcile(sinkID, redis: redis!)
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "ok")]).increment()
                 state.withLock { _ = $0.attempts.removeValue(forKey: sinkID) }
+            } catch is SinkBusy {
+                enqueue(sinkID, after: 0.2)
             } catch let error as ClusterError where error.kind == .rejected {
                 state.withLock { state in
                     state.counters.rejected += 1
@@ -192,8 +220,25 @@ public final class Reconciler: Sendable {
         redis?.close()
     }
 
-    /// One level-based pass over one sink.
+    /// Takes the sink's reconcile lock: one sink is reconciled by one worker of one replica at a time,
+    /// so an apply decided on an older desired state never lands after one decided on a newer.
+    private func lock(_ sinkID: String, redis: RedisConnection) throws -> String {
+        let token = UUID().uuidString
+        guard try redis.set(names.reconcileLockPrefix + sinkID, token, onlyIfAbsent: true,
+                            expireMilliseconds: Int(options.lockTimeout * 1000)) else { throw SinkBusy() }
+        return token
+    }
+
+    private static let unlockScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+
+    /// One level-based pass over one sink, under the sink's lock.
     public func reconcile(_ sinkID: String, redis: RedisConnection) throws {
+        let token = try lock(sinkID, redis: redis)
+        defer { _ = try? redis.eval(Self.unlockScript, keys: [names.reconcileLockPrefix + sinkID], arguments: [token]) }
+        try reconcileLocked(sinkID, redis: redis)
+    }
+
+    private func reconcileLocked(_ sinkID: String, redis: RedisConnection) throws {
         let record = try StatusPublisher.record(redis, names: names, sinkID: sinkID)
         guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID) else {
             // No desired state: the collector must not run.
@@ -207,7 +252,7 @@ public final class Reconciler: Sendable {
             if record?["status"]?.stringValue == SinkStatus.idle.rawValue {
                 return
             }
-            try redis.hdel(names.collectorsHash, fields: [sinkID])
+            try DesiredStateStore.forgetCollector(redis, names: names, sinkID: sinkID)
             return
         }
         let objects: [Value]
@@ -333,6 +378,7 @@ public final class Reconciler: Sendable {
                 if (try? JSON.decode(json))?["status"]?.stringValue != SinkStatus.idle.rawValue { enqueue(sinkID) }
             }
         } while cursor != "0"
+        if options.checksEagerInvariant { try checkInvariant(redis, desired: desired) }
         state.withLock { $0.counters.resyncs += 1 }
         Counter(label: "maestro_resyncs_total").increment()
 
@@ -353,5 +399,46 @@ public final class Reconciler: Sendable {
             Counter(label: "maestro_orphans_deleted_total").increment()
             logger.info("deleted an orphaned collector", metadata: ["sink.id": "\(orphan.sinkID)", "collector": "\(orphan.name)"])
         }
+    }
+
+    /// DESIGN "One reconcile, many triggers": under `eager`, every live sink with a stored config has
+    /// a desired state and no tombstoned sink has one. A breach means an event's effect was lost
+    /// somewhere; it is repaired through the same guarded writes as any trigger, logged and counted.
+    private func checkInvariant(_ redis: RedisConnection, desired: Set<String>) throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var cursor = "0"
+        repeat {
+            let page = try redis.hscan(names.sinksHash, cursor: cursor, count: 500)
+            cursor = page.cursor
+            for (sinkID, json) in page.fields {
+                guard let record = SinkRecord(json: json) else { continue }
+                // A younger breach may be an entry still on its way through the sinker.
+                guard Double(now - record.updatedAtMilliseconds) >= options.invariantGrace * 1000 else { continue }
+                if record.removed {
+                    guard desired.contains(sinkID),
+                          try DesiredStateStore.remove(redis, names: names, sinkID: sinkID, guard: .unlessLive) == .removed else { continue }
+                    repaired(sinkID, kind: "tombstoned_with_desired_state")
+                    enqueue(sinkID)
+                } else if !desired.contains(sinkID),
+                          try redis.hget(names.deploymentHash, field: sinkID) == nil,
+                          try redis.hget(names.configHash, field: sinkID) != nil,
+                          let render = desiredStateRenderer.withLock({ $0 }) {
+                    do {
+                        try render(sinkID, record.ownerID)
+                        repaired(sinkID, kind: "live_without_desired_state")
+                    } catch {
+                        logger.warning("a live sink has no desired state and rendering it failed",
+                                       metadata: ["sink.id": "\(sinkID)", "error": "\(error)"])
+                    }
+                }
+            }
+        } while cursor != "0"
+    }
+
+    private func repaired(_ sinkID: String, kind: String) {
+        state.withLock { $0.counters.invariantRepairs += 1 }
+        Counter(label: "maestro_invariant_repairs_total", dimensions: [("kind", kind)]).increment()
+        logger.error("repaired a breach of the desired-state invariant (a lost effect: please report it)",
+                     metadata: ["sink.id": "\(sinkID)", "kind": "\(kind)"])
     }
 }

@@ -14,11 +14,25 @@ public struct KubernetesBackend: ClusterBackend {
     /// The resourceVersion each object had after this process last applied it: a server-side apply that
     /// changes nothing leaves it as it was, so a different one after an apply means the object changed.
     private let appliedVersions = AppliedVersions()
+    /// Kinds a collector may have: the shipped template's, plus every kind this process applied (a
+    /// template may add more); deletes and the orphan sweep cover each.
+    private let kinds = CollectorKinds(KubernetesBackend.defaultKinds)
 
-    /// Kinds a collector may have; deletes try each (404 is fine).
-    static let collectorKinds: [(apiVersion: String, kind: String)] = [
-        ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Secret"), ("v1", "ConfigMap"),
+    struct ObjectKind: Equatable, Sendable {
+        let apiVersion: String
+        let kind: String
+    }
+
+    static let defaultKinds: [ObjectKind] = [
+        ObjectKind(apiVersion: "apps/v1", kind: "Deployment"), ObjectKind(apiVersion: "v1", kind: "Service"),
+        ObjectKind(apiVersion: "v1", kind: "Secret"), ObjectKind(apiVersion: "v1", kind: "ConfigMap"),
     ]
+
+    var collectorKinds: [ObjectKind] { kinds.all }
+
+    private func learnKind(apiVersion: String, kind: String) {
+        kinds.insert(ObjectKind(apiVersion: apiVersion, kind: kind))
+    }
 
     public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false) {
         self.client = client
@@ -60,6 +74,7 @@ public struct KubernetesBackend: ClusterBackend {
               let name = object["metadata"]?["name"]?.stringValue else {
             throw ClusterError(.rejected, "an object lacks apiVersion, kind or metadata.name")
         }
+        learnKind(apiVersion: apiVersion, kind: kind)
         let objectNamespace = object["metadata"]?["namespace"]?.stringValue ?? namespace
         var query = [("fieldManager", "maestro"), ("force", "true")]
         if dryRun { query.append(("dryRun", "All")) }
@@ -92,8 +107,9 @@ public struct KubernetesBackend: ClusterBackend {
     }
 
     public func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) {
-        for (apiVersion, kind) in Self.collectorKinds {
-            let response = try client.request("DELETE", KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name),
+        for objectKind in collectorKinds {
+            let kind = objectKind.kind
+            let response = try client.request("DELETE", KubeResourcePath.object(apiVersion: objectKind.apiVersion, kind: kind, namespace: namespace, name: name),
                                               query: dryRun ? [("dryRun", "All")] : [])
             guard [200, 202, 404].contains(response.status) else {
                 throw ClusterError(.failed, "cannot delete \(kind) \(name): \(response.body["message"]?.stringValue ?? "HTTP \(response.status)")")
@@ -126,17 +142,34 @@ public struct KubernetesBackend: ClusterBackend {
         return (.active, "")
     }
 
+    /// Objects of every collector kind labelled `managed-by: maestro`, grouped by their sink: a Secret
+    /// or a Service whose Deployment is gone (a crash between deletes, a manual delete) is found too.
+    /// A group's time is its newest object's, so the grace period counts from the last object made.
     public func managedCollectors() throws(ClusterError) -> [ManagedCollector] {
-        let response = try client.request("GET", KubeResourcePath.collection(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace),
-                                          query: [("labelSelector", "app.kubernetes.io/managed-by=maestro")])
-        guard response.status == 200 else { throw ClusterError(.failed, "cannot list collectors: HTTP \(response.status)") }
-        return (response.body["items"]?.listValue ?? []).compactMap { item in
-            guard let name = item["metadata"]?["name"]?.stringValue,
-                  let sinkID = item["metadata"]?["annotations"]?["maestro.orb.community/sink-id"]?.stringValue else { return nil }
-            let created = item["metadata"]?["creationTimestamp"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) }
-            return ManagedCollector(sinkID: sinkID, name: name, namespace: item["metadata"]?["namespace"]?.stringValue ?? namespace,
-                                    createdAt: created?.timeIntervalSince1970)
+        var groups: [String: ManagedCollector] = [:]
+        var order: [String] = []
+        for objectKind in collectorKinds {
+            let response = try client.request("GET", KubeResourcePath.collection(apiVersion: objectKind.apiVersion, kind: objectKind.kind, namespace: namespace),
+                                              query: [("labelSelector", "app.kubernetes.io/managed-by=maestro")])
+            guard response.status == 200 else {
+                throw ClusterError(.failed, "cannot list \(objectKind.kind) objects: HTTP \(response.status)")
+            }
+            for item in response.body["items"]?.listValue ?? [] {
+                guard let name = item["metadata"]?["name"]?.stringValue,
+                      let sinkID = item["metadata"]?["annotations"]?["maestro.orb.community/sink-id"]?.stringValue else { continue }
+                let objectNamespace = item["metadata"]?["namespace"]?.stringValue ?? namespace
+                let created = item["metadata"]?["creationTimestamp"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) }?.timeIntervalSince1970
+                let key = "\(objectNamespace)/\(name)/\(sinkID)"
+                if var group = groups[key] {
+                    if let created { group.createdAt = max(group.createdAt ?? created, created) }
+                    groups[key] = group
+                } else {
+                    groups[key] = ManagedCollector(sinkID: sinkID, name: name, namespace: objectNamespace, createdAt: created)
+                    order.append(key)
+                }
+            }
         }
+        return order.compactMap { groups[$0] }
     }
 
     public func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value] {
@@ -194,5 +227,17 @@ final class AppliedVersions: Sendable {
             versions[key] = version
             return previous.map { .some($0) }
         }
+    }
+}
+
+final class CollectorKinds: Sendable {
+    private let kinds: Mutex<[KubernetesBackend.ObjectKind]>
+
+    init(_ kinds: [KubernetesBackend.ObjectKind]) { self.kinds = Mutex(kinds) }
+
+    var all: [KubernetesBackend.ObjectKind] { kinds.withLock { $0 } }
+
+    func insert(_ kind: KubernetesBackend.ObjectKind) {
+        kinds.withLock { if !$0.contains(kind) { $0.append(kind) } }
     }
 }

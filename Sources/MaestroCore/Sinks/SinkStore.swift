@@ -111,7 +111,12 @@ public struct PipelinedScript: Sendable {
 
     public init(_ source: String) {
         self.source = source
-        sha = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in
+        sha = Self.sha1Hex(source)
+    }
+
+    /// Lower-case hex SHA-1 of the text's UTF-8 bytes, as Redis's `redis.sha1hex` computes it.
+    public static func sha1Hex(_ text: String) -> String {
+        Insecure.SHA1.hash(data: Array(text.utf8)).map { byte in
             let hex = String(byte, radix: 16)
             return hex.count == 1 ? "0" + hex : hex
         }.joined()
@@ -123,7 +128,7 @@ public struct PipelinedScript: Sendable {
 
     /// Loads every script maestro pipelines.
     public static func loadAll(_ redis: RedisConnection) throws(RedisError) {
-        for script in [SinkStore.script, StatusPublisher.script] {
+        for script in [SinkStore.script, StatusPublisher.script] + DesiredStateStore.scripts {
             try redis.scriptLoad(script.source)
         }
     }

@@ -109,6 +109,7 @@ public final class StreamConsumer: Sendable {
     private let state = Mutex(State())
     private let queues: [WorkQueue]
     private let finished = DispatchGroup()
+    private let readerFinished = DispatchGroup()
 
     struct State {
         var stopping = false
@@ -146,8 +147,12 @@ public final class StreamConsumer: Sendable {
             }
         }
         finished.enter()
+        readerFinished.enter()
         startThread(name: "maestro-reader") { [self] in
-            defer { finished.leave() }
+            defer {
+                readerFinished.leave()
+                finished.leave()
+            }
             runReader()
         }
     }
@@ -157,10 +162,20 @@ public final class StreamConsumer: Sendable {
     /// thread has ended (or the timeout passed: false).
     @discardableResult
     public func stop(timeout: TimeInterval = 30) -> Bool {
+        let deadline = DispatchTime.now() + timeout
         state.withLock { $0.stopping = true }
+        // The queues close only once the reader is done: a read that was blocked when the stop came
+        // may still return entries, which are then delivered to this consumer and must be handled.
+        _ = readerFinished.wait(timeout: deadline)
         for queue in queues { queue.close() }
-        return finished.wait(timeout: .now() + timeout) == .success
+        return finished.wait(timeout: deadline) == .success
     }
+
+    /// Whether `stop` was called.
+    public var isStopRequested: Bool { state.withLock { $0.stopping } }
+
+    /// Entries delivered to this consumer and not yet acknowledged (or waiting for a retry).
+    public var inFlightCount: Int { state.withLock { $0.inFlight.count } }
 
     private var isStopping: Bool { state.withLock { $0.stopping } }
 
@@ -247,7 +262,7 @@ public final class StreamConsumer: Sendable {
             let delivered = DeliveredEntry(entry: entry, deliveries: counts[entry.id] ?? 1, redelivered: redelivered)
             let worker = entry.isDeleted ? 0 : Int(stableHash(routingKey(entry)) % UInt64(options.workers))
             if !queues[worker].push(delivered) {
-                // Closed while stopping: the entry stays pending for the next start.
+                // Closed because the shutdown timeout passed: the entry stays pending for the next start.
                 state.withLock { _ = $0.inFlight.remove(entry.id) }
             }
         }
@@ -287,24 +302,33 @@ public final class StreamConsumer: Sendable {
             logger.info("removed an idle consumer with nothing pending", metadata: ["consumer": "\(name)"])
         }
 
-        // Entries trimmed before the group read them: the group's last id is older than the newest trim.
+        try reportTrimmedBeforeRead(redis)
+    }
+
+    /// Entries trimmed (MAXLEN) before this group read them. Trimming removes from the head, so such a
+    /// gap exists only while the group's last-delivered id is older than the stream's first entry; its
+    /// size is what was added, less what the group read, less what is still in the stream. (Redis 7.0
+    /// does not move `max-deleted-entry-id` on trims, so that field cannot tell.)
+    private func reportTrimmedBeforeRead(_ redis: RedisConnection) throws(RedisError) {
         let info = try redis.xinfoStream(options.stream)
-        if let maxDeleted = info["max-deleted-entry-id"]?.string.flatMap(StreamID.init),
-           let group = try redis.xinfoGroups(options.stream).first(where: { $0["name"]?.string == options.group }),
-           let lastDelivered = group["last-delivered-id"]?.string.flatMap(StreamID.init),
-           maxDeleted > lastDelivered {
-            let warning = "\(lastDelivered)<\(maxDeleted)"
-            let isNew = state.withLock { state -> Bool in
-                defer { state.lastTrimWarning = warning }
-                return state.lastTrimWarning != warning
-            }
-            if isNew {
-                state.withLock { $0.counters.trimmedBeforeRead += 1 }
-                Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment()
-                logger.warning("entries were trimmed from the stream before this group read them; raise the producer's MAXLEN",
-                               metadata: ["stream": "\(options.stream)", "group.last_delivered": "\(lastDelivered)", "stream.max_deleted": "\(maxDeleted)"])
-            }
+        guard let length = info["length"]?.integer, let added = info["entries-added"]?.integer,
+              let first = (info["recorded-first-entry-id"]?.string ?? info["first-entry"]?.array?.first?.string).flatMap(StreamID.init),
+              let group = try redis.xinfoGroups(options.stream).first(where: { $0["name"]?.string == options.group }),
+              let lastDelivered = group["last-delivered-id"]?.string.flatMap(StreamID.init),
+              lastDelivered < first else { return }
+        let trimmed = added - (group["entries-read"]?.integer ?? 0) - length
+        guard trimmed > 0 else { return }
+        let gap = "\(lastDelivered)..\(first)"
+        let isNew = state.withLock { state -> Bool in
+            defer { state.lastTrimWarning = gap }
+            return state.lastTrimWarning != gap
         }
+        guard isNew else { return }
+        state.withLock { $0.counters.trimmedBeforeRead += Int(trimmed) }
+        Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: Int(trimmed))
+        logger.warning("entries were trimmed from the stream before this group read them; raise the producer's MAXLEN",
+                       metadata: ["stream": "\(options.stream)", "entries": "\(trimmed)",
+                                  "gap.after": "\(lastDelivered)", "gap.before": "\(first)"])
     }
 
     // MARK: workers
