@@ -4,17 +4,22 @@ version there). A real redis-server with AOF, the Kubernetes API double failing 
 group, while EVENTS sink events (creates, updates, removes, 5% malformed) are written:
 
 - a maestro is killed with SIGKILL at random moments and restarted (at least KILLS times);
+- a maestro is paused with SIGSTOP for longer than --min-idle, then resumed with SIGCONT (twice);
 - redis-server is restarted twice with SIGTERM (appendfsync everysec) and once with SIGKILL under
-  appendfsync always.
+  appendfsync always;
+- at three quarters, removes of live sinks are written, redis-server is restarted, and the same sinks
+  are created again (the sequence that once lost collectors with two replicas).
 
-Then the faults stop, and the state (both hashes, the objects on the double, the dead-letter stream) is
-compared with a clean sequential replay of the same stream by one maestro against a fresh Redis and a
-fresh double. Prints events written, handled, dead-lettered, lost (must be 0), duplicated objects
-(must be 0), objects wrong (must be 0), repeated dead letters (reported), and the time to converge
-after the last fault. Exit code 1 if lost, duplicated or wrong is not 0.
+Then the faults stop and the state is compared with the state **expected from the events written**
+(computed here, not by maestro): every live sink's config has the endpoint and password of its last
+event, its record names that event and is live, it has a desired state and a Secret, Service and
+Deployment holding that config; a removed sink has a tombstone naming its removal and nothing else;
+exactly the malformed entries are dead-lettered; nothing is pending; no invariant repair was needed.
+Exit code 1 on any difference.
 
 Environment: CHAOS_EVENTS (10000), CHAOS_KILLS (10), CHAOS_SINKS (1500), CHAOS_SEED.
 """
+import base64
 import json
 import os
 import random
@@ -28,6 +33,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAESTRO = os.environ.get("MAESTRO", os.path.join(ROOT, ".build", "release", "maestro"))
@@ -176,19 +183,15 @@ current-context: c
         self.control("/_double/faults", {"error500": quarter, "error429": quarter, "reset": quarter, "delay": quarter,
                                          "delay_seconds": 2, "retry_after": 1})
 
-    def objects(self):
-        """name → comparable content, for the kinds a collector has."""
+    def items(self):
+        """kind plural/name → the object as the API double holds it, for the kinds a collector has."""
         result = {}
         for group, plural in (("/api/v1", "secrets"), ("/api/v1", "services"), ("/apis/apps/v1", "deployments")):
             request = urllib.request.Request(f"http://127.0.0.1:{self.port}{group}/namespaces/{NAMESPACE}/{plural}",
                                              headers={"X-Double-Control": "1"})
             with urllib.request.urlopen(request, timeout=30) as response:
                 for item in json.loads(response.read())["items"]:
-                    metadata = item.get("metadata", {})
-                    comparable = {key: value for key, value in item.items() if key not in ("metadata", "status")}
-                    comparable["labels"] = metadata.get("labels")
-                    comparable["annotations"] = metadata.get("annotations")
-                    result[f"{plural}/{metadata['name']}"] = json.dumps(comparable, sort_keys=True)
+                    result[f"{plural}/{item['metadata']['name']}"] = item
         return result
 
     def stop(self):
@@ -214,12 +217,15 @@ class Maestro:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def pause(self, seconds):
+        self.process.send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        self.process.send_signal(signal.SIGCONT)
+
+    def invariant_repairs(self):
+        """Repairs of the desired-state invariant this maestro logged, over all its restarts."""
+        with open(os.path.join(WORK, f"maestro-{self.name}.log")) as handle:
+            return sum(1 for line in handle if "repaired a breach of the desired-state invariant" in line)
 
 
 def make_events():
@@ -257,30 +263,137 @@ def make_events():
     return events
 
 
-def write_events(redis, events, done):
-    """XADD with explicit ids, so a retry after a lost reply is recognised instead of duplicating."""
+def write_events(redis, events, done, restart_between):
+    """XADD with explicit ids, so a retry after a lost reply is recognised instead of duplicating. At
+    three quarters: removes of up to 30 live sinks, a redis-server restart (`restart_between`), and
+    creates of the same sinks. `done["written"]` gets (entry id, fields) of every entry written."""
     base = int(time.time() * 1000)
-    written = 0
-    for index, fields in enumerate(events):
-        entry_id = f"{base}-{index + 1}"
+    written = []
+    sequence = 0
+
+    def write(fields):
+        nonlocal sequence
+        sequence += 1
+        entry_id = f"{base}-{sequence}"
         arguments = ["XADD", "orb.sinks", entry_id]
         for key, value in fields.items():
             arguments += [key, value]
         while True:
             try:
                 redis.call(*arguments)
-                written += 1
                 break
             except RuntimeError as error:
                 if "equal or smaller" in str(error):
-                    written += 1
                     break
             except OSError:
                 pass
             time.sleep(0.1)
+        written.append((entry_id, fields))
+
+    live = {}
+    for index, fields in enumerate(events):
+        if index == (3 * len(events)) // 4:
+            again = sorted(live)[:30]
+            for sink in again:
+                write({"operation": "sinks.remove", "sink_id": sink, "owner_id": live[sink]["owner_id"], "timestamp": "1700000000"})
+            restart_between()
+            for sink in again:
+                write(live[sink])
+        write(fields)
+        if fields.get("operation") == "sinks.remove":
+            live.pop(fields.get("sink_id"), None)
+        elif fields.get("operation") in ("sinks.create", "sinks.update") and is_well_formed(fields):
+            live[fields["sink_id"]] = {**fields, "operation": "sinks.create"}
         if index % 50 == 49:
             time.sleep(0.25)
     done["written"] = written
+
+
+def is_well_formed(fields):
+    if not fields.get("sink_id") or fields.get("operation") not in ("sinks.create", "sinks.update", "sinks.remove"):
+        return False
+    if fields["operation"] == "sinks.remove":
+        return True
+    try:
+        return isinstance(json.loads(fields.get("config", "")), dict)
+    except ValueError:
+        return False
+
+
+def expected_state(written):
+    """From the entries written, in order: the last event of every sink, which sinks are live, and the
+    entries that must be dead-lettered."""
+    last, live, malformed = {}, {}, set()
+    for entry_id, fields in written:
+        if not is_well_formed(fields):
+            malformed.add(entry_id)
+            continue
+        sink = fields["sink_id"]
+        last[sink] = entry_id
+        if fields["operation"] == "sinks.remove":
+            live.pop(sink, None)
+        else:
+            config = json.loads(fields["config"])
+            live[sink] = {"host": config["exporter"]["remote_host"], "password": config["authentication"]["password"]}
+    return last, live, malformed
+
+
+def strings_in(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def compare(redis, double, written):
+    """Differences between what maestro left and what the events written imply: a list of lines."""
+    last, live, malformed = expected_state(written)
+
+    def hash_of(key):
+        flat = redis.call("HGETALL", key)
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    configs, records, desired = hash_of("orb.sinker.otelConfigYaml"), hash_of("orb.sinker.sinks"), hash_of("orb.maestro.otelCollector")
+    items = double.items()
+    problems = []
+    for sink in sorted(set(configs) - set(live)):
+        problems.append(f"config of a sink that is not live: {sink}")
+    for sink in sorted(set(desired) - set(live)):
+        problems.append(f"desired state of a sink that is not live: {sink}")
+    expected_objects = {f"{plural}/otel-{sink}" for sink in live for plural in ("secrets", "services", "deployments")}
+    for name in sorted(set(items) - expected_objects):
+        problems.append(f"object of a sink that is not live: {name}")
+    for sink, entry_id in sorted(last.items()):
+        record = json.loads(records.get(sink, "null") or "null")
+        if record is None or record.get("last_entry_id") != entry_id or bool(record.get("removed")) != (sink not in live):
+            problems.append(f"record of {sink} is {record}, expected last entry {entry_id}, removed {sink not in live}")
+    for sink, expected in sorted(live.items()):
+        config = configs.get(sink)
+        if config is None:
+            problems.append(f"live sink without config: {sink}")
+            continue
+        values = set(strings_in(yaml.safe_load(config)))
+        if expected["host"] not in values or expected["password"] not in values:
+            problems.append(f"config of {sink} is not its last event's")
+        if sink not in desired:
+            problems.append(f"live sink without desired state: {sink}")
+        secret = items.get(f"secrets/otel-{sink}")
+        stored = secret and base64.b64decode(secret.get("data", {}).get("config.yaml", "")).decode()
+        if stored != config:
+            problems.append(f"the Secret of {sink} does not hold its config" if secret else f"live sink without Secret: {sink}")
+        for plural in ("services", "deployments"):
+            if f"{plural}/otel-{sink}" not in items:
+                problems.append(f"live sink without {plural[:-1]}: {sink}")
+    letters = [dict(zip(fields[0::2], fields[1::2])).get("id") for _, fields in redis.call("XRANGE", "orb.maestro.deadletter", "-", "+")]
+    for entry_id in sorted(set(letters) - malformed):
+        problems.append(f"dead-lettered but well-formed: {entry_id}")
+    for entry_id in sorted(malformed - set(letters)):
+        problems.append(f"malformed but not dead-lettered: {entry_id}")
+    return problems, len(letters) - len(set(letters)), len(live)
 
 
 def pending_and_lag(redis):
@@ -296,25 +409,9 @@ def converged(redis, double):
     if pending != 0 or lag != 0:
         return False
     desired = set(redis.call("HKEYS", "orb.maestro.otelCollector"))
-    names = {name.split("/", 1)[1] for name in double.objects()}
+    names = {name.split("/", 1)[1] for name in double.items()}
     wanted = {"otel-" + sink for sink in desired}
     return wanted == names
-
-
-def state(redis, double):
-    def hash_of(key):
-        flat = redis.call("HGETALL", key)
-        return dict(zip(flat[0::2], flat[1::2]))
-
-    records = {}
-    for sink, text in hash_of("orb.sinker.sinks").items():
-        record = json.loads(text)
-        record.pop("updated_at", None)
-        record.pop("updatedAt", None)
-        records[sink] = json.dumps(record, sort_keys=True)
-    originals = [dict(zip(fields[0::2], fields[1::2])).get("id") for _, fields in redis.call("XRANGE", "orb.maestro.deadletter", "-", "+")]
-    return {"configs": hash_of("orb.sinker.otelConfigYaml"), "records": records, "desired": hash_of("orb.maestro.otelCollector"),
-            "objects": double.objects(), "dead_letters": originals}
 
 
 def wait_converged(redis, double, timeout):
@@ -337,11 +434,22 @@ def main():
     maestros = [Maestro("chaos-a", redis, double), Maestro("chaos-b", redis, double)]
     events = make_events()
     done = {}
-    writer = threading.Thread(target=write_events, args=(redis, events, done))
+    restarts = []
+    restart_lock = threading.Lock()
+
+    def restart_redis(kind):
+        with restart_lock:
+            redis.restart(hard=(kind == "hard"))
+            restarts.append(kind)
+            say(f"redis-server restarted ({'SIGKILL, appendfsync always' if kind == 'hard' else 'SIGTERM, appendfsync everysec'})")
+            if kind == "hard":
+                redis.cli("CONFIG", "SET", "appendfsync", "everysec")
+
+    writer = threading.Thread(target=write_events, args=(redis, events, done, lambda: restart_redis("soft, between removes and creates")))
     writer.start()
 
     kills = 0
-    restarts = []
+    pauses = 0
     plan = ["soft", "soft", "hard"]
     while writer.is_alive() or kills < KILLS or plan:
         time.sleep(random.uniform(1.0, 3.0))
@@ -351,75 +459,49 @@ def main():
             victim.start()
             kills += 1
             say(f"SIGKILL {victim.name} and restarted ({kills})")
+        if pauses < 2 and random.random() < 0.2:
+            victim = random.choice(maestros)
+            say(f"SIGSTOP {victim.name} for 5 s (min-idle is 3 s), then SIGCONT")
+            victim.pause(5)
+            pauses += 1
         if plan and random.random() < 0.3:
-            kind = plan.pop(0)
-            redis.restart(hard=(kind == "hard"))
-            restarts.append(kind)
-            say(f"redis-server restarted ({'SIGKILL, appendfsync always' if kind == 'hard' else 'SIGTERM, appendfsync everysec'})")
-            if kind == "hard":
-                redis.cli("CONFIG", "SET", "appendfsync", "everysec")
+            restart_redis(plan.pop(0))
     writer.join()
-    say(f"{done.get('written', 0)} events written; API faults off, waiting for convergence")
+    written = done.get("written", [])
+    say(f"{len(written)} events written; API faults off, waiting for convergence")
     double.faults(0.0)
     took = wait_converged(redis, double, timeout=600)
     if took is None:
         say("did not converge within 10 minutes")
-    chaos_state = state(redis, double)
+    # One full resync after convergence, so the invariant check has looked at every sink.
+    time.sleep(20)
+    repairs = [maestro.invariant_repairs() for maestro in maestros]
+    problems, repeated_letters, live = compare(redis, double, written)
+    pending, lag = pending_and_lag(redis)
+    lost = (pending or 0) + (lag or 0)
     for maestro in maestros:
         maestro.stop()
 
-    say("clean sequential replay of the same stream: one maestro, one worker, fresh Redis and double")
-    replay_redis = Redis("replay-redis")
-    replay_double = Double("replay-double")
-    entries = redis.call("XRANGE", "orb.sinks", "-", "+")
-    for entry_id, fields in entries:
-        replay_redis.call("XADD", "orb.sinks", entry_id, *fields)
-    replay_redis.call("SET", "maestro:config-hash-key", redis.call("GET", "maestro:config-hash-key"))
-    replay = Maestro("replay", replay_redis, replay_double, extra=["--workers", "1"])
-    if wait_converged(replay_redis, replay_double, timeout=600) is None:
-        say("the replay did not converge within 10 minutes")
-    replay_state = state(replay_redis, replay_double)
-    replay.stop()
-
-    written = done.get("written", 0)
-    pending, lag = pending_and_lag(redis)
-    lost = (pending or 0) + (lag or 0)
-    configs_wrong = sum(1 for key in set(chaos_state["configs"]) | set(replay_state["configs"])
-                        if chaos_state["configs"].get(key) != replay_state["configs"].get(key))
-    records_wrong = sum(1 for key in set(chaos_state["records"]) | set(replay_state["records"])
-                        if chaos_state["records"].get(key) != replay_state["records"].get(key))
-    desired_wrong = sum(1 for key in set(chaos_state["desired"]) | set(replay_state["desired"])
-                        if chaos_state["desired"].get(key) != replay_state["desired"].get(key))
-    extra_objects = set(chaos_state["objects"]) - set(replay_state["objects"])
-    missing_objects = set(replay_state["objects"]) - set(chaos_state["objects"])
-    wrong_objects = [name for name in set(chaos_state["objects"]) & set(replay_state["objects"])
-                     if chaos_state["objects"][name] != replay_state["objects"][name]]
-    chaos_letters, replay_letters = chaos_state["dead_letters"], replay_state["dead_letters"]
-    repeated_letters = len(chaos_letters) - len(set(chaos_letters))
-    letters_missing = set(replay_letters) - set(chaos_letters)
-    letters_extra = set(chaos_letters) - set(replay_letters)
-
     print()
     print(f"seed                              {SEED}")
-    print(f"events written                    {written}")
-    print(f"events handled (acknowledged)     {len(entries) - lost}")
-    print(f"dead-lettered (distinct entries)  {len(set(chaos_letters))} (the clean replay: {len(set(replay_letters))})")
-    print(f"maestro SIGKILLs                  {kills}")
+    print(f"events written                    {len(written)}")
+    print(f"sinks live at the end             {live}")
+    print(f"maestro SIGKILLs / SIGSTOPs       {kills} / {pauses}")
     print(f"redis-server restarts             {', '.join(restarts)}")
-    print(f"lost                              {lost}")
-    print(f"duplicated objects                {len(extra_objects)}")
-    print(f"objects wrong or missing          {len(wrong_objects) + len(missing_objects)}")
-    print(f"configs / records / desired wrong {configs_wrong} / {records_wrong} / {desired_wrong}")
-    print(f"dead letters repeated (reported)  {repeated_letters}; only in chaos: {len(letters_extra)}; only in replay: {len(letters_missing)}")
+    print(f"lost (pending or unread)          {lost}")
+    print(f"differences from the expected     {len(problems)}")
+    for problem in problems[:40]:
+        print(f"  - {problem}")
+    print(f"invariant repairs (per maestro)   {repairs}")
+    print(f"dead letters repeated (reported)  {repeated_letters}")
     print(f"converged after the last fault    {took:.1f} s" if took is not None else "converged after the last fault    never")
-    failed = lost or extra_objects or wrong_objects or missing_objects or configs_wrong or records_wrong or desired_wrong or letters_missing or took is None
-    for process in (redis, double, replay_redis, replay_double):
+    failed = lost or problems or took is None or any(count != 0 for count in repairs)
+    for process in (redis, double):
         process.stop()
     if failed:
         print(f"CHAOS FAILED (logs kept in {WORK})")
         sys.exit(1)
     shutil.rmtree(WORK, ignore_errors=True)
     print("CHAOS PASSED")
-
 
 main()

@@ -5,6 +5,7 @@ import MaestroRedis
 import MaestroTestSupport
 import MaestroValue
 import MaestroYAML
+import Synchronization
 import Testing
 
 @testable import MaestroPluginHost
@@ -36,6 +37,51 @@ func testPlugins() throws -> TemporaryDirectory {
 
 @Suite("Sink pipeline against a real Redis", .serialized)
 struct PipelineTests {
+    @Test("an entry in flight longer than min-idle stays this consumer's: its delivery count does not grow, no other replica takes it")
+    func ownInFlightEntryNotClaimed() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let release = DispatchSemaphore(value: 0)
+        let handledByOther = Mutex(0)
+        func consumer(_ name: String, _ process: @escaping @Sendable ([DeliveredEntry]) -> [EntryOutcome]) throws -> StreamConsumer {
+            let options = StreamConsumerOptions(stream: fixture.names.sinksStream, group: fixture.names.sinkerGroup, consumerName: name, workers: 1,
+                                                blockMilliseconds: 50, minIdleMilliseconds: 300, deadLetterStream: fixture.names.deadLetterStream)
+            return StreamConsumer(options: options, redisURL: try RedisURL(parsing: fixture.redisURL), logger: Logger(label: "test"),
+                                  routingKey: { $0["sink_id"] ?? "" }, makeProcessor: { _ in ClosureProcessor(process) })
+        }
+        let holder = try consumer("holder") { batch in
+            release.wait()
+            return batch.map { _ in .acknowledged }
+        }
+        holder.start()
+        defer { holder.stop() }
+        let id = try fixture.add(redis, create("held", sinkConfig("https://one.example/write")))
+        func pending() -> PendingEntry? {
+            (try? redis.xpending(fixture.names.sinksStream, group: fixture.names.sinkerGroup))?.first { $0.id == id }
+        }
+        #expect(eventually { pending() != nil })
+        let other = try consumer("other") { batch in
+            handledByOther.withLock { $0 += batch.count }
+            return batch.map { _ in .acknowledged }
+        }
+        other.start()
+        defer { other.stop() }
+        // Held past min-idle twice over, until a reclaim scan refreshed it (its idle time drops) after that.
+        let heldSince = Date()
+        var lastIdle: Int64 = .max
+        #expect(eventually(timeout: 30) {
+            let idle = pending()?.idleMilliseconds ?? .max
+            defer { lastIdle = idle }
+            return Date().timeIntervalSince(heldSince) > 0.6 && idle < lastIdle
+        }, "the holder refreshed its in-flight entry")
+        let entry = try #require(pending())
+        #expect(entry.consumer == "holder")
+        #expect(entry.deliveries == 1, "refreshing an in-flight entry counts no delivery")
+        #expect(handledByOther.withLock { $0 } == 0)
+        release.signal()
+        #expect(eventually { pending() == nil })
+    }
+
     @Test("an entry that a blocked read returns after the stop was asked is handled and acknowledged, not left pending")
     func stopDuringBlockedRead() throws {
         let fixture = try PipelineFixture()
@@ -327,4 +373,11 @@ struct DeadLetterReplayTests {
         #expect(eventually(timeout: 10) { consumer.counters.skippedStale >= 2 }, "both replays are older than the creates that followed")
         #expect(throws: DeadLetterError.self) { try DeadLetters.replay(redis, names: fixture.names, ids: ["1-1"]) }
     }
+}
+
+/// A batch processor from a closure, for consumer tests that need no plugins.
+final class ClosureProcessor: StreamBatchProcessor {
+    let body: @Sendable ([DeliveredEntry]) -> [EntryOutcome]
+    init(_ body: @escaping @Sendable ([DeliveredEntry]) -> [EntryOutcome]) { self.body = body }
+    func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] { body(batch) }
 }

@@ -194,6 +194,7 @@ public final class StreamConsumer: Sendable {
         // Own pending entries are read first, page by page from this id; nil once they are all read.
         var historyCursor: String? = "0"
         var lastMaintenance = Date.distantPast
+        var scan = ReclaimScan()
         var failures = 0
         while !isStopping {
             do {
@@ -208,10 +209,16 @@ public final class StreamConsumer: Sendable {
                     lastMaintenance = Date()
                     try maintain(connection)
                 }
+                // A reclaim scan starts every half min-idle and goes one page per turn, between reads, so a
+                // large backlog flows to the workers as it is claimed.
+                if scan.cursor == nil, Date().timeIntervalSince(scan.started) * 1000 >= Double(options.minIdleMilliseconds / 2) {
+                    scan = ReclaimScan(cursor: "-", started: Date())
+                }
+                if let cursor = scan.cursor { scan.cursor = try reclaimPage(connection, from: cursor) }
                 let entries = try connection.xreadgroup(
                     group: options.group, consumer: options.consumerName, stream: options.stream,
                     id: historyCursor ?? ">", count: options.batchSize,
-                    blockMilliseconds: historyCursor == nil ? options.blockMilliseconds : nil)
+                    blockMilliseconds: historyCursor == nil && scan.cursor == nil ? options.blockMilliseconds : nil)
                 failures = 0
                 if historyCursor != nil {
                     historyCursor = entries.last?.id
@@ -245,10 +252,11 @@ public final class StreamConsumer: Sendable {
     /// Hands entries to their workers; re-read and reclaimed ones carry their delivery counts. Returns
     /// how many were not in flight here already.
     @discardableResult
-    private func dispatch(_ entries: [StreamEntry], redis: RedisConnection, redelivered: Bool) throws(RedisError) -> Int {
+    private func dispatch(_ entries: [StreamEntry], redis: RedisConnection, redelivered: Bool,
+                          knownDeliveries: [String: Int]? = nil) throws(RedisError) -> Int {
         guard !entries.isEmpty else { return 0 }
-        var counts: [String: Int] = [:]
-        if redelivered, let first = entries.first?.id, let last = entries.last?.id {
+        var counts: [String: Int] = knownDeliveries ?? [:]
+        if redelivered, knownDeliveries == nil, let first = entries.first?.id, let last = entries.last?.id {
             for pending in try redis.xpending(options.stream, group: options.group, start: first, end: last, count: entries.count + 10) {
                 counts[pending.id] = Int(pending.deliveries)
             }
@@ -269,31 +277,63 @@ public final class StreamConsumer: Sendable {
         return fresh.count
     }
 
-    /// Reclaims entries of dead consumers, removes idle consumers, and reports trimmed entries.
-    private func maintain(_ redis: RedisConnection) throws(RedisError) {
-        var start = "0-0"
-        repeat {
-            let claimed = try redis.xautoclaim(options.stream, group: options.group, consumer: options.consumerName,
-                                               minIdleMilliseconds: options.minIdleMilliseconds, startID: start, count: options.batchSize)
-            if !claimed.entries.isEmpty {
-                // Own entries still in flight (waiting to be retried) are claimed too, which keeps them from
-                // looking idle to other consumers; only the others' count as reclaimed.
-                let dispatched = try dispatch(claimed.entries, redis: redis, redelivered: true)
-                if dispatched > 0 {
-                    state.withLock { $0.counters.reclaimed += dispatched }
-                    logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
-                                metadata: ["stream": "\(options.stream)", "count": "\(dispatched)"])
+    /// Pending entries one reclaim page looks at.
+    static let reclaimPageSize = 1_000
+
+    /// The reclaim scan over the group's pending entries: `cursor` is where the next page starts, nil
+    /// between scans.
+    private struct ReclaimScan {
+        var cursor: String?
+        var started = Date.distantPast
+    }
+
+    /// One page of the reclaim scan: other consumers' entries idle past min-idle are claimed and handed
+    /// to the workers at once. This consumer's own entries are never claimed (that would count a
+    /// delivery each time); those still in flight have their idle time reset once past a quarter of
+    /// min-idle (XCLAIM JUSTID, which counts none; scans run every half min-idle), so no other
+    /// replica takes them. Returns where the next page starts, nil at the end.
+    private func reclaimPage(_ redis: RedisConnection, from cursor: String) throws(RedisError) -> String? {
+        let refreshAfter = options.minIdleMilliseconds / 4
+        let page = try redis.xpending(options.stream, group: options.group, start: cursor, end: "+", count: Self.reclaimPageSize,
+                                      minIdleMilliseconds: refreshAfter)
+        guard let last = page.last else { return nil }
+        let inFlight = state.withLock { $0.inFlight }
+        let own = page.filter { $0.consumer == options.consumerName && inFlight.contains($0.id) }.map(\.id)
+        if !own.isEmpty {
+            _ = try redis.command(["XCLAIM", options.stream, options.group, options.consumerName, String(refreshAfter)] + own + ["JUSTID"])
+        }
+        let others = page.filter { $0.consumer != options.consumerName && $0.idleMilliseconds >= Int64(options.minIdleMilliseconds) }
+        if !others.isEmpty {
+            let claimed = try redis.xclaim(options.stream, group: options.group, consumer: options.consumerName,
+                                           minIdleMilliseconds: options.minIdleMilliseconds, ids: others.map(\.id))
+            let claimedIDs = Set(claimed.map(\.id))
+            let missing = others.map(\.id).filter { !claimedIDs.contains($0) }
+            if !missing.isEmpty {
+                // Not claimed: taken by another replica meanwhile, or deleted from the stream (trimmed);
+                // a deleted entry has nothing left to handle and leaves the pending list.
+                let replies = try redis.pipeline(missing.map { ["XRANGE", options.stream, $0, $0] })
+                let deleted = zip(missing, replies).filter { $0.1.array?.isEmpty == true }.map(\.0)
+                if !deleted.isEmpty {
+                    _ = try redis.command(["XACK", options.stream, options.group] + deleted)
+                    state.withLock { $0.counters.trimmedBeforeRead += deleted.count }
+                    Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: deleted.count)
+                    logger.warning("pending entries were trimmed from the stream before they were handled",
+                                   metadata: ["stream": "\(options.stream)", "count": "\(deleted.count)"])
                 }
             }
-            if !claimed.deletedIDs.isEmpty {
-                state.withLock { $0.counters.trimmedBeforeRead += claimed.deletedIDs.count }
-                Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: claimed.deletedIDs.count)
-                logger.warning("pending entries were trimmed from the stream before they were handled",
-                               metadata: ["stream": "\(options.stream)", "count": "\(claimed.deletedIDs.count)"])
+            let deliveries = Dictionary(others.map { ($0.id, Int($0.deliveries) + 1) }, uniquingKeysWith: { first, _ in first })
+            let dispatched = try dispatch(claimed, redis: redis, redelivered: true, knownDeliveries: deliveries)
+            if dispatched > 0 {
+                state.withLock { $0.counters.reclaimed += dispatched }
+                logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
+                            metadata: ["stream": "\(options.stream)", "count": "\(dispatched)"])
             }
-            start = claimed.nextStartID
-        } while start != "0-0" && !isStopping
+        }
+        return page.count < Self.reclaimPageSize ? nil : "(" + last.id
+    }
 
+    /// Removes idle consumers and reports trimmed entries.
+    private func maintain(_ redis: RedisConnection) throws(RedisError) {
         for consumer in try redis.xinfoConsumers(options.stream, group: options.group) {
             guard let name = consumer["name"]?.string, name != options.consumerName,
                   consumer["pending"]?.integer == 0, let idle = consumer["idle"]?.integer,
