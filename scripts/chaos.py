@@ -227,6 +227,13 @@ class Maestro:
         with open(os.path.join(WORK, f"maestro-{self.name}.log")) as handle:
             return sum(1 for line in handle if "repaired a breach of the desired-state invariant" in line)
 
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
 
 def make_events():
     """(fields) of EVENTS sink events: each sink created first, then updates and removes; 5% malformed."""
@@ -404,21 +411,13 @@ def pending_and_lag(redis):
     return None, None
 
 
-def converged(redis, double):
-    pending, lag = pending_and_lag(redis)
-    if pending != 0 or lag != 0:
-        return False
-    desired = set(redis.call("HKEYS", "orb.maestro.otelCollector"))
-    names = {name.split("/", 1)[1] for name in double.items()}
-    wanted = {"otel-" + sink for sink in desired}
-    return wanted == names
-
-
-def wait_converged(redis, double, timeout):
+def wait_converged(redis, double, written, timeout):
+    """Seconds until nothing is pending and the state is the expected one (None if never within timeout)."""
     started = time.time()
     while time.time() - started < timeout:
         try:
-            if converged(redis, double):
+            pending, lag = pending_and_lag(redis)
+            if pending == 0 and lag == 0 and not compare(redis, double, written)[0]:
                 return time.time() - started
         except Exception:  # noqa: BLE001 - Redis may still be loading
             pass
@@ -470,7 +469,7 @@ def main():
     written = done.get("written", [])
     say(f"{len(written)} events written; API faults off, waiting for convergence")
     double.faults(0.0)
-    took = wait_converged(redis, double, timeout=600)
+    took = wait_converged(redis, double, written, timeout=600)
     if took is None:
         say("did not converge within 10 minutes")
     # One full resync after convergence, so the invariant check has looked at every sink.

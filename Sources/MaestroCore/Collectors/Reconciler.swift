@@ -29,7 +29,7 @@ public struct ReconcilerOptions: Sendable {
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 2,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
-                invariantGrace: Double? = nil, lockTimeout: Double = 120) {
+                invariantGrace: Double? = nil, lockTimeout: Double = 30) {
         self.resyncInterval = resyncInterval
         self.orphanGrace = orphanGrace
         self.orphanMaxShare = orphanMaxShare
@@ -231,10 +231,25 @@ public final class Reconciler: Sendable {
 
     private static let unlockScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 
+    /// Releases the lock if this token still holds it — on a new connection when the pass failed because
+    /// its own broke, so a Redis hiccup does not leave the sink locked until the lock expires.
+    private func unlock(_ sinkID: String, token: String, redis: RedisConnection) {
+        let release = { (connection: RedisConnection) throws(RedisError) in
+            _ = try connection.eval(Self.unlockScript, keys: [self.names.reconcileLockPrefix + sinkID], arguments: [token])
+        }
+        do {
+            try release(redis)
+        } catch {
+            guard let fresh = try? RedisConnection(url: redisURL) else { return }
+            defer { fresh.close() }
+            try? release(fresh)
+        }
+    }
+
     /// One level-based pass over one sink, under the sink's lock.
     public func reconcile(_ sinkID: String, redis: RedisConnection) throws {
         let token = try lock(sinkID, redis: redis)
-        defer { _ = try? redis.eval(Self.unlockScript, keys: [names.reconcileLockPrefix + sinkID], arguments: [token]) }
+        defer { unlock(sinkID, token: token, redis: redis) }
         try reconcileLocked(sinkID, redis: redis)
     }
 
