@@ -95,16 +95,23 @@ public struct CollectorConfigBuilder {
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
                                plugin: plugin.name)
             }
+            let yaml: String
             do {
-                try runtime.cluster.flush()
+                yaml = try YAML.emit(config)
             } catch {
-                return .failed(LuaError(kind: .runtime, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
-            }
-            do {
-                return .config(config, yaml: try YAML.emit(config))
-            } catch {
+                runtime.cluster.discard()
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function): \(error)"), plugin: plugin.name)
             }
+            // The queued writes go last, validated whole first, and once per event (a redelivery of
+            // this event does not write them again).
+            do {
+                try runtime.cluster.flush(event: eventID.isEmpty ? nil : "\(eventID)|\(plugin.name)")
+            } catch {
+                // An invalid write is the plugin's bug: retrying would fail the same way.
+                let kind: LuaError.Kind = error.kind == .rejected ? .failed : .runtime
+                return .failed(LuaError(kind: kind, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
+            }
+            return .config(config, yaml: yaml)
         } catch {
             return .failed(error, plugin: plugin.name)
         }
