@@ -254,19 +254,10 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     }
 
     /// A plugin's message may quote the sink's credentials (`error("bad password " .. p)`): every value
-    /// at a secret path of the schema, and Orb's credential fields, are masked before the reason is stored.
+    /// the one masker deems secret — the schema's secret paths, header values, credential-looking
+    /// keys — is scrubbed from the reason before it is stored.
     static func scrub(_ reason: String, secretsOf config: Value?, plugin: PluginManifest?) -> String {
-        guard let config else { return reason }
-        let paths = Set((plugin?.sinkSchema.secretPaths ?? []) + ["authentication.password", "authentication.token"])
-        var scrubbed = reason
-        for path in paths {
-            var value: Value? = config
-            for part in path.split(separator: ".") { value = value?[String(part)] }
-            if case .string(let secret)? = value, secret.count >= 3 {
-                scrubbed = scrubbed.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
-            }
-        }
-        return scrubbed
+        SecretMasker(secretPaths: plugin?.sinkSchema.secretPaths ?? []).scrub(reason, secretsOf: config)
     }
 
     var streamName: String { context.names.sinksStream }

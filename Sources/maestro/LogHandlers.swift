@@ -21,6 +21,8 @@ struct MaestroLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        // The one masker's rule for keys: a field named like a credential is never written.
+        for key in merged.keys where SecretMasker.looksLikeCredential(key) { merged[key] = .string(SecretMasker.marker) }
         let timestamp = Date().formatted(.iso8601)
         var line: String
         switch format {

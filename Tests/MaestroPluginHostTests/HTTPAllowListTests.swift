@@ -2,6 +2,7 @@ import Foundation
 import MaestroHTTP
 import MaestroTestSupport
 import MaestroValue
+import Synchronization
 import Testing
 
 @testable import MaestroPluginHost
@@ -67,6 +68,50 @@ struct HTTPAllowListTests {
         let policy = HTTPHostPolicy(allowedHosts: ["::1"], timeoutMilliseconds: 2_000)
         #expect(request("http://[0:0::1]:\(server.port)/echo", policy: policy).status == 200, "any spelling of the address")
         #expect(try server.requestsReceived() == 4)
+    }
+
+    @Test("metadata names are refused before they are resolved; a name resolving to a metadata address after")
+    func namesAndResolution() {
+        let asked = Mutex<[String]>([])
+        let zone: [String: [String]] = [
+            "alibaba.test": ["100.100.100.200"], "mixed.test": ["127.0.0.1", "169.254.169.254"], "mapped.test": ["::ffff:a9fe:a9fe"],
+            "oracle6.test": ["fd00:c1::a9fe:a9fe"], "fine.test": ["127.0.0.1"],
+        ]
+        let metadataNames = ["metadata.google.internal", "metadata.goog", "metadata", "instance-data", "metadata.tencentyun.com"]
+        let policy = HTTPHostPolicy(allowedHosts: Array(zone.keys) + metadataNames + ["metadata.google.internal.", "100.100.100.200",
+                                                                                    "192.0.0.192", "fd00:ec2::254"],
+                                    resolver: { name in
+                                        asked.withLock { $0.append(name) }
+                                        return zone[name] ?? []
+                                    })
+        for name in metadataNames {
+            guard case .refused(let reason) = HTTPHostModule.decide("http://\(name.uppercased())/computeMetadata/v1/", policy: policy) else {
+                Issue.record("\(name) must be refused")
+                continue
+            }
+            #expect(reason.contains("cloud metadata service"), "\(reason)")
+        }
+        #expect(asked.withLock { $0 }.isEmpty, "a metadata name is never resolved")
+        for name in ["alibaba.test", "mixed.test", "mapped.test", "oracle6.test"] {
+            guard case .refused(let reason) = HTTPHostModule.decide("http://\(name):8080/", policy: policy) else {
+                Issue.record("\(name) must be refused")
+                continue
+            }
+            #expect(reason.contains("resolves to"), "\(reason)")
+        }
+        for literal in ["http://100.100.100.200/", "http://192.0.0.192/", "http://[fd00:ec2::254]/", "http://[FD00:EC2:0:0::254]/",
+                        "http://metadata.google.internal./", "http://1684300000/", "http://0x64.0x64.0x64.0xc8/"] {
+            guard case .refused = HTTPHostModule.decide(literal, policy: policy) else {
+                Issue.record("\(literal) must be refused")
+                continue
+            }
+        }
+        guard case .allowed(let destination) = HTTPHostModule.decide("http://fine.test:8080/x", policy: policy) else {
+            Issue.record("a name resolving to loopback is allowed")
+            return
+        }
+        #expect(destination.address == IPAddress(parsing: "127.0.0.1"))
+        #expect(destination.url.text == "http://fine.test:8080/x")
     }
 
     @Test("cloud metadata addresses are refused after resolution (the decision; no connection is made)")
