@@ -19,6 +19,8 @@ public struct SinkerContext: Sendable {
     /// What `maestro.k8s` reaches in plugins; nil in a process without cluster access.
     public var cluster: (any PluginCluster)?
     public var httpPolicy = HTTPHostPolicy(allowedHosts: [])
+    /// Where exporters may point: `url` fields of sink configs are checked against it.
+    public var endpointPolicy: EndpointPolicy = EndpointPolicy.standard
     /// Set when plugins are hot-reloaded: workers switch to its newest catalog between batches.
     public var generations: PluginGenerations?
     public var streamMaxLength: Int
@@ -64,7 +66,7 @@ public struct CollectorConfigBuilder {
         }
         let validated: Value
         do {
-            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config))
+            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config), endpoints: context.endpointPolicy)
         } catch {
             return .invalid(error.message)
         }

@@ -102,6 +102,27 @@ struct HostileInputTests {
         #expect(cluster.writes.withLock { $0 } == ["apply first-c", "apply first-c"])
     }
 
+    @Test("an exporter URL aimed at a metadata address is a provisioning_error naming the field; nothing is stored")
+    func metadataEndpoint() throws {
+        let fixture = try PipelineFixture()
+        let redis = try fixture.connect()
+        let collectors = RecordingCollectorService()
+        let consumer = try fixture.consumer(collectors: collectors)
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.add(redis, create("imds", sinkConfig("http://169.254.169.254/latest/meta-data/iam/security-credentials/")))
+        try fixture.add(redis, create("alibaba", sinkConfig("http://100.100.100.200/latest/meta-data/")))
+        try fixture.add(redis, create("fine", sinkConfig("https://prom.example/api/v1/write")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try fixture.configs(redis).keys.sorted() == ["fine"])
+        let statuses = try redis.xrange(fixture.names.statusStream).filter { $0["status"] == "provisioning_error" }
+        #expect(Set(statuses.compactMap { $0["sink_id"] }) == ["imds", "alibaba"])
+        for status in statuses {
+            #expect(status["error_message"]?.contains("exporter.remote_host") == true, "\(status["error_message"] ?? "")")
+            #expect(status["error_message"]?.contains("metadata") == true)
+        }
+    }
+
     @Test("sink ids that are not UTF-8 are dead-lettered as malformed, never merged into one record")
     func invalidUTF8SinkIDs() throws {
         let fixture = try PipelineFixture()
