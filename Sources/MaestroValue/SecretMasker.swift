@@ -7,10 +7,13 @@
 ///   header's name (`X-Api-Key`, `X-Scope-OrgID` — a header is where credentials travel);
 /// - its key looks like a credential: contains `key`, `secret`, `token`, `password`, `passwd`, `auth`,
 ///   `credential`, `cookie`, `private` or `signature` (case-insensitive, anywhere in the key, so
-///   `client_secret`, `X-Api-Key`, `bearer_token`, `sasl.password`, `authorization`);
+///   `client_secret`, `X-Api-Key`, `bearer_token`, `sasl.password`, `authorization`) — unless the key
+///   names a reference rather than a value (it ends in `name`, `ref`, `file`, `path`, `url`, `type`
+///   or `enabled`: `secretName`, `tokenSecretRef`, `key_file`, `token_url`);
 /// - it is the value of an environment-style pair `{name: <credential-looking>, value: …}`;
 /// - it is data of a Kubernetes Secret (`data`, `stringData`).
-/// Maps and lists are walked; only scalars are replaced, by `marker`. The secret strings found are
+/// Maps and lists are walked; only strings and numbers are replaced, by `marker` (a boolean such as
+/// `automountServiceAccountToken: false` is no credential). The secret strings found are
 /// also scrubbed from free text (`scrub`), so a message that quotes one (`error("bad password " .. p)`)
 /// does not leak it.
 public struct SecretMasker: Sendable {
@@ -25,9 +28,12 @@ public struct SecretMasker: Sendable {
         self.secretPaths = Set(secretPaths)
     }
 
+    static let referenceSuffixes = ["name", "ref", "file", "path", "url", "type", "enabled"]
+
     public static func looksLikeCredential(_ key: String) -> Bool {
         let lowered = key.lowercased()
-        return credentialFragments.contains { lowered.contains($0) }
+        guard credentialFragments.contains(where: { lowered.contains($0) }) else { return false }
+        return !referenceSuffixes.contains { lowered.hasSuffix($0) }
     }
 
     /// The value with every secret replaced by `marker`.
@@ -82,7 +88,7 @@ public struct SecretMasker: Sendable {
             return .map(result)
         case .list(let items):
             return .list(items.map { mask($0, path: path, secretContext: secretContext, parentKey: parentKey) })
-        case .null:
+        case .null, .bool:
             return value
         default:
             return secretContext ? .string(Self.marker) : value

@@ -11,6 +11,8 @@ struct SecretMaskerTests {
             "auth": ["username": "u", "PassWord": "p", "apiKeys": ["k1", "k2"]],
             "env": [["name": "API_TOKEN", "value": "v1"], ["name": "LOG_LEVEL", "value": "debug"]],
             "custom": ["opaque": "schema-secret", "port": 8080],
+            "pod": ["automountServiceAccountToken": false, "volumes": [["secret": ["secretName": "otel-s"]]], "key_file": "/etc/k.pem",
+                    "token_url": "https://auth.example/token"],
         ]
         let masked = SecretMasker(secretPaths: ["custom.opaque"]).mask(value)
         let redacted: Value = .string(SecretMasker.marker)
@@ -27,6 +29,7 @@ struct SecretMaskerTests {
         #expect(masked["env"]?.listValue?[1]["value"] == "debug")
         #expect(masked["custom"]?["opaque"] == redacted)
         #expect(masked["custom"]?["port"] == .int(8080))
+        #expect(masked["pod"] == value["pod"], "references, paths, URLs and booleans are no credentials")
     }
 
     @Test("secrets quoted in free text are scrubbed, longest first")
