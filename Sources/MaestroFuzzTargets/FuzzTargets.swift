@@ -1,4 +1,4 @@
-public import MaestroCore
+internal import MaestroCore
 internal import MaestroHTTP
 internal import MaestroLua
 internal import MaestroRedis
