@@ -98,7 +98,7 @@ let package = Package(
         ),
 
         // The fuzz targets: run by libFuzzer from fuzz/, their corpora replayed by MaestroCoreTests.
-        .target(name: "MaestroFuzzTargets", dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML"],
+        .target(name: "MaestroFuzzTargets", dependencies: ["MaestroCore", "MaestroHTTP", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML"],
                 swiftSettings: swiftSettings),
 
         // Helpers shared by the test targets: a local redis-server, temporary folders, processes.

@@ -2,6 +2,13 @@
 -- Deployment whose probes use the health_check extension, and a Service — Orb's shape otherwise
 -- (reference §5). The host passes the per-collector inputs (collector_name, sink_id, owner_id,
 -- config_yaml, config_hash) with the values below, defaults filled in.
+--
+-- Exporter endpoints are tenant input the cluster will call, so the pod runs hardened: the restricted
+-- Pod Security profile (non-root, no privilege escalation, every capability dropped, seccomp
+-- RuntimeDefault), a read-only root filesystem (an emptyDir on /tmp), no service-account token, and
+-- default requests and limits. With network_policy = true a NetworkPolicy lets the collector reach
+-- DNS and anything outside egress_deny_cidrs (cloud-metadata, link-local and internal ranges by
+-- default), plus egress_allow_cidrs (e.g. the Kafka brokers when they run in the cluster).
 
 local template = {
   name = "otel-collector",
@@ -17,8 +24,30 @@ local template = {
       labels = { type = "string_map", description = "Extra labels on every object." },
       annotations = { type = "string_map", description = "Extra annotations on every object." },
       service_type = { type = "string", default = "ClusterIP", enum = { "ClusterIP", "NodePort", "LoadBalancer" } },
+      run_as_user = { type = "integer", default = 10001, description = "UID (and GID) the collector runs as (the contrib image's user)." },
+      network_policy = { type = "boolean", default = false, description = "Render a NetworkPolicy limiting the collector's egress." },
+      egress_deny_cidrs = {
+        type = "list",
+        description = "Ranges the NetworkPolicy keeps the collector from (default: link-local, cloud metadata, private, CGNAT, IPv6 ULA).",
+      },
+      egress_allow_cidrs = { type = "list", description = "Ranges the collector may reach despite egress_deny_cidrs (Kafka brokers, in-cluster exporters)." },
     },
   },
+}
+
+-- Requests and limits when the values set none.
+local DEFAULT_RESOURCES = {
+  requests = { cpu = "100m", memory = "128Mi" },
+  limits = { cpu = "1", memory = "512Mi" },
+}
+
+-- What the NetworkPolicy keeps collectors from by default: link-local (every cloud's metadata
+-- service on 169.254.169.254, fe80::/10), Alibaba's 100.100.100.200 (inside 100.64.0.0/10), Oracle's
+-- 192.0.0.192, Azure's WireServer, the private ranges and IPv6 unique-local (AWS fd00:ec2::254 and
+-- GCP fd20:ce::254 inside fc00::/7). Kept in step with Sources/MaestroHTTP/AddressPolicy.swift.
+local DEFAULT_DENIED = {
+  "169.254.0.0/16", "100.64.0.0/10", "192.0.0.192/32", "168.63.129.16/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+  "127.0.0.0/8", "0.0.0.0/8", "fe80::/10", "fc00::/7", "::1/128",
 }
 
 local HEALTH_PORT = 13133
@@ -32,6 +61,44 @@ local function merged(base, extra)
     if result[key] == nil then result[key] = value end
   end
   return result
+end
+
+-- Egress to DNS (kube-dns in any namespace), to every address outside the denied ranges, and to the
+-- allowed ones; ingress stays open (probes and scrapes come from the cluster).
+local function network_policy(metadata, selector, denied, allowed)
+  local except4, except6 = {}, {}
+  for _, cidr in ipairs(denied) do
+    if string.find(cidr, ":", 1, true) then except6[#except6 + 1] = cidr else except4[#except4 + 1] = cidr end
+  end
+  local everywhere = {
+    { ipBlock = { cidr = "0.0.0.0/0", except = except4 } },
+    { ipBlock = { cidr = "::/0", except = except6 } },
+  }
+  for _, peer in ipairs(everywhere) do
+    if #peer.ipBlock.except == 0 then peer.ipBlock.except = nil end
+  end
+  local egress = {
+    {
+      to = { { namespaceSelector = maestro.empty_map(), podSelector = { matchLabels = { ["k8s-app"] = "kube-dns" } } } },
+      ports = { { protocol = "UDP", port = 53 }, { protocol = "TCP", port = 53 } },
+    },
+    { to = everywhere },
+  }
+  if #allowed > 0 then
+    local peers = {}
+    for _, cidr in ipairs(allowed) do peers[#peers + 1] = { ipBlock = { cidr = cidr } } end
+    egress[#egress + 1] = { to = peers }
+  end
+  return {
+    apiVersion = "networking.k8s.io/v1",
+    kind = "NetworkPolicy",
+    metadata = metadata,
+    spec = {
+      podSelector = { matchLabels = selector },
+      policyTypes = { "Egress" },
+      egress = egress,
+    },
+  }
 end
 
 function template.render(values)
@@ -58,18 +125,39 @@ function template.render(values)
     },
     readinessProbe = { httpGet = { path = "/", port = HEALTH_PORT }, periodSeconds = 10 },
     livenessProbe = { httpGet = { path = "/", port = HEALTH_PORT }, initialDelaySeconds = 15, periodSeconds = 20 },
-    volumeMounts = { { name = "config", mountPath = CONFIG_DIR .. "/config.yaml", subPath = "config.yaml", readOnly = true } },
+    volumeMounts = {
+      { name = "config", mountPath = CONFIG_DIR .. "/config.yaml", subPath = "config.yaml", readOnly = true },
+      { name = "tmp", mountPath = "/tmp" },
+    },
+    resources = values.resources or DEFAULT_RESOURCES,
+    securityContext = {
+      allowPrivilegeEscalation = false,
+      readOnlyRootFilesystem = true,
+      runAsNonRoot = true,
+      capabilities = { drop = { "ALL" } },
+      seccompProfile = { type = "RuntimeDefault" },
+    },
   }
-  if values.resources ~= nil then container.resources = values.resources end
 
   local pod_spec = {
+    automountServiceAccountToken = false,
+    securityContext = {
+      runAsNonRoot = true,
+      runAsUser = values.run_as_user,
+      runAsGroup = values.run_as_user,
+      fsGroup = values.run_as_user,
+      seccompProfile = { type = "RuntimeDefault" },
+    },
     containers = { container },
-    volumes = { { name = "config", secret = { secretName = name } } },
+    volumes = {
+      { name = "config", secret = { secretName = name } },
+      { name = "tmp", emptyDir = { sizeLimit = "64Mi" } },
+    },
   }
   if values.node_selector ~= nil and next(values.node_selector) ~= nil then pod_spec.nodeSelector = values.node_selector end
   if values.tolerations ~= nil and #values.tolerations > 0 then pod_spec.tolerations = values.tolerations end
 
-  return {
+  local objects = {
     {
       apiVersion = "v1",
       kind = "Secret",
@@ -112,6 +200,10 @@ function template.render(values)
       },
     },
   }
+  if values.network_policy then
+    objects[#objects + 1] = network_policy(metadata(), selector, values.egress_deny_cidrs or DEFAULT_DENIED, values.egress_allow_cidrs or {})
+  end
+  return objects
 end
 
 return template

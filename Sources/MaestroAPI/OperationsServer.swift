@@ -126,8 +126,10 @@ final class OperationsHandler: ChannelInboundHandler, @unchecked Sendable {
             channelContext.write(wrapOutboundOut(.body(.byteBuffer(channelContext.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
         let keepAlive = self.keepAlive
+        // The channel, not the handler context (which is not Sendable), is closed from the callback.
+        let channel = channelContext.channel
         channelContext.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { channelContext.close(promise: nil) }
+            if !keepAlive { channel.close(promise: nil) }
         }
     }
 }

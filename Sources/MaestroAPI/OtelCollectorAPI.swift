@@ -164,37 +164,15 @@ enum Offload {
     }
 }
 
-/// Credentials are shown only to authenticated callers who ask.
+/// Credentials are shown only to authenticated callers who ask; otherwise `SecretMasker`, the one
+/// masker every output uses.
 enum Redaction {
-    static let secretKeys: Set<String> = ["password", "token", "secret", "key", "client_secret", "api_key", "apikey"]
-
     static func config(_ yaml: String) -> String {
         guard let value = try? YAML.parse(yaml) else { return "<redacted: the stored config is not valid YAML>" }
-        return (try? YAML.emit(mask(value))) ?? "<redacted>"
-    }
-
-    static func mask(_ value: Value) -> Value {
-        switch value {
-        case .map(let entries):
-            var result: [String: Value] = [:]
-            for (key, item) in entries {
-                result[key] = secretKeys.contains(key.lowercased()) && item.stringValue != nil ? .string("<redacted>") : mask(item)
-            }
-            return .map(result)
-        case .list(let items):
-            return .list(items.map(mask))
-        default:
-            return value
-        }
+        return (try? YAML.emit(SecretMasker().mask(value))) ?? "<redacted>"
     }
 
     static func objects(_ objects: [Value]) -> [Value] {
-        objects.map { object in
-            guard object["kind"] == .string("Secret"), case .map(var entries) = object else { return object }
-            for field in ["data", "stringData"] {
-                if case .map(let data)? = entries[field] { entries[field] = .map(data.mapValues { _ in .string("<redacted>") }) }
-            }
-            return .map(entries)
-        }
+        SecretMasker().maskObjects(objects)
     }
 }

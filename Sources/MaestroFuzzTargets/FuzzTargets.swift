@@ -1,4 +1,5 @@
-public import MaestroCore
+internal import MaestroCore
+internal import MaestroHTTP
 internal import MaestroLua
 internal import MaestroRedis
 internal import MaestroValue
@@ -10,7 +11,7 @@ internal import MaestroYAML
 public enum FuzzTargets {
     public static let all: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
         ("sink-event", sinkEvent), ("sink-config", sinkConfig), ("yaml", yaml), ("lua-value", luaValue),
-        ("kubeconfig", kubeconfig), ("redis-url", redisURL),
+        ("kubeconfig", kubeconfig), ("redis-url", redisURL), ("http-url", httpURL),
     ]
 
     static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
@@ -76,6 +77,30 @@ public enum FuzzTargets {
     /// The kubeconfig loader (exec plugins are only described, never run, when loading).
     public static func kubeconfig(_ bytes: [UInt8]) {
         _ = try? KubeConfigLoader.parse(text(bytes), path: "fuzz.kubeconfig")
+    }
+
+    /// `maestro.http`'s URL check: parse, check, and what curl would use must agree. Input: the URL's
+    /// raw bytes (NUL and other control bytes included). A URL that passes holds printable ASCII only;
+    /// its canonical text, the one curl is given, parses back to itself; curl's own parser reads the
+    /// same scheme, host and port; and an address host is the same address, refused or allowed alike,
+    /// however curl spells it.
+    public static func httpURL(_ bytes: [UInt8]) {
+        let input = text(bytes)
+        guard let url = try? CheckedURL.parse(input) else { return }
+        precondition(bytes.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }, "only printable ASCII passes the check")
+        precondition(url.text.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }, "the text curl gets is printable ASCII")
+        precondition((try? CheckedURL.parse(url.text)) == url, "the canonical text parses to the same URL")
+        guard let curl = CheckedURL.curlView(of: url.text) else { preconditionFailure("curl refuses \(url.text)") }
+        precondition(curl.scheme == url.scheme && curl.host == url.hostForURL && curl.port == url.port,
+                     "curl reads \(url.text) as \(curl), the check read \(url.scheme) \(url.hostForURL) \(url.port)")
+        let curlHost = curl.host.hasPrefix("[") ? String(curl.host.dropFirst().dropLast()) : curl.host
+        let checked = IPAddress(parsing: url.host)
+        precondition(checked == IPAddress(parsing: curlHost), "an address host is the same address for curl")
+        if let checked {
+            precondition(checked.text == url.host, "an address host is written canonically")
+            precondition((MetadataEndpoints.refusal(forAddress: checked) == nil) == (MetadataEndpoints.refusal(forAddress: IPAddress(parsing: curlHost)!) == nil),
+                         "the metadata decision is the same for curl's reading")
+        }
     }
 
     /// The redis:// URL parser: what parses prints as a URL that parses to the same.

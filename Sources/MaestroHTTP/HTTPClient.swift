@@ -71,6 +71,11 @@ public struct HTTPClientOptions: Sendable {
     /// Pinned name resolutions, `host:port:address` (curl's CURLOPT_RESOLVE): the address checked is
     /// the address connected to.
     public var resolve: [String] = []
+    /// curl's CURLOPT_CONNECT_TO entries, `host:port:connect-host:connect-port`; `::ADDRESS:` sends
+    /// every connection of the request to ADDRESS whatever host the URL names.
+    public var connectTo: [String] = []
+    /// Proxies from the environment (`http_proxy`, `ALL_PROXY`, …) are used unless this is set.
+    public var ignoreProxies = false
 
     public init(connectTimeoutMilliseconds: Int = 5_000, totalTimeoutMilliseconds: Int = 30_000, tls: TLSOptions = TLSOptions(),
                 bearerToken: String? = nil, followRedirects: Bool = false, maximumRedirects: Int = 5,
@@ -152,6 +157,13 @@ public final class HTTPClient {
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
 
+        // A Swift string reaches curl as a C string, which ends at a NUL: what curl would read must be
+        // all there is. Printable ASCII only (control characters, spaces and non-ASCII bytes are
+        // percent-encoded in a valid URL).
+        if let bad = request.url.utf8.firstIndex(where: { $0 < 0x21 || $0 > 0x7E }) {
+            let offset = request.url.utf8.distance(from: request.url.utf8.startIndex, to: bad)
+            throw HTTPError(kind: .invalidRequest, message: "the URL contains a control character, space or non-ASCII byte at byte \(offset)", code: -1)
+        }
         try check(maestro_curl_setopt_string(handle, CURLOPT_URL, request.url), "URL")
         try check(maestro_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"), "protocols")
         try check(maestro_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1), "nosignal")
@@ -170,11 +182,11 @@ public final class HTTPClient {
         }
         if let body = request.body {
             try check(maestro_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE_LARGE, body.count), "body size")
-            let status = body.withUnsafeBufferPointer { buffer -> CURLcode in
-                // COPYPOSTFIELDS copies the bytes, so the buffer need not outlive this call.
-                var empty: UInt8 = 0
-                let pointer = buffer.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? UnsafeMutableRawPointer(&empty)
-                return maestro_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, pointer)
+            // COPYPOSTFIELDS copies the bytes, so the buffer need not outlive this call; an empty body
+            // still needs a valid pointer (curl reads none of it), which `[0]` provides for the call.
+            let bytes = body.isEmpty ? [0] : body
+            let status = bytes.withUnsafeBufferPointer { buffer -> CURLcode in
+                maestro_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress))
             }
             try check(status, "body")
         }
@@ -182,9 +194,13 @@ public final class HTTPClient {
         var hasAuthorization = false
         var hasContentType = false
         for header in request.headers {
-            guard !header.name.unicodeScalars.contains(where: { $0 == ":" || $0 == "\r" || $0 == "\n" }),
-                  !header.value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
-                throw HTTPError(kind: .invalidRequest, message: "header \(header.name) contains a line break or ':'", code: -1)
+            // A name is an RFC 9110 token; a value holds no control character but tab (a NUL would end
+            // the C string, a line break would start another header).
+            guard !header.name.isEmpty, header.name.utf8.allSatisfy(Self.isTokenByte) else {
+                throw HTTPError(kind: .invalidRequest, message: "header name \(Self.printable(header.name)) is not a token (letters, digits, !#$%&'*+-.^_`|~)", code: -1)
+            }
+            guard !header.value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+                throw HTTPError(kind: .invalidRequest, message: "header \(header.name) contains a control character", code: -1)
             }
             if header.name.lowercased() == "authorization" { hasAuthorization = true }
             if header.name.lowercased() == "content-type" { hasContentType = true }
@@ -207,6 +223,15 @@ public final class HTTPClient {
         if !options.resolve.isEmpty {
             for entry in options.resolve { resolveList = curl_slist_append(resolveList, entry) }
             try check(maestro_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList), "resolve")
+        }
+        var connectToList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(connectToList) }
+        if !options.connectTo.isEmpty {
+            for entry in options.connectTo { connectToList = curl_slist_append(connectToList, entry) }
+            try check(maestro_curl_setopt_slist(handle, CURLOPT_CONNECT_TO, connectToList), "connect-to")
+        }
+        if options.ignoreProxies {
+            try check(maestro_curl_setopt_string(handle, CURLOPT_PROXY, ""), "proxy")
         }
 
         try check(maestro_curl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
@@ -245,6 +270,21 @@ public final class HTTPClient {
         var status = 0
         _ = maestro_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
+    }
+
+    /// RFC 9110 `tchar`.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+
+    /// A name for an error message, control characters shown escaped.
+    static func printable(_ text: String) -> String {
+        String(text.unicodeScalars.prefix(100).map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined())
     }
 
     private func configureTLS() throws(HTTPError) {

@@ -1,7 +1,7 @@
 public import Logging
 public import MaestroCore
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 internal import Foundation
 internal import Synchronization
 

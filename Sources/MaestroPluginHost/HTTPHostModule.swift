@@ -1,39 +1,47 @@
-public import MaestroLua
-public import MaestroValue
+internal import MaestroLua
+internal import MaestroValue
 internal import MaestroHTTP
-internal import Foundation
 
-/// `maestro.http.request{...}` for ops hooks: only hosts on `--http-allow-host`; link-local and
-/// cloud-metadata addresses refused after resolution (and the connection pinned to the checked
-/// address, so DNS cannot change it in between); redirects never followed; timeouts always.
+/// `maestro.http.request{...}` for ops hooks: only hosts on `--http-allow-host`; the URL parsed once,
+/// strictly (`CheckedURL`: no control characters, no user-info, no ambiguous host spellings), and the
+/// text checked is the text curl gets; cloud-metadata names refused before resolution and link-local
+/// and metadata addresses after (`MetadataEndpoints`), and the connection pinned to the checked
+/// address, so neither DNS nor a second reading of the URL can change it; no proxy from the
+/// environment; redirects never followed; timeouts always.
 public struct HTTPHostPolicy: Sendable {
     public var allowedHosts: Set<String>
     public var timeoutMilliseconds: Int
     public var maximumResponseBytes: Int
+    /// Name resolution: the numeric addresses of a host name (getaddrinfo; tests give their own).
+    public var resolver: @Sendable (String) -> [String]
 
-    public init(allowedHosts: [String], timeoutMilliseconds: Int = 5_000, maximumResponseBytes: Int = 1 << 20) {
-        self.allowedHosts = Set(allowedHosts.map { $0.lowercased() })
+    public init(allowedHosts: [String], timeoutMilliseconds: Int = 5_000, maximumResponseBytes: Int = 1 << 20,
+                resolver: (@Sendable (String) -> [String])? = nil) {
+        self.allowedHosts = Set(allowedHosts.map(Self.normalizedHost))
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maximumResponseBytes = maximumResponseBytes
+        self.resolver = resolver ?? { HostResolver.addresses(of: $0) }
     }
 
-    /// Why a destination is refused, or nil when it may be called.
+    /// An allow-list entry as `CheckedURL` spells hosts: lowercased, IPv6 without brackets and in
+    /// canonical form.
+    static func normalizedHost(_ host: String) -> String {
+        var text = host.lowercased()
+        if text.hasPrefix("[") && text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        if text.contains(":"), let address = IPAddress(parsing: text) { return address.text }
+        return text
+    }
+
+    /// Why a destination is refused, or nil when it may be called: a metadata name, a name that does
+    /// not resolve, or any of its addresses a link-local or metadata one.
     static func refusal(host: String, addresses: [String]) -> String? {
-        let metadataNames: Set<String> = ["metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"]
-        if metadataNames.contains(host.lowercased()) { return "\(host) is a cloud metadata service" }
+        if let refusal = MetadataEndpoints.refusal(forName: host) { return refusal }
         if addresses.isEmpty { return "\(host) does not resolve" }
-        for address in addresses where isForbidden(address) {
-            return "\(host) resolves to \(address), a link-local or cloud metadata address"
+        for text in addresses {
+            guard let address = IPAddress(parsing: text) else { return "\(host) resolves to \(text), which is not an address" }
+            if let refusal = MetadataEndpoints.refusal(forAddress: address) { return "\(host) resolves to \(refusal)" }
         }
         return nil
-    }
-
-    static func isForbidden(_ address: String) -> Bool {
-        let lowered = address.lowercased()
-        if lowered.hasPrefix("169.254.") || lowered == "0.0.0.0" { return true }
-        if lowered.hasPrefix("fe8") || lowered.hasPrefix("fe9") || lowered.hasPrefix("fea") || lowered.hasPrefix("feb") { return true }
-        if lowered == "fd00:ec2::254" || lowered.hasPrefix("::ffff:169.254.") { return true }
-        return false
     }
 }
 
@@ -67,32 +75,77 @@ enum HTTPHostModule {
         ])
     }
 
-    static func perform(method: String, url: String, headers: [(name: String, value: String)], body: [UInt8]?, timeout: Int,
+    /// Where a checked request goes: the URL curl gets and the address it must connect to.
+    struct Destination: Equatable {
+        var url: CheckedURL
+        var address: IPAddress
+    }
+
+    enum Decision: Equatable {
+        case allowed(Destination)
+        case refused(String)
+    }
+
+    /// The whole decision, without a connection: parse, allow-list, metadata names, resolution,
+    /// metadata addresses. Returns the destination or why it is refused.
+    static func decide(_ text: String, policy: HTTPHostPolicy) -> Decision {
+        let url: CheckedURL
+        do {
+            url = try CheckedURL.parse(text)
+        } catch {
+            return .refused(error.message)
+        }
+        guard policy.allowedHosts.contains(url.host) else {
+            return .refused("host \(url.host) is not on the allow-list (--http-allow-host)")
+        }
+        if let refusal = MetadataEndpoints.refusal(forName: url.host) { return .refused("refused: \(refusal)") }
+        // An address literal is its own resolution; a name goes to the resolver only once checked.
+        let literal = IPAddress(parsing: url.host)
+        let addresses = literal.map { [$0.text] } ?? policy.resolver(url.host)
+        if let refusal = HTTPHostPolicy.refusal(host: url.host, addresses: addresses) { return .refused("refused: \(refusal)") }
+        guard let address = literal ?? IPAddress(parsing: addresses[0]) else { return .refused("refused: \(url.host) does not resolve") }
+        guard url.curlAgrees else { return .refused("refused: curl reads \(url.text) differently") }
+        return .allowed(Destination(url: url, address: address))
+    }
+
+    static func perform(method: String, url text: String, headers: [(name: String, value: String)], body: [UInt8]?, timeout: Int,
                         policy: HTTPHostPolicy) -> [Value?] {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              let host = components.host, !host.isEmpty else {
-            return [nil, .string("maestro.http: only absolute http and https URLs")]
+        let destination: Destination
+        switch decide(text, policy: policy) {
+        case .allowed(let checked): destination = checked
+        case .refused(let refusal): return [nil, .string("maestro.http: \(refusal)")]
         }
-        guard policy.allowedHosts.contains(host.lowercased()) else {
-            return [nil, .string("maestro.http: host \(host) is not on the allow-list (--http-allow-host)")]
+        for header in headers {
+            if let problem = headerProblem(header) { return [nil, .string("maestro.http: \(problem)")] }
         }
-        let addresses = HostResolver.addresses(of: host)
-        if let refusal = HTTPHostPolicy.refusal(host: host, addresses: addresses) {
-            return [nil, .string("maestro.http: refused: \(refusal)")]
-        }
-        let port = components.port ?? (scheme == "https" ? 443 : 80)
         var options = HTTPClientOptions(connectTimeoutMilliseconds: min(timeout, 5_000), totalTimeoutMilliseconds: timeout,
                                         followRedirects: false, maximumResponseBytes: policy.maximumResponseBytes)
-        let pinned = addresses[0].contains(":") ? "[\(addresses[0])]" : addresses[0]
-        options.resolve = ["\(host):\(port):\(pinned)"]
+        let url = destination.url
+        let pinned = destination.address.isIPv6 ? "[\(destination.address.text)]" : destination.address.text
+        // Both pins: a name resolves to the checked address, and every connection goes there.
+        if IPAddress(parsing: url.host) == nil { options.resolve = ["\(url.host):\(url.port):\(pinned)"] }
+        options.connectTo = ["::\(pinned):\(url.port)"]
+        options.ignoreProxies = true
         do {
             let client = try HTTPClient(options: options)
-            let response = try client.perform(HTTPRequest(method: method, url: url, headers: headers, body: body))
+            let response = try client.perform(HTTPRequest(method: method, url: url.text, headers: headers, body: body))
             var responseHeaders: [String: Value] = [:]
             for header in response.headers { responseHeaders[header.name.lowercased()] = .string(header.value) }
             return [.map(["status": .int(Int64(response.status)), "headers": .map(responseHeaders), "body": .string(response.text)])]
         } catch {
             return [nil, .string("maestro.http: \(error.message)")]
         }
+    }
+
+    /// A header name is a token; a value holds no control character but tab.
+    static func headerProblem(_ header: (name: String, value: String)) -> String? {
+        let tokenBytes = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        if header.name.isEmpty || !header.name.utf8.allSatisfy(tokenBytes.contains) {
+            return "a header name must be a token (letters, digits and !#$%&'*+-.^_`|~)"
+        }
+        if header.value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+            return "header \(header.name) contains a control character"
+        }
+        return nil
     }
 }

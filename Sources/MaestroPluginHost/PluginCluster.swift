@@ -1,5 +1,5 @@
 public import MaestroCore
-public import MaestroLua
+internal import MaestroLua
 public import MaestroValue
 internal import MaestroYAML
 internal import Foundation
@@ -97,28 +97,130 @@ public struct DirectoryPluginCluster: PluginCluster {
     }
 }
 
-/// The queue of `maestro.k8s.apply|delete` of one handler call.
+/// The queue of `maestro.k8s.apply|delete` of one handler call. The host validates the whole queue
+/// before it carries out any of it (an invalid write leaves the cluster untouched and is the plugin's
+/// bug: terminal, not retried), and carries out a queue once per event: a redelivered event whose
+/// handler queues the same writes again does not write them again (remembered by this process for
+/// the last `rememberedEvents` events; another replica that claims the event re-applies, which
+/// server-side apply makes idempotent).
 public final class PluginClusterAccess: Sendable {
+    enum Operation: Sendable {
+        case apply(Value)
+        case delete(apiVersion: String, kind: String, name: String)
+    }
+
     public let cluster: (any PluginCluster)?
-    private let pending = Mutex<[(apply: Value?, delete: (String, String, String)?)]>([])
+    private let pending = Mutex<[Operation]>([])
+    /// Event key → the queue applied for it, oldest first.
+    private let applied = Mutex<[(event: String, queue: String)]>([])
+    static let rememberedEvents = 1_024
 
     public init(cluster: (any PluginCluster)?) { self.cluster = cluster }
 
-    func queue(apply object: Value) { pending.withLock { $0.append((object, nil)) } }
-    func queue(delete apiVersion: String, _ kind: String, _ name: String) { pending.withLock { $0.append((nil, (apiVersion, kind, name))) } }
+    func queue(apply object: Value) { pending.withLock { $0.append(.apply(object)) } }
+    func queue(delete apiVersion: String, _ kind: String, _ name: String) {
+        pending.withLock { $0.append(.delete(apiVersion: apiVersion, kind: kind, name: name)) }
+    }
     func discard() { pending.withLock { $0.removeAll() } }
 
-    /// Carries out what the handler queued, in order.
-    func flush() throws(ClusterError) {
-        let operations = pending.withLock { queue -> [(apply: Value?, delete: (String, String, String)?)] in
+    /// Validates what the handler queued, then carries it out in order — unless `event` (the stream
+    /// entry and plugin) already had this very queue carried out. A `.rejected` error means nothing
+    /// was written.
+    func flush(event: String? = nil) throws(ClusterError) {
+        let operations = pending.withLock { queue -> [Operation] in
             defer { queue.removeAll() }
             return queue
         }
-        guard let cluster else { return }
-        for operation in operations {
-            if let object = operation.apply { try cluster.apply(object) }
-            if let (apiVersion, kind, name) = operation.delete { try cluster.delete(apiVersion: apiVersion, kind: kind, name: name) }
+        guard let cluster, !operations.isEmpty else { return }
+        for (index, operation) in operations.enumerated() {
+            if let problem = Self.problem(operation, namespace: cluster.namespace) {
+                throw ClusterError(.rejected, "write \(index + 1) of \(operations.count) (\(Self.describe(operation))): \(problem); nothing was written")
+            }
         }
+        let digest = Self.digest(operations)
+        if let event, let digest, applied.withLock({ $0.contains { $0.event == event && $0.queue == digest } }) { return }
+        for operation in operations {
+            switch operation {
+            case .apply(let object): try cluster.apply(object)
+            case .delete(let apiVersion, let kind, let name): try cluster.delete(apiVersion: apiVersion, kind: kind, name: name)
+            }
+        }
+        if let event, let digest {
+            applied.withLock { memory in
+                memory.removeAll { $0.event == event }
+                memory.append((event, digest))
+                if memory.count > Self.rememberedEvents { memory.removeFirst(memory.count - Self.rememberedEvents) }
+            }
+        }
+    }
+
+    /// Why a queued write cannot be carried out, or nil.
+    static func problem(_ operation: Operation, namespace: String) -> String? {
+        switch operation {
+        case .apply(let object):
+            guard let apiVersion = object["apiVersion"]?.stringValue, isAPIVersion(apiVersion) else { return "apiVersion must be like v1 or apps/v1" }
+            guard let kind = object["kind"]?.stringValue, isKind(kind) else { return "kind must be a name like ConfigMap" }
+            guard let name = object["metadata"]?["name"]?.stringValue, isDNSSubdomain(name) else {
+                return "metadata.name must be a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
+            }
+            guard object["metadata"]?["namespace"] == .string(namespace) else { return "the namespace must be \(namespace)" }
+            if case .map(let labels)? = object["metadata"]?["labels"] {
+                for (key, value) in labels where value.stringValue == nil || key.isEmpty {
+                    return "label \(SinkEvent.sanitizedName(key)) must have a string value"
+                }
+            } else if object["metadata"]?["labels"] != nil {
+                return "metadata.labels must be a map"
+            }
+            if (try? YAML.emit(object)) == nil { return "the object cannot be written as YAML" }
+            return nil
+        case .delete(let apiVersion, let kind, let name):
+            guard isAPIVersion(apiVersion) else { return "apiVersion must be like v1 or apps/v1" }
+            guard isKind(kind) else { return "kind must be a name like ConfigMap" }
+            guard isDNSSubdomain(name) else { return "the name must be a DNS subdomain" }
+            return nil
+        }
+    }
+
+    static func isAPIVersion(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let version = parts.last, version.first == "v", version.count <= 32,
+              version.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber) }) else { return false }
+        return parts.count == 1 || isDNSSubdomain(String(parts[0]))
+    }
+
+    static func isKind(_ text: String) -> Bool {
+        guard let first = text.first, first.isASCII, first.isUppercase, text.count <= 63 else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+    }
+
+    static func isDNSSubdomain(_ text: String) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            guard let first = label.first, let last = label.last, label.count <= 63 else { return false }
+            return (first.isLowercase || first.isNumber) && (last.isLowercase || last.isNumber)
+                && label.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+        }
+    }
+
+    static func describe(_ operation: Operation) -> String {
+        switch operation {
+        case .apply(let object):
+            return "apply \(SinkEvent.sanitizedName(object["kind"]?.stringValue ?? "?")) \(SinkEvent.sanitizedName(object["metadata"]?["name"]?.stringValue ?? "?"))"
+        case .delete(_, let kind, let name):
+            return "delete \(SinkEvent.sanitizedName(kind)) \(SinkEvent.sanitizedName(name))"
+        }
+    }
+
+    /// The queue as text, to compare with what an event applied before (nil: not encodable as JSON,
+    /// never deduplicated).
+    static func digest(_ operations: [Operation]) -> String? {
+        let values: [Value] = operations.map { operation in
+            switch operation {
+            case .apply(let object): return ["apply": object]
+            case .delete(let apiVersion, let kind, let name): return ["delete": .list([.string(apiVersion), .string(kind), .string(name)])]
+            }
+        }
+        return try? JSON.encode(.list(values))
     }
 
     /// `maestro.k8s.get|list|apply|delete`.

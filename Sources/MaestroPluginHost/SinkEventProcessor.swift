@@ -19,6 +19,8 @@ public struct SinkerContext: Sendable {
     /// What `maestro.k8s` reaches in plugins; nil in a process without cluster access.
     public var cluster: (any PluginCluster)?
     public var httpPolicy = HTTPHostPolicy(allowedHosts: [])
+    /// Where exporters may point: `url` fields of sink configs are checked against it.
+    public var endpointPolicy: EndpointPolicy = EndpointPolicy.standard
     /// Set when plugins are hot-reloaded: workers switch to its newest catalog between batches.
     public var generations: PluginGenerations?
     public var streamMaxLength: Int
@@ -64,7 +66,7 @@ public struct CollectorConfigBuilder {
         }
         let validated: Value
         do {
-            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config))
+            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config), endpoints: context.endpointPolicy)
         } catch {
             return .invalid(error.message)
         }
@@ -95,16 +97,23 @@ public struct CollectorConfigBuilder {
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
                                plugin: plugin.name)
             }
+            let yaml: String
             do {
-                try runtime.cluster.flush()
+                yaml = try YAML.emit(config)
             } catch {
-                return .failed(LuaError(kind: .runtime, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
-            }
-            do {
-                return .config(config, yaml: try YAML.emit(config))
-            } catch {
+                runtime.cluster.discard()
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function): \(error)"), plugin: plugin.name)
             }
+            // The queued writes go last, validated whole first, and once per event (a redelivery of
+            // this event does not write them again).
+            do {
+                try runtime.cluster.flush(event: eventID.isEmpty ? nil : "\(eventID)|\(plugin.name)")
+            } catch {
+                // An invalid write is the plugin's bug: retrying would fail the same way.
+                let kind: LuaError.Kind = error.kind == .rejected ? .failed : .runtime
+                return .failed(LuaError(kind: kind, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
+            }
+            return .config(config, yaml: yaml)
         } catch {
             return .failed(error, plugin: plugin.name)
         }
@@ -247,19 +256,10 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     }
 
     /// A plugin's message may quote the sink's credentials (`error("bad password " .. p)`): every value
-    /// at a secret path of the schema, and Orb's credential fields, are masked before the reason is stored.
+    /// the one masker deems secret — the schema's secret paths, header values, credential-looking
+    /// keys — is scrubbed from the reason before it is stored.
     static func scrub(_ reason: String, secretsOf config: Value?, plugin: PluginManifest?) -> String {
-        guard let config else { return reason }
-        let paths = Set((plugin?.sinkSchema.secretPaths ?? []) + ["authentication.password", "authentication.token"])
-        var scrubbed = reason
-        for path in paths {
-            var value: Value? = config
-            for part in path.split(separator: ".") { value = value?[String(part)] }
-            if case .string(let secret)? = value, secret.count >= 3 {
-                scrubbed = scrubbed.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
-            }
-        }
-        return scrubbed
+        SecretMasker(secretPaths: plugin?.sinkSchema.secretPaths ?? []).scrub(reason, secretsOf: config)
     }
 
     var streamName: String { context.names.sinksStream }

@@ -2,7 +2,7 @@ public import Logging
 public import MaestroCore
 internal import MaestroLua
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 
 /// Scripted ops hooks: every plugin that binds `collector_status` gets `on_collector_status(event)` for
 /// each status change on `orb.maestro.sink_status` (its own consumer group, so hooks never slow the
@@ -54,9 +54,12 @@ public final class StatusHookProcessor: StreamBatchProcessor {
                     try vm.setContext(.map(["plugin": .string(plugin.name), "event_id": .string(entry.id),
                                             "deliveries": .int(Int64(delivered.deliveries)), "sink_id": .string(sinkID)]))
                     _ = try vm.call("handler", "on_collector_status", [event, plugin.settings])
-                    do {
-                        try runtime.cluster.flush()
+                    do throws(ClusterError) {
+                        try runtime.cluster.flush(event: "\(entry.id)|\(plugin.name)")
                     } catch {
+                        // Validated whole before any write: a rejected queue wrote nothing and would
+                        // fail the same way again.
+                        if error.kind == .rejected { return .deadLetter(reason: "\(plugin.name): maestro.k8s: \(error)", plugin: plugin.name) }
                         return .retry(reason: "\(plugin.name): maestro.k8s: \(error)")
                     }
                 } catch {

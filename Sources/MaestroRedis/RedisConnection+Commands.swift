@@ -10,9 +10,14 @@ public struct StreamEntry: Sendable, Equatable {
     public struct Field: Sendable, Equatable {
         public var name: String
         public var value: String
-        public init(_ name: String, _ value: String) {
+        /// False when Redis held bytes that are not UTF-8 in the name or the value: the strings then
+        /// hold U+FFFD in their place, so two different byte strings may read the same. Decoders
+        /// refuse such fields instead of using them.
+        public var isValidUTF8: Bool
+        public init(_ name: String, _ value: String, isValidUTF8: Bool = true) {
             self.name = name
             self.value = value
+            self.isValidUTF8 = isValidUTF8
         }
     }
 
@@ -39,7 +44,8 @@ public struct StreamEntry: Sendable, Equatable {
         fields.reserveCapacity(flat.count / 2)
         var index = 0
         while index < flat.count {
-            fields.append(Field(flat[index].string ?? "", flat[index + 1].string ?? ""))
+            fields.append(Field(flat[index].string ?? "", flat[index + 1].string ?? "",
+                                isValidUTF8: flat[index].isValidUTF8 && flat[index + 1].isValidUTF8))
             index += 2
         }
         return StreamEntry(id: id, fields: fields)

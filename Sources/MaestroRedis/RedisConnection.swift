@@ -21,6 +21,12 @@ public enum RedisReply: Sendable, Equatable {
         }
     }
 
+    /// Whether a bulk reply's bytes are UTF-8 (other replies: true).
+    public var isValidUTF8: Bool {
+        if case .bulk(let bytes) = self { return String(validating: bytes, as: UTF8.self) != nil }
+        return true
+    }
+
     public var integer: Int64? {
         switch self {
         case .integer(let number): return number

@@ -1,16 +1,30 @@
-public import Foundation
+internal import Foundation
 public import MaestroCore
+internal import MaestroHTTP
+internal import MaestroValue
 
 /// Tests/Support/http_test_server.py on a free loopback port (echoes requests as JSON).
 public final class HTTPTestServer: @unchecked Sendable {
     public let port: Int
     public let process: ChildProcess
     public let scheme: String
-    public var baseURL: String { "\(scheme)://127.0.0.1:\(port)" }
+    /// The loopback address it listens on.
+    public let host: String
+    public var baseURL: String { "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
 
-    public init(arguments: [String] = [], tls: Bool = false) throws {
-        (process, port) = try startSupportScript("http_test_server.py", arguments: arguments)
+    public init(arguments: [String] = [], tls: Bool = false, host: String = "127.0.0.1") throws {
+        (process, port) = try startSupportScript("http_test_server.py", arguments: arguments + ["--bind", host])
         scheme = tls ? "https" : "http"
+        self.host = host
+    }
+
+    /// How many requests the server has received (its /requests endpoint, not counted itself).
+    public func requestsReceived() throws -> Int {
+        let response = try HTTPClient().perform(HTTPRequest(url: baseURL + "/requests"))
+        guard case .map(let fields) = try JSON.decode(response.text), case .int(let count)? = fields["count"] else {
+            throw ProcessError("/requests answered \(response.text)")
+        }
+        return Int(count)
     }
 
     deinit {

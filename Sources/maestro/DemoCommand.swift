@@ -218,15 +218,6 @@ struct DemoRun {
 
     /// Credentials are never shown on screen.
     func masked(_ value: Value) -> Value {
-        switch value {
-        case .map(let entries):
-            var result: [String: Value] = [:]
-            for (key, item) in entries { result[key] = ["password", "token"].contains(key) ? .string("***") : masked(item) }
-            return .map(result)
-        case .list(let items):
-            return .list(items.map(masked))
-        default:
-            return value
-        }
+        SecretMasker().mask(value)
     }
 }

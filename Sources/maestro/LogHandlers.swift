@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MaestroCore
 import MaestroValue
 
 /// Log lines on stderr, as text (`2026-01-01T00:00:00Z info maestro: message key=value`) or one JSON
@@ -20,12 +21,15 @@ struct MaestroLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        // The one masker's rule for keys: a field named like a credential is never written.
+        for key in merged.keys where SecretMasker.looksLikeCredential(key) { merged[key] = .string(SecretMasker.marker) }
         let timestamp = Date().formatted(.iso8601)
         var line: String
         switch format {
         case .text:
-            line = "\(timestamp) \(event.level) \(label): \(event.message)"
-            for key in merged.keys.sorted() { line += " \(key)=\(merged[key]!)" }
+            // Escaped and quoted by LogLine: a plugin's message cannot forge a line or a field.
+            line = LogLine.text(timestamp: timestamp, level: "\(event.level)", label: label, message: "\(event.message)",
+                                metadata: merged.keys.sorted().map { ($0, "\(merged[$0]!)") })
         case .json:
             var object: [String: Value] = ["time": .string(timestamp), "level": .string("\(event.level)"),
                                            "logger": .string(label), "message": .string("\(event.message)")]

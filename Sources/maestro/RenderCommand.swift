@@ -5,6 +5,7 @@ import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
 import MaestroValue
+import MaestroYAML
 
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,8 +27,11 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .customLong("sink-config"), help: "The sink's config as JSON, or @FILE.")
     var sinkConfig: String
 
-    @Flag(name: .customLong("objects"), help: "Print the Kubernetes objects the template renders, exactly as they would be applied.")
+    @Flag(name: .customLong("objects"), help: "Print the Kubernetes objects the template renders, as they would be applied (credentials redacted unless --reveal-secrets).")
     var objects = false
+
+    @Flag(name: .customLong("reveal-secrets"), help: "Print credentials in clear (by default every credential is shown as <redacted>).")
+    var revealSecrets = false
 
     func run() throws {
         try exitingOnInvalidInput {
@@ -47,9 +51,13 @@ struct RenderCommand: ParsableCommand {
             let context = wiring.sinkerContext(catalog: catalog, collectors: nil, logger: logger)
             let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: wiring.names, logger: logger))
             switch builder.build(operation: .create, sinkID: sinkID, ownerID: owner, backend: backend, config: parsed) {
-            case .config(_, let yaml):
+            case .config(let config, let yaml):
+                // The one masker: credential-looking keys and header values, and the values at the
+                // schema's secret paths of the sink config wherever the plugin copied them.
+                let masker = SecretMasker(secretPaths: catalog.plugin(forBackend: backend)?.sinkSchema.secretPaths ?? [])
+                func shown(_ text: String) -> String { revealSecrets ? text : masker.scrub(text, secretsOf: parsed) }
                 guard objects else {
-                    print(yaml, terminator: "")
+                    print(revealSecrets ? yaml : shown((try? YAML.emit(masker.mask(config))) ?? "<redacted>\n"), terminator: "")
                     return
                 }
                 let keyHex: String
@@ -69,7 +77,9 @@ struct RenderCommand: ParsableCommand {
                 }
                 let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: yaml, configHash: ConfigHasher(keyHex: keyHex).hash(yaml))
                 do {
-                    print(try renderer.render(inputs).yaml, terminator: "")
+                    let rendered = try renderer.render(inputs)
+                    print(revealSecrets ? rendered.yaml : shown((try? YAML.emitAll(masker.maskObjects(rendered.objects))) ?? "<redacted>\n"),
+                          terminator: "")
                 } catch {
                     throw InvalidInput("the template failed: \(error)")
                 }

@@ -206,13 +206,13 @@ func refreshGauges(registry: PrometheusCollectorRegistry, redisURL: RedisURL, na
         if let status = (try? JSON.decode(json))?["status"]?.stringValue { byStatus[status, default: 0] += 1 }
     }
     for (status, count) in byStatus {
-        registry.makeGauge(name: "maestro_collectors", labels: [("status", status)]).set(Double(count))
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_collectors", unitName: "", helpText: ""), labels: [("status", status)]).set(Double(count))
     }
     for stream in [names.sinksStream, names.activityStream, names.idleStream] {
         guard let groups = try? redis.xinfoGroups(stream) else { continue }
         for group in groups where group["name"]?.string == names.sinkerGroup || group["name"]?.string == names.maestroGroup {
-            registry.makeGauge(name: "maestro_stream_pending", labels: [("stream", stream)]).set(Double(group["pending"]?.integer ?? 0))
-            registry.makeGauge(name: "maestro_stream_lag", labels: [("stream", stream)]).set(Double(group["lag"]?.integer ?? 0))
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_stream_pending", unitName: "", helpText: ""), labels: [("stream", stream)]).set(Double(group["pending"]?.integer ?? 0))
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_stream_lag", unitName: "", helpText: ""), labels: [("stream", stream)]).set(Double(group["lag"]?.integer ?? 0))
         }
     }
 }

@@ -94,6 +94,9 @@ struct SettingsOptions: ParsableArguments {
     var grpcClientCa: String?
     @Option(name: .customLong("http-allow-host"), help: "A host maestro.http may call (repeatable).")
     var httpAllowHost: [String] = []
+    @Option(name: .customLong("collector-deny-cidr"),
+            help: "An address range exporter URLs may not point at (repeatable; replaces the defaults; none: only metadata and link-local).")
+    var collectorDenyCIDR: [String] = []
     @Option(name: .customLong("http-listen"), help: ArgumentHelp(Settings.definition("http-listen")?.help ?? ""))
     var httpListen: String?
     @Option(name: .customLong("grpc-token-file"), help: "File holding the API's bearer token.")
@@ -120,6 +123,7 @@ struct SettingsOptions: ParsableArguments {
         if createNamespace { result["create-namespace"] = ["true"] }
         if grpcInsecure { result["grpc-insecure"] = ["true"] }
         if !httpAllowHost.isEmpty { result["http-allow-host"] = httpAllowHost }
+        if !collectorDenyCIDR.isEmpty { result["collector-deny-cidr"] = collectorDenyCIDR }
         if let kubeconfig { result["kubeconfig"] = [kubeconfig] }
         for (name, value) in pairs {
             if let value { result[name] = [value] }

@@ -36,6 +36,11 @@ struct Wiring {
     var createPolicy: CreatePolicy { CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager }
 
     var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
+    /// Where exporters may point (`--collector-deny-cidr`, checked when the settings were resolved).
+    var endpointPolicy: EndpointPolicy {
+        let given = configuration.values("collector-deny-cidr")
+        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given)) ?? .standard
+    }
 
     func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,
                        logger: Logger) -> SinkerContext {
@@ -45,6 +50,7 @@ struct Wiring {
                                     collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
         context.cluster = cluster
         context.httpPolicy = httpPolicy
+        context.endpointPolicy = endpointPolicy
         return context
     }
 

@@ -101,6 +101,21 @@ struct OperatorCommandTests {
         #expect(result.output.contains("placeholder key"))
     }
 
+    @Test("render redacts credentials unless asked to reveal them")
+    func renderRedacts() throws {
+        let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"render-pass-1"}}"#
+        for extra in [[], ["--objects"]] {
+            let hidden = try runProgram([maestroBinary(), "render", "--backend", "prometheus", "--sink-id", "s1", "--sink-config", config] + extra,
+                                        in: repositoryRoot)
+            #expect(hidden.code == 0, "\(hidden.output)")
+            #expect(!hidden.output.contains("render-pass-1"), "\(hidden.output)")
+            #expect(hidden.output.contains("<redacted>"))
+        }
+        let shown = try runProgram([maestroBinary(), "render", "--backend", "prometheus", "--sink-id", "s1", "--sink-config", config, "--reveal-secrets"],
+                                   in: repositoryRoot)
+        #expect(shown.output.contains("render-pass-1"))
+    }
+
     @Test("run with the directory backend, then status and diff")
     func runStatusDiff() throws {
         let directory = try TemporaryDirectory()

@@ -71,7 +71,7 @@ struct TemplateTests {
         #expect(rendered.namespace == "otelcollectors")
     }
 
-    @Test("defaults: one replica, Orb's image, ClusterIP, no resources")
+    @Test("defaults: one replica, Orb's image, ClusterIP")
     func defaults() throws {
         let rendered = try shippedRenderer().render(CollectorInputs(sinkID: "s", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
         let deployment = rendered.objects[1]
@@ -79,6 +79,49 @@ struct TemplateTests {
         #expect(deployment["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"] == .string("otel/opentelemetry-collector-contrib:0.91.0"))
         #expect(deployment["spec"]?["template"]?["spec"]?["nodeSelector"] == nil)
         #expect(rendered.objects[2]["spec"]?["type"] == .string("ClusterIP"))
+        #expect(rendered.objects.count == 3, "no NetworkPolicy unless asked")
+    }
+
+    @Test("the pod runs hardened: restricted securityContext, no service-account token, default requests and limits")
+    func hardened() throws {
+        let rendered = try shippedRenderer().render(CollectorInputs(sinkID: "s", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
+        let pod = try #require(rendered.objects[1]["spec"]?["template"]?["spec"])
+        let container = try #require(pod["containers"]?.listValue?.first)
+        #expect(pod["automountServiceAccountToken"] == .bool(false))
+        #expect(pod["securityContext"] == ["runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                           "seccompProfile": ["type": "RuntimeDefault"]])
+        #expect(container["securityContext"] == ["allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
+                                                 "capabilities": ["drop": ["ALL"]], "seccompProfile": ["type": "RuntimeDefault"]])
+        #expect(container["resources"] == ["requests": ["cpu": "100m", "memory": "128Mi"], "limits": ["cpu": "1", "memory": "512Mi"]])
+        #expect(pod["volumes"]?.listValue?.contains(["name": "tmp", "emptyDir": ["sizeLimit": "64Mi"]]) == true, "a writable /tmp")
+    }
+
+    @Test("network_policy renders a NetworkPolicy: DNS, everything but the denied ranges, and the allowed ones")
+    func networkPolicy() throws {
+        let rendered = try shippedRenderer(settings: ["network_policy": true, "egress_allow_cidrs": ["10.20.0.0/16"]])
+            .render(CollectorInputs(sinkID: "s", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
+        #expect(rendered.objects.count == 4)
+        let policy = rendered.objects[3]
+        #expect(policy["kind"] == "NetworkPolicy")
+        #expect(policy["apiVersion"] == "networking.k8s.io/v1")
+        #expect(policy["metadata"]?["name"] == "otel-s")
+        #expect(policy["metadata"]?["labels"]?["app.kubernetes.io/managed-by"] == "maestro")
+        #expect(policy["spec"]?["podSelector"] == ["matchLabels": ["app.kubernetes.io/instance": "otel-s"]])
+        #expect(policy["spec"]?["policyTypes"] == ["Egress"])
+        let egress = try #require(policy["spec"]?["egress"]?.listValue)
+        #expect(egress.count == 3)
+        #expect(egress[0]["ports"] == [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]])
+        #expect(egress[1]["to"] == [
+            ["ipBlock": ["cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "100.64.0.0/10", "192.0.0.192/32", "168.63.129.16/32", "10.0.0.0/8",
+                                                         "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "0.0.0.0/8"]]],
+            ["ipBlock": ["cidr": "::/0", "except": ["fe80::/10", "fc00::/7", "::1/128"]]],
+        ])
+        #expect(egress[2]["to"] == [["ipBlock": ["cidr": "10.20.0.0/16"]]])
+        let custom = try shippedRenderer(settings: ["network_policy": true, "egress_deny_cidrs": ["203.0.113.0/24"]])
+            .render(CollectorInputs(sinkID: "s", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
+        #expect(custom.objects[3]["spec"]?["egress"]?.listValue?[1]["to"] == [
+            ["ipBlock": ["cidr": "0.0.0.0/0", "except": ["203.0.113.0/24"]]], ["ipBlock": ["cidr": "::/0"]],
+        ])
     }
 
     @Test("tricky values survive into the Secret as the same strings")

@@ -1,16 +1,22 @@
 """A loopback HTTP(S) server for maestro's HTTP client tests.
 
 Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
-seconds, /redirect answers 302 to /echo, /status/N answers N. With --cert/--key it speaks TLS; with
---client-ca it requires a client certificate signed by that CA. The first line on stdout is
-"PORT <n>".
+seconds, /redirect answers 302 to /echo, /status/N answers N, /requests answers how many other
+requests it has received. With --cert/--key it speaks TLS; with --client-ca it requires a client
+certificate signed by that CA; --bind sets the loopback address (127.0.0.1, 127.0.0.2, ::1). The
+first line on stdout is "PORT <n>".
 """
 import argparse
 import json
+import socket
 import ssl
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+received = 0
+received_lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -20,6 +26,18 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def handle_any(self):
+        global received
+        if self.path == "/requests":
+            with received_lock:
+                payload = json.dumps({"count": received}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        with received_lock:
+            received += 1
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         if self.path == "/slow":
@@ -60,8 +78,13 @@ def main():
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--client-ca")
+    parser.add_argument("--bind", default="127.0.0.1")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
+
+    server = Server((args.bind, 0), Handler)
     if args.cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)

@@ -7,9 +7,11 @@ public enum ObjectDiff {
     static let serverFields: Set<String> = ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
                                             "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences"]
 
-    /// Drops server-set fields and replaces Secret values with a digest-free marker.
+    /// Drops server-set fields, replaces Secret values with a digest-free marker, and masks every
+    /// other credential (`SecretMasker`: header values, credential-looking keys, env pairs).
     public static func redacted(_ objects: [Value]) -> [Value] {
-        objects.map { object in
+        objects.map { original in
+            let object = original["kind"] == .string("Secret") ? original : SecretMasker().mask(original)
             guard case .map(var entries) = object else { return object }
             entries["status"] = nil
             if case .map(var metadata)? = entries["metadata"] {

@@ -1,5 +1,6 @@
 public import MaestroValue
 internal import MaestroYAML
+internal import MaestroHTTP
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -180,7 +181,9 @@ public struct Configuration: Sendable {
         for value in setting.values {
             switch definition.kind {
             case .text, .list:
-                break
+                if definition.key == "collector-deny-cidr" && value != "none" && IPNetwork(parsing: value) == nil {
+                    throw invalid("an address range such as 10.0.0.0/8 or fc00::/7, or none", value)
+                }
             case .integer(let range):
                 guard let number = Int(value), range.contains(number) else {
                     throw invalid("a whole number from \(range.lowerBound) to \(range.upperBound)", value)

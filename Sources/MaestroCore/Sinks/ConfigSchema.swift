@@ -56,8 +56,9 @@ public struct ConfigSchema: Sendable, Equatable {
         }
     }
 
-    /// Validates `value` (a map) and returns it with defaults filled in.
-    public func validate(_ value: Value, path: String = "") throws(ConfigSchemaError) -> Value {
+    /// Validates `value` (a map) and returns it with defaults filled in. With `endpoints`, every `url`
+    /// field is also checked as a place a collector will call (`EndpointPolicy`).
+    public func validate(_ value: Value, path: String = "", endpoints: EndpointPolicy? = nil) throws(ConfigSchemaError) -> Value {
         guard case .map(var entries) = value else {
             throw ConfigSchemaError(field: path.isEmpty ? "config" : path, message: "\(path.isEmpty ? "config" : path) must be an object")
         }
@@ -65,7 +66,7 @@ public struct ConfigSchema: Sendable, Equatable {
             let rule = fields[name]!
             let fieldPath = path.isEmpty ? name : path + "." + name
             if let present = entries[name], !present.isNull {
-                entries[name] = try Self.check(present, rule: rule, path: fieldPath)
+                entries[name] = try Self.check(present, rule: rule, path: fieldPath, endpoints: endpoints)
             } else if let defaultValue = rule["default"] {
                 entries[name] = defaultValue
             } else if rule["required"] == .bool(true) {
@@ -75,7 +76,7 @@ public struct ConfigSchema: Sendable, Equatable {
         return .map(entries)
     }
 
-    private static func check(_ value: Value, rule: Value, path: String) throws(ConfigSchemaError) -> Value {
+    private static func check(_ value: Value, rule: Value, path: String, endpoints: EndpointPolicy?) throws(ConfigSchemaError) -> Value {
         let type = rule["type"]?.stringValue ?? "any"
         func fail(_ problem: String) -> ConfigSchemaError { ConfigSchemaError(field: path, message: "\(path) \(problem)") }
         switch type {
@@ -85,6 +86,9 @@ public struct ConfigSchema: Sendable, Equatable {
             if type == "word" && (text.isEmpty || text.contains(where: \.isWhitespace)) { throw fail("must be a single word") }
             if type == "url" && !isAbsoluteURL(text) {
                 throw fail("must be an absolute URL with a scheme, such as https://host/path")
+            }
+            if type == "url", let endpoints, let refusal = endpoints.refusal(url: text) {
+                throw fail("\(refusal): collectors must not call it")
             }
             if case .list(let allowed)? = rule["enum"], !allowed.contains(value) {
                 throw fail("must be one of " + allowed.compactMap(\.stringValue).joined(separator: ", "))
@@ -121,7 +125,7 @@ public struct ConfigSchema: Sendable, Equatable {
             guard case .map = value else { throw fail("must be an object") }
             var checked = value
             if let nested = rule["fields"] {
-                checked = try ConfigSchema(fields: nested, path: path).validate(checked, path: path)
+                checked = try ConfigSchema(fields: nested, path: path).validate(checked, path: path, endpoints: endpoints)
             }
             if let variants = rule["variants"], case .string(let selector)? = variants["by"], case .map(let cases)? = variants["cases"] {
                 let selectorPath = path + "." + selector
@@ -131,7 +135,7 @@ public struct ConfigSchema: Sendable, Equatable {
                 guard case .string(let name) = chosen, let fields = cases[name] else {
                     throw ConfigSchemaError(field: selectorPath, message: "\(selectorPath) must be one of " + cases.keys.sorted().joined(separator: ", "))
                 }
-                checked = try ConfigSchema(fields: fields, path: path).validate(checked, path: path)
+                checked = try ConfigSchema(fields: fields, path: path).validate(checked, path: path, endpoints: endpoints)
             }
             return checked
         default:

@@ -47,6 +47,10 @@ extension SinkEvent {
         for field in entry.fields where field.value.utf8.count > maximumFieldBytes || field.name.utf8.count > 256 {
             throw MalformedEvent("field \(sanitizedName(field.name)) is larger than the size limit")
         }
+        // Bytes that are not UTF-8 would be read as U+FFFD, so `inv\xff` and `inv\xfe` would be one sink.
+        for field in entry.fields where !field.isValidUTF8 {
+            throw MalformedEvent("field \(sanitizedName(field.name)) is not valid UTF-8")
+        }
         guard let operationText = entry["operation"], !operationText.isEmpty else {
             throw MalformedEvent("missing field operation")
         }
