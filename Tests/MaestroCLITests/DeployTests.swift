@@ -83,6 +83,40 @@ struct DeployTests {
         return granted
     }
 
+    @Test("a collector namespace set only in the config file's template values is used for objects, the Lease, --create-namespace and the sweep")
+    func namespaceFromConfigFile() throws {
+        let double = try KubeAPIDouble(namespaces: [])
+        let directory = try TemporaryDirectory()
+        let kubeconfig = try double.kubeconfig(in: directory)
+        let file = try directory.write("maestro.yaml", "templates:\n  otel-collector:\n    namespace: team-a\n")
+        let prefix = RedisTestServer.uniquePrefix("ns")
+        let common = ["--redis-url", try RedisTestServer.url] + MaestroProcess.names(prefix)
+        let run = try ChildProcess([maestroBinary(), "run", "--config", file, "--plugins-dir", repositoryRoot + "/plugins",
+                                    "--templates-dir", repositoryRoot + "/templates", "--kube-backend", "kubernetes", "--kubeconfig", kubeconfig,
+                                    "--create-namespace", "--resync-interval", "1s", "--orphan-grace", "0s", "--consumer-name", "ns"] + common,
+                                   logPath: directory.path + "/run.log")
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"p"}}"#
+        for sink in ["ns-1", "ns-2"] {
+            #expect(try runProgram([maestroBinary(), "sinks", "create", "--sink-id", sink, "--backend", "prometheus", "--sink-config", config]
+                                   + common).code == 0)
+        }
+        let deployments = "/apis/apps/v1/namespaces/team-a/deployments/"
+        #expect(eventually { (try? double.get(deployments + "otel-ns-2").status) == 200 && (try? double.get(deployments + "otel-ns-1").status) == 200 },
+                "\((try? directory.read("run.log")) ?? "")")
+        #expect(try double.get("/api/v1/namespaces/team-a").status == 200, "--create-namespace created the template's namespace")
+        #expect(eventually { (try? double.get("/apis/coordination.k8s.io/v1/namespaces/team-a/leases/maestro-leader").status) == 200 })
+        #expect(try double.get("/api/v1/namespaces/otelcollectors").status == 404, "nothing in the default namespace")
+        // Everything Redis knew of ns-2 vanishes (a Redis emptied by hand): the sweep in team-a removes its objects.
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        for hash in ["deployments", "collectors", "records", "config"] { try redis.hdel(prefix + hash, fields: ["ns-2"]) }
+        #expect(eventually { (try? double.get(deployments + "otel-ns-2").status) == 404 }, "the orphan sweep looks in team-a")
+        #expect(try double.get(deployments + "otel-ns-1").status == 200)
+    }
+
     @Test("every request maestro makes in a collector's life is granted by the Role, and every grant is used")
     func roleMatchesWhatMaestroDoes() throws {
         let double = try KubeAPIDouble()
