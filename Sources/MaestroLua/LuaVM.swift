@@ -126,10 +126,14 @@ public final class LuaVM {
                 throw LuaError(kind: .memoryCap, message: "cannot open the Lua standard libraries")
             }
             let stack = LuaStack(state: state)
-            // The metatable that marks maestro.empty_map() tables.
-            lua_createtable(state, 0, 1)
+            // The metatable that marks maestro.empty_map() tables, shared by all of them: protected, so
+            // that no plugin can add a finalizer or an __index that later maps would carry.
+            lua_createtable(state, 0, 2)
             stack.pushString("__name")
             stack.pushString("maestro.empty_map")
+            lua_rawset(state, -3)
+            stack.pushString("__metatable")
+            lua_pushboolean(state, 0)
             lua_rawset(state, -3)
             lua_setfield(state, maestro_lua_registry_index(), emptyMapMetatableKey)
 
@@ -232,7 +236,8 @@ public final class LuaVM {
     /// Pushes `control[name]`.
     private func pushControl(_ name: String) {
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(controlReference))
-        lua_getfield(state, -1, name)
+        LuaStack(state: state).pushString(name)
+        lua_rawget(state, -2)
         maestro_lua_remove(state, -2)
     }
 
@@ -299,6 +304,8 @@ public final class LuaVM {
     }
 
     /// Whether the module exists and holds a function `function` (or is one, when `function` is nil).
+    /// The lookup is raw: a handler is a field of the table the module returned, never the result of
+    /// an `__index` (plugin code, which runs only inside a protected, budgeted call).
     public func hasFunction(_ module: String, _ function: String? = nil) -> Bool {
         guard !needsReset, let reference = exports[module] else { return false }
         let base = lua_gettop(state)
@@ -306,7 +313,10 @@ public final class LuaVM {
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(reference))
         if let function {
             guard lua_type(state, -1) == LUA_TTABLE else { return false }
-            _ = withUncheckedAllowance { lua_getfield(state, -1, function) }
+            withUncheckedAllowance {
+                LuaStack(state: state).pushString(function)
+                lua_rawget(state, -2)
+            }
         }
         return lua_type(state, -1) == LUA_TFUNCTION
     }
@@ -361,7 +371,9 @@ public final class LuaVM {
                 guard lua_type(state, -1) == LUA_TTABLE else {
                     throw LuaError(kind: .notFound, message: "\(module) is not a table of functions")
                 }
-                lua_getfield(state, -1, function)
+                // Raw, as in hasFunction: no plugin code runs outside the protected call below.
+                stack.pushString(function)
+                lua_rawget(state, -2)
                 maestro_lua_remove(state, -2)
             }
             guard lua_type(state, -1) == LUA_TFUNCTION else {
