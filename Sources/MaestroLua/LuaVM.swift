@@ -141,7 +141,7 @@ public final class LuaVM {
                 throw LuaError(kind: .syntax, message: "sandbox prelude: \(stack.string(at: -1) ?? "?")")
             }
             lua_rawgeti(state, maestro_lua_registry_index(), Int64(LUA_RIDX_GLOBALS))
-            lua_createtable(state, 0, 8)
+            lua_createtable(state, 0, 12)
             maestro_lua_push_sandbox_pcall(state)
             lua_setfield(state, -2, "pcall")
             maestro_lua_push_sandbox_xpcall(state)
@@ -154,6 +154,8 @@ public final class LuaVM {
             lua_setfield(state, -2, "charge")
             maestro_lua_push_sandbox_budget_left(state)
             lua_setfield(state, -2, "budget_left")
+            maestro_lua_push_make_charged(state)
+            lua_setfield(state, -2, "charged")
             stack.pushString(luaPatternFunctions)
             lua_setfield(state, -2, "patterns_source")
             lua_pushboolean(state, configuration.exposesLuaPatterns ? 1 : 0)
