@@ -227,6 +227,7 @@ static int maestro_lua_trampoline(lua_State *L) {
     }
     int results = fn(L, context);
     limits->host_allowance--;
+    if (limits->terminated != MAESTRO_LUA_RUNNING) return maestro_lua_raise_terminated(L);
     if (results < 0) return lua_error(L);
     if (limits->cap != 0 && limits->used > limits->cap) {
         lua_gc(L, LUA_GCCOLLECT);
@@ -288,6 +289,32 @@ static int maestro_lua_sandbox_budget_left(lua_State *L) {
 static inline void maestro_lua_push_sandbox_charge(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_charge); }
 static inline void maestro_lua_push_sandbox_budget_left(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_budget_left); }
 static inline void maestro_lua_push_make_charge_coroutine(lua_State *L) { lua_pushcfunction(L, maestro_lua_make_charge_coroutine); }
+
+// Charges n instructions for work the host did in Swift (converting values). Never raises: returns 0
+// once the budget is spent, and the trampoline raises when Swift returns.
+static inline int maestro_lua_charge_host(lua_State *L, long long n) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    limits->spent += n;
+    if (limits->terminated == MAESTRO_LUA_RUNNING && limits->budget > 0 && limits->spent > limits->budget) {
+        limits->terminated = MAESTRO_LUA_TERMINATED_BUDGET;
+    }
+    return limits->terminated == MAESTRO_LUA_RUNNING;
+}
+
+// The memory cap (0 = none) and what is left under it. The cap is lifted while Swift builds values in
+// the VM (an allocation failure would raise through Swift frames), so the host checks these as it goes.
+static inline size_t maestro_lua_memory_cap(lua_State *L) { return maestro_lua_limits_of(L)->cap; }
+static inline size_t maestro_lua_memory_left(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->cap == 0) return (size_t)-1;
+    return limits->used < limits->cap ? limits->cap - limits->used : 0;
+}
+
+// A value the host was building went over the memory cap: the call fails as if Lua had run out.
+static inline void maestro_lua_mark_out_of_memory(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->terminated == MAESTRO_LUA_RUNNING) limits->terminated = MAESTRO_LUA_TERMINATED_MEMORY;
+}
 
 // Work done by a C function of the library, charged before it is done (n may be a float or beyond the
 // integers); raises once the budget is spent, like the hook.

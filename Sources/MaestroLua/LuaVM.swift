@@ -389,8 +389,10 @@ public final class LuaVM {
         let count = lua_gettop(state) - base
         return try withHostAllowance { () throws(LuaError) in
             var results: [Value?] = []
+            var budget = ValueBudget(stack.limits)
             for index in 0..<count {
-                results.append(try stack.optionalValue(at: base + 1 + index, path: count == 1 ? "return value" : "return value #\(index + 1)"))
+                results.append(try stack.optionalValue(at: base + 1 + index, path: count == 1 ? "return value" : "return value #\(index + 1)",
+                                                       budget: &budget))
             }
             return results
         }
@@ -477,9 +479,12 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
     let count = lua_gettop(state)
     var arguments: [Value?] = []
     arguments.reserveCapacity(Int(count))
+    // Converting is work the count hook cannot see: charged by the node, arguments and results.
+    var budget = ValueBudget(stack.limits)
+    defer { _ = maestro_lua_charge_host(state, Int64(budget.nodes * hostInstructionsPerNode)) }
     for index in 1...max(count, 1) where index <= count {
         do {
-            arguments.append(try stack.optionalValue(at: index, path: "argument #\(index)"))
+            arguments.append(try stack.optionalValue(at: index, path: "argument #\(index)", budget: &budget))
         } catch {
             stack.pushString("bad argument #\(index) to '\(box.qualifiedName)' (\(error))")
             return -1
@@ -502,20 +507,27 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
         stack.pushString("\(box.qualifiedName): too many results")
         return -1
     }
+    var pushed = 0
+    defer { _ = maestro_lua_charge_host(state, Int64(pushed * hostInstructionsPerNode)) }
     for result in results {
         guard let result else {
             lua_pushnil(state)
             continue
         }
-        do {
-            try stack.push(result)
+        do throws(LuaError) {
+            pushed += try stack.push(result)
         } catch {
+            if error.kind == .memoryCap { maestro_lua_mark_out_of_memory(state) }
             stack.pushString("\(box.qualifiedName): \(error)")
             return -1
         }
     }
     return Int32(results.count)
 }
+
+/// What converting one value node between Lua and Swift is charged, in instructions (a node takes
+/// about as long as ten VM instructions).
+let hostInstructionsPerNode = 10
 
 
 func realPath(_ path: String) -> String? {

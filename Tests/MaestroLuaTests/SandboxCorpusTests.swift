@@ -137,6 +137,24 @@ let abuseCorpus: [AbuseCase] = [
     // Item 9: the Lua matcher compares back-references in C, charged by their length.
     AbuseCase("back-reference in the Lua matcher", #"return string.find(("a"):rep(1e5), "^(.-)%1b")"#, .instructionBudget,
               message: "instruction budget", after: ("return ('abab'):find('^(ab)%1')", [.int(1), .int(4), .string("ab")])),
+    // Item 5: conversions are bounded by the memory cap and a node budget over the whole value.
+    AbuseCase("shared sub-tables as a return value", "local t = {} for i = 1, 20 do t = {t, t} end return t", .conversion,
+              message: "too large to convert", after: ("local t = {} for i = 1, 3 do t = {t, t} end return #t, #t[1][2]", [.int(2), .int(2)])),
+    AbuseCase("shared sub-tables passed to the host", "local t = {} for i = 1, 20 do t = {t, t} end return maestro.json.encode(t)",
+              .runtime, message: "too large to convert", after: ("return maestro.json.encode({{}, {}})", [.string("[[],[]]")])),
+    AbuseCase("shared sub-tables passed to the host in a pcall loop",
+              "local t = {} for i = 1, 20 do t = {t, t} end while true do pcall(maestro.json.encode, t) end",
+              .instructionBudget, message: "instruction budget", after: ("return maestro.json.encode({1})", [.string("[1]")])),
+    AbuseCase("JSON decode of many empty lists", #"return assert(maestro.json.decode("[" .. string.rep("[]", 1.5e6, ",") .. "]"))"#,
+              .runtime, message: "nodes", after: ("return maestro.json.decode('[[],[]]')", [.list([.list([]), .list([])])])),
+    AbuseCase("YAML alias bomb over many documents", """
+        local doc = "---\\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\\n"
+        for level, name in ipairs({"b", "c", "d", "e"}) do
+          local previous = ("abcd"):sub(level, level)
+          doc = doc .. name .. ": &" .. name .. " [" .. string.rep("*" .. previous, 10, ", ") .. "]\\n"
+        end
+        return assert(maestro.yaml.decode_all(doc:rep(10)))
+        """, .runtime, message: "nodes", after: ("return maestro.yaml.decode_all('---\\na: 1\\n---\\nb: 2\\n')", [.list([["a": 1], ["b": 2]])])),
 ]
 
 @Suite("Lua sandbox: the abuse corpus")
