@@ -1,5 +1,5 @@
-public import GRPCCore
-public import GRPCNIOTransportHTTP2
+internal import GRPCCore
+internal import GRPCNIOTransportHTTP2
 public import Logging
 internal import Foundation
 internal import Synchronization

@@ -1,6 +1,6 @@
 internal import Foundation
-public import MaestroCore
-public import MaestroRedis
+internal import MaestroCore
+internal import MaestroRedis
 internal import Synchronization
 
 /// Follows `orb.maestro.sink_status` from now on (XREAD BLOCK on a thread of its own) and yields the

@@ -1,7 +1,7 @@
 public import Logging
 public import MaestroCore
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 
 /// The maestro role under `--create-policy on-activity`: Orb's sinker reports activity on
 /// `orb.sink_activity` (create the collector if it is not running) and idleness on `orb.sink_idle`

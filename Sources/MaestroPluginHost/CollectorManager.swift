@@ -1,7 +1,7 @@
 public import Logging
 public import MaestroCore
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 internal import Foundation
 internal import Synchronization
 
@@ -147,7 +147,7 @@ public final class CollectorManager: CollectorService {
 
     public func remove(sinkID: String) throws(CollectorServiceError) {
         try Self.validate(sinkID)
-        try withRedis { redis in
+        _ = try withRedis { redis in
             try redis.hdel(names.deploymentHash, fields: [sinkID])
         }
         reconciler.enqueue(sinkID)

@@ -105,7 +105,7 @@ public final class HotReloader: @unchecked Sendable {
         lock.lock()
         stopping = true
         lock.signal()
-        while thread != nil && !finished { lock.wait(until: Date().addingTimeInterval(0.1)) }
+        while thread != nil && !finished { _ = lock.wait(until: Date().addingTimeInterval(0.1)) }
         lock.unlock()
     }
 

@@ -1,5 +1,5 @@
 public import MaestroCore
-public import MaestroLua
+internal import MaestroLua
 public import MaestroValue
 internal import MaestroYAML
 internal import Foundation

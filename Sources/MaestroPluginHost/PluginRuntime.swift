@@ -2,7 +2,7 @@ public import Logging
 public import MaestroCore
 public import MaestroLua
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 
 /// The Redis connection plugin code uses through `maestro.redis`: the worker's own, set per batch.
 public final class PluginRedisAccess: @unchecked Sendable {

@@ -1,7 +1,7 @@
 public import Logging
-public import MaestroCore
-public import MaestroLua
-public import MaestroValue
+internal import MaestroCore
+internal import MaestroLua
+internal import MaestroValue
 internal import Foundation
 internal import Synchronization
 

@@ -2,7 +2,7 @@ public import Logging
 public import MaestroCore
 internal import MaestroLua
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 
 /// Scripted ops hooks: every plugin that binds `collector_status` gets `on_collector_status(event)` for
 /// each status change on `orb.maestro.sink_status` (its own consumer group, so hooks never slow the

@@ -1,6 +1,6 @@
 public import Logging
 public import MaestroCore
-public import MaestroLua
+internal import MaestroLua
 public import MaestroValue
 internal import MaestroYAML
 

@@ -1,4 +1,4 @@
-public import Foundation
+internal import Foundation
 public import MaestroCore
 
 /// Tests/Support/http_test_server.py on a free loopback port (echoes requests as JSON).

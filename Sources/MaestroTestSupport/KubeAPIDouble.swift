@@ -1,6 +1,6 @@
-public import Foundation
+internal import Foundation
 public import MaestroCore
-public import MaestroHTTP
+internal import MaestroHTTP
 public import MaestroValue
 
 /// Tests/Support/kube_api_double.py on a free loopback port, with its control endpoints.

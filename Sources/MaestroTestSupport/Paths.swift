@@ -1,5 +1,5 @@
 public import Foundation
-public import MaestroCore
+internal import MaestroCore
 
 /// The repository's root folder, found from this source file's location.
 public let repositoryRoot: String = {

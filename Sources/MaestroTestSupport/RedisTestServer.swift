@@ -1,5 +1,5 @@
-public import Foundation
-public import MaestroCore
+internal import Foundation
+internal import MaestroCore
 
 /// The Redis server tests talk to: the one the test command started (`MAESTRO_TEST_REDIS_URL`), or
 /// else a private `redis-server` on a free loopback port, stopped when the test process exits.

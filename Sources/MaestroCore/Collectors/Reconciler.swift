@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 internal import MaestroYAML
 internal import Synchronization
 internal import CoreMetrics

@@ -1,6 +1,6 @@
-public import Foundation
+internal import Foundation
 public import MaestroHTTP
-public import MaestroValue
+internal import MaestroValue
 internal import MaestroYAML
 internal import Synchronization
 

@@ -1,6 +1,6 @@
-public import Foundation
+internal import Foundation
 public import Logging
-public import MaestroValue
+internal import MaestroValue
 internal import Synchronization
 
 /// Leader election on Kubernetes: a `coordination.k8s.io/v1` Lease, created or renewed by its holder

@@ -1,5 +1,5 @@
-public import Foundation
-public import Logging
+internal import Foundation
+internal import Logging
 public import MaestroValue
 internal import Synchronization
 

@@ -1,5 +1,5 @@
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 internal import Crypto
 
 /// What maestro keeps per sink in `orb.sinker.sinks` (JSON): who owns it, its backend, the id of the

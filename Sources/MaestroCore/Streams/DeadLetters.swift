@@ -1,5 +1,5 @@
 public import MaestroRedis
-public import MaestroValue
+internal import MaestroValue
 
 /// A dead letter as maestro wrote it: where the entry came from, why it failed, and its fields.
 public struct DeadLetter: Sendable, Equatable {
