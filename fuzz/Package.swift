@@ -4,7 +4,7 @@
 // scripts/fuzz links ./maestro to the repository root before building.
 import PackageDescription
 
-let fuzzers = ["SinkEvent", "SinkConfig", "YAML", "LuaValue", "Kubeconfig", "RedisURL", "HTTPURL"]
+let fuzzers = ["SinkEvent", "SinkConfig", "YAML", "LuaValue", "Kubeconfig", "RedisURL", "HTTPURL", "LuaGraph"]
 
 let package = Package(
     name: "maestro-fuzz",

@@ -22,6 +22,14 @@ enum {
 // How many VM instructions run between two calls of the count hook.
 #define MAESTRO_LUA_HOOK_INTERVAL 1000
 
+// Allocation is work the count hook cannot see (string.rep, concatenation, load, table growth): every
+// this many bytes allocated during a call are charged as one instruction.
+#define MAESTRO_LUA_BYTES_PER_INSTRUCTION 8
+
+// Once a call has run out of budget, allocations this large are refused: each one is work (a copy of
+// that many bytes), and the hook may not run again before the next 1,000 instructions.
+#define MAESTRO_LUA_LARGE_ALLOCATION 65536
+
 // Per-VM accounting shared with Swift. It is the allocator's `ud`, so every coroutine reaches it.
 typedef struct maestro_lua_limits {
     size_t used;            // bytes allocated now
@@ -49,9 +57,15 @@ static void *maestro_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) 
         limits->used -= old;
         return NULL;
     }
-    if (limits->cap != 0 && limits->host_allowance == 0 && nsize > old
-        && limits->used - old + nsize > limits->cap) {
-        return NULL;
+    if (nsize > old && limits->host_allowance == 0) {
+        if (limits->cap != 0 && limits->used - old + nsize > limits->cap) return NULL;
+        if (limits->budget > 0) {
+            limits->spent += (long long)((nsize - old) / MAESTRO_LUA_BYTES_PER_INSTRUCTION);
+            if (limits->terminated == MAESTRO_LUA_RUNNING && limits->spent > limits->budget) {
+                limits->terminated = MAESTRO_LUA_TERMINATED_BUDGET;
+            }
+            if (limits->terminated != MAESTRO_LUA_RUNNING && nsize - old >= MAESTRO_LUA_LARGE_ALLOCATION) return NULL;
+        }
     }
     void *block = realloc(ptr, nsize);
     if (block == NULL) return NULL;
@@ -111,7 +125,8 @@ static inline void maestro_lua_arm(lua_State *L, long long budget) {
 
 static int maestro_lua_finish_pcall(lua_State *L, int status, lua_KContext extra) {
     maestro_lua_limits *limits = maestro_lua_limits_of(L);
-    if (status == LUA_ERRMEM) limits->terminated = MAESTRO_LUA_TERMINATED_MEMORY;
+    // A refused allocation after the budget ran out is the budget's error, not the memory cap's.
+    if (status == LUA_ERRMEM && limits->terminated == MAESTRO_LUA_RUNNING) limits->terminated = MAESTRO_LUA_TERMINATED_MEMORY;
     if (limits->terminated != MAESTRO_LUA_RUNNING) return maestro_lua_raise_terminated(L);
     if (status != LUA_OK && status != LUA_YIELD) {
         lua_pushboolean(L, 0);
@@ -212,6 +227,7 @@ static int maestro_lua_trampoline(lua_State *L) {
     }
     int results = fn(L, context);
     limits->host_allowance--;
+    if (limits->terminated != MAESTRO_LUA_RUNNING) return maestro_lua_raise_terminated(L);
     if (results < 0) return lua_error(L);
     if (limits->cap != 0 && limits->used > limits->cap) {
         lua_gc(L, LUA_GCCOLLECT);
@@ -273,6 +289,191 @@ static int maestro_lua_sandbox_budget_left(lua_State *L) {
 static inline void maestro_lua_push_sandbox_charge(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_charge); }
 static inline void maestro_lua_push_sandbox_budget_left(lua_State *L) { lua_pushcfunction(L, maestro_lua_sandbox_budget_left); }
 static inline void maestro_lua_push_make_charge_coroutine(lua_State *L) { lua_pushcfunction(L, maestro_lua_make_charge_coroutine); }
+
+// Charges n instructions for work the host did in Swift (converting values). Never raises: returns 0
+// once the budget is spent, and the trampoline raises when Swift returns.
+static inline int maestro_lua_charge_host(lua_State *L, long long n) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    limits->spent += n;
+    if (limits->terminated == MAESTRO_LUA_RUNNING && limits->budget > 0 && limits->spent > limits->budget) {
+        limits->terminated = MAESTRO_LUA_TERMINATED_BUDGET;
+    }
+    return limits->terminated == MAESTRO_LUA_RUNNING;
+}
+
+// The memory cap (0 = none) and what is left under it. The cap is lifted while Swift builds values in
+// the VM (an allocation failure would raise through Swift frames), so the host checks these as it goes.
+static inline size_t maestro_lua_memory_cap(lua_State *L) { return maestro_lua_limits_of(L)->cap; }
+static inline size_t maestro_lua_memory_left(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->cap == 0) return (size_t)-1;
+    return limits->used < limits->cap ? limits->cap - limits->used : 0;
+}
+
+// A value the host was building went over the memory cap: the call fails as if Lua had run out.
+static inline void maestro_lua_mark_out_of_memory(lua_State *L) {
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->terminated == MAESTRO_LUA_RUNNING) limits->terminated = MAESTRO_LUA_TERMINATED_MEMORY;
+}
+
+// Work done by a C function of the library, charged before it is done (n may be a float or beyond the
+// integers); raises once the budget is spent, like the hook.
+static void maestro_lua_charge_work(lua_State *L, lua_Number n) {
+    if (!(n >= 1)) return;
+    maestro_lua_limits *limits = maestro_lua_limits_of(L);
+    if (limits->budget <= 0) return;
+    limits->spent += n < (lua_Number)limits->budget ? (long long)n : limits->budget;
+    if (limits->terminated == MAESTRO_LUA_RUNNING && limits->spent > limits->budget) {
+        limits->terminated = MAESTRO_LUA_TERMINATED_BUDGET;
+    }
+    if (limits->terminated != MAESTRO_LUA_RUNNING) maestro_lua_raise_terminated(L);
+}
+
+// The library functions whose loops allocate nothing, so the allocator does not see their work. Each
+// wrapper is a closure: upvalue 1 the original C function, called directly on the same stack (so its
+// errors read as before); upvalue 2, where there is one, a Lua version for tables with a metatable,
+// whose __len could answer differently when the original asks again.
+#define MAESTRO_LUA_ORIGINAL(L) (lua_tocfunction((L), lua_upvalueindex(1)))
+
+static int maestro_lua_call_slow(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+// The raw length of a table with no metatable; -1 for anything else.
+static lua_Integer maestro_lua_plain_length(lua_State *L, int index) {
+    if (lua_type(L, index) != LUA_TTABLE) return -1;
+    if (lua_getmetatable(L, index)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    return (lua_Integer)lua_rawlen(L, index);
+}
+
+// table.insert(t, pos, v) moves #t - pos + 1 elements.
+static int maestro_lua_table_insert(lua_State *L) {
+    if (lua_gettop(L) == 3 && lua_type(L, 1) == LUA_TTABLE) {
+        lua_Integer length = maestro_lua_plain_length(L, 1);
+        if (length < 0) return maestro_lua_call_slow(L);
+        int valid = 0;
+        lua_Integer pos = lua_tointegerx(L, 2, &valid);
+        if (valid) maestro_lua_charge_work(L, (lua_Number)length + 1 - (lua_Number)pos);
+    }
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// table.remove(t [, pos]) moves #t - pos elements.
+static int maestro_lua_table_remove(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_Integer length = maestro_lua_plain_length(L, 1);
+        if (length < 0) return maestro_lua_call_slow(L);
+        int valid = 1;
+        lua_Integer pos = lua_isnoneornil(L, 2) ? length : lua_tointegerx(L, 2, &valid);
+        if (valid) maestro_lua_charge_work(L, (lua_Number)length - (lua_Number)pos);
+    }
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// table.move(a1, f, e, t [, a2]) copies e - f + 1 elements.
+static int maestro_lua_table_move(lua_State *L) {
+    int first_valid = 0, last_valid = 0;
+    lua_Integer first = lua_tointegerx(L, 2, &first_valid);
+    lua_Integer last = lua_tointegerx(L, 3, &last_valid);
+    if (first_valid && last_valid && last >= first) maestro_lua_charge_work(L, (lua_Number)last - (lua_Number)first + 1);
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// Sets the end of a range argument (slot `index`) to #t when it was not given, so that the original
+// loops over exactly the range charged here. Returns the number of elements in [i, j].
+static lua_Number maestro_lua_range(lua_State *L, int first_index, int last_index) {
+    if (lua_gettop(L) < last_index) lua_settop(L, last_index);
+    if (lua_isnil(L, last_index)) {
+        lua_Integer length = luaL_len(L, 1);
+        lua_pushinteger(L, length);
+        lua_replace(L, last_index);
+    }
+    int first_valid = 1, last_valid = 0;
+    lua_Integer first = lua_isnil(L, first_index) ? 1 : lua_tointegerx(L, first_index, &first_valid);
+    lua_Integer last = lua_tointegerx(L, last_index, &last_valid);
+    if (!first_valid || !last_valid || last < first) return 0;
+    return (lua_Number)last - (lua_Number)first + 1;
+}
+
+// table.concat(t, sep, i, j) reads j - i + 1 elements.
+static int maestro_lua_table_concat(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) maestro_lua_charge_work(L, maestro_lua_range(L, 3, 4));
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// table.unpack(t, i, j) reads j - i + 1 elements; more than Lua's stack holds is the original's error.
+static int maestro_lua_table_unpack(lua_State *L) {
+    lua_Number n = maestro_lua_range(L, 2, 3);
+    maestro_lua_charge_work(L, n < 1000000 ? n : 1000000);
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// table.sort(t) without a comparison function: n log2 n comparisons in C. With one, the function's
+// own instructions are counted as it runs.
+static int maestro_lua_table_sort(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_Integer length = maestro_lua_plain_length(L, 1);
+        if (length < 0) return maestro_lua_call_slow(L);
+        if (lua_isnoneornil(L, 2) && length > 1) maestro_lua_charge_work(L, (lua_Number)length * (log2((lua_Number)length) + 1));
+    }
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// string.rep("", n) is "" however large n is; Lua would still loop n times.
+static int maestro_lua_string_rep(lua_State *L) {
+    size_t length = 1, separator = 0;
+    int valid = 0;
+    if (lua_type(L, 1) == LUA_TSTRING) lua_tolstring(L, 1, &length);
+    if (lua_type(L, 3) == LUA_TSTRING) lua_tolstring(L, 3, &separator);
+    else if (!lua_isnoneornil(L, 3)) separator = 1;
+    (void)lua_tointegerx(L, 2, &valid);
+    if (length == 0 && separator == 0 && valid) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// string.byte returns up to a million values: charged by the value, after.
+static int maestro_lua_string_byte(lua_State *L) {
+    int results = MAESTRO_LUA_ORIGINAL(L)(L);
+    if (results > 16) maestro_lua_charge_work(L, results);
+    return results;
+}
+
+// string.char and utf8.char take any number of values: charged by the value.
+static int maestro_lua_charge_arguments(lua_State *L) {
+    if (lua_gettop(L) > 16) maestro_lua_charge_work(L, lua_gettop(L));
+    return MAESTRO_LUA_ORIGINAL(L)(L);
+}
+
+// Lua-callable: wrap(name, original [, slow]) -> the charged version of a library function.
+static int maestro_lua_make_charged(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    luaL_argcheck(L, lua_tocfunction(L, 2) != NULL, 2, "C function expected");
+    lua_CFunction wrapper = NULL;
+    if (strcmp(name, "insert") == 0) wrapper = maestro_lua_table_insert;
+    else if (strcmp(name, "remove") == 0) wrapper = maestro_lua_table_remove;
+    else if (strcmp(name, "move") == 0) wrapper = maestro_lua_table_move;
+    else if (strcmp(name, "concat") == 0) wrapper = maestro_lua_table_concat;
+    else if (strcmp(name, "unpack") == 0) wrapper = maestro_lua_table_unpack;
+    else if (strcmp(name, "sort") == 0) wrapper = maestro_lua_table_sort;
+    else if (strcmp(name, "rep") == 0) wrapper = maestro_lua_string_rep;
+    else if (strcmp(name, "byte") == 0) wrapper = maestro_lua_string_byte;
+    else if (strcmp(name, "char") == 0) wrapper = maestro_lua_charge_arguments;
+    else return luaL_argerror(L, 1, "no charged version of this function");
+    lua_settop(L, 3);
+    lua_pushcclosure(L, wrapper, 2);
+    return 1;
+}
+static inline void maestro_lua_push_make_charged(lua_State *L) { lua_pushcfunction(L, maestro_lua_make_charged); }
 
 // maestro.fail: a terminal failure that no sandboxed pcall can catch.
 static inline void maestro_lua_mark_failed(lua_State *L) {

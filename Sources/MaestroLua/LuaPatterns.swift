@@ -162,6 +162,9 @@ local function match_capture(ms, s, digit)
   local l = digit - 48
   if l < 1 or l > ms.level or ms.len[l] == CAP_UNFINISHED then error("invalid capture index %" .. l, 0) end
   local length = ms.len[l]
+  -- The comparison copies and compares `length` bytes in C, out of the hook's sight: charged by the byte
+  -- (else "^(.-)%1b" on a long subject does quadratic work for a linear count).
+  if length > 32 then charge(length // 8) end
   if ms.slen - s + 1 >= length and sub(ms.src, ms.init[l], ms.init[l] + length - 1) == sub(ms.src, s, s + length - 1) then
     return s + length
   end

@@ -42,6 +42,67 @@ real_getmetatable("").__metatable = false
 local patterns = real_load(host.patterns_source, "=patterns", "t")(G, host)
 for _, name in G.ipairs({ "find", "match", "gmatch", "gsub" }) do G.string[name] = patterns[name] end
 
+-- C functions whose work grows with their arguments, charged to the instruction budget by that work
+-- (allocation is charged by the allocator, so these are the loops that allocate nothing). The charged
+-- versions are C (lua_shim.h, host.charged); where the work depends on a length that a __len
+-- metamethod could report differently when asked again, a table with a metatable is handled by the
+-- Lua versions below instead, where the count hook sees every step.
+local charged, charge, tointeger, log = host.charged, host.charge, G.math.tointeger, G.math.log
+
+local function integer_argument(value, position, name)
+  local n = tointeger(value)
+  if n == nil then
+    real_error("bad argument #" .. position .. " to '" .. name .. "' (number has no integer representation)", 3)
+  end
+  return n
+end
+
+local function insert_counted(t, pos, value)
+  local e = #t + 1
+  pos = integer_argument(pos, 2, "insert")
+  if pos < 1 or pos > e then real_error("bad argument #2 to 'insert' (position out of bounds)", 2) end
+  for i = e, pos + 1, -1 do t[i] = t[i - 1] end
+  t[pos] = value
+end
+
+local function remove_counted(t, ...)
+  local size = #t
+  local pos = ...
+  if pos == nil then pos = size else pos = integer_argument(pos, 2, "remove") end
+  if pos ~= size and (pos < 1 or pos > size + 1) then
+    real_error("bad argument #2 to 'remove' (position out of bounds)", 2)
+  end
+  local result = t[pos]
+  while pos < size do
+    t[pos] = t[pos + 1]
+    pos = pos + 1
+  end
+  t[pos] = nil
+  return result
+end
+
+local real_sort = G.table.sort
+-- A table with a metatable is sorted as a plain copy: every read and write is counted here.
+local function sort_counted(t, comp)
+  local n = #t
+  local items = {}
+  for k = 1, n do items[k] = t[k] end
+  if comp == nil and n > 1 then charge(tointeger(n * (log(n, 2) + 1) // 1) or n) end
+  real_sort(items, comp)
+  for k = 1, n do t[k] = items[k] end
+end
+
+G.string.rep = charged("rep", G.string.rep)
+G.string.byte = charged("byte", G.string.byte)
+G.string.char = charged("char", G.string.char)
+local utf8_lib = copy(G.utf8, { "charpattern", "codepoint", "codes", "len", "offset" })
+utf8_lib.char = charged("char", G.utf8.char)
+local table_lib = {
+  insert = charged("insert", G.table.insert, insert_counted), remove = charged("remove", G.table.remove, remove_counted),
+  move = charged("move", G.table.move), concat = charged("concat", G.table.concat), unpack = charged("unpack", G.table.unpack),
+  sort = charged("sort", real_sort, sort_counted), pack = G.table.pack,
+}
+
 local string_lib = copy(G.string, {
   "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "pack", "packsize",
   "rep", "reverse", "sub", "unpack", "upper",
@@ -59,6 +120,17 @@ local env = real_setmetatable({}, env_meta)
 local function sandbox_load(chunk, chunkname, mode, ...)
   if mode ~= nil and mode ~= "t" then
     return nil, "load: only text chunks are allowed in the sandbox (mode \"t\")"
+  end
+  -- Compiling reads every byte, allocating nothing for comments and blanks: charged by the byte.
+  if real_type(chunk) == "string" then
+    charge(#chunk // 2)
+  elseif real_type(chunk) == "function" then
+    local reader = chunk
+    chunk = function()
+      local piece = reader()
+      if real_type(piece) == "string" then charge(#piece // 2) end
+      return piece
+    end
   end
   local chunk_env = env
   if real_select("#", ...) > 0 then chunk_env = ... end
@@ -117,9 +189,9 @@ base.collectgarbage = sandbox_collectgarbage
 base.print = host.print
 base.string = readonly(string_lib, "string")
 if host.expose_lua_patterns then base.lua_patterns = patterns.lua end
-base.table = readonly(copy(G.table, { "concat", "insert", "move", "pack", "remove", "sort", "unpack" }), "table")
+base.table = readonly(table_lib, "table")
 base.math = readonly(G.math, "math")
-base.utf8 = readonly(G.utf8, "utf8")
+base.utf8 = readonly(utf8_lib, "utf8")
 base.coroutine = readonly(coroutine_lib, "coroutine")
 base.os = readonly(copy(G.os, { "clock", "date", "time" }), "os")
 base._G = env

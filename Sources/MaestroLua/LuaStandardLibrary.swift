@@ -5,7 +5,10 @@ internal import MaestroYAML
 /// The part of the `maestro` host API every VM has: log, yaml, json, null, empty_map.
 enum LuaStandardLibrary {
     static func modules(configuration: LuaConfiguration) -> [LuaHostModule] {
-        [
+        // Decoding is bounded by the VM's memory cap: a document that expands to more nodes or bytes than
+        // the VM could hold is refused (`nil, err`) before anything is built in the VM.
+        let limits = ValueLimits.memoryCap(configuration.memoryLimitBytes)
+        return [
             LuaHostModule(name: nil, functions: [
                 LuaHostFunction("empty_map") { _ in [.map([:])] },
             ], constants: ["null": .null]),
@@ -24,7 +27,7 @@ enum LuaStandardLibrary {
                 LuaHostFunction("decode") { arguments throws(LuaHostError) in
                     let text = try requiredString(arguments, 1)
                     do {
-                        return [try YAML.parse(text)]
+                        return [try YAML.parse(text, limits: limits)]
                     } catch {
                         return [nil, .string("\(error)")]
                     }
@@ -32,7 +35,7 @@ enum LuaStandardLibrary {
                 LuaHostFunction("decode_all") { arguments throws(LuaHostError) in
                     let text = try requiredString(arguments, 1)
                     do {
-                        return [.list(try YAML.parseAll(text))]
+                        return [.list(try YAML.parseAll(text, limits: limits))]
                     } catch {
                         return [nil, .string("\(error)")]
                     }
@@ -50,7 +53,7 @@ enum LuaStandardLibrary {
                 LuaHostFunction("decode") { arguments throws(LuaHostError) in
                     let text = try requiredString(arguments, 1)
                     do {
-                        return [try JSON.decode(text)]
+                        return [try JSON.decode(text, limits: limits)]
                     } catch {
                         return [nil, .string("\(error)")]
                     }

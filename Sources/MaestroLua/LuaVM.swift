@@ -126,10 +126,14 @@ public final class LuaVM {
                 throw LuaError(kind: .memoryCap, message: "cannot open the Lua standard libraries")
             }
             let stack = LuaStack(state: state)
-            // The metatable that marks maestro.empty_map() tables.
-            lua_createtable(state, 0, 1)
+            // The metatable that marks maestro.empty_map() tables, shared by all of them: protected, so
+            // that no plugin can add a finalizer or an __index that later maps would carry.
+            lua_createtable(state, 0, 2)
             stack.pushString("__name")
             stack.pushString("maestro.empty_map")
+            lua_rawset(state, -3)
+            stack.pushString("__metatable")
+            lua_pushboolean(state, 0)
             lua_rawset(state, -3)
             lua_setfield(state, maestro_lua_registry_index(), emptyMapMetatableKey)
 
@@ -137,7 +141,7 @@ public final class LuaVM {
                 throw LuaError(kind: .syntax, message: "sandbox prelude: \(stack.string(at: -1) ?? "?")")
             }
             lua_rawgeti(state, maestro_lua_registry_index(), Int64(LUA_RIDX_GLOBALS))
-            lua_createtable(state, 0, 8)
+            lua_createtable(state, 0, 12)
             maestro_lua_push_sandbox_pcall(state)
             lua_setfield(state, -2, "pcall")
             maestro_lua_push_sandbox_xpcall(state)
@@ -150,6 +154,8 @@ public final class LuaVM {
             lua_setfield(state, -2, "charge")
             maestro_lua_push_sandbox_budget_left(state)
             lua_setfield(state, -2, "budget_left")
+            maestro_lua_push_make_charged(state)
+            lua_setfield(state, -2, "charged")
             stack.pushString(luaPatternFunctions)
             lua_setfield(state, -2, "patterns_source")
             lua_pushboolean(state, configuration.exposesLuaPatterns ? 1 : 0)
@@ -232,7 +238,8 @@ public final class LuaVM {
     /// Pushes `control[name]`.
     private func pushControl(_ name: String) {
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(controlReference))
-        lua_getfield(state, -1, name)
+        LuaStack(state: state).pushString(name)
+        lua_rawget(state, -2)
         maestro_lua_remove(state, -2)
     }
 
@@ -299,6 +306,8 @@ public final class LuaVM {
     }
 
     /// Whether the module exists and holds a function `function` (or is one, when `function` is nil).
+    /// The lookup is raw: a handler is a field of the table the module returned, never the result of
+    /// an `__index` (plugin code, which runs only inside a protected, budgeted call).
     public func hasFunction(_ module: String, _ function: String? = nil) -> Bool {
         guard !needsReset, let reference = exports[module] else { return false }
         let base = lua_gettop(state)
@@ -306,7 +315,10 @@ public final class LuaVM {
         lua_rawgeti(state, maestro_lua_registry_index(), Int64(reference))
         if let function {
             guard lua_type(state, -1) == LUA_TTABLE else { return false }
-            _ = withUncheckedAllowance { lua_getfield(state, -1, function) }
+            withUncheckedAllowance {
+                LuaStack(state: state).pushString(function)
+                lua_rawget(state, -2)
+            }
         }
         return lua_type(state, -1) == LUA_TFUNCTION
     }
@@ -361,7 +373,9 @@ public final class LuaVM {
                 guard lua_type(state, -1) == LUA_TTABLE else {
                     throw LuaError(kind: .notFound, message: "\(module) is not a table of functions")
                 }
-                lua_getfield(state, -1, function)
+                // Raw, as in hasFunction: no plugin code runs outside the protected call below.
+                stack.pushString(function)
+                lua_rawget(state, -2)
                 maestro_lua_remove(state, -2)
             }
             guard lua_type(state, -1) == LUA_TFUNCTION else {
@@ -375,8 +389,10 @@ public final class LuaVM {
         let count = lua_gettop(state) - base
         return try withHostAllowance { () throws(LuaError) in
             var results: [Value?] = []
+            var budget = ValueBudget(stack.limits)
             for index in 0..<count {
-                results.append(try stack.optionalValue(at: base + 1 + index, path: count == 1 ? "return value" : "return value #\(index + 1)"))
+                results.append(try stack.optionalValue(at: base + 1 + index, path: count == 1 ? "return value" : "return value #\(index + 1)",
+                                                       budget: &budget))
             }
             return results
         }
@@ -463,9 +479,12 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
     let count = lua_gettop(state)
     var arguments: [Value?] = []
     arguments.reserveCapacity(Int(count))
+    // Converting is work the count hook cannot see: charged by the node, arguments and results.
+    var budget = ValueBudget(stack.limits)
+    defer { _ = maestro_lua_charge_host(state, Int64(budget.nodes * hostInstructionsPerNode)) }
     for index in 1...max(count, 1) where index <= count {
         do {
-            arguments.append(try stack.optionalValue(at: index, path: "argument #\(index)"))
+            arguments.append(try stack.optionalValue(at: index, path: "argument #\(index)", budget: &budget))
         } catch {
             stack.pushString("bad argument #\(index) to '\(box.qualifiedName)' (\(error))")
             return -1
@@ -488,20 +507,27 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
         stack.pushString("\(box.qualifiedName): too many results")
         return -1
     }
+    var pushed = 0
+    defer { _ = maestro_lua_charge_host(state, Int64(pushed * hostInstructionsPerNode)) }
     for result in results {
         guard let result else {
             lua_pushnil(state)
             continue
         }
-        do {
-            try stack.push(result)
+        do throws(LuaError) {
+            pushed += try stack.push(result)
         } catch {
+            if error.kind == .memoryCap { maestro_lua_mark_out_of_memory(state) }
             stack.pushString("\(box.qualifiedName): \(error)")
             return -1
         }
     }
     return Int32(results.count)
 }
+
+/// What converting one value node between Lua and Swift is charged, in instructions (a node takes
+/// about as long as ten VM instructions).
+let hostInstructionsPerNode = 10
 
 
 func realPath(_ path: String) -> String? {

@@ -54,7 +54,7 @@ public enum PluginSpecRunner {
       if ok then error("expected an error", 2) end
       if pattern and not tostring(err):find(pattern) then error("error " .. tostring(err) .. " does not match " .. pattern, 2) end
     end
-    assert = setmetatable(checks, { __call = function(_, value, message, ...) if not value then error(message or "assertion failed", 2) end return value, message, ... end })
+    assert = setmetatable(checks, { __metatable = false, __call = function(_, value, message, ...) if not value then error(message or "assertion failed", 2) end return value, message, ... end })
     function __spec_count() return #cases end
     function __spec_case(i) return cases[i].name, cases[i].where end
     function __spec_run(i) cases[i].body() end

@@ -15,13 +15,14 @@ public enum JSON {
     /// Nesting deeper than this is rejected, so hostile input cannot exhaust the stack.
     public static let maximumDepth = 512
 
-    public static func decode(_ text: String) throws(JSON.Error) -> Value {
-        var parser = Parser(bytes: Array(text.utf8))
+    /// Decodes one JSON value; `limits` bounds its nodes and bytes (see `ValueLimits`).
+    public static func decode(_ text: String, limits: ValueLimits = .default) throws(JSON.Error) -> Value {
+        var parser = Parser(bytes: Array(text.utf8), limits: limits)
         return try parser.parseDocument()
     }
 
-    public static func decode(bytes: [UInt8]) throws(JSON.Error) -> Value {
-        var parser = Parser(bytes: bytes)
+    public static func decode(bytes: [UInt8], limits: ValueLimits = .default) throws(JSON.Error) -> Value {
+        var parser = Parser(bytes: bytes, limits: limits)
         return try parser.parseDocument()
     }
 
@@ -95,8 +96,17 @@ public enum JSON {
     private struct Parser {
         let bytes: [UInt8]
         var position = 0
+        var budget: ValueBudget
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: [UInt8], limits: ValueLimits) {
+            self.bytes = bytes
+            budget = ValueBudget(limits)
+        }
+
+        /// Counts one node of the value being built.
+        mutating func count(stringBytes: Int = 0) throws(JSON.Error) {
+            if let exceeded = budget.charge(stringBytes: stringBytes) { throw fail("the value has \(exceeded)") }
+        }
 
         mutating func parseDocument() throws(JSON.Error) -> Value {
             skipWhitespace()
@@ -120,10 +130,14 @@ public enum JSON {
         mutating func parseValue(depth: Int) throws(JSON.Error) -> Value {
             guard depth <= JSON.maximumDepth else { throw fail("nested deeper than \(JSON.maximumDepth) levels") }
             guard position < bytes.count else { throw fail("unexpected end of input") }
+            if bytes[position] != UInt8(ascii: "\"") { try count() }
             switch bytes[position] {
             case UInt8(ascii: "{"): return try parseObject(depth: depth)
             case UInt8(ascii: "["): return try parseArray(depth: depth)
-            case UInt8(ascii: "\""): return .string(try parseString())
+            case UInt8(ascii: "\""):
+                let text = try parseString()
+                try count(stringBytes: text.utf8.count)
+                return .string(text)
             case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
             case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
             case UInt8(ascii: "n"): try expectWord("null"); return .null
@@ -155,6 +169,7 @@ public enum JSON {
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
                 let key = try parseString()
+                if let exceeded = budget.charge(nodes: 0, stringBytes: key.utf8.count) { throw fail("the value has \(exceeded)") }
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 position += 1

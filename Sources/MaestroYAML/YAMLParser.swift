@@ -24,14 +24,16 @@ public struct YAMLError: Error, CustomStringConvertible, Equatable {
 /// scalars are strings; the emitter quotes every string a YAML 1.1 or 1.2 reader would take as
 /// anything else.
 public enum YAML {
-    /// Aliases may not expand a document beyond this many nodes (the "billion laughs" guard).
-    public static let maximumExpandedNodes = 1_000_000
+    /// A stream may not expand beyond this many nodes, aliases counted every time they are used (the
+    /// "billion laughs" guard), across all its documents: the default of `ValueLimits`.
+    public static let maximumExpandedNodes = ValueLimits.default.maximumNodes
     /// Nesting deeper than this is rejected.
     public static let maximumDepth = 512
 
-    /// Parses a single document; an empty input is `null`. More than one document is an error.
-    public static func parse(_ text: String) throws(YAMLError) -> Value {
-        let documents = try parseAll(text)
+    /// Parses a single document; an empty input is `null`. More than one document is an error. `limits`
+    /// bounds the nodes and bytes of the value, aliases expanded (see `ValueLimits`).
+    public static func parse(_ text: String, limits: ValueLimits = .default) throws(YAMLError) -> Value {
+        let documents = try parseAll(text, limits: limits)
         switch documents.count {
         case 0: return .null
         case 1: return documents[0]
@@ -39,12 +41,12 @@ public enum YAML {
         }
     }
 
-    /// Parses every document of a stream.
-    public static func parseAll(_ text: String) throws(YAMLError) -> [Value] {
+    /// Parses every document of a stream; `limits` holds across all of them.
+    public static func parseAll(_ text: String, limits: ValueLimits = .default) throws(YAMLError) -> [Value] {
         var bytes = Array(text.utf8)
         if bytes.isEmpty { return [] }
         return try bytes.withUnsafeMutableBufferPointer { buffer throws(YAMLError) in
-            var parser = EventParser()
+            var parser = EventParser(budget: ValueBudget(limits))
             return try parser.run(buffer)
         }
     }
@@ -58,7 +60,9 @@ private struct EventParser {
         var pendingKey: String?
         let isMap: Bool
         let anchor: String?
+        /// Nodes and string bytes of the collection, aliases expanded: what an alias of it costs.
         var size = 1
+        var stringBytes = 0
 
         init(isMap: Bool, anchor: String?) {
             self.isMap = isMap
@@ -67,10 +71,15 @@ private struct EventParser {
     }
 
     var stack: [Frame] = []
-    var anchors: [String: (value: Value, size: Int)] = [:]
+    var anchors: [String: (value: Value, size: Int, stringBytes: Int)] = [:]
     var documents: [Value] = []
     var documentRoot: Value?
-    var expandedNodes = 0
+    /// Nodes and bytes of the whole stream so far; never reset between documents.
+    var budget: ValueBudget
+
+    init(budget: ValueBudget) {
+        self.budget = budget
+    }
 
     mutating func run(_ buffer: UnsafeMutableBufferPointer<UInt8>) throws(YAMLError) -> [Value] {
         var parser = yaml_parser_t()
@@ -94,7 +103,6 @@ private struct EventParser {
             case YAML_DOCUMENT_START_EVENT:
                 documentRoot = nil
                 anchors = [:]
-                expandedNodes = 0
             case YAML_DOCUMENT_END_EVENT:
                 documents.append(documentRoot ?? .null)
             case YAML_SCALAR_EVENT:
@@ -103,33 +111,42 @@ private struct EventParser {
                 let tag = scalar.tag.map { String(cString: $0) }
                 let value = try resolveScalar(text, plain: scalar.style == YAML_PLAIN_SCALAR_STYLE, tag: tag, line: line, column: column)
                 let anchor = scalar.anchor.map { String(cString: $0) }
-                try add(value, size: 1, anchor: anchor, keyText: text, line: line, column: column)
+                let bytes = value.stringValue?.utf8.count ?? 0
+                try count(nodes: 1, stringBytes: bytes, line: line, column: column)
+                try add(value, size: 1, stringBytes: bytes, anchor: anchor, keyText: text, line: line, column: column)
             case YAML_SEQUENCE_START_EVENT:
                 try checkDepth(line: line, column: column)
+                try count(nodes: 1, stringBytes: 0, line: line, column: column)
                 stack.append(Frame(isMap: false, anchor: event.data.sequence_start.anchor.map { String(cString: $0) }))
             case YAML_MAPPING_START_EVENT:
                 try checkDepth(line: line, column: column)
+                try count(nodes: 1, stringBytes: 0, line: line, column: column)
                 stack.append(Frame(isMap: true, anchor: event.data.mapping_start.anchor.map { String(cString: $0) }))
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                 let finished = stack.removeLast()
                 let value: Value = finished.isMap ? .map(finished.entries) : .list(finished.items)
                 finished.items = []
                 finished.entries = [:]
-                try add(value, size: finished.size, anchor: finished.anchor, keyText: nil, line: line, column: column)
+                try add(value, size: finished.size, stringBytes: finished.stringBytes, anchor: finished.anchor, keyText: nil, line: line, column: column)
             case YAML_ALIAS_EVENT:
                 let name = String(cString: event.data.alias.anchor)
                 guard let target = anchors[name] else {
                     throw YAMLError(kind: .syntax, message: "unknown alias *\(name)", line: line, column: column)
                 }
-                expandedNodes += target.size
-                guard expandedNodes <= YAML.maximumExpandedNodes else {
-                    throw YAMLError(kind: .unsupported, message: "aliases expand to more than \(YAML.maximumExpandedNodes) nodes", line: line, column: column)
-                }
+                try count(nodes: target.size, stringBytes: target.stringBytes, line: line, column: column)
                 let keyText = target.value.stringValue
-                try add(target.value, size: target.size, anchor: nil, keyText: keyText, line: line, column: column)
+                try add(target.value, size: target.size, stringBytes: target.stringBytes, anchor: nil, keyText: keyText, line: line, column: column)
             default:
                 break
             }
+        }
+    }
+
+    /// Counts nodes against the stream's budget; an alias counts every node it stands for.
+    mutating func count(nodes: Int, stringBytes: Int, line: Int, column: Int) throws(YAMLError) {
+        if let exceeded = budget.charge(nodes: nodes, stringBytes: stringBytes) {
+            throw YAMLError(kind: .unsupported, message: "the documents expand to \(exceeded) (aliases counted every time they are used)",
+                            line: line, column: column)
         }
     }
 
@@ -146,13 +163,14 @@ private struct EventParser {
                          line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1)
     }
 
-    mutating func add(_ value: Value, size: Int, anchor: String?, keyText: String?, line: Int, column: Int) throws(YAMLError) {
-        if let anchor { anchors[anchor] = (value, size) }
+    mutating func add(_ value: Value, size: Int, stringBytes: Int, anchor: String?, keyText: String?, line: Int, column: Int) throws(YAMLError) {
+        if let anchor { anchors[anchor] = (value, size, stringBytes) }
         guard let top = stack.last else {
             documentRoot = value
             return
         }
         top.size += size
+        top.stringBytes += stringBytes
         if !top.isMap {
             top.items.append(value)
         } else if let pendingKey = top.pendingKey {

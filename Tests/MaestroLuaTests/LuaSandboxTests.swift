@@ -142,6 +142,20 @@ struct LuaSandboxTests {
         #expect(try vm.evaluate("return #string.rep('x', 1000)") == [.int(1000)])
     }
 
+    @Test("a host function's result is built within the memory cap, not checked after it was built")
+    func hostResultWithinCap() throws {
+        let cap = 8 << 20
+        // A million empty lists: 56 MB or more as Lua tables, seven times the cap.
+        let large = Value.list(Array(repeating: .list([]), count: 1_000_000))
+        let vm = try LuaVM(configuration: LuaConfiguration(name: "t", instructionBudget: 0, memoryLimitBytes: cap), modules: [
+            LuaHostModule(name: nil, functions: [LuaHostFunction("large") { _ in [large] }]),
+        ])
+        let error = try #require(throws: LuaError.self) { try vm.evaluate("local v = maestro.large() return #v") }
+        #expect(error.kind == .memoryCap)
+        #expect(vm.statistics.peakMemory <= cap + (64 << 10), "peak \(vm.statistics.peakMemory) against a cap of \(cap)")
+        #expect(try vm.evaluate("return 1") == [.int(1)])
+    }
+
     @Test("deep recursion is an error, not a crash")
     func deepRecursion() throws {
         let vm = try makeVM(budget: 0, memory: 256 << 20)

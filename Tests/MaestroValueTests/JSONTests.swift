@@ -35,6 +35,23 @@ struct JSONTests {
         #expect(throws: JSON.Error.self) { try JSON.decode(deep) }
     }
 
+    @Test("nodes and bytes are bounded across the whole value")
+    func limits() throws {
+        let limits = ValueLimits(maximumNodes: 1_000, maximumBytes: 1 << 20)
+        // 999 empty lists in one: 1,000 nodes, the limit.
+        let fits = "[" + Array(repeating: "[]", count: 999).joined(separator: ",") + "]"
+        #expect(try JSON.decode(fits, limits: limits).listValue?.count == 999)
+        let over = "[" + Array(repeating: "[]", count: 1_000).joined(separator: ",") + "]"
+        let nodes = try #require(throws: JSON.Error.self) { try JSON.decode(over, limits: limits) }
+        #expect(nodes.message == "the value has more than 1000 nodes")
+        // Bytes: 64 per node and the strings' (keys included); 200 strings of 6,000 bytes are 1.2 MB.
+        let strings = "[" + Array(repeating: "\"" + String(repeating: "x", count: 6_000) + "\"", count: 200).joined(separator: ",") + "]"
+        let bytes = try #require(throws: JSON.Error.self) { try JSON.decode(strings, limits: limits) }
+        #expect(bytes.message == "the value has more than 1048576 bytes")
+        #expect(ValueLimits.memoryCap(64 << 20) == ValueLimits(maximumNodes: 1_000_000, maximumBytes: 64 << 20))
+        #expect(ValueLimits.memoryCap(16 << 20) == ValueLimits(maximumNodes: 262_144, maximumBytes: 16 << 20))
+    }
+
     @Test("non-finite floats cannot be encoded")
     func nonFinite() {
         #expect(throws: JSON.Error.self) { try JSON.encode(.double(.infinity)) }

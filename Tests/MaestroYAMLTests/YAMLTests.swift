@@ -110,6 +110,19 @@ struct YAMLTests {
         #expect(error.kind == .unsupported)
     }
 
+    @Test("the alias budget holds across the documents of a stream, not per document")
+    func aliasesAcrossDocuments() throws {
+        // One document expands to 111,110 nodes, under the limit of 1,000,000; ten of them are over it.
+        var document = "---\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+        for (previous, name) in zip(["a", "b", "c", "d"], ["b", "c", "d", "e"]) {
+            document += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        #expect(try YAML.parseAll(document).count == 1)
+        let error = try #require(throws: YAMLError.self) { try YAML.parseAll(String(repeating: document, count: 10)) }
+        #expect(error.kind == .unsupported)
+        #expect(error.message.contains("1000000 nodes"), "\(error.message)")
+    }
+
     @Test("PyYAML reads our output as the same values")
     func pyYAMLRoundTrip() throws {
         var entries: [String: Value] = [:]
