@@ -161,8 +161,20 @@ struct PluginsCommandTests {
     func specs() throws {
         let shipped = try runProgram([maestroBinary(), "plugins", "test", "--plugins-dir", repositoryRoot + "/plugins"])
         #expect(shipped.code == 0, "\(shipped.output)")
-        #expect(shipped.output.contains("0 failed"))
-        #expect(shipped.output.contains("ok    plugins/prometheus/spec/handler_spec.lua:13"))
+        // Every `it(` of every shipped spec file ran and passed, each reported at its own line.
+        var cases: [String] = []
+        for plugin in try FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/plugins").sorted() {
+            let folder = "plugins/\(plugin)/spec"
+            for file in ((try? FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/" + folder)) ?? []) where file.hasSuffix("_spec.lua") {
+                let lines = try String(contentsOfFile: repositoryRoot + "/\(folder)/\(file)", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+                for (index, line) in lines.enumerated() where line.trimmingCharacters(in: .whitespaces).hasPrefix("it(") {
+                    cases.append("ok    \(folder)/\(file):\(index + 1)  ")
+                }
+            }
+        }
+        #expect(cases.count >= 8, "the shipped specs: \(cases)")
+        #expect(shipped.output.contains("\(cases.count) passed, 0 failed"), "\(shipped.output)")
+        for location in cases { #expect(shipped.output.contains(location), "\(location) did not run:\n\(shipped.output)") }
         let directory = try TemporaryDirectory()
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/prometheus", toPath: directory.path + "/prometheus")
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/_lib", toPath: directory.path + "/_lib")

@@ -1,7 +1,8 @@
 """A loopback HTTP(S) server for maestro's HTTP client tests.
 
 Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
-seconds, /redirect answers 302 to /echo, /status/N answers N. With --cert/--key it speaks TLS; with
+seconds, /redirect answers 302 to /echo, /status/N answers N; GET /_received lists every earlier
+request (method, path, headers, body) so a test can see what the server got. With --cert/--key it speaks TLS; with
 --client-ca it requires a client certificate signed by that CA. The first line on stdout is
 "PORT <n>".
 """
@@ -9,8 +10,13 @@ import argparse
 import json
 import ssl
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+RECEIVED = []
+RECEIVED_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -22,6 +28,18 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if self.path == "/_received":
+            with RECEIVED_LOCK:
+                payload = json.dumps(RECEIVED).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        with RECEIVED_LOCK:
+            RECEIVED.append({"method": self.command, "path": self.path,
+                             "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
         if self.path == "/slow":
             time.sleep(2)
         if self.path == "/redirect":
