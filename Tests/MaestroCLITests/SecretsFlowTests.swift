@@ -52,17 +52,17 @@ struct SecretsFlowTests {
         ]
         var runEnvironment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAESTRO_") && !$0.key.hasPrefix("ORB_") }
         runEnvironment.merge(environment) { _, new in new }
-        let grpcPort = try freeLoopbackPort()
-        let httpPort = try freeLoopbackPort()
         let run = try ChildProcess([maestroBinary(), "run", "--plugins-dir", directory.path + "/plugins", "--templates-dir", repositoryRoot + "/templates",
                                     "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests", "--log-level", "debug",
-                                    "--log-format", "json", "--grpc-listen", "127.0.0.1:\(grpcPort)", "--http-listen", "127.0.0.1:\(httpPort)",
+                                    "--log-format", "json", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                                     "--max-deliveries", "2"],
                                    environment: runEnvironment, logPath: directory.path + "/run.log")
         defer {
             run.signal(SIGTERM)
             _ = run.wait(timeout: 30)
         }
+        let grpcPort = try loggedPort("grpc.port", in: directory.path + "/run.log", of: run)
+        let httpPort = try loggedPort("http.port", in: directory.path + "/run.log", of: run)
         let redis = try RedisConnection(url: try RedisURL(parsing: "redis://:\(Self.redisPassword)@127.0.0.1:\(server.port)/0"))
         var outputs: [String: String] = [:]
         func command(_ label: String, _ arguments: [String]) throws {
