@@ -76,7 +76,7 @@ func code(of body: () async throws -> Void) async -> RPCError.Code? {
     }
 }
 
-@Suite("gRPC API", .serialized)
+@Suite("gRPC API", .serialized, .timeLimit(.minutes(3)))
 struct APITests {
     @Test("create, get, list (paged, filtered), render, delete; idempotent create; errors map to status codes")
     func rpcs() async throws {
@@ -131,7 +131,11 @@ struct APITests {
 
     @Test("watch streams status changes, optionally for one sink")
     func watch() async throws {
-        let fixture = try APIFixture()
+        // A private server: the watcher's XREAD is the only one on it.
+        let server = try LocalRedisServer.start()
+        defer { server.stop(hard: true) }
+        let fixture = try APIFixture(redisURL: server.url)
+        let admin = try RedisConnection(url: fixture.redisURL)
         try await fixture.start()
         let client = try fixture.client()
         try fixture.storeConfig("w1")
@@ -147,7 +151,11 @@ struct APITests {
                     return statuses
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // The watch follows the stream from the moment it starts: create once it is reading.
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, !((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
             let first = try await group.next() ?? []

@@ -9,7 +9,7 @@ func maestro(_ arguments: [String], environment: [String: String] = [:]) throws 
     return try runProgram([maestroBinary()] + arguments, environment: base)
 }
 
-@Suite("maestro command line")
+@Suite("maestro command line", .timeLimit(.minutes(2)))
 struct CLITests {
     @Test("--version and --help")
     func versionAndHelp() throws {
@@ -88,7 +88,7 @@ struct CLITests {
     }
 }
 
-@Suite("maestro run, status, diff and render --objects", .serialized)
+@Suite("maestro run, status, diff and render --objects", .serialized, .timeLimit(.minutes(3)))
 struct OperatorCommandTests {
     @Test("render --objects prints the objects and says when the hash key is a placeholder")
     func renderObjects() throws {
@@ -121,12 +121,10 @@ struct OperatorCommandTests {
                                      + common)
         #expect(emitted.code == 0, "\(emitted.output)")
         var status = ""
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            status = try runProgram([maestroBinary(), "status"] + common).output
-            if status.contains("provisioning") { break }
-            usleep(100_000)
-        }
+        #expect(eventually {
+            status = (try? runProgram([maestroBinary(), "status"] + common).output) ?? ""
+            return status.contains("provisioning")
+        })
         #expect(status.contains("cli-1"))
         #expect(status.contains("otel-cli-1"))
         #expect(status.contains("provisioning"))
@@ -141,7 +139,7 @@ struct OperatorCommandTests {
     }
 }
 
-@Suite("maestro plugins")
+@Suite("maestro plugins", .timeLimit(.minutes(2)))
 struct PluginsCommandTests {
     @Test("list shows the shipped plugins; lint passes them and fails a broken one with file:line")
     func listAndLint() throws {

@@ -49,7 +49,7 @@ let abuseCorpus: [(name: String, code: String, kind: LuaError.Kind?)] = [
     ("collectgarbage generational", "collectgarbage('generational')", .runtime),
 ]
 
-@Suite("Lua sandbox: the abuse corpus")
+@Suite("Lua sandbox: the abuse corpus", .timeLimit(.minutes(2)))
 struct SandboxCorpusTests {
     @Test("each attempt is contained with a clear error and the VM serves the next call", arguments: abuseCorpus.map { $0.name })
     func contained(_ name: String) throws {
@@ -77,7 +77,7 @@ struct SandboxCorpusTests {
 }
 
 /// The Lua implementation of the pattern functions must give what the native ones give.
-@Suite("Lua sandbox: pattern functions")
+@Suite("Lua sandbox: pattern functions", .timeLimit(.minutes(2)))
 struct PatternFunctionTests {
     static let subjects = ["", "hello world", "key = value", "  trim me  ", "a,b,,c", "(foo(bar))baz", "THE (quick) fox",
                            "2024-01-15T10:00:00Z", "https://user@host.example:8080/path?q=1", "aaa", "abcabcabc", "x\ny\nz", "über café"]

@@ -8,7 +8,7 @@ import Testing
 
 @testable import MaestroPluginHost
 
-@Suite("Ops hooks and maestro.http", .serialized)
+@Suite("Ops hooks and maestro.http", .serialized, .timeLimit(.minutes(2)))
 struct HookTests {
     func hookConsumer(_ fixture: PipelineFixture, catalog: PluginCatalog, allow: [String]) throws -> StreamConsumer {
         let names = fixture.names
@@ -97,8 +97,7 @@ struct HookTests {
         consumer.start()
         defer { consumer.stop() }
         try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active)
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, consumer.counters.acknowledged < 1 { usleep(50_000) }
+        #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 1 })
         let results = try redis.hgetall("maestro:plugin:probe:results")
         #expect(results["echo"] == "200")
         #expect(results["redirect"] == "302", "redirects are returned, never followed")
@@ -110,7 +109,7 @@ struct HookTests {
     }
 }
 
-@Suite("maestro.k8s in plugins", .serialized)
+@Suite("maestro.k8s in plugins", .serialized, .timeLimit(.minutes(2)))
 struct PluginClusterTests {
     func probePlugins() throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()

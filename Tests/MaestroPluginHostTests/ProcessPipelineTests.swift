@@ -40,7 +40,7 @@ func wrongConfigs(_ stored: [String: String], kept: [Int], sinks: Int) -> [Strin
     return wrong
 }
 
-@Suite("Sink pipeline across processes", .serialized)
+@Suite("Sink pipeline across processes", .serialized, .timeLimit(.minutes(5)))
 struct ProcessPipelineTests {
     @Test("200 sinks, interleaved events, 2 processes × 4 workers: the hashes equal a sequential replay; a replay changes nothing")
     func ordering() throws {
@@ -113,11 +113,7 @@ struct ProcessPipelineTests {
                                       log: logs.path + "/victim.log")
         // Kill it once it has read the entries: handling them takes 30 × 0.15 s of CPU, and a batch's
         // effects are stored together at its end.
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? redis.xpendingSummary(fixture.names.sinksStream, group: fixture.names.sinkerGroup).count) ?? 0 == 0 {
-            usleep(20_000)
-        }
-        usleep(500_000)
+        #expect(eventually(timeout: 30) { ((try? redis.xpendingSummary(fixture.names.sinksStream, group: fixture.names.sinkerGroup).count) ?? 0) > 0 })
         victim.signal(SIGKILL)
         victim.wait()
         let pending = try redis.xpendingSummary(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
