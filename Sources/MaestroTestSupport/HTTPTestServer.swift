@@ -1,7 +1,7 @@
 internal import Foundation
 public import MaestroCore
 internal import MaestroHTTP
-internal import MaestroValue
+public import MaestroValue
 
 /// Tests/Support/http_test_server.py on a free loopback port (echoes requests as JSON).
 public final class HTTPTestServer: @unchecked Sendable {
@@ -30,6 +30,14 @@ public final class HTTPTestServer: @unchecked Sendable {
     deinit {
         process.signal(SIGKILL)
         process.wait()
+    }
+
+    /// Every request the server got so far, oldest first: `method`, `path`, `headers` (lower-case
+    /// names) and `body`.
+    public func received() throws -> [Value] {
+        let client = try HTTPClient(options: HTTPClientOptions(tls: TLSOptions(insecure: true)))
+        let response = try client.perform(HTTPRequest(url: baseURL + "/_received"))
+        return try JSON.decode(bytes: response.body).listValue ?? []
     }
 }
 

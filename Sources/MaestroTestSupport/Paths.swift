@@ -71,3 +71,23 @@ public func eventually(timeout: TimeInterval = 20, _ condition: () throws -> Boo
     }
     return try condition()
 }
+
+/// The port a child process reports in its log once it listens: `maestro run` given port 0 logs
+/// `http.port=` and `grpc.port=` (text) or `"http.port":"…"` (JSON). No port is picked before the
+/// child binds it, so no other process can take it in between.
+public func loggedPort(_ key: String, in logPath: String, of process: ChildProcess, timeout: TimeInterval = 30) throws -> Int {
+    var port: Int?
+    _ = eventually(timeout: timeout) {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        for marker in [" \(key)=", "\"\(key)\":\""] {
+            if let range = text.range(of: marker) {
+                port = Int(text[range.upperBound...].prefix { $0.isNumber })
+            }
+        }
+        return port != nil || !process.isRunning
+    }
+    guard let port else {
+        throw ProcessError("no \(key) in \(logPath): \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+    }
+    return port
+}

@@ -59,7 +59,9 @@ struct RunCommand: ParsableCommand {
                 let server = OperationsServer(registry: registry, logger: logger, ready: ready,
                                               refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
                 do {
-                    _ = try server.start(listen: listen)
+                    // The bound port, also when the address asked for port 0 (tests do, to avoid port races).
+                    let port = try server.start(listen: listen)
+                    logger.notice("serving HTTP", metadata: ["http.listen": "\(listen)", "http.port": "\(port)"])
                 } catch {
                     throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
                 }
@@ -96,7 +98,9 @@ struct RunCommand: ParsableCommand {
                                                callersAuthenticated: apiConfiguration.callersAuthenticated, logger: logger)
                     let health = HealthService { ready() }
                     let server = APIServer(configuration: apiConfiguration, collectors: api, health: health, logger: logger)
-                    _ = try awaitBlocking { try await server.start() }
+                    if let port = try awaitBlocking({ try await server.start() }) {
+                        logger.notice("serving gRPC", metadata: ["grpc.port": "\(port)"])
+                    }
                     services.append(AsyncStoppingService(name: "grpc") { await server.stop() })
                 }
             } else {

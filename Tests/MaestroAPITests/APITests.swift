@@ -24,15 +24,16 @@ final class APIFixture: @unchecked Sendable {
     var port: Int = 0
     var ready = true
 
-    init(configuration: APIServerConfiguration = APIServerConfiguration(listen: "127.0.0.1:0")) throws {
+    init(configuration: APIServerConfiguration = APIServerConfiguration(listen: "127.0.0.1:0"), redisURL url: String? = nil,
+         templates: String = repositoryRoot + "/templates") throws {
         names = RedisNames().prefixed(RedisTestServer.uniquePrefix("api"))
-        redisURL = try RedisURL(parsing: RedisTestServer.url)
+        redisURL = try RedisURL(parsing: url ?? RedisTestServer.url)
         manifests = try TemporaryDirectory()
         let backend = DirectoryBackend(root: manifests.path)
         reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: ReconcilerOptions(resyncInterval: 3_600),
                                 logger: Logger(label: "test"))
         manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: Logger(label: "test")) {
-            try TemplateRenderer(root: repositoryRoot + "/templates")
+            try TemplateRenderer(root: templates)
         }
         self.configuration = configuration
         let api = OtelCollectorAPI(manager: manager, redisURL: redisURL, names: names, backend: backend,
@@ -75,7 +76,7 @@ func code(of body: () async throws -> Void) async -> RPCError.Code? {
     }
 }
 
-@Suite("gRPC API", .serialized)
+@Suite("gRPC API", .serialized, .timeLimit(.minutes(3)))
 struct APITests {
     @Test("create, get, list (paged, filtered), render, delete; idempotent create; errors map to status codes")
     func rpcs() async throws {
@@ -130,7 +131,11 @@ struct APITests {
 
     @Test("watch streams status changes, optionally for one sink")
     func watch() async throws {
-        let fixture = try APIFixture()
+        // A private server: the watcher's XREAD is the only one on it.
+        let server = try LocalRedisServer.start()
+        defer { server.stop(hard: true) }
+        let fixture = try APIFixture(redisURL: server.url)
+        let admin = try RedisConnection(url: fixture.redisURL)
         try await fixture.start()
         let client = try fixture.client()
         try fixture.storeConfig("w1")
@@ -146,7 +151,11 @@ struct APITests {
                     return statuses
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // The watch follows the stream from the moment it starts: create once it is reading.
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, !((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
             let first = try await group.next() ?? []
@@ -317,9 +326,15 @@ struct APITests {
             return try await group.next() ?? []
         }
         #expect(statuses == [.serving, .notServing])
+        // No sink id to fail a check, only a 2 MiB owner filter: the request size alone refuses it.
         let huge = String(repeating: "x", count: 2 << 20)
-        let rejected = await code { _ = try await client.collectors.getOtelCollector(.with { $0.sinkID = huge }) }
-        #expect(rejected != nil, "a request over the 1 MiB limit fails")
+        let rejected = await code { _ = try await client.collectors.listOtelCollectors(.with { $0.ownerID = huge }) }
+        // The server refuses it as RESOURCE_EXHAUSTED once it has read the message's length; the
+        // transport then resets the stream the client is still sending on, so the client may see
+        // UNAVAILABLE instead. Either way it is refused, and only for its size.
+        #expect(rejected == .resourceExhausted || rejected == .unavailable, "a request over the 1 MiB limit is refused: \(String(describing: rejected))")
+        let small = await code { _ = try await client.collectors.listOtelCollectors(.with { $0.ownerID = String(repeating: "x", count: 1_000) }) }
+        #expect(small == nil, "the same request under the limit succeeds")
         await client.close()
         await fixture.stop()
     }

@@ -9,7 +9,7 @@ func maestro(_ arguments: [String], environment: [String: String] = [:]) throws 
     return try runProgram([maestroBinary()] + arguments, environment: base)
 }
 
-@Suite("maestro command line")
+@Suite("maestro command line", .timeLimit(.minutes(2)))
 struct CLITests {
     @Test("--version and --help")
     func versionAndHelp() throws {
@@ -88,7 +88,7 @@ struct CLITests {
     }
 }
 
-@Suite("maestro run, status, diff and render --objects", .serialized)
+@Suite("maestro run, status, diff and render --objects", .serialized, .timeLimit(.minutes(3)))
 struct OperatorCommandTests {
     @Test("render --objects prints the objects and says when the hash key is a placeholder")
     func renderObjects() throws {
@@ -136,12 +136,10 @@ struct OperatorCommandTests {
                                      + common)
         #expect(emitted.code == 0, "\(emitted.output)")
         var status = ""
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            status = try runProgram([maestroBinary(), "status"] + common).output
-            if status.contains("provisioning") { break }
-            usleep(100_000)
-        }
+        #expect(eventually {
+            status = (try? runProgram([maestroBinary(), "status"] + common).output) ?? ""
+            return status.contains("provisioning")
+        })
         #expect(status.contains("cli-1"))
         #expect(status.contains("otel-cli-1"))
         #expect(status.contains("provisioning"))
@@ -156,7 +154,7 @@ struct OperatorCommandTests {
     }
 }
 
-@Suite("maestro plugins")
+@Suite("maestro plugins", .timeLimit(.minutes(2)))
 struct PluginsCommandTests {
     @Test("list shows the shipped plugins; lint passes them and fails a broken one with file:line")
     func listAndLint() throws {
@@ -176,8 +174,20 @@ struct PluginsCommandTests {
     func specs() throws {
         let shipped = try runProgram([maestroBinary(), "plugins", "test", "--plugins-dir", repositoryRoot + "/plugins"])
         #expect(shipped.code == 0, "\(shipped.output)")
-        #expect(shipped.output.contains("0 failed"))
-        #expect(shipped.output.contains("ok    plugins/prometheus/spec/handler_spec.lua:13"))
+        // Every `it(` of every shipped spec file ran and passed, each reported at its own line.
+        var cases: [String] = []
+        for plugin in try FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/plugins").sorted() {
+            let folder = "plugins/\(plugin)/spec"
+            for file in ((try? FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/" + folder)) ?? []) where file.hasSuffix("_spec.lua") {
+                let lines = try String(contentsOfFile: repositoryRoot + "/\(folder)/\(file)", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+                for (index, line) in lines.enumerated() where line.trimmingCharacters(in: .whitespaces).hasPrefix("it(") {
+                    cases.append("ok    \(folder)/\(file):\(index + 1)  ")
+                }
+            }
+        }
+        #expect(cases.count >= 8, "the shipped specs: \(cases)")
+        #expect(shipped.output.contains("\(cases.count) passed, 0 failed"), "\(shipped.output)")
+        for location in cases { #expect(shipped.output.contains(location), "\(location) did not run:\n\(shipped.output)") }
         let directory = try TemporaryDirectory()
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/prometheus", toPath: directory.path + "/prometheus")
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/_lib", toPath: directory.path + "/_lib")

@@ -1,5 +1,6 @@
 import Foundation
 import MaestroCore
+import MaestroRedis
 import MaestroTestSupport
 import Testing
 
@@ -33,18 +34,19 @@ func waitForFile(_ path: String, timeout: TimeInterval = 20) -> Bool {
     eventually(timeout: timeout) { FileManager.default.fileExists(atPath: path) }
 }
 
-@Suite("gRPC interoperability and roles apart", .serialized)
+@Suite("gRPC interoperability and roles apart", .serialized, .timeLimit(.minutes(3)))
 struct InteropTests {
     @Test("a Python grpcio client drives the API over TCP and over the Unix socket")
     func pythonClient() throws {
         let directory = try TemporaryDirectory()
-        let port = try freeLoopbackPort()
         let socket = directory.path + "/maestro.sock"
-        let maestro = try MaestroProcess(prefix: RedisTestServer.uniquePrefix("py"), extra: [
+        let prefix = RedisTestServer.uniquePrefix("py")
+        let maestro = try MaestroProcess(prefix: prefix, extra: [
             "--create-policy", "external", "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests",
-            "--grpc-listen", "127.0.0.1:\(port)", "--grpc-socket", socket,
+            "--grpc-listen", "127.0.0.1:0", "--grpc-socket", socket,
         ], directory: directory)
         defer { _ = maestro.stop() }
+        let port = try loggedPort("grpc.port", in: directory.path + "/run.log", of: maestro.process)
         #expect(waitForFile(socket))
         for sink in ["py-tcp", "py-unix"] {
             let emitted = try runProgram([maestroBinary(), "sinks", "create", "--sink-id", sink, "--owner", "python", "--backend", "prometheus",
@@ -52,7 +54,9 @@ struct InteropTests {
                                          + maestro.common)
             #expect(emitted.code == 0)
         }
-        usleep(500_000)
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        #expect(eventually { ["py-tcp", "py-unix"].allSatisfy { ((try? redis.hget(prefix + "config", field: $0)) ?? nil) != nil } },
+                "the sinker stored both configs")
         for (target, sink) in [("127.0.0.1:\(port)", "py-tcp"), ("unix:" + socket, "py-unix")] {
             let result = try runProgram([try executable("python3"), repositoryRoot + "/Tests/Support/grpc_interop.py", target, sink, repositoryRoot])
             #expect(result.code == 0, "\(target): \(result.output)")
@@ -80,9 +84,7 @@ struct InteropTests {
         let file = directory.path + "/manifests/otelcollectors/otel-apart-1.yaml"
         #expect(waitForFile(file), "\((try? directory.read("sinker.log")) ?? "")")
         #expect(try runProgram([maestroBinary(), "sinks", "remove", "--sink-id", "apart-1"] + collectors.common).code == 0)
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, FileManager.default.fileExists(atPath: file) { usleep(50_000) }
-        #expect(!FileManager.default.fileExists(atPath: file), "the removal reached the maestro role")
+        #expect(eventually { !FileManager.default.fileExists(atPath: file) }, "the removal reached the maestro role")
         #expect(sinker.stop() == 0)
         #expect(collectors.stop() == 0)
     }
@@ -91,7 +93,8 @@ struct InteropTests {
     func collectorsCommands() throws {
         let directory = try TemporaryDirectory()
         let socket = directory.path + "/maestro.sock"
-        let maestro = try MaestroProcess(prefix: RedisTestServer.uniquePrefix("cli-api"), extra: [
+        let prefix = RedisTestServer.uniquePrefix("cli-api")
+        let maestro = try MaestroProcess(prefix: prefix, extra: [
             "--create-policy", "external", "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests", "--grpc-socket", socket,
         ], directory: directory)
         defer { _ = maestro.stop() }
@@ -99,7 +102,8 @@ struct InteropTests {
         let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"u","password":"hunter2"}}"#
         #expect(try runProgram([maestroBinary(), "sinks", "create", "--sink-id", "cli-c1", "--owner", "o1", "--backend", "prometheus",
                                 "--sink-config", config] + maestro.common).code == 0)
-        usleep(500_000)
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        #expect(eventually { ((try? redis.hget(prefix + "config", field: "cli-c1")) ?? nil) != nil }, "the sinker stored the config")
         let target = ["--target", "unix:" + socket]
         let created = try runProgram([maestroBinary(), "collectors", "create", "--sink-id", "cli-c1"] + target)
         #expect(created.code == 0, "\(created.output)")
@@ -127,41 +131,37 @@ struct InteropTests {
     }
 }
 
-@Suite("Metrics and health endpoints", .serialized)
+@Suite("Metrics and health endpoints", .serialized, .timeLimit(.minutes(3)))
 struct OperationsEndpointTests {
     @Test("/healthz, /readyz (Redis down → 503), /metrics with DESIGN's names and no credentials")
     func endpoints() throws {
         let directory = try TemporaryDirectory()
         let redis = try LocalRedisServer.start()
         defer { redis.stop(hard: true) }
-        let port = try freeLoopbackPort()
         let process = try ChildProcess([maestroBinary(), "run", "--redis-url", redis.url, "--plugins-dir", repositoryRoot + "/plugins",
                                         "--templates-dir", repositoryRoot + "/templates", "--kube-backend", "directory",
-                                        "--manifests-dir", directory.path + "/manifests", "--http-listen", "127.0.0.1:\(port)"],
+                                        "--manifests-dir", directory.path + "/manifests", "--http-listen", "127.0.0.1:0"],
                                        logPath: directory.path + "/run.log")
         defer {
             process.signal(SIGTERM)
             _ = process.wait(timeout: 30)
         }
+        let port = try loggedPort("http.port", in: directory.path + "/run.log", of: process)
         func get(_ path: String) throws -> (Int32, String) {
             let result = try runProgram(["/usr/bin/curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(port)\(path)"])
             let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
             return (Int32(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
         }
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? get("/healthz"))?.0 != 200 { usleep(100_000) }
-        #expect(try get("/healthz").0 == 200)
+        #expect(eventually { (try? get("/healthz"))?.0 == 200 })
         #expect(try get("/readyz").0 == 200)
         let config = #"{"exporter":{"remote_host":"https://p.example/w"},"authentication":{"type":"basicauth","username":"metric-user","password":"metric-s3cret"}}"#
         #expect(try runProgram([maestroBinary(), "sinks", "create", "--redis-url", redis.url, "--sink-id", "met-1", "--backend", "prometheus",
                                 "--sink-config", config]).code == 0)
         var metrics = ""
-        let scraped = Date().addingTimeInterval(20)
-        while Date() < scraped {
-            metrics = try get("/metrics").1
-            if metrics.contains(#"maestro_collectors{status="provisioning"} 1"#) { break }
-            usleep(100_000)
-        }
+        #expect(eventually {
+            metrics = (try? get("/metrics").1) ?? ""
+            return metrics.contains(#"maestro_collectors{status="provisioning"} 1"#)
+        })
         for name in [#"maestro_events_total{stream="orb.sinks",outcome="acked"} 1"#, "maestro_plugin_duration_seconds", "maestro_reconcile_total",
                      #"maestro_collectors{status="provisioning"} 1"#, "maestro_stream_lag", "maestro_stream_pending"] {
             #expect(metrics.contains(name), "\(name) missing from /metrics")

@@ -33,7 +33,7 @@ func emitSlowCreates(_ redis: RedisConnection, stream: String, ids: Range<Int>) 
     })
 }
 
-@Suite("maestro run: graceful shutdown and hot reload", .serialized)
+@Suite("maestro run: graceful shutdown and hot reload", .serialized, .timeLimit(.minutes(4)))
 struct RunLifecycleTests {
     let prefix = RedisTestServer.uniquePrefix("life")
 
@@ -82,7 +82,8 @@ struct RunLifecycleTests {
         let run = try start(directory, plugins: plugins, extra: ["--lua-instruction-budget", "1000000000"])
         #expect(eventually(timeout: 30) { ((try? redis.xpendingSummary(prefix + "sinks", group: prefix + "group").count) ?? 0) > 0 })
         run.signal(SIGTERM)
-        usleep(300_000)
+        // Once maestro says it is stopping, it is still running: the first signal waits for the batch in flight.
+        #expect(eventually(timeout: 10) { ((try? directory.read("run.log")) ?? "").contains("stopping: no new reads") })
         #expect(run.isRunning, "the first signal waits for the batch in flight")
         let second = Date()
         run.signal(SIGTERM)
@@ -113,12 +114,12 @@ struct RunLifecycleTests {
                                            "owner_id", "o", "backend", "slow", "config", "{}", "timestamp", "1700000000"])
             ids.append(try #require(reply.string))
         }
-        let port = try freeLoopbackPort()
-        let run = try start(directory, plugins: plugins, extra: ["--http-listen", "127.0.0.1:\(port)"])
+        let run = try start(directory, plugins: plugins, extra: ["--http-listen", "127.0.0.1:0"])
         defer {
             run.signal(SIGTERM)
             _ = run.wait(timeout: 30)
         }
+        let port = try loggedPort("http.port", in: directory.path + "/run.log", of: run)
         #expect(eventually(timeout: 60) { ((try? redis.hlen(prefix + "config")) ?? 0) == 5 })
         for index in 15..<20 { #expect(try redis.hget(prefix + "config", field: "trim-\(index)") != nil) }
         #expect(try redis.hget(prefix + "config", field: "trim-14") == nil)
@@ -134,15 +135,15 @@ struct RunLifecycleTests {
         let directory = try TemporaryDirectory()
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins", toPath: directory.path + "/plugins")
         try FileManager.default.copyItem(atPath: repositoryRoot + "/templates", toPath: directory.path + "/templates")
-        let port = try freeLoopbackPort()
         let run = try ChildProcess([maestroBinary(), "run", "--redis-url", try RedisTestServer.url, "--plugins-dir", directory.path + "/plugins",
                                     "--templates-dir", directory.path + "/templates", "--kube-backend", "directory",
                                     "--manifests-dir", directory.path + "/manifests", "--reload-interval", "200ms",
-                                    "--http-listen", "127.0.0.1:\(port)"] + MaestroProcess.names(prefix), logPath: directory.path + "/run.log")
+                                    "--http-listen", "127.0.0.1:0"] + MaestroProcess.names(prefix), logPath: directory.path + "/run.log")
         defer {
             run.signal(SIGTERM)
             _ = run.wait(timeout: 30)
         }
+        let port = try loggedPort("http.port", in: directory.path + "/run.log", of: run)
         let redis = try redis()
         let common = ["--redis-url", try RedisTestServer.url] + MaestroProcess.names(prefix)
         func create(_ sinkID: String) throws {

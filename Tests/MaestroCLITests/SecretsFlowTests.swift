@@ -9,7 +9,7 @@ import Testing
 /// The whole flow with recognisable credentials, then a search of every place DESIGN "Secrets" says they
 /// never are: logs at debug level, metrics, status messages and the status stream, dead-letter reasons,
 /// gRPC errors, `maestro status` and `maestro deadletter list` output, annotations.
-@Suite("secrets never leak", .serialized)
+@Suite("secrets never leak", .serialized, .timeLimit(.minutes(3)))
 struct SecretsFlowTests {
     static let redisPassword = "redisPw-Q7x2"
     static let orbKey = "orbKey-Z9k4"
@@ -52,17 +52,17 @@ struct SecretsFlowTests {
         ]
         var runEnvironment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAESTRO_") && !$0.key.hasPrefix("ORB_") }
         runEnvironment.merge(environment) { _, new in new }
-        let grpcPort = try freeLoopbackPort()
-        let httpPort = try freeLoopbackPort()
         let run = try ChildProcess([maestroBinary(), "run", "--plugins-dir", directory.path + "/plugins", "--templates-dir", repositoryRoot + "/templates",
                                     "--kube-backend", "directory", "--manifests-dir", directory.path + "/manifests", "--log-level", "debug",
-                                    "--log-format", "json", "--grpc-listen", "127.0.0.1:\(grpcPort)", "--http-listen", "127.0.0.1:\(httpPort)",
+                                    "--log-format", "json", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                                     "--max-deliveries", "2"],
                                    environment: runEnvironment, logPath: directory.path + "/run.log")
         defer {
             run.signal(SIGTERM)
             _ = run.wait(timeout: 30)
         }
+        let grpcPort = try loggedPort("grpc.port", in: directory.path + "/run.log", of: run)
+        let httpPort = try loggedPort("http.port", in: directory.path + "/run.log", of: run)
         let redis = try RedisConnection(url: try RedisURL(parsing: "redis://:\(Self.redisPassword)@127.0.0.1:\(server.port)/0"))
         var outputs: [String: String] = [:]
         func command(_ label: String, _ arguments: [String]) throws {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import MaestroCore
 
-@Suite("Configuration")
+@Suite("Configuration", .timeLimit(.minutes(2)))
 struct ConfigurationTests {
     @Test("flag > MAESTRO_* > Orb's variable > config file > default")
     func precedence() throws {
@@ -132,7 +132,7 @@ struct ConfigurationTests {
     }
 }
 
-@Suite("Configuration docs")
+@Suite("Configuration docs", .timeLimit(.minutes(2)))
 struct ConfigurationDocsTests {
     @Test("docs/configuration.md lists every setting with its environment variable")
     func everySettingDocumented() throws {

@@ -33,7 +33,7 @@ struct CollectorFixture {
     }
 }
 
-@Suite("Collectors with the directory backend", .serialized)
+@Suite("Collectors with the directory backend", .serialized, .timeLimit(.minutes(3)))
 struct CollectorFlowTests {
     @Test("event in orb.sinks → config → desired state → file on disk (0600) → status; update rolls the hash; remove deletes")
     func endToEnd() throws {
@@ -180,17 +180,22 @@ struct CollectorFlowTests {
         #expect(first.isLeader && !second.isLeader)
         first.start()
         second.start()
-        usleep(300_000)
+        // The holder's own loop renews the lease (its time to live jumps back up); the other replica
+        // does not take it meanwhile.
+        var lastTTL = try #require(try redis.command(["PTTL", key]).integer)
+        #expect(eventually(timeout: 10) {
+            guard let ttl = try? redis.command(["PTTL", key]).integer else { return false }
+            defer { lastTTL = ttl }
+            return ttl > lastTTL
+        }, "the holder renews")
         #expect(first.isLeader && !second.isLeader)
         first.stop()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, !second.isLeader { usleep(50_000) }
-        #expect(second.isLeader)
+        #expect(eventually(timeout: 10) { second.isLeader })
         second.stop()
     }
 }
 
-@Suite("On-activity policy", .serialized)
+@Suite("On-activity policy", .serialized, .timeLimit(.minutes(3)))
 struct ActivityTests {
     @Test("activity creates the collector if not running; idle removes the objects, keeps the config, status idle")
     func activityAndIdle() throws {
@@ -225,28 +230,27 @@ struct ActivityTests {
         try redis.xadd(names.activityStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "active"), ("size", "123"),
                                                       ("timestamp", "2026-11-29T10:00:00Z")])
         let path = fixture.backend.path(name: "otel-a1", namespace: "otelcollectors")
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
-        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: path) })
 
         try redis.xadd(names.idleStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "idle"), ("size", "0"),
                                                   ("timestamp", "0001-01-01T00:00:00Z")])
-        let removed = Date().addingTimeInterval(10)
-        while Date() < removed, FileManager.default.fileExists(atPath: path) { usleep(20_000) }
-        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(eventually(timeout: 10) { !FileManager.default.fileExists(atPath: path) })
         #expect(fixture.waitUntilIdle())
         #expect(try redis.hget(names.configHash, field: "a1") != nil, "idle keeps the config")
         #expect(try fixture.manager.get(sinkID: "a1").status == "idle")
         #expect(try redis.xrange(names.statusStream).last?["status"] == "idle")
+        // Orb repeats idle events: the status is published once.
+        try redis.xadd(names.idleStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "idle"), ("size", "0"),
+                                                  ("timestamp", "0001-01-01T00:00:00Z")])
+        #expect(eventually(timeout: 10) { idle.counters.acknowledged >= 2 })
+        #expect(fixture.waitUntilIdle())
+        #expect(try redis.xrange(names.statusStream).filter { $0["sink_id"] == "a1" && $0["status"] == "idle" }.count == 1, "idle is published once")
 
         // New activity deploys again.
         try redis.xadd(names.activityStream, fields: [("owner_id", "owner-1"), ("sink_id", "a1"), ("state", "active"), ("size", "1"),
                                                       ("timestamp", "2026-11-29T10:05:00Z")])
-        let again = Date().addingTimeInterval(10)
-        while Date() < again, !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
-        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: path) })
         try redis.xadd(names.activityStream, fields: [("state", "active")])
-        usleep(300_000)
-        #expect(try redis.xrange(names.deadLetterStream).contains { $0["reason"] == "missing field sink_id" })
+        #expect(eventually(timeout: 10) { ((try? redis.xrange(names.deadLetterStream)) ?? []).contains { $0["reason"] == "missing field sink_id" } })
     }
 }

@@ -8,7 +8,7 @@ import Testing
 
 @testable import MaestroPluginHost
 
-@Suite("Ops hooks and maestro.http", .serialized)
+@Suite("Ops hooks and maestro.http", .serialized, .timeLimit(.minutes(2)))
 struct HookTests {
     func hookConsumer(_ fixture: PipelineFixture, catalog: PluginCatalog, allow: [String]) throws -> StreamConsumer {
         let names = fixture.names
@@ -33,10 +33,21 @@ struct HookTests {
         defer { consumer.stop() }
         try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .provisioning)
         try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .error, message: "exporter failed with HTTP 401")
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, consumer.counters.acknowledged < 2 { usleep(50_000) }
+        #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 2 })
         #expect(consumer.counters.acknowledged == 2)
         #expect(try fixture.deadLetters(redis).isEmpty)
+        // The receiver got one POST, for the error only, saying which sink and why.
+        let received = try server.received()
+        #expect(received.count == 1, "\(received)")
+        let post = try #require(received.first)
+        #expect(post["method"] == "POST")
+        #expect(post["path"] == "/hook")
+        #expect(post["headers"]?["content-type"] == "application/json")
+        let body = try JSON.decode(try #require(post["body"]?.stringValue))
+        #expect(body["sink_id"] == "h1")
+        #expect(body["owner_id"] == "o")
+        #expect(body["status"] == "error")
+        #expect(body["error_message"] == "exporter failed with HTTP 401")
 
         let refusing = try PipelineFixture()
         let refusingRedis = try refusing.connect()
@@ -46,8 +57,7 @@ struct HookTests {
         blocked.start()
         defer { blocked.stop() }
         try StatusPublisher.publish(refusingRedis, names: refusing.names, sinkID: "h2", ownerID: "o", status: .error)
-        let until = Date().addingTimeInterval(15)
-        while Date() < until, blocked.counters.deadLettered < 1 { usleep(50_000) }
+        #expect(eventually(timeout: 15) { blocked.counters.deadLettered >= 1 })
         let letters = try refusing.deadLetters(refusingRedis)
         #expect(letters.count == 1)
         #expect(letters.first?["reason"]?.contains("refused") == true, "\(letters.first?["reason"] ?? "")")
@@ -87,8 +97,7 @@ struct HookTests {
         consumer.start()
         defer { consumer.stop() }
         try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active)
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, consumer.counters.acknowledged < 1 { usleep(50_000) }
+        #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 1 })
         let results = try redis.hgetall("maestro:plugin:probe:results")
         #expect(results["echo"] == "200")
         #expect(results["redirect"] == "302", "redirects are returned, never followed")
@@ -100,7 +109,7 @@ struct HookTests {
     }
 }
 
-@Suite("maestro.k8s in plugins", .serialized)
+@Suite("maestro.k8s in plugins", .serialized, .timeLimit(.minutes(2)))
 struct PluginClusterTests {
     func probePlugins() throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()

@@ -51,9 +51,22 @@ struct KubeFixture {
     func status(_ sinkID: String) -> String? {
         try? manager.get(sinkID: sinkID).status
     }
+
+    /// How many events of `status` the status stream holds for the sink.
+    func published(_ redis: RedisConnection, _ sinkID: String, _ status: String) throws -> Int {
+        try redis.xrange(pipeline.names.statusStream).filter { $0["sink_id"] == sinkID && $0["status"] == status }.count
+    }
+
+    /// A resync, waited for: every collector reconciled once more and nothing left to do.
+    func resyncAndSettle() throws -> Bool {
+        func handled(_ counters: ReconcilerCounters) -> Int { counters.applied + counters.rejected + counters.failed }
+        let before = handled(reconciler.counters)
+        try reconciler.resync()
+        return waitFor { handled(reconciler.counters) > before && reconciler.backlog == 0 }
+    }
 }
 
-@Suite("Kubernetes backend against the API double", .serialized)
+@Suite("Kubernetes backend against the API double", .serialized, .timeLimit(.minutes(3)))
 struct KubernetesTests {
     @Test("create → 3 objects; update → same uids, new config hash, nothing deleted; remove → none left; idempotent")
     func lifecycle() throws {
@@ -236,6 +249,9 @@ struct KubernetesTests {
         try invalid.manager.create(sinkID: "r1", ownerID: "o")
         #expect(invalid.waitFor { invalid.status("r1") == "provisioning_error" })
         #expect(try invalid.manager.get(sinkID: "r1").errorMessage.contains("spec.replicas"))
+        #expect(try invalid.resyncAndSettle())
+        #expect(try invalid.resyncAndSettle())
+        #expect(try invalid.published(redis, "r1", "provisioning_error") == 1, "a 422 is published once, not on every reconcile")
 
         let missing = try KubeFixture(namespaces: [])
         missing.reconciler.start()
@@ -282,6 +298,9 @@ struct KubernetesTests {
         try fixture.reconciler.resync()
         #expect(fixture.waitFor { fixture.status("d1") == "error" })
         #expect(try fixture.manager.get(sinkID: "d1").errorMessage.contains("401"))
+        #expect(try fixture.resyncAndSettle())
+        #expect(try fixture.resyncAndSettle())
+        #expect(try fixture.published(redis, "d1", "error") == 1, "a 401 in the logs is published once")
     }
 
     @Test("status is polled while provisioning: pods becoming available → active; a failed rollout → error")
@@ -299,6 +318,9 @@ struct KubernetesTests {
         #expect(fixture.waitFor { fixture.status("p1") == "provisioning" })
         #expect(fixture.waitFor { fixture.status("p2") == "error" })
         #expect(try fixture.manager.get(sinkID: "p2").errorMessage.contains("rollout failed"))
+        #expect(try fixture.resyncAndSettle())
+        #expect(try fixture.published(redis, "p2", "error") == 1, "a failed rollout is published once")
+        #expect(try fixture.published(redis, "p1", "provisioning") == 1, "polling a rollout in progress publishes nothing new")
         try fixture.double.setAvailable("otel-p1", true)
         #expect(fixture.waitFor(30) { fixture.status("p1") == "active" })
     }
@@ -311,14 +333,16 @@ struct KubernetesTests {
         let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", durationSeconds: 3, client: client, logger: Logger(label: "t"))
         #expect(try first.renew())
         #expect(try second.renew() == false)
+        let leasePath = "/apis/coordination.k8s.io/v1/namespaces/otelcollectors/leases/maestro-leader"
+        let taken = try double.get(leasePath).body["spec"]?["renewTime"]
         first.start()
         second.start()
-        usleep(500_000)
+        // The holder's own loop renews the lease; the other replica does not take it meanwhile.
+        #expect(eventually(timeout: 10) { (try? double.get(leasePath).body["spec"]?["renewTime"]) != taken }, "the holder renews")
+        #expect(try double.get(leasePath).body["spec"]?["holderIdentity"] == .string("a"))
         #expect(first.isLeader && !second.isLeader)
         first.stop()
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, !second.isLeader { usleep(100_000) }
-        #expect(second.isLeader)
+        #expect(eventually(timeout: 15) { second.isLeader })
         second.stop()
         let lease = try double.get("/apis/coordination.k8s.io/v1/namespaces/otelcollectors/leases/maestro-leader").body
         #expect(lease["spec"]?["holderIdentity"] == .string("b"))

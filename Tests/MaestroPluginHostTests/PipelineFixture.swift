@@ -52,16 +52,11 @@ struct PipelineFixture {
 
     /// Waits until the group has read every entry and nothing is pending.
     func waitUntilDrained(_ redis: RedisConnection, group: String? = nil, timeout: TimeInterval = 60) throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
         let group = group ?? names.sinkerGroup
-        while Date() < deadline {
-            if let info = try? redis.xinfoGroups(names.sinksStream).first(where: { $0["name"]?.string == group }),
-               info["pending"]?.integer == 0, info["lag"]?.integer == 0 {
-                return true
-            }
-            usleep(50_000)
+        return eventually(timeout: timeout) {
+            guard let info = try? redis.xinfoGroups(names.sinksStream).first(where: { $0["name"]?.string == group }) else { return false }
+            return info["pending"]?.integer == 0 && info["lag"]?.integer == 0
         }
-        return false
     }
 
     func configs(_ redis: RedisConnection) throws -> [String: String] {

@@ -35,7 +35,7 @@ func testPlugins() throws -> TemporaryDirectory {
     return directory
 }
 
-@Suite("Sink pipeline against a real Redis", .serialized)
+@Suite("Sink pipeline against a real Redis", .serialized, .timeLimit(.minutes(3)))
 struct PipelineTests {
     @Test("an entry in flight longer than min-idle stays this consumer's: its delivery count does not grow, no other replica takes it")
     func ownInFlightEntryNotClaimed() throws {
@@ -334,19 +334,18 @@ struct PipelineTests {
         #expect(try fixture.waitUntilDrained(redis))
         try redis.xgroupDestroy(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
         try fixture.add(redis, create("g2", sinkConfig("https://g.example/w")))
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, try redis.hget(fixture.names.configHash, field: "g2") == nil { usleep(50_000) }
-        #expect(try redis.hget(fixture.names.configHash, field: "g2") != nil)
+        #expect(eventually { ((try? redis.hget(fixture.names.configHash, field: "g2")) ?? nil) != nil })
     }
 }
 
-@Suite("Dead-letter replay", .serialized)
+@Suite("Dead-letter replay", .serialized, .timeLimit(.minutes(3)))
 struct DeadLetterReplayTests {
     @Test("a replayed dead letter is handled as the event it was: applied when newest, skipped when a newer event exists")
     func replay() throws {
         let fixture = try PipelineFixture()
         let redis = try fixture.connect()
-        let consumer = try fixture.consumer(maxDeliveries: 1)
+        let collectors = RecordingCollectorService()
+        let consumer = try fixture.consumer(maxDeliveries: 1, collectors: collectors)
         consumer.start()
         defer { consumer.stop() }
         // Two updates of a sink that does not exist yet: both dead-lettered after their one delivery.
@@ -361,9 +360,18 @@ struct DeadLetterReplayTests {
         try fixture.add(redis, create("r2", sinkConfig("https://create.example/w")))
         try fixture.add(redis, update("r1", sinkConfig("https://newest.example/w")))
         #expect(try fixture.waitUntilDrained(redis))
+        // r3 exists, and its update is dead-lettered because the hand-off to the collectors failed: at
+        // replay time that update is still r3's newest event.
+        try fixture.add(redis, create("r3", sinkConfig("https://create.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        collectors.failNext(1)
+        let r3Update = try fixture.add(redis, update("r3", sinkConfig("https://r3-newest.example/w")))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try DeadLetters.list(redis, names: fixture.names).count == 3)
+        #expect(!collectors.calls.contains(.update("r3", owner: "owner-1")), "the failed hand-off reached no collector")
 
         let replayed = try DeadLetters.replay(redis, names: fixture.names, ids: nil)
-        #expect(replayed.count == 2)
+        #expect(replayed.count == 3)
         #expect(try DeadLetters.list(redis, names: fixture.names).isEmpty, "replayed letters leave the dead-letter stream")
         #expect(try redis.xrange(fixture.names.sinksStream, start: replayed[0], end: replayed[0]).first?["replay_of"] == oldUpdate)
         #expect(try fixture.waitUntilDrained(redis))
@@ -371,6 +379,9 @@ struct DeadLetterReplayTests {
         #expect(r1["exporters"]?["prometheusremotewrite"]?["endpoint"] == .string("https://newest.example/w"),
                 "the replay orders as its original id: older than the newest update, so skipped")
         #expect(eventually(timeout: 10) { consumer.counters.skippedStale >= 2 }, "both replays are older than the creates that followed")
+        #expect(collectors.calls.filter { $0 == .update("r3", owner: "owner-1") }.count == 1, "r3's replayed update is the newest: applied")
+        #expect(consumer.counters.skippedStale == 2, "only r1's and r2's replays are skipped")
+        #expect(try redis.xrange(fixture.names.sinksStream).contains { $0["replay_of"] == r3Update })
         #expect(throws: DeadLetterError.self) { try DeadLetters.replay(redis, names: fixture.names, ids: ["1-1"]) }
     }
 }

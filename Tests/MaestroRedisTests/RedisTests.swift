@@ -9,7 +9,7 @@ func connect() throws -> RedisConnection {
     try RedisConnection(url: RedisURL(parsing: RedisTestServer.url))
 }
 
-@Suite("Redis URL")
+@Suite("Redis URL", .timeLimit(.minutes(2)))
 struct RedisURLTests {
     @Test("parses every documented form")
     func forms() throws {
@@ -33,7 +33,7 @@ struct RedisURLTests {
     }
 }
 
-@Suite("Redis commands against a real server")
+@Suite("Redis commands against a real server", .timeLimit(.minutes(2)))
 struct RedisCommandTests {
     @Test("strings, expiry and keys")
     func strings() throws {
@@ -99,7 +99,8 @@ struct RedisCommandTests {
         #expect(detail.map(\.id) == Array(ids[0..<4]))
         #expect(detail.allSatisfy { $0.deliveries == 2 })
         #expect(try redis.xack(stream, group: "g", ids: [ids[0], ids[1]]) == 2)
-        usleep(20_000)
+        // Claimable once idle for 10 ms: wait until Redis says so.
+        #expect(eventually(timeout: 5) { ((try? redis.xpending(stream, group: "g", count: 10)) ?? []).allSatisfy { $0.idleMilliseconds >= 10 } })
         let claimed = try redis.xautoclaim(stream, group: "g", consumer: "c2", minIdleMilliseconds: 10)
         #expect(claimed.entries.map(\.id) == [ids[2], ids[3]])
         let reclaimed = try redis.xclaim(stream, group: "g", consumer: "c3", minIdleMilliseconds: 0, ids: [ids[2]])
@@ -166,7 +167,10 @@ struct RedisCommandTests {
 
     @Test("scripts run by digest and reload after SCRIPT FLUSH")
     func scripts() throws {
-        let redis = try connect()
+        // SCRIPT FLUSH drops every client's scripts: only on a private server, never the shared one.
+        let server = try LocalRedisServer.start()
+        defer { server.stop() }
+        let redis = try RedisConnection(url: RedisURL(parsing: server.url))
         let key = RedisTestServer.uniquePrefix() + "cas"
         let script = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0")
         try redis.set(key, "a")
@@ -197,7 +201,11 @@ struct RedisCommandTests {
             done.signal()
         }
         thread.start()
-        usleep(200_000)
+        // Kill it once Redis shows the client blocked in its read.
+        #expect(eventually(timeout: 5) {
+            let line = (try? killer.command(["CLIENT", "LIST", "ID", String(clientID)]).string) ?? ""
+            return line.contains("cmd=xreadgroup") && line.contains("flags=b")
+        })
         try killer.command(["CLIENT", "KILL", "ID", String(clientID)])
         done.wait()
         #expect(failure?.kind == .connection)
@@ -214,8 +222,8 @@ struct RedisCommandTests {
         try RedisConnection(url: RedisURL(parsing: server.url)).command(["CLIENT", "PAUSE", "400", "ALL"])
         let error = try #require(throws: RedisError.self) { try redis.command(["PING"]) }
         #expect(error.kind == .timeout)
-        usleep(500_000)
-        #expect(try redis.ping() == "PONG")
+        // Once the pause is over, the next command reconnects and succeeds.
+        #expect(eventually(timeout: 5) { (try? redis.ping()) == "PONG" })
     }
 
     @Test("connection refused is a typed error")
@@ -233,7 +241,10 @@ struct RedisCommandTests {
         #expect(denied.kind == .authentication)
         #expect(!denied.message.contains("wrong"))
         let redis = try RedisConnection(url: RedisURL(host: "127.0.0.1", port: server.port, password: "s3cret", database: 5))
-        try redis.set("k", "v")
+        let key = RedisTestServer.uniquePrefix() + "k"
+        try redis.set(key, "v")
         #expect(try redis.command(["CLIENT", "INFO"]).string?.contains("db=5") == true)
+        #expect(try RedisConnection(url: RedisURL(host: "127.0.0.1", port: server.port, password: "s3cret", database: 0)).get(key) == nil,
+                "the key went to database 5")
     }
 }

@@ -1,7 +1,7 @@
 import MaestroValue
 import Testing
 
-@Suite("JSON")
+@Suite("JSON", .timeLimit(.minutes(2)))
 struct JSONTests {
     @Test("integers and floats stay distinct; keys come out sorted")
     func types() throws {

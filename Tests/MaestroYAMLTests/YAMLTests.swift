@@ -14,7 +14,7 @@ let trickyStrings: [String] = [
     "trailing newline\n", "\n", "crlf\r\nline", String(repeating: "x", count: 65_536),
 ]
 
-@Suite("YAML")
+@Suite("YAML", .timeLimit(.minutes(2)))
 struct YAMLTests {
     @Test("every tricky string survives our own round trip", arguments: trickyStrings)
     func roundTripString(_ text: String) throws {
@@ -177,7 +177,7 @@ struct ValueGenerator {
     }
 }
 
-@Suite("YAML emitter on generated structures")
+@Suite("YAML emitter on generated structures", .timeLimit(.minutes(2)))
 struct YAMLGeneratedTests {
     static let values: [Value] = {
         var generator = ValueGenerator(state: 42)

@@ -77,5 +77,16 @@ except grpc.RpcError as error:
     check(error.code() == grpc.StatusCode.NOT_FOUND, "create without config is NOT_FOUND")
 deleted = stub.DeleteOtelCollector(maestro_pb2.DeleteOtelCollectorRequest(sink_id=sink_id))
 check(deleted.existed, "delete")
-check(not stub.DeleteOtelCollector(maestro_pb2.DeleteOtelCollectorRequest(sink_id=sink_id)).existed or True, "delete again is OK")
+# Once the removal has finished (Get says NOT_FOUND), a second delete is OK and finds nothing.
+gone = False
+for _ in range(200):
+    try:
+        stub.GetOtelCollector(maestro_pb2.GetOtelCollectorRequest(sink_id=sink_id))
+    except grpc.RpcError as error:
+        gone = error.code() == grpc.StatusCode.NOT_FOUND
+        if gone:
+            break
+    time.sleep(0.05)
+check(gone, "the deleted collector is gone (NOT_FOUND)")
+check(not stub.DeleteOtelCollector(maestro_pb2.DeleteOtelCollectorRequest(sink_id=sink_id)).existed, "delete again is OK and reports existed = false")
 print("ALL OK", flush=True)

@@ -2,9 +2,10 @@
 
 Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
 seconds, /redirect answers 302 to /echo, /status/N answers N, /requests answers how many other
-requests it has received. With --cert/--key it speaks TLS; with --client-ca it requires a client
-certificate signed by that CA; --bind sets the loopback address (127.0.0.1, 127.0.0.2, ::1). The
-first line on stdout is "PORT <n>".
+requests it has received; GET /_received lists every earlier request (method, path, headers, body) so a
+test can see what the server got. With --cert/--key it speaks TLS; with --client-ca it requires a client
+certificate signed by that CA; --bind sets the loopback address (127.0.0.1, 127.0.0.2, ::1). The first
+line on stdout is "PORT <n>".
 """
 import argparse
 import json
@@ -17,6 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 received = 0
 received_lock = threading.Lock()
+
+
+RECEIVED = []
+RECEIVED_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,10 +41,22 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
-        with received_lock:
-            received += 1
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        if self.path == "/_received":
+            with RECEIVED_LOCK:
+                payload = json.dumps(RECEIVED).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        with received_lock:
+            received += 1
+        with RECEIVED_LOCK:
+            RECEIVED.append({"method": self.command, "path": self.path,
+                             "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
         if self.path == "/slow":
             time.sleep(2)
         if self.path == "/redirect":

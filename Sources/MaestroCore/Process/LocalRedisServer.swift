@@ -1,5 +1,6 @@
 public import Foundation
 internal import MaestroRedis
+internal import Synchronization
 
 /// A `redis-server` child process on a free loopback port, in its own temporary folder.
 public final class LocalRedisServer: @unchecked Sendable {
@@ -8,10 +9,12 @@ public final class LocalRedisServer: @unchecked Sendable {
     public let process: ChildProcess
     public var url: String { "redis://127.0.0.1:\(port)/0" }
 
-    nonisolated(unsafe) private static var running: [pid_t] = []
+    /// The servers still running, killed when the process exits; tests start and stop servers from
+    /// many threads at once.
+    private static let running = Mutex<[pid_t]>([])
     private static let registerExitHandler: Void = {
         atexit {
-            for pid in LocalRedisServer.running { kill(pid, SIGKILL) }
+            for pid in LocalRedisServer.running.withLock({ $0 }) { kill(pid, SIGKILL) }
         }
     }()
 
@@ -22,34 +25,54 @@ public final class LocalRedisServer: @unchecked Sendable {
     }
 
     /// Starts a server; `extraArguments` are passed to redis-server (e.g. `--appendonly yes`).
+    /// Without a `port`, a free one is picked; redis-server cannot report a port it chose itself, so
+    /// when another process takes the port first the start is tried again on a new one.
     public static func start(extraArguments: [String] = [], port requestedPort: Int? = nil, directory requestedDirectory: String? = nil) throws -> LocalRedisServer {
         _ = registerExitHandler
-        let port = try requestedPort ?? freeLoopbackPort()
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try startOnce(extraArguments: extraArguments, port: try requestedPort ?? freeLoopbackPort(), directory: requestedDirectory)
+            } catch let error as ProcessError where requestedPort == nil && attempt < 5 && error.exitedAtStart {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce(extraArguments: [String], port: Int, directory requestedDirectory: String?) throws -> LocalRedisServer {
         let directory = requestedDirectory ?? NSTemporaryDirectory() + "maestro-redis-\(port)-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = try ChildProcess([try executable("redis-server"), "--port", String(port), "--bind", "127.0.0.1",
                                         "--save", "", "--dir", directory, "--daemonize", "no", "--loglevel", "warning"] + extraArguments,
                                        logPath: directory + "/redis.log")
-        running.append(process.pid)
+        running.withLock { $0.append(process.pid) }
         let server = LocalRedisServer(port: port, directory: directory, process: process)
-        try server.waitUntilReady()
+        do {
+            try server.waitUntilReady()
+        } catch {
+            server.stop(hard: true)
+            throw error
+        }
         return server
     }
 
     /// Stops the server (SIGTERM, or SIGKILL when `hard`) and waits for it.
     public func stop(hard: Bool = false) {
-        guard process.isRunning else { return }
-        process.signal(hard ? SIGKILL : SIGTERM)
-        process.wait()
-        LocalRedisServer.running.removeAll { $0 == process.pid }
+        if process.isRunning {
+            process.signal(hard ? SIGKILL : SIGTERM)
+            process.wait()
+        }
+        LocalRedisServer.running.withLock { $0.removeAll { $0 == process.pid } }
     }
 
     public func waitUntilReady(timeout: TimeInterval = 10) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             // Accepting connections is not enough: while it loads an AOF, Redis answers LOADING.
-            if Self.canConnect(port: port), Self.answers(port: port) { return }
-            guard process.isRunning else { throw ProcessError("redis-server exited at start (is the port \(port) free?)") }
+            // Still running after it answered: the answer came from this server, not another on the port.
+            if Self.canConnect(port: port), Self.answers(port: port), process.isRunning { return }
+            guard process.isRunning else { throw ProcessError("redis-server exited at start (is the port \(port) free?)", exitedAtStart: true) }
             usleep(20_000)
         }
         throw ProcessError("redis-server did not accept connections on port \(port) within \(timeout) s")
@@ -82,7 +105,12 @@ public final class LocalRedisServer: @unchecked Sendable {
 
 public struct ProcessError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// A server exited before it was ready (its port may have been taken meanwhile).
+    public let exitedAtStart: Bool
+    public init(_ description: String, exitedAtStart: Bool = false) {
+        self.description = description
+        self.exitedAtStart = exitedAtStart
+    }
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

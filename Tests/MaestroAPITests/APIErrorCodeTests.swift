@@ -1,0 +1,38 @@
+import Foundation
+import GRPCCore
+import MaestroCore
+import MaestroTestSupport
+import Testing
+
+@testable import MaestroAPI
+
+@Suite("gRPC API error codes", .serialized, .timeLimit(.minutes(2)))
+struct APIErrorCodeTests {
+    @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be reached (proto/maestro/v1)")
+    func failedPreconditionAndUnavailable() async throws {
+        // The shipped template, but refusing one sink, as a broken template would.
+        let templates = try TemporaryDirectory()
+        let shipped = try String(contentsOfFile: repositoryRoot + "/templates/otel-collector.lua", encoding: .utf8)
+        let refusing = shipped.replacingOccurrences(of: "function template.render(values)\n",
+                                                    with: "function template.render(values)\n  if values.sink_id == \"rejected\" then error(\"this template rejects the sink\") end\n")
+        #expect(refusing != shipped)
+        try templates.write("otel-collector.lua", refusing)
+        let server = try LocalRedisServer.start()
+        defer { server.stop(hard: true) }
+        let fixture = try APIFixture(redisURL: server.url, templates: templates.path)
+        try await fixture.start()
+        let client = try fixture.client()
+        try fixture.storeConfig("rejected")
+        try fixture.storeConfig("fine")
+        #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "rejected" }) } == .failedPrecondition)
+        #expect(await code { _ = try await client.collectors.renderOtelCollector(.with { $0.sinkID = "rejected" }) } == .failedPrecondition)
+        #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "fine" }) } == nil)
+
+        server.stop(hard: true)
+        #expect(await code { _ = try await client.collectors.getOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
+        #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
+        #expect(await code { _ = try await client.collectors.listOtelCollectors(.init()) } == .unavailable)
+        await client.close()
+        await fixture.stop()
+    }
+}
