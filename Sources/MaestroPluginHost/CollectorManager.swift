@@ -185,6 +185,8 @@ public final class CollectorManager: CollectorService {
         return try withRedis { redis in
             // The config and the sink's record in one round trip.
             let replies = try redis.pipeline([["HGET", names.configHash, sinkID], ["HGET", names.sinksHash, sinkID]])
+            // An error reply (NOAUTH, LOADING…) is Redis failing, not a sink without a config.
+            for case .error(let text) in replies { throw RedisError.fromReply(text) }
             guard let config = replies[0].string else {
                 throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
             }

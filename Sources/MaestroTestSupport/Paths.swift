@@ -1,5 +1,5 @@
 public import Foundation
-internal import MaestroCore
+public import MaestroCore
 
 /// The repository's root folder, found from this source file's location.
 public let repositoryRoot: String = {

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import MaestroCore
+import MaestroRedis
 import MaestroTestSupport
 import Testing
 
@@ -8,7 +9,7 @@ import Testing
 
 @Suite("gRPC API error codes", .serialized, .timeLimit(.minutes(2)))
 struct APIErrorCodeTests {
-    @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be reached (proto/maestro/v1)")
+    @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be used (proto/maestro/v1)")
     func failedPreconditionAndUnavailable() async throws {
         // The shipped template, but refusing one sink, as a broken template would.
         let templates = try TemporaryDirectory()
@@ -28,7 +29,11 @@ struct APIErrorCodeTests {
         #expect(await code { _ = try await client.collectors.renderOtelCollector(.with { $0.sinkID = "rejected" }) } == .failedPrecondition)
         #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "fine" }) } == nil)
 
-        server.stop(hard: true)
+        // Redis turns maestro away (every connection dropped, new ones refused): not killed, so its port
+        // cannot be taken by another test's server meanwhile and answer in its place.
+        let admin = try RedisConnection(url: try RedisURL(parsing: server.url))
+        _ = try admin.command(["CONFIG", "SET", "requirepass", "maestro-is-locked-out"])
+        _ = try admin.command(["CLIENT", "KILL", "TYPE", "normal"])
         #expect(await code { _ = try await client.collectors.getOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
         #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
         #expect(await code { _ = try await client.collectors.listOtelCollectors(.init()) } == .unavailable)
