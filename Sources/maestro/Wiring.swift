@@ -39,7 +39,8 @@ struct Wiring {
     /// Where exporters may point (`--collector-deny-cidr`, checked when the settings were resolved).
     var endpointPolicy: EndpointPolicy {
         let given = configuration.values("collector-deny-cidr")
-        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given)) ?? .standard
+        let resolves = configuration.string("collector-endpoint-resolution") != "off"
+        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given, resolvesNames: resolves)) ?? .standard
     }
 
     func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,

@@ -2,7 +2,7 @@ import MaestroCore
 import MaestroValue
 import Testing
 
-@Suite("where exporters may point")
+@Suite("where exporters may point", .timeLimit(.minutes(2)))
 struct EndpointPolicyTests {
     static let schema = try! ConfigSchema(fields: ["exporter": ["type": "map", "fields": ["remote_host": ["type": "url", "required": true]]]])
     static let zone: [String: [String]] = [
@@ -45,6 +45,15 @@ struct EndpointPolicyTests {
         // An operator's own range.
         #expect(throws: ConfigSchemaError.self) { try validate("https://public.test/write", denied: ["203.0.113.0/24"]) }
         #expect(throws: ConfigSchemaError.self) { try EndpointPolicy(denied: ["10.0.0.0/33"]) }
+        // Resolution off: names are not looked up (a name into a denied range passes), literals and metadata names are still refused.
+        let literalOnly = try EndpointPolicy(resolvesNames: false, resolver: { name in
+            Issue.record("\(name) was looked up with resolution off")
+            return Self.zone[name] ?? []
+        })
+        _ = try Self.schema.validate(["exporter": ["remote_host": "https://internal.test/write"]], endpoints: literalOnly)
+        for url in ["http://10.0.0.5:9090/", "https://metadata.google.internal/x", "http://169.254.169.254/"] {
+            #expect(throws: ConfigSchemaError.self) { try Self.schema.validate(["exporter": ["remote_host": .string(url)]], endpoints: literalOnly) }
+        }
         // Without a policy (operator settings, the fuzz target) nothing is resolved or refused.
         _ = try Self.schema.validate(["exporter": ["remote_host": "http://169.254.169.254/"]])
     }

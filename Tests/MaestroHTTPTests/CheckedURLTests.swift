@@ -1,7 +1,7 @@
 import MaestroHTTP
 import Testing
 
-@Suite("the strict URL check and address ranges")
+@Suite("the strict URL check and address ranges", .timeLimit(.minutes(2)))
 struct CheckedURLTests {
     /// Input → the text curl is given.
     static let accepted: [(String, String)] = [

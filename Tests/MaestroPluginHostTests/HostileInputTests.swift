@@ -33,7 +33,7 @@ final class CountingCluster: PluginCluster {
     }
 }
 
-@Suite("hostile plugins and events", .serialized)
+@Suite("hostile plugins and events", .serialized, .timeLimit(.minutes(3)))
 struct HostileInputTests {
     func writerPlugins() throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()

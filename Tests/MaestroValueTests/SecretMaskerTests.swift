@@ -1,7 +1,7 @@
 import MaestroValue
 import Testing
 
-@Suite("the one secret masker")
+@Suite("the one secret masker", .timeLimit(.minutes(2)))
 struct SecretMaskerTests {
     @Test("header values, credential-looking keys, env pairs and schema paths are masked; the rest stays")
     func mask() {

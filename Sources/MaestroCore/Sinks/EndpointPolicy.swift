@@ -26,7 +26,9 @@ public struct EndpointPolicy: Sendable {
     private let resolve: @Sendable (String) -> [String]
 
     /// `denied` in CIDR form; an entry `none` alone denies nothing beyond the metadata addresses.
-    public init(denied: [String] = defaultDeniedRanges, resolver: (@Sendable (String) -> [String])? = nil) throws(ConfigSchemaError) {
+    /// `resolvesNames` false checks literal addresses and metadata names only (no DNS lookups).
+    public init(denied: [String] = defaultDeniedRanges, resolvesNames: Bool = true,
+                resolver: (@Sendable (String) -> [String])? = nil) throws(ConfigSchemaError) {
         var ranges: [IPNetwork] = []
         for text in denied where text != "none" {
             guard let network = IPNetwork(parsing: text) else {
@@ -37,7 +39,11 @@ public struct EndpointPolicy: Sendable {
         self.denied = ranges
         let cache = ResolutionCache()
         let lookup = resolver ?? { HostResolver.addresses(of: $0) }
-        resolve = { name in cache.addresses(of: name, lookup: lookup) }
+        if resolvesNames {
+            resolve = { name in cache.addresses(of: name, lookup: lookup) }
+        } else {
+            resolve = { _ in [] }
+        }
     }
 
     /// Why an endpoint URL must not be called by a collector, or nil. Never repeats the URL (it may
