@@ -14,6 +14,9 @@ public struct HTTPHostPolicy: Sendable {
     public var maximumResponseBytes: Int
     /// Name resolution: the numeric addresses of a host name (getaddrinfo; tests give their own).
     public var resolver: @Sendable (String) -> [String]
+    /// The plugin this policy is for: it may call only the hosts of `allowedHosts` it declares and is
+    /// granted (`http:<host>`). nil: `allowedHosts` alone (tests of the global list).
+    public var plugin: (name: String, capabilities: PluginCapabilities)?
 
     public init(allowedHosts: [String], timeoutMilliseconds: Int = 5_000, maximumResponseBytes: Int = 1 << 20,
                 resolver: (@Sendable (String) -> [String])? = nil) {
@@ -97,6 +100,10 @@ enum HTTPHostModule {
         }
         guard policy.allowedHosts.contains(url.host) else {
             return .refused("host \(url.host) is not on the allow-list (--http-allow-host)")
+        }
+        if let plugin = policy.plugin, !plugin.capabilities.has("http:" + url.host) {
+            return .refused("host \(url.host) is not on this plugin's allow-list: "
+                            + plugin.capabilities.refusal("http:" + url.host, plugin: plugin.name))
         }
         if let refusal = MetadataEndpoints.refusal(forName: url.host) { return .refused("refused: \(refusal)") }
         // An address literal is its own resolution; a name goes to the resolver only once checked.

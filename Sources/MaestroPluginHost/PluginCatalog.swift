@@ -20,6 +20,9 @@ public struct PluginManifest: Sendable {
     public let settingsSchema: ConfigSchema
     /// The plugin's settings, validated, with defaults filled in.
     public let settings: Value
+    /// What `schema.lua` declares (`capabilities = { ... }`) and the config file grants
+    /// (`plugins: {<name>: {grants: [...]}}`).
+    public let capabilities: PluginCapabilities
 }
 
 /// A plugin that could not be loaded, and why (with file:line where Lua knows it).
@@ -93,9 +96,21 @@ public struct PluginCatalog: Sendable {
         let binds = schema["binds"]?.mapValue ?? [:]
         let sinkSchema = try ConfigSchema(fields: schema["sink"]?["fields"], path: "sink.fields")
         let settingsSchema = try ConfigSchema(fields: schema["settings"]?["fields"], path: "settings.fields")
+        let declared = try PluginCapabilities.parse(schema["capabilities"], path: "\(folder)/schema.lua: capabilities")
+        // `grants` is the operator's, not the plugin's: it never reaches the settings validation.
+        var given = settings[name] ?? .map([:])
+        var granted: [String] = []
+        if case .map(var entries) = given {
+            granted = try PluginCapabilities.parse(entries.removeValue(forKey: "grants"), path: "plugins.\(name).grants")
+            given = .map(entries)
+        }
+        let capabilities = PluginCapabilities(declared: declared, granted: granted)
+        if let undeclared = capabilities.undeclaredGrants.first {
+            throw PluginError("plugins.\(name).grants: \(undeclared) is granted, but \(folder)/schema.lua does not declare it (capabilities = { ... })")
+        }
         let validatedSettings: Value
         do {
-            validatedSettings = try settingsSchema.validate(settings[name] ?? .map([:]), path: "plugins.\(name)")
+            validatedSettings = try settingsSchema.validate(given, path: "plugins.\(name)")
         } catch {
             throw PluginError("settings of plugin \(name): \(error.message)")
         }
@@ -108,7 +123,7 @@ public struct PluginCatalog: Sendable {
                               description: schema["description"]?.stringValue ?? "", folder: folder,
                               sinkBackend: binds["sink_backend"]?.stringValue,
                               bindings: binds.keys.sorted(), sinkSchema: sinkSchema, settingsSchema: settingsSchema,
-                              settings: validatedSettings)
+                              settings: validatedSettings, capabilities: capabilities)
     }
 
     /// `plugins/prometheus/handler.lua`, as errors should name it.

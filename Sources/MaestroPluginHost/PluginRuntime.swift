@@ -23,6 +23,8 @@ public final class PluginRuntime {
     public let httpPolicy: HTTPHostPolicy
     /// `maestro.k8s`: reads at once, writes queued until the handler returned.
     public let cluster: PluginClusterAccess
+    /// The sink the current call handles: what a plugin may read without a capability.
+    public let invocation = PluginInvocation()
 
     public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
                 cluster: (any PluginCluster)? = nil) {
@@ -37,7 +39,10 @@ public final class PluginRuntime {
     public func machine(for plugin: PluginManifest) throws(LuaError) -> LuaVM {
         if let vm = machines[plugin.name] { return vm }
         let root = catalog.root
-        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis) + [HTTPHostModule.module(policy: httpPolicy), cluster.module()]
+        var pluginPolicy = httpPolicy
+        pluginPolicy.plugin = (plugin.name, plugin.capabilities)
+        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
+            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation)]
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
                                                            logger: logger),
@@ -54,7 +59,7 @@ public final class PluginRuntime {
 /// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail` and the
 /// scoped `maestro.redis`.
 enum PluginHostAPI {
-    static func modules(plugin: PluginManifest, names: RedisNames, redis: PluginRedisAccess) -> [LuaHostModule] {
+    static func modules(plugin: PluginManifest, names: RedisNames, redis: PluginRedisAccess, invocation: PluginInvocation) -> [LuaHostModule] {
         [
             LuaHostModule(name: nil, functions: [
                 LuaHostFunction("fail") { arguments throws(LuaHostError) in
@@ -64,17 +69,21 @@ enum PluginHostAPI {
                     throw LuaHostError(message, terminal: true)
                 },
             ]),
-            LuaHostModule(name: "redis", functions: ScopedRedis(plugin: plugin.name, names: names, access: redis).functions()),
+            LuaHostModule(name: "redis", functions: ScopedRedis(plugin: plugin.name, names: names, access: redis, capabilities: plugin.capabilities,
+                                                                invocation: invocation).functions()),
         ]
     }
 }
 
 /// `maestro.redis.*`: a plugin writes only keys under `maestro:plugin:<name>:` and reads those plus
-/// the two config hashes. Runtime failures (Redis down) return `nil, err`.
+/// the current sink's entries of the sinks, config and deployment hashes (every sink's with
+/// `sinks:read`). Runtime failures (Redis down) return `nil, err`.
 struct ScopedRedis: Sendable {
     let plugin: String
     let names: RedisNames
     let access: PluginRedisAccess
+    let capabilities: PluginCapabilities
+    let invocation: PluginInvocation
 
     var prefix: String { names.pluginKeyPrefix + plugin + ":" }
 
@@ -85,9 +94,17 @@ struct ScopedRedis: Sendable {
         return key
     }
 
-    func readable(_ key: String) throws(LuaHostError) -> String {
-        guard key.hasPrefix(prefix) || key == names.configHash || key == names.deploymentHash else {
+    /// `field` is the hash field of an HGET, nil for a GET.
+    func readable(_ key: String, field: String? = nil) throws(LuaHostError) -> String {
+        if key.hasPrefix(prefix) { return key }
+        guard [names.configHash, names.deploymentHash, names.sinksHash].contains(key) else {
             throw LuaHostError("bad argument #1 (key \"\(String(key.prefix(80)))\" is not readable by plugins: use this plugin's prefix \(prefix) or the config hashes)")
+        }
+        if capabilities.has(PluginCapabilities.sinksRead) { return key }
+        guard let field, let current = invocation.sinkID, field == current else {
+            let which = field.map { "sink \"\(SinkEvent.sanitizedName(String($0.prefix(80))))\"" } ?? "every sink"
+            throw LuaHostError("maestro.redis: reading \(key) for \(which), not the sink this call handles, "
+                               + capabilities.refusal(PluginCapabilities.sinksRead, plugin: plugin))
         }
         return key
     }
@@ -130,7 +147,8 @@ struct ScopedRedis: Sendable {
                 scope.run(["DEL", try scope.writable(try string(arguments, 1))])
             },
             LuaHostFunction("hget") { arguments throws(LuaHostError) in
-                scope.run(["HGET", try scope.readable(try string(arguments, 1)), try string(arguments, 2)])
+                let field = try string(arguments, 2)
+                return scope.run(["HGET", try scope.readable(try string(arguments, 1), field: field), field])
             },
             LuaHostFunction("hset") { arguments throws(LuaHostError) in
                 scope.run(["HSET", try scope.writable(try string(arguments, 1)), try string(arguments, 2), try string(arguments, 3)])

@@ -84,7 +84,7 @@ public enum PluginSpecRunner {
                     throw LuaHostError("maestro.fail: " + (arguments.first??.stringValue ?? ""), terminal: false)
                 },
             ]),
-            redis.module(), cluster.module(), HTTPHostModule.module(policy: HTTPHostPolicy(allowedHosts: [])),
+            redis.module(), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: PluginInvocation()), HTTPHostModule.module(policy: HTTPHostPolicy(allowedHosts: [])),
         ]
         do {
             let vm = try LuaVM(configuration: LuaConfiguration(name: "spec:" + plugin.name, instructionBudget: catalog.limits.instructionBudget,
@@ -196,12 +196,17 @@ final class InMemoryPluginCluster: PluginCluster {
         objects.withLock { all in all.filter { $0.key.hasPrefix(kind + "/") }.sorted { $0.key < $1.key }.map(\.value) }
     }
 
-    func apply(_ object: Value) throws(ClusterError) {
+    func owner(apiVersion: String, kind: String, name: String, plugin: String) throws(ClusterError) -> PluginObjectOwner {
+        guard let object = objects.withLock({ $0["\(kind)/\(name)"] }) else { return .none }
+        return object["metadata"]?["labels"]?[PluginClusterAccess.ownerLabel]?.stringValue.map(PluginObjectOwner.plugin) ?? .other
+    }
+
+    func apply(_ object: Value, plugin: String) throws(ClusterError) {
         let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
         objects.withLock { $0[key] = object }
     }
 
-    func delete(apiVersion: String, kind: String, name: String) throws(ClusterError) {
+    func delete(apiVersion: String, kind: String, name: String, plugin: String) throws(ClusterError) {
         _ = objects.withLock { $0.removeValue(forKey: "\(kind)/\(name)") }
     }
 }

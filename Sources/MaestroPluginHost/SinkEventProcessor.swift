@@ -84,7 +84,7 @@ public struct CollectorConfigBuilder {
             let started = DispatchTime.now()
             let results: [Value?]
             do throws(LuaError) {
-                results = try vm.call("handler", function, [sink])
+                results = try runtime.invocation.handling(sinkID) { () throws(LuaError) in try vm.call("handler", function, [sink]) }
                 Self.record(plugin: plugin.name, started: started, vm: vm)
             } catch {
                 runtime.cluster.discard()

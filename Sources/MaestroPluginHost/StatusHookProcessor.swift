@@ -53,7 +53,9 @@ public final class StatusHookProcessor: StreamBatchProcessor {
                     guard vm.hasFunction("handler", "on_collector_status") else { continue }
                     try vm.setContext(.map(["plugin": .string(plugin.name), "event_id": .string(entry.id),
                                             "deliveries": .int(Int64(delivered.deliveries)), "sink_id": .string(sinkID)]))
-                    _ = try vm.call("handler", "on_collector_status", [event, plugin.settings])
+                    _ = try runtime.invocation.handling(sinkID) { () throws(LuaError) in
+                        try vm.call("handler", "on_collector_status", [event, plugin.settings])
+                    }
                     do throws(ClusterError) {
                         try runtime.cluster.flush(event: "\(entry.id)|\(plugin.name)")
                     } catch {

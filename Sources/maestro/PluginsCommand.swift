@@ -12,7 +12,7 @@ struct PluginsCommand: ParsableCommand {
     )
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Discovered plugins, their versions and bindings.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Discovered plugins, their versions, bindings and capabilities (declared, and whether granted).")
         @OptionGroup var settings: SettingsOptions
 
         func run() throws {
@@ -21,9 +21,9 @@ struct PluginsCommand: ParsableCommand {
                 let rows = catalog.plugins.map { plugin in
                     [plugin.name, plugin.version, plugin.bindings.map { binding in
                         binding == "sink_backend" ? "sink_backend=\(plugin.sinkBackend ?? "")" : binding
-                    }.joined(separator: ", "), plugin.description]
+                    }.joined(separator: ", "), plugin.capabilities.summary, plugin.description]
                 }
-                print(formatTable(["PLUGIN", "VERSION", "BINDS", "DESCRIPTION"], rows))
+                print(formatTable(["PLUGIN", "VERSION", "BINDS", "CAPABILITIES", "DESCRIPTION"], rows))
                 for failure in catalog.failures { printError("maestro: \(failure.folder): \(failure.message)") }
             }
         }

@@ -26,7 +26,8 @@ struct HookTests {
         let fixture = try PipelineFixture()
         let redis = try fixture.connect()
         let catalog = PluginCatalog.load(root: repositoryRoot + "/plugins",
-                                         settings: ["webhook-notify": ["url": .string(server.baseURL + "/hook"), "statuses": ["error"]]])
+                                         settings: ["webhook-notify": ["url": .string(server.baseURL + "/hook"), "statuses": ["error"],
+                                                                           "grants": ["http:127.0.0.1"]]])
         #expect(catalog.failures.isEmpty, "\(catalog.failures)")
         let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1"])
         consumer.start()
@@ -52,7 +53,8 @@ struct HookTests {
         let refusing = try PipelineFixture()
         let refusingRedis = try refusing.connect()
         let metadata = PluginCatalog.load(root: repositoryRoot + "/plugins",
-                                          settings: ["webhook-notify": ["url": "http://169.254.169.254/latest/meta-data/", "statuses": ["error"]]])
+                                          settings: ["webhook-notify": ["url": "http://169.254.169.254/latest/meta-data/", "statuses": ["error"],
+                                                                            "grants": ["http:169.254.169.254"]]])
         let blocked = try hookConsumer(refusing, catalog: metadata, allow: ["169.254.169.254"])
         blocked.start()
         defer { blocked.stop() }
@@ -68,7 +70,7 @@ struct HookTests {
     func httpPolicy() throws {
         let server = try HTTPTestServer()
         let directory = try TemporaryDirectory()
-        try directory.write("probe/schema.lua", "return { name = 'probe', binds = { collector_status = true } }")
+        try directory.write("probe/schema.lua", "return { name = 'probe', binds = { collector_status = true }, capabilities = { 'http:*' } }")
         try directory.write("probe/handler.lua", """
         local handler = {}
         function handler.on_collector_status(event)
@@ -92,7 +94,9 @@ struct HookTests {
         """)
         let fixture = try PipelineFixture(plugins: directory.path)
         let redis = try fixture.connect()
-        let catalog = PluginCatalog.load(root: directory.path)
+        let catalog = PluginCatalog.load(root: directory.path,
+                                         settings: ["probe": ["grants": ["http:127.0.0.1", "http:169.254.169.254", "http:metadata.google.internal"]]])
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
         let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1", "169.254.169.254", "metadata.google.internal"])
         consumer.start()
         defer { consumer.stop() }

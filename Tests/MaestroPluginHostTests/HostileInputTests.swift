@@ -23,13 +23,16 @@ final class CountingCluster: PluginCluster {
     func list(apiVersion: String, kind: String, labelSelector: String?) throws(ClusterError) -> [Value] {
         try inner.list(apiVersion: apiVersion, kind: kind, labelSelector: labelSelector)
     }
-    func apply(_ object: Value) throws(ClusterError) {
-        writes.withLock { $0.append("apply \(object["metadata"]?["name"]?.stringValue ?? "?")") }
-        try inner.apply(object)
+    func owner(apiVersion: String, kind: String, name: String, plugin: String) throws(ClusterError) -> PluginObjectOwner {
+        try inner.owner(apiVersion: apiVersion, kind: kind, name: name, plugin: plugin)
     }
-    func delete(apiVersion: String, kind: String, name: String) throws(ClusterError) {
+    func apply(_ object: Value, plugin: String) throws(ClusterError) {
+        writes.withLock { $0.append("apply \(object["metadata"]?["name"]?.stringValue ?? "?")") }
+        try inner.apply(object, plugin: plugin)
+    }
+    func delete(apiVersion: String, kind: String, name: String, plugin: String) throws(ClusterError) {
         writes.withLock { $0.append("delete \(name)") }
-        try inner.delete(apiVersion: apiVersion, kind: kind, name: name)
+        try inner.delete(apiVersion: apiVersion, kind: kind, name: name, plugin: plugin)
     }
 }
 

@@ -23,7 +23,7 @@ check "the notification went to the configured path with the configured header" 
 stop_maestro
 
 echo "== the same hook pointed at the cloud metadata address: refused, dead-lettered, nothing sent"
-sed "s|http://127.0.0.1:$RECEIVER_PORT/hooks/maestro|http://169.254.169.254/latest/meta-data|; s/\[127.0.0.1\]/[127.0.0.1, 169.254.169.254]/" \
+sed "s|http://127.0.0.1:$RECEIVER_PORT/hooks/maestro|http://169.254.169.254/latest/meta-data|; s/\[127.0.0.1\]/[127.0.0.1, 169.254.169.254]/; s/\[http:127.0.0.1\]/[http:127.0.0.1, http:169.254.169.254]/" \
   "$WORK/maestro.yaml" >"$WORK/metadata.yaml"
 start_maestro --config "$WORK/metadata.yaml"
 wait_for "maestro runs" grep -q "maestro running" "$WORK/maestro.log"

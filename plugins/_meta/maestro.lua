@@ -111,6 +111,8 @@ function maestro.redis.set(key, value, options) end
 ---@return string|nil err
 function maestro.redis.del(key) end
 
+--- A field of this plugin's hashes, or the current sink's entry of the sinks/config/deployment hashes
+--- (another sink's entry needs the capability sinks:read).
 ---@param key string
 ---@param field string
 ---@return string|nil value
@@ -162,7 +164,8 @@ maestro.http = {}
 ---@field headers table<string, string>
 ---@field body string
 
---- An HTTP request to an allow-listed host (never link-local or cloud metadata; no redirects).
+--- An HTTP request to an allow-listed host granted to this plugin (capability http:<host>; never link-local or
+--- cloud metadata; no redirects).
 ---@param request {url: string, method?: string, headers?: table<string, string>, body?: string, timeout_ms?: integer}
 ---@return maestro.HTTPResponse|nil response
 ---@return string|nil err
@@ -171,25 +174,28 @@ function maestro.http.request(request) end
 ---@class maestro.k8s
 maestro.k8s = {}
 
---- A managed object of the collector namespace, or nil.
+--- A managed object of the collector namespace, or nil: this plugin's own or the current sink's collector
+--- (any other needs the capability collectors:read).
 ---@param kind string  "Deployment", "apps/v1/Deployment", …
 ---@param name string
 ---@return table|nil object
 ---@return string|nil err
 function maestro.k8s.get(kind, name) end
 
+--- The objects of a kind this plugin may read (all of them with collectors:read).
 ---@param kind string
 ---@param options? {label_selector: string}
 ---@return table[]|nil objects
 ---@return string|nil err
 function maestro.k8s.list(kind, options) end
 
---- Queues a server-side apply, carried out after the handler returns without error.
+--- Queues a server-side apply, carried out after the handler returns without error; the object is labelled
+--- as this plugin's, and only this plugin's objects may be replaced (names starting otel- are the collectors').
 ---@param object table
 ---@return boolean queued
 function maestro.k8s.apply(object) end
 
---- Queues a delete, carried out after the handler returns without error.
+--- Queues a delete of an object this plugin applied, carried out after the handler returns without error.
 ---@param kind string
 ---@param name string
 ---@return boolean queued
