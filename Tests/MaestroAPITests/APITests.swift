@@ -7,6 +7,7 @@ import MaestroRedis
 import MaestroTestSupport
 import MaestroValue
 import MaestroYAML
+import Synchronization
 import Testing
 
 @testable import MaestroAPI
@@ -25,7 +26,7 @@ final class APIFixture: @unchecked Sendable {
     var ready = true
 
     init(configuration: APIServerConfiguration = APIServerConfiguration(listen: "127.0.0.1:0"), redisURL url: String? = nil,
-         templates: String = repositoryRoot + "/templates") throws {
+         templates: String = repositoryRoot + "/templates", beforeRenderer: @escaping @Sendable () -> Void = {}) throws {
         names = RedisNames().prefixed(RedisTestServer.uniquePrefix("api"))
         redisURL = try RedisURL(parsing: url ?? RedisTestServer.url)
         manifests = try TemporaryDirectory()
@@ -33,7 +34,8 @@ final class APIFixture: @unchecked Sendable {
         reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: ReconcilerOptions(resyncInterval: 3_600),
                                 logger: Logger(label: "test"))
         manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: Logger(label: "test")) {
-            try TemplateRenderer(root: templates)
+            beforeRenderer()
+            return try TemplateRenderer(root: templates)
         }
         self.configuration = configuration
         let api = OtelCollectorAPI(manager: manager, redisURL: redisURL, names: names, backend: backend,
@@ -295,6 +297,36 @@ struct APITests {
         #expect(try redis.hlen(fixture.names.deploymentHash) == 2 * count, "exactly one desired state per sink")
         #expect(try fixture.manager.list().count == 2 * count)
         await fixture.stop()
+    }
+
+    @Test("a call in flight when the server stops is finished and answered; calls after the stop are refused")
+    func inFlightCallFinishedOnStop() async throws {
+        let reached = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        // The first renderer is made inside the first create: holding its making holds that call in flight.
+        let firstRenderer = Mutex(true)
+        let fixture = try APIFixture(beforeRenderer: {
+            guard firstRenderer.withLock({ first in defer { first = false }; return first }) else { return }
+            reached.signal()
+            release.wait()
+        })
+        try await fixture.start()
+        try fixture.storeConfig("in-flight")
+        let client = try fixture.client()
+        let call = Task { try await client.collectors.createOtelCollector(.with { $0.sinkID = "in-flight" }) }
+        #expect(await Task.detached { reached.wait(timeout: .now() + 30) }.value == .success, "the call reached the server")
+        let stopped = Task { await fixture.server.stop() }
+        // The stop waits for the call: it is still unanswered while the renderer is held.
+        let late = try APIClient(configuration: APIClientConfiguration(target: "127.0.0.1:\(fixture.port)", timeout: .seconds(5)))
+        #expect(await code { _ = try await late.collectors.getOtelCollector(.with { $0.sinkID = "in-flight" }) } != nil,
+                "a new connection after the stop began is refused")
+        release.signal()
+        let created = try await call.value
+        #expect(created.sinkID == "in-flight", "the in-flight create was finished and answered")
+        await stopped.value
+        await late.close()
+        await client.close()
+        fixture.reconciler.stop()
     }
 
     @Test("a non-loopback listener needs a token or TLS unless insecure")
