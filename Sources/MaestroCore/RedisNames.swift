@@ -40,6 +40,7 @@ public struct RedisNames: Sendable, Equatable {
         names.maestroGroup = prefix + maestroGroup
         names.hooksGroup = prefix + hooksGroup
         names.reconcileLockPrefix = prefix + reconcileLockPrefix
+        names.pluginKeyPrefix = prefix + pluginKeyPrefix
         return names
     }
 

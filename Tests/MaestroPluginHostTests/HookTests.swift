@@ -70,6 +70,8 @@ struct HookTests {
     func httpPolicy() throws {
         let server = try HTTPTestServer()
         let directory = try TemporaryDirectory()
+        let fixture = try PipelineFixture(plugins: directory.path)
+        let results = fixture.names.pluginKeyPrefix + "probe:results"
         try directory.write("probe/schema.lua", "return { name = 'probe', binds = { collector_status = true }, capabilities = { 'http:*' } }")
         try directory.write("probe/handler.lua", """
         local handler = {}
@@ -87,12 +89,11 @@ struct HookTests {
           results.google = try("http://metadata.google.internal/")
           results.scheme = try("file:///etc/passwd")
           for key, value in pairs(results) do
-            maestro.redis.hset("maestro:plugin:probe:results", key, value)
+            maestro.redis.hset("\(results)", key, value)
           end
         end
         return handler
         """)
-        let fixture = try PipelineFixture(plugins: directory.path)
         let redis = try fixture.connect()
         let catalog = PluginCatalog.load(root: directory.path,
                                          settings: ["probe": ["grants": ["http:127.0.0.1", "http:169.254.169.254", "http:metadata.google.internal"]]])
@@ -102,14 +103,13 @@ struct HookTests {
         defer { consumer.stop() }
         try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active)
         #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 1 })
-        let results = try redis.hgetall("maestro:plugin:probe:results")
-        #expect(results["echo"] == "200")
-        #expect(results["redirect"] == "302", "redirects are returned, never followed")
-        #expect(results["other"]?.contains("not on the allow-list") == true)
-        #expect(results["metadata"]?.contains("refused") == true)
-        #expect(results["google"]?.contains("refused") == true)
-        #expect(results["scheme"]?.contains("only absolute http and https") == true)
-        try redis.del(["maestro:plugin:probe:results"])
+        let answers = try redis.hgetall(results)
+        #expect(answers["echo"] == "200")
+        #expect(answers["redirect"] == "302", "redirects are returned, never followed")
+        #expect(answers["other"]?.contains("not on the allow-list") == true)
+        #expect(answers["metadata"]?.contains("refused") == true)
+        #expect(answers["google"]?.contains("refused") == true)
+        #expect(answers["scheme"]?.contains("only absolute http and https") == true)
     }
 }
 

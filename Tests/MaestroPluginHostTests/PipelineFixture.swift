@@ -14,8 +14,8 @@ struct PipelineFixture {
     let redisURL: String
     let plugins: String
 
-    init(plugins: String = repositoryRoot + "/plugins", redisURL: String? = nil) throws {
-        names = RedisNames().prefixed(RedisTestServer.uniquePrefix("pipe"))
+    init(plugins: String = repositoryRoot + "/plugins", redisURL: String? = nil, prefix: String = RedisTestServer.uniquePrefix("pipe")) throws {
+        names = RedisNames().prefixed(prefix)
         self.redisURL = try redisURL ?? RedisTestServer.url
         self.plugins = plugins
     }

@@ -11,7 +11,7 @@ import Testing
 @testable import MaestroPluginHost
 
 /// A plugins folder with the shipped plugins plus test backends that misbehave on purpose.
-func testPlugins() throws -> TemporaryDirectory {
+func testPlugins(pluginKeyPrefix: String = RedisNames().pluginKeyPrefix) throws -> TemporaryDirectory {
     let directory = try TemporaryDirectory()
     for name in ["prometheus", "otlphttp", "_lib"] {
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/" + name, toPath: directory.path + "/" + name)
@@ -27,7 +27,7 @@ func testPlugins() throws -> TemporaryDirectory {
     try backend("leaky", "error('cannot log in with ' .. tostring(sink.config.authentication and sink.config.authentication.password))")
     try backend("scoped", """
     local prefix = maestro.redis.set and nil
-    assert(maestro.redis.hset('\(RedisNames().pluginKeyPrefix)scoped:seen', sink.id, maestro.ctx.event_id))
+    assert(maestro.redis.hset('\(pluginKeyPrefix)scoped:seen', sink.id, maestro.ctx.event_id))
     local ok, err = pcall(maestro.redis.set, 'orb.sinker.sinks', 'x')
     assert(not ok and tostring(err):find('outside this plugin'), 'write outside the prefix must raise')
     return { receivers = { seen = sink.id, deliveries = maestro.ctx.deliveries } }
@@ -275,17 +275,17 @@ struct PipelineTests {
 
     @Test("maestro.redis is scoped to the plugin's prefix; maestro.ctx names the event")
     func scopedRedis() throws {
-        let plugins = try testPlugins()
-        let fixture = try PipelineFixture(plugins: plugins.path)
+        let prefix = RedisTestServer.uniquePrefix("pipe")
+        let plugins = try testPlugins(pluginKeyPrefix: RedisNames().prefixed(prefix).pluginKeyPrefix)
+        let fixture = try PipelineFixture(plugins: plugins.path, prefix: prefix)
         let redis = try fixture.connect()
         let id = try fixture.add(redis, create("scoped-1", "{}", backend: "scoped"))
         let consumer = try fixture.consumer()
         consumer.start()
         defer { consumer.stop() }
         #expect(try fixture.waitUntilDrained(redis))
-        #expect(try redis.hget(RedisNames().pluginKeyPrefix + "scoped:seen", field: "scoped-1") == id)
+        #expect(try redis.hget(fixture.names.pluginKeyPrefix + "scoped:seen", field: "scoped-1") == id)
         #expect(try fixture.deadLetters(redis).isEmpty)
-        try redis.del([RedisNames().pluginKeyPrefix + "scoped:seen"])
     }
 
     @Test("a failed hand-off is retried and the config is not lost")
