@@ -81,14 +81,19 @@ struct HandOffRaceTests {
         }
     }
 
+    /// Replica B hands off directly; replica A's hand-offs of one kind are held at the door.
+    func replicas(_ fixture: CollectorFixture, holding door: HeldCollectorService.Door)
+        -> (a: SinkEventProcessor, held: HeldCollectorService, b: SinkEventProcessor) {
+        let held = HeldCollectorService(fixture.manager, holding: door)
+        return (processor(fixture.pipeline, collectors: held), held, processor(fixture.pipeline, collectors: fixture.manager))
+    }
+
     @Test("create, remove (A held before its hand-off), create (B): the sink keeps its desired state and its record")
     func removalOvertakenByCreate() throws {
         let fixture = try CollectorFixture()
         let redis = try fixture.pipeline.connect()
         let names = fixture.pipeline.names
-        let replicaB = processor(fixture.pipeline, collectors: fixture.manager)
-        let held = HeldCollectorService(fixture.manager, holding: .remove)
-        let replicaA = processor(fixture.pipeline, collectors: held)
+        let (replicaA, held, replicaB) = replicas(fixture, holding: .remove)
 
         _ = try replicaB.process([try entry(redis, fixture.pipeline, create("s1", sinkConfig("https://one.example/w")))], redis: redis)
         #expect(try redis.hget(names.deploymentHash, field: "s1") != nil)
@@ -113,9 +118,7 @@ struct HandOffRaceTests {
         let fixture = try CollectorFixture()
         let redis = try fixture.pipeline.connect()
         let names = fixture.pipeline.names
-        let replicaB = processor(fixture.pipeline, collectors: fixture.manager)
-        let held = HeldCollectorService(fixture.manager, holding: .create)
-        let replicaA = processor(fixture.pipeline, collectors: held)
+        let (replicaA, held, replicaB) = replicas(fixture, holding: .create)
 
         let finishA = try startHeld(replicaA, held, [try entry(redis, fixture.pipeline, create("s2", sinkConfig("https://one.example/w")))],
                                     fixture.pipeline)
