@@ -72,6 +72,16 @@ public func eventually(timeout: TimeInterval = 20, _ condition: () throws -> Boo
     return try condition()
 }
 
+/// `eventually` for async tests: polls without blocking a thread of the cooperative pool.
+public func eventually(timeout: TimeInterval = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
 /// The port a child process reports in its log once it listens: `maestro run` given port 0 logs
 /// `http.port=` and `grpc.port=` (text) or `"http.port":"…"` (JSON). No port is picked before the
 /// child binds it, so no other process can take it in between.

@@ -154,10 +154,8 @@ struct APITests {
                 }
             }
             // The watch follows the stream from the moment it starts: create once it is reading.
-            let deadline = Date().addingTimeInterval(10)
-            while Date() < deadline, !((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            #expect(await eventually(timeout: 10) { ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
+                    "the watch is reading")
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
             let first = try await group.next() ?? []
