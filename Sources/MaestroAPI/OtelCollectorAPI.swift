@@ -91,10 +91,29 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
         }
     }
 
+    /// The response's initial metadata (`maestro-watch: subscribed`) is sent only once the watch's
+    /// position in the status stream is pinned: a client that waits for it misses no later change.
+    public func watchOtelCollectors(request: ServerRequest<Maestro_V1_WatchOtelCollectorsRequest>,
+                                    context: ServerContext) async throws -> StreamingServerResponse<Maestro_V1_OtelCollectorEvent> {
+        let (watcher, events) = try await subscribe(to: request.message)
+        return StreamingServerResponse(metadata: ["maestro-watch": "subscribed"]) { writer in
+            try await follow(watcher, events, into: writer)
+            return [:]
+        }
+    }
+
     public func watchOtelCollectors(request: Maestro_V1_WatchOtelCollectorsRequest, response: RPCWriter<Maestro_V1_OtelCollectorEvent>,
                                     context: ServerContext) async throws {
+        let (watcher, events) = try await subscribe(to: request)
+        try await follow(watcher, events, into: response)
+    }
+
+    private func subscribe(to request: Maestro_V1_WatchOtelCollectorsRequest) async throws -> (StatusWatcher, AsyncStream<String>) {
         let watcher = StatusWatcher(redisURL: redisURL, names: names, sinkID: request.sinkID.isEmpty ? nil : request.sinkID)
-        let events = watcher.start()
+        return (watcher, try await call { try watcher.subscribe() })
+    }
+
+    private func follow(_ watcher: StatusWatcher, _ events: AsyncStream<String>, into response: RPCWriter<Maestro_V1_OtelCollectorEvent>) async throws {
         defer { watcher.stop() }
         // gRPC signals a cancelled RPC (client gone, deadline, server shutting down) through this
         // handler, not by cancelling the task: ending the stream ends the loop.

@@ -3,8 +3,8 @@ internal import MaestroCore
 internal import MaestroRedis
 internal import Synchronization
 
-/// Follows `orb.maestro.sink_status` from now on (XREAD BLOCK on a thread of its own) and yields the
-/// sink id of every status change, optionally of one sink only.
+/// Follows `orb.maestro.sink_status` from the moment of `subscribe()` (XREAD BLOCK on a thread of its
+/// own) and yields the sink id of every status change, optionally of one sink only.
 final class StatusWatcher: Sendable {
     let redisURL: RedisURL
     let names: RedisNames
@@ -18,22 +18,26 @@ final class StatusWatcher: Sendable {
         self.sinkID = sinkID
     }
 
-    func start() -> AsyncStream<String> {
+    /// Pins "now" (the newest entry's id) on a connection of its own before returning, so that every
+    /// status change after this call is seen; then follows the stream on a thread. Throws when Redis
+    /// cannot be reached, so that the caller learns it at once rather than from a silent stream.
+    func subscribe() throws -> AsyncStream<String> {
+        let first = try RedisConnection(url: redisURL)
+        let newest: String
+        do {
+            newest = try first.command(["XREVRANGE", names.statusStream, "+", "-", "COUNT", "1"]).array?.first?.array?.first?.string ?? "0-0"
+        } catch {
+            first.close()
+            throw error
+        }
         let (events, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         stream.withLock { $0 = continuation }
         let thread = Thread { [self] in
-            var redis: RedisConnection?
-            var lastID = "$"
+            var redis: RedisConnection? = first
+            var lastID = newest
             while !stopping.withLock({ $0 }) {
                 do {
-                    if redis == nil || redis!.isBroken {
-                        redis = try RedisConnection(url: redisURL)
-                        if lastID == "$" {
-                            // "From now on", pinned to an id so that nothing between two reads is missed.
-                            let newest = try redis!.command(["XREVRANGE", names.statusStream, "+", "-", "COUNT", "1"]).array?.first
-                            lastID = newest?.array?.first?.string ?? "0-0"
-                        }
-                    }
+                    if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
                     let reply = try redis!.blockingCommand(["XREAD", "COUNT", "100", "BLOCK", "500", "STREAMS", names.statusStream, lastID],
                                                            blockMilliseconds: 500)
                     guard let streams = reply.array, let entries = streams.first?.array?.last?.array else { continue }

@@ -133,18 +133,16 @@ struct APITests {
 
     @Test("watch streams status changes, optionally for one sink")
     func watch() async throws {
-        // A private server: the watcher's XREAD is the only one on it.
-        let server = try LocalRedisServer.start()
-        defer { server.stop(hard: true) }
-        let fixture = try APIFixture(redisURL: server.url)
-        let admin = try RedisConnection(url: fixture.redisURL)
+        let fixture = try APIFixture()
         try await fixture.start()
         let client = try fixture.client()
         try fixture.storeConfig("w1")
         try fixture.storeConfig("w2")
+        let (subscriptions, subscribed) = AsyncStream<[String]>.makeStream()
         let seen = try await withThrowingTaskGroup(of: [String].self) { group in
             group.addTask {
                 try await client.collectors.watchOtelCollectors(.with { $0.sinkID = "w1" }) { response in
+                    subscribed.yield(Array(response.metadata[stringValues: "maestro-watch"]))
                     var statuses: [String] = []
                     for try await event in response.messages {
                         statuses.append("\(event.collector.sinkID):\(event.collector.status)")
@@ -153,9 +151,10 @@ struct APITests {
                     return statuses
                 }
             }
-            // The watch follows the stream from the moment it starts: create once it is reading.
-            #expect(await eventually(timeout: 10) { ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
-                    "the watch is reading")
+            // The server answers the call's head only once the watch's position is pinned: every
+            // change after it arrives is seen.
+            var headers = subscriptions.makeAsyncIterator()
+            #expect(await headers.next() == ["subscribed"])
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
             let first = try await group.next() ?? []

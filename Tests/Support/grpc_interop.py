@@ -8,6 +8,7 @@ first failure.
 import os
 import sys
 import threading
+import time
 
 import grpc
 
@@ -32,13 +33,16 @@ check(health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthC
 
 stub = maestro_pb2_grpc.OtelCollectorServiceStub(channel)
 seen = []
-ready = threading.Event()
+subscribed = threading.Event()
 
 
 def watch():
     stream = stub.WatchOtelCollectors(maestro_pb2.WatchOtelCollectorsRequest(sink_id=sink_id), timeout=20)
-    ready.set()
     try:
+        # maestro sends the initial metadata once the watch's position is pinned: from then on no
+        # change is missed.
+        if dict(stream.initial_metadata()).get("maestro-watch") == "subscribed":
+            subscribed.set()
         for event in stream:
             seen.append(event.collector.status)
             if event.collector.status == "provisioning":
@@ -51,9 +55,7 @@ def watch():
 
 watcher = threading.Thread(target=watch)
 watcher.start()
-ready.wait(5)
-import time  # noqa: E402
-time.sleep(0.5)
+check(subscribed.wait(10), "watch subscribed (initial metadata)")
 
 created = stub.CreateOtelCollector(maestro_pb2.CreateOtelCollectorRequest(sink_id=sink_id, owner_id="python"))
 check(created.sink_id == sink_id and created.collector_name.startswith("otel-"), "create")
