@@ -251,8 +251,7 @@ struct APITests {
             }
             try await group.waitForAll()
         }
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, fixture.reconciler.backlog > 0 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(await eventually(timeout: 30) { fixture.reconciler.backlog == 0 }, "every create reconciled")
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture.manifests.path + "/otelcollectors").filter { $0.hasSuffix(".yaml") }
         #expect(files.count == 200)
         #expect(Set(files).count == 200)
