@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "MaestroAPI",
             dependencies: [
-                "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -1,5 +1,4 @@
 public import Logging
-public import MaestroCore
 public import MaestroRedis
 internal import MaestroValue
 internal import Foundation
@@ -30,9 +29,10 @@ public struct CollectorInfo: Sendable, Equatable {
     }
 }
 
-/// The maestro role's `CollectorService`: renders a sink's objects with the Lua template from its
-/// stored config, stores them as the desired state, and hands the sink to the reconciler. Safe to
-/// call from any thread: Redis connections and template VMs are pooled, one user at a time each.
+/// The maestro role's `CollectorService`: renders a sink's objects from its stored config (with the
+/// renderer PluginHost makes from the Lua template), stores them as the desired state, and hands the
+/// sink to the reconciler. Safe to call from any thread: Redis connections and renderers are pooled,
+/// one user at a time each.
 public final class CollectorManager: CollectorService {
     public let names: RedisNames
     public let reconciler: Reconciler
@@ -40,16 +40,16 @@ public final class CollectorManager: CollectorService {
     private let logger: Logger
     /// The template in use and its generation; a reload replaces both, pooled renderers of an older
     /// generation are dropped when next taken.
-    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> TemplateRenderer)>
+    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> any CollectorRenderer)>
     private let connections = Mutex<[RedisConnection]>([])
-    private let renderers = Mutex<[TemplateRendererBox]>([])
+    private let renderers = Mutex<[PooledRenderer]>([])
     private let hashKey = Mutex<String?>(nil)
     /// What a caller's delete (the gRPC API) may remove: under `eager` the collector follows the sink,
     /// so only a removed sink's; under the other policies the caller owns the collector's life.
     public let deleteGuard: DesiredStateStore.RemovalGuard
 
     public init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
-                makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) {
+                makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
         self.deleteGuard = deleteGuard
         self.redisURL = redisURL
         self.names = names
@@ -60,7 +60,7 @@ public final class CollectorManager: CollectorService {
 
     /// Switches to a new template (already checked by the caller) and re-renders every deployed
     /// collector; those whose objects changed are stored and handed to the reconciler. Returns how many.
-    public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) -> Int {
+    public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) -> Int {
         templates.withLock { $0 = ($0.generation + 1, makeRenderer) }
         renderers.withLock { $0.removeAll() }
         let sinkIDs: [String]
@@ -118,11 +118,11 @@ public final class CollectorManager: CollectorService {
         }
     }
 
-    private func withRenderer<R>(_ body: (TemplateRenderer) throws -> R) throws -> R {
+    private func withRenderer<R>(_ body: (any CollectorRenderer) throws -> R) throws -> R {
         let template = templates.withLock { $0 }
         var box = renderers.withLock { $0.popLast() }
         if box?.generation != template.generation {
-            box = TemplateRendererBox(renderer: try template.make(), generation: template.generation)
+            box = PooledRenderer(renderer: try template.make(), generation: template.generation)
         }
         defer {
             renderers.withLock { pool in
@@ -274,10 +274,10 @@ public final class CollectorManager: CollectorService {
 }
 
 /// A renderer handed between threads by the pool; used by one thread at a time.
-final class TemplateRendererBox: @unchecked Sendable {
-    let renderer: TemplateRenderer
+final class PooledRenderer: @unchecked Sendable {
+    let renderer: any CollectorRenderer
     let generation: Int
-    init(renderer: TemplateRenderer, generation: Int) {
+    init(renderer: any CollectorRenderer, generation: Int) {
         self.renderer = renderer
         self.generation = generation
     }
