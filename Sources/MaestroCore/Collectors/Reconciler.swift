@@ -290,11 +290,13 @@ public final class Reconciler: Sendable {
         }
         let owner = record?["owner_id"]?.stringValue ?? ""
         let current = record?["status"]?.stringValue
-        if ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
-            // Accepted by the cluster: provisioning, before anything can be observed.
+        let observed = try backend.observe(collector)
+        if observed.status != .provisioning,
+           ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
+            // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
+            // collector is already seen further along.
             try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: .provisioning)
         }
-        let observed = try backend.observe(collector)
         try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
                                     extra: ["collector_name": .string(name), "namespace": .string(namespace),
                                             "applied_at": .string(StatusPublisher.rfc3339(Date()))])
