@@ -128,6 +128,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MaestroCoreTests",
+            dependencies: ["MaestroCore", "MaestroRedis", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -37,7 +37,7 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     /// An entry's planned effect, before it is stored.
     enum Plan {
         case outcome(EntryOutcome)
-        case store(SinkEvent, SinkStore.Action, SinkRecord, yaml: String, status: (SinkStatus, String, StatusPublisher.Mode)?)
+        case store(SinkEvent, SinkWrite)
     }
 
     public func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] {
@@ -46,6 +46,11 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             try PipelinedScript.loadAll(redis)
             scriptsLoaded = true
         }
+        return try process(batch, storage: RedisSinkerStorage(redis: redis, names: settings.names, streamMaxLength: settings.streamMaxLength))
+    }
+
+    /// The rules over any storage (the tests of the rules use the in-memory one).
+    public func process(_ batch: [DeliveredEntry], storage: any SinkerStorage) throws(RedisError) -> [EntryOutcome] {
         var events: [SinkEvent?] = []
         var plans: [Plan?] = []
         for delivered in batch {
@@ -58,23 +63,16 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             }
         }
         // The records of every sink in the batch, in one round trip; kept current as the batch goes.
-        let sinkIDs = Array(Set(events.compactMap { $0?.sinkID }))
-        var records: [String: SinkRecord] = [:]
-        if !sinkIDs.isEmpty {
-            let replies = try redis.pipeline(sinkIDs.map { ["HGET", settings.names.sinksHash, $0] })
-            for (sinkID, reply) in zip(sinkIDs, replies) {
-                if let json = reply.string, let record = SinkRecord(json: json) { records[sinkID] = record }
-            }
-        }
+        var records = try storage.records(of: Array(Set(events.compactMap { $0?.sinkID })))
         var oldestPendingChecked: StreamID??
         for (index, delivered) in batch.enumerated() {
             guard let event = events[index], plans[index] == nil else { continue }
-            plans[index] = try plan(event, delivered: delivered, records: &records, redis: redis, oldestPending: &oldestPendingChecked)
+            plans[index] = try plan(event, delivered: delivered, records: &records, storage: storage, oldestPending: &oldestPendingChecked)
         }
-        return try store(plans, redis: redis)
+        return try store(plans, storage: storage)
     }
 
-    private func plan(_ event: SinkEvent, delivered: DeliveredEntry, records: inout [String: SinkRecord], redis: RedisConnection,
+    private func plan(_ event: SinkEvent, delivered: DeliveredEntry, records: inout [String: SinkRecord], storage: any SinkerStorage,
                       oldestPending: inout StreamID??) throws(RedisError) -> Plan {
         let record = records[event.sinkID]
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -86,14 +84,13 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             let tombstone = SinkRecord(ownerID: event.ownerID.isEmpty ? record?.ownerID ?? "" : event.ownerID, backend: record?.backend,
                                        lastEntryID: event.orderingID, removed: true, updatedAtMilliseconds: now)
             records[event.sinkID] = tombstone
-            return .store(event, .remove, tombstone, yaml: "", status: nil)
+            return .store(event, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .remove, record: tombstone))
         case .create, .update:
             guard let backend = event.backend ?? record?.backend else {
                 // An update without backend of a sink not yet created: its create may still be pending
                 // with a dead consumer, so it waits without using up deliveries while older entries are pending.
                 if oldestPending == nil {
-                    let summary = try redis.xpendingSummary(streamName, group: groupName)
-                    oldestPending = .some(summary.smallestID.flatMap(StreamID.init))
+                    oldestPending = .some(try storage.oldestPendingEntry())
                 }
                 if let oldest = oldestPending ?? nil, let current = StreamID(delivered.entry.id), oldest < current {
                     return .outcome(.deferred(reason: "update without backend of an unknown sink; older entries are pending"))
@@ -112,63 +109,39 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                 // An update of a sink never created (or removed) acts as a create, as in Orb.
                 var effective = event
                 effective.operation = operation
-                return .store(effective, .apply, newRecord, yaml: yaml, status: (.unknown, "", .clearError))
+                return .store(effective, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .apply, record: newRecord,
+                                                   configYAML: yaml, status: SinkerStatusChange(.unknown, mode: .clearError)))
             case .invalid(let message):
                 // The user's error: the last good config stays; the entry is handled.
                 var invalidRecord = newRecord
                 invalidRecord.removed = record?.removed ?? false
                 records[event.sinkID] = invalidRecord
-                return .store(event, .invalid, invalidRecord, yaml: "", status: (.provisioningError, message, .set))
+                return .store(event, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .invalid, record: invalidRecord,
+                                               status: SinkerStatusChange(.provisioningError, message: message)))
             case .failed(let reason, let plugin, let terminal):
                 return .outcome(terminal ? .deadLetter(reason: reason, plugin: plugin) : .retry(reason: reason))
             }
         }
     }
 
-    var streamName: String { settings.names.sinksStream }
-    var groupName: String { settings.names.sinkerGroup }
-
-    /// Stores the plans in one pipeline, hands off to the collectors, and returns the outcomes.
-    private func store(_ plans: [Plan?], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] {
-        var commands: [[String]] = []
-        var commandOwners: [(index: Int, isStatus: Bool)] = []
-        for (index, plan) in plans.enumerated() {
-            guard case .store(let event, let action, let record, let yaml, let status)? = plan else { continue }
-            commands.append(SinkStore.command(names: settings.names, sinkID: event.sinkID, orderingID: event.orderingID, action: action,
-                                              record: record, configYAML: yaml))
-            commandOwners.append((index, false))
-            if let (state, message, mode) = status {
-                commands.append(StatusPublisher.command(names: settings.names, sinkID: event.sinkID, ownerID: record.ownerID,
-                                                        status: state, message: message, mode: mode, streamMaxLength: settings.streamMaxLength))
-                commandOwners.append((index, true))
-            }
-        }
+    /// Stores the plans (in one round trip to Redis), hands off to the collectors, and returns the outcomes.
+    private func store(_ plans: [Plan?], storage: any SinkerStorage) throws(RedisError) -> [EntryOutcome] {
         var outcomes: [EntryOutcome] = plans.map { plan in
             if case .outcome(let outcome)? = plan { return outcome }
             return .acknowledged
         }
-        guard !commands.isEmpty else { return outcomes }
-        var replies = try redis.pipeline(commands)
-        if replies.contains(where: { if case .error(let text) = $0 { return text.hasPrefix("NOSCRIPT") } else { return false } }) {
-            // Redis restarted and lost its scripts: every effect is idempotent, so run the lot again.
-            try PipelinedScript.loadAll(redis)
-            replies = try redis.pipeline(commands)
+        let stored: [(index: Int, event: SinkEvent, write: SinkWrite)] = plans.enumerated().compactMap { index, plan in
+            guard case .store(let event, let write)? = plan else { return nil }
+            return (index, event, write)
         }
-        var results: [Int: SinkStoreResult] = [:]
-        for (owner, reply) in zip(commandOwners, replies) {
-            if owner.isStatus {
-                if case .error(let text) = reply { throw RedisError.fromReply(text) }
-                continue
-            }
-            results[owner.index] = try SinkStore.result(of: reply)
-        }
-        for (index, result) in results.sorted(by: { $0.key < $1.key }) {
-            guard case .store(let event, let action, let record, _, _)? = plans[index] else { continue }
+        guard !stored.isEmpty else { return outcomes }
+        let results = try storage.store(stored.map(\.write))
+        for ((index, event, write), result) in zip(stored, results) {
             if result == .stale {
                 outcomes[index] = .skippedStale
                 continue
             }
-            if let failure = handOff(event, action: action, record: record) {
+            if let failure = handOff(event, action: write.action, record: write.record) {
                 outcomes[index] = .retry(reason: failure)
             }
         }
