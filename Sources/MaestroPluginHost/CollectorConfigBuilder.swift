@@ -141,23 +141,26 @@ public final class PluginConfigSource: CollectorConfigSource {
     private var generation = 0
 
     public init(context: SinkerContext) {
-        self.context = context
+        var context = context
         if let current = context.generations?.current {
-            self.context.catalog = current.catalog
+            context.catalog = current.catalog
             generation = current.number
         }
-        runtime = PluginRuntime(catalog: self.context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
-                                cluster: context.cluster)
-        builder = CollectorConfigBuilder(context: self.context, runtime: runtime)
+        self.context = context
+        (runtime, builder) = Self.builder(for: context)
+    }
+
+    private static func builder(for context: SinkerContext) -> (PluginRuntime, CollectorConfigBuilder) {
+        let runtime = PluginRuntime(catalog: context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
+                                    cluster: context.cluster)
+        return (runtime, CollectorConfigBuilder(context: context, runtime: runtime))
     }
 
     public func beginBatch(redis: RedisConnection) {
         if let current = context.generations?.current, current.number != generation {
             context.catalog = current.catalog
             generation = current.number
-            runtime = PluginRuntime(catalog: current.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
-                                    cluster: context.cluster)
-            builder = CollectorConfigBuilder(context: context, runtime: runtime)
+            (runtime, builder) = Self.builder(for: context)
         }
         runtime.redis.connection = redis
     }
