@@ -64,7 +64,7 @@ func sinkRemove(_ sinkID: String, id: String) -> StreamEntry {
     entry([("sink_id", sinkID), ("owner", "o1"), ("operation", "sinks.remove")], id: id)
 }
 
-@Suite("The sinker's rules (in memory)", .timeLimit(.minutes(1)))
+@Suite("The sinker's rules (in memory)", .timeLimit(.minutes(3)))
 struct SinkEventProcessorTests {
     @Test("a create stores the config and the record, then hands the sink to the collectors")
     func create() throws {
