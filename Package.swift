@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "MaestroAPI",
             dependencies: [
-                "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -128,6 +128,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MaestroCoreTests",
+            dependencies: ["MaestroCore", "MaestroRedis", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -1,7 +1,6 @@
 public import GRPCCore
 public import Logging
 public import MaestroCore
-public import MaestroPluginHost
 public import MaestroRedis
 internal import MaestroValue
 internal import MaestroYAML

@@ -4,36 +4,9 @@ internal import MaestroLua
 public import MaestroValue
 internal import MaestroYAML
 
-/// What a collector's objects are rendered from: the host's inputs, then the template's values.
-public struct CollectorInputs: Sendable, Equatable {
-    public var sinkID: String
-    public var ownerID: String
-    public var configYAML: String
-    public var configHash: String
-
-    public init(sinkID: String, ownerID: String, configYAML: String, configHash: String) {
-        self.sinkID = sinkID
-        self.ownerID = ownerID
-        self.configYAML = configYAML
-        self.configHash = configHash
-    }
-
-    public var collectorName: String { CollectorNaming.name(forSinkID: sinkID) }
-}
-
-/// The rendered objects of one collector, and their multi-document YAML (the desired state).
-public struct RenderedCollector: Sendable, Equatable {
-    public var name: String
-    /// The owner the objects were rendered for (the sink pipeline's record when the caller gave none).
-    public var ownerID: String = ""
-    public var namespace: String
-    public var objects: [Value]
-    public var yaml: String
-}
-
 /// Runs a Lua template (`templates/<name>.lua`) in a sandbox of its own: templates get the yaml,
 /// json, log and template functions only — no Redis, no Kubernetes, no HTTP. Confined to one thread.
-public final class TemplateRenderer {
+public final class TemplateRenderer: CollectorRenderer {
     public let root: String
     public let templateName: String
     public let valuesSchema: ConfigSchema

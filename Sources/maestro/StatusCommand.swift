@@ -62,10 +62,8 @@ struct DiffCommand: ParsableCommand {
             guard let desiredText = try redis.hget(wiring.names.deploymentHash, field: sinkID) else {
                 throw InvalidInput("sink \(sinkID) has no desired state in \(wiring.names.deploymentHash)")
             }
-            let desired = try YAML.parseAll(desiredText)
-            let first = desired.first
-            let collector = DesiredCollector(sinkID: sinkID, name: first?["metadata"]?["name"]?.stringValue ?? "",
-                                             namespace: first?["metadata"]?["namespace"]?.stringValue ?? "", objects: desired)
+            let collector = try DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredText)
+            let desired = collector.objects
             let backend = try wiring.clusterBackend()
             let live = try backend.live(collector)
             var target = desired

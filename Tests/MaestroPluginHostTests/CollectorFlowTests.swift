@@ -84,6 +84,48 @@ struct CollectorFlowTests {
         #expect(try redis.hget(fixture.pipeline.names.collectorsHash, field: "My Sink/1") == nil)
     }
 
+    /// DESIGN "One reconcile, many triggers" and the status rules: with the directory backend a create
+    /// has one status transition (to `provisioning`: "the directory backend never claims more"), so one
+    /// status event; its record is written when the desired state is stored (the collector's name,
+    /// namespace and config hash) and once by the reconcile that owns the transition — never again by a
+    /// second writer of the same status.
+    @Test("one create: one status event, the collector record written once per step that owns it")
+    func statusWrittenOncePerTransition() throws {
+        let fixture = try CollectorFixture()
+        let redis = try fixture.pipeline.connect()
+        let url = try RedisURL(parsing: fixture.pipeline.redisURL)
+        let log = try TemporaryDirectory()
+        let logPath = log.path + "/monitor.txt"
+        var arguments = ["/usr/bin/env", "redis-cli", "-h", url.host, "-p", String(url.port), "-n", String(url.database)]
+        if let password = url.password { arguments += ["--no-auth-warning", "-a", password] }
+        let monitor = try ChildProcess(arguments + ["monitor"], logPath: logPath)
+        defer {
+            monitor.signal(SIGTERM)
+            _ = monitor.wait()
+        }
+        // MONITOR answers OK once it is registered.
+        #expect(eventually { (try? String(contentsOfFile: logPath, encoding: .utf8))?.hasPrefix("OK") == true })
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        let consumer = try fixture.pipeline.consumer(collectors: fixture.manager)
+        consumer.start()
+        defer { consumer.stop() }
+
+        try fixture.pipeline.add(redis, create("once-1", sinkConfig("https://one.example/w")))
+        #expect(try fixture.pipeline.waitUntilDrained(redis))
+        #expect(fixture.waitUntilIdle())
+        let recordWrite = "\"HSET\" \"\(fixture.pipeline.names.collectorsHash)\" \"once-1\""
+        func recordWrites() -> [Substring] {
+            ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains(recordWrite) }
+        }
+        // The reconcile's write (the one that records `applied_at`) is the create's last.
+        #expect(eventually { recordWrites().contains { $0.contains("applied_at") } })
+        #expect(recordWrites().count == 2, "the desired state's store, then the reconcile's provisioning: \(recordWrites())")
+        let statuses = try redis.xrange(fixture.pipeline.names.statusStream).filter { $0["sink_id"] == "once-1" }
+        #expect(statuses.map { $0["status"] ?? "" } == ["provisioning"])
+        #expect(try fixture.manager.get(sinkID: "once-1").status == "provisioning")
+    }
+
     @Test("create twice is one collector; remove of an unknown sink succeeds; no config is NOT_FOUND; bad ids are refused")
     func serviceContract() throws {
         let fixture = try CollectorFixture()

@@ -31,7 +31,7 @@ public enum DesiredStateStore {
 
     /// KEYS: sinks hash, config hash, deployment hash, collectors hash.
     /// ARGV: sink id, SHA-1 of the config the objects were rendered from, the objects' YAML, the
-    /// collector record's fields to merge (JSON), owner id (may be empty).
+    /// collector record's fields to merge (JSON), owner id (may be empty), the records' schema version.
     static let storeScript = PipelinedScript("""
     local sink = redis.call('HGET', KEYS[1], ARGV[1])
     if sink then
@@ -57,6 +57,7 @@ public enum DesiredStateStore {
     end
     if ARGV[5] ~= '' then collector.owner_id = ARGV[5] end
     if collector.status == nil then collector.status = 'unknown' end
+    collector.schema_version = tonumber(ARGV[6])
     local encoded = cjson.encode(collector)
     redis.call('HSET', KEYS[4], ARGV[1], encoded)
     return {1, encoded}
@@ -94,7 +95,8 @@ public enum DesiredStateStore {
     public static func store(_ redis: RedisConnection, names: RedisNames, sinkID: String, configDigest: String, yaml: String,
                              ownerID: String, extra: [String: Value]) throws(RedisError) -> StoreResult {
         let reply = try run(redis, storeScript, keys: [names.sinksHash, names.configHash, names.deploymentHash, names.collectorsHash],
-                            arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID])
+                            arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID,
+                                        String(RecordSchema.version)])
         let parts = reply.array ?? []
         switch parts.first?.integer {
         case 1:

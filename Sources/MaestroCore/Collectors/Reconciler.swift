@@ -2,7 +2,6 @@ public import Foundation
 public import Logging
 public import MaestroRedis
 internal import MaestroValue
-internal import MaestroYAML
 internal import Synchronization
 internal import CoreMetrics
 
@@ -270,17 +269,13 @@ public final class Reconciler: Sendable {
             try DesiredStateStore.forgetCollector(redis, names: names, sinkID: sinkID)
             return
         }
-        let objects: [Value]
+        let collector: DesiredCollector
         do {
-            objects = try YAML.parseAll(desiredYAML)
+            collector = try DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML)
         } catch {
-            throw ClusterError(.rejected, "the stored desired state is not valid YAML: \(error)")
+            throw ClusterError(.rejected, error.message)
         }
-        guard let first = objects.first, let name = first["metadata"]?["name"]?.stringValue else {
-            throw ClusterError(.rejected, "the stored desired state has no objects")
-        }
-        let namespace = first["metadata"]?["namespace"]?.stringValue ?? "default"
-        let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: namespace, objects: objects)
+        let (name, namespace) = (collector.name, collector.namespace)
         let outcome = try backend.apply(collector)
         let corrected = state.withLock { state -> Bool in
             state.counters.applied += 1
@@ -295,11 +290,13 @@ public final class Reconciler: Sendable {
         }
         let owner = record?["owner_id"]?.stringValue ?? ""
         let current = record?["status"]?.stringValue
-        if ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
-            // Accepted by the cluster: provisioning, before anything can be observed.
+        let observed = try backend.observe(collector)
+        if observed.status != .provisioning,
+           ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
+            // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
+            // collector is already seen further along.
             try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: .provisioning)
         }
-        let observed = try backend.observe(collector)
         try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
                                     extra: ["collector_name": .string(name), "namespace": .string(namespace),
                                             "applied_at": .string(StatusPublisher.rfc3339(Date()))])
@@ -325,13 +322,11 @@ public final class Reconciler: Sendable {
             state.observations.filter { $0.value.due <= now }.map { ($0.key, $0.value.attempt) }
         }
         for (sinkID, attempt) in due {
-            guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID), let objects = try? YAML.parseAll(desiredYAML),
-                  let name = objects.first?["metadata"]?["name"]?.stringValue else {
+            guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID),
+                  let collector = try? DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML) else {
                 state.withLock { $0.observations[sinkID] = nil }
                 continue
             }
-            let collector = DesiredCollector(sinkID: sinkID, name: name, namespace: objects.first?["metadata"]?["namespace"]?.stringValue ?? "default",
-                                             objects: objects)
             let observed = try backend.observe(collector)
             let owner = try StatusPublisher.record(redis, names: names, sinkID: sinkID)?["owner_id"]?.stringValue ?? ""
             try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message)

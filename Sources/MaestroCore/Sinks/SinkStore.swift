@@ -21,7 +21,8 @@ public struct SinkRecord: Sendable, Equatable {
 
     public var json: String {
         var entries: [String: Value] = ["owner": .string(ownerID), "last_entry_id": .string(lastEntryID),
-                                        "removed": .bool(removed), "updated_at": .int(updatedAtMilliseconds)]
+                                        "removed": .bool(removed), "updated_at": .int(updatedAtMilliseconds),
+                                        RecordSchema.field: .int(RecordSchema.version)]
         if let backend { entries["backend"] = .string(backend) }
         return (try? JSON.encode(.map(entries))) ?? "{}"
     }

@@ -33,6 +33,7 @@ public enum StatusPublisher {
       for key, value in pairs(extra) do record[key] = value end
     end
     if ARGV[4] ~= '' then record.owner_id = ARGV[4] end
+    record.schema_version = tonumber(ARGV[9])
     if ARGV[8] == 'merge' then
       if record.status == nil then record.status = 'unknown' end
       redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
@@ -59,7 +60,7 @@ public enum StatusPublisher {
                                now: Date = Date()) -> [String] {
         script.command(keys: [names.collectorsHash, names.statusStream],
                        arguments: [sinkID, status.rawValue, message, ownerID, rfc3339(now), String(streamMaxLength),
-                                   (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue])
+                                   (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue, String(RecordSchema.version)])
     }
 
     /// Publishes now, on its own.

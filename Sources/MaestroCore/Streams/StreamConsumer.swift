@@ -553,7 +553,7 @@ public final class StreamConsumer: Sendable {
         return RedisConnection.xaddArguments(options.deadLetterStream, fields: [
             ("stream", options.stream), ("id", delivered.entry.id), ("reason", reason), ("plugin", plugin ?? ""),
             ("deliveries", String(delivered.deliveries)), ("failed_at", StatusPublisher.rfc3339(Date())),
-            ("fields", (try? JSON.encode(.map(fields))) ?? "{}"),
+            ("fields", (try? JSON.encode(.map(fields))) ?? "{}"), (RecordSchema.field, String(RecordSchema.version)),
         ], trim: .approximateMaxLength(options.streamMaxLength))
     }
 }

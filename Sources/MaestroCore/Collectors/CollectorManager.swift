@@ -1,5 +1,4 @@
 public import Logging
-public import MaestroCore
 public import MaestroRedis
 internal import MaestroValue
 internal import Foundation
@@ -30,42 +29,47 @@ public struct CollectorInfo: Sendable, Equatable {
     }
 }
 
-/// The maestro role's `CollectorService`: renders a sink's objects with the Lua template from its
-/// stored config, stores them as the desired state, and hands the sink to the reconciler. Safe to
-/// call from any thread: Redis connections and template VMs are pooled, one user at a time each.
+/// The maestro role's `CollectorService`: renders a sink's objects from its stored config (with the
+/// renderer PluginHost makes from the Lua template), stores them as the desired state, and hands the
+/// sink to the reconciler. Safe to call from any thread: renderers are pooled, one user at a time each.
 public final class CollectorManager: CollectorService {
-    public let names: RedisNames
     public let reconciler: Reconciler
-    private let redisURL: RedisURL
+    private let storage: any CollectorStorage
     private let logger: Logger
     /// The template in use and its generation; a reload replaces both, pooled renderers of an older
     /// generation are dropped when next taken.
-    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> TemplateRenderer)>
-    private let connections = Mutex<[RedisConnection]>([])
-    private let renderers = Mutex<[TemplateRendererBox]>([])
+    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> any CollectorRenderer)>
+    private let renderers = Mutex<[PooledRenderer]>([])
     private let hashKey = Mutex<String?>(nil)
     /// What a caller's delete (the gRPC API) may remove: under `eager` the collector follows the sink,
     /// so only a removed sink's; under the other policies the caller owns the collector's life.
     public let deleteGuard: DesiredStateStore.RemovalGuard
 
-    public init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
-                makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) {
+    public init(storage: any CollectorStorage, reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
+                makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
         self.deleteGuard = deleteGuard
-        self.redisURL = redisURL
-        self.names = names
+        self.storage = storage
         self.reconciler = reconciler
         self.logger = logger
         templates = Mutex((1, makeRenderer))
     }
 
+    /// The service on Redis.
+    public convenience init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger,
+                            deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
+                            makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
+        self.init(storage: RedisCollectorStorage(redisURL: redisURL, names: names), reconciler: reconciler, logger: logger,
+                  deleteGuard: deleteGuard, makeRenderer: makeRenderer)
+    }
+
     /// Switches to a new template (already checked by the caller) and re-renders every deployed
     /// collector; those whose objects changed are stored and handed to the reconciler. Returns how many.
-    public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> TemplateRenderer) -> Int {
+    public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) -> Int {
         templates.withLock { $0 = ($0.generation + 1, makeRenderer) }
         renderers.withLock { $0.removeAll() }
         let sinkIDs: [String]
         do {
-            sinkIDs = try withRedis { try $0.hkeys(names.deploymentHash) }
+            sinkIDs = try stored { () throws(RedisError) in try storage.sinkIDsWithDesiredState() }
         } catch {
             logger.error("cannot re-render the collectors after a template change", metadata: ["error": "\(error.message)"])
             return 0
@@ -82,47 +86,28 @@ public final class CollectorManager: CollectorService {
     }
 
     private func redeployIfChanged(sinkID: String) throws(CollectorServiceError) -> Bool {
-        let stored = try withRedis { try $0.hget(names.deploymentHash, field: sinkID) }
-        guard stored != nil, try render(sinkID: sinkID, ownerID: "").yaml != stored else { return false }
+        let desired = try stored { () throws(RedisError) in try storage.desiredState(of: sinkID) }
+        guard desired != nil, try render(sinkID: sinkID, ownerID: "").yaml != desired else { return false }
         try deploy(sinkID: sinkID, ownerID: "")
         return true
     }
 
     // MARK: pools
 
-    private func withRedis<R>(_ body: (RedisConnection) throws -> R) throws(CollectorServiceError) -> R {
-        let pooled = connections.withLock { $0.popLast() }
-        let redis: RedisConnection
-        if let pooled {
-            redis = pooled
-        } else {
-            do {
-                redis = try RedisConnection(url: redisURL)
-            } catch {
-                throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
-            }
-        }
+    /// A storage call; Redis failing is UNAVAILABLE to the caller.
+    private func stored<R>(_ body: () throws(RedisError) -> R) throws(CollectorServiceError) -> R {
         do {
-            let result = try body(redis)
-            connections.withLock { $0.append(redis) }
-            return result
-        } catch let error as CollectorServiceError {
-            connections.withLock { $0.append(redis) }
-            throw error
-        } catch let error as RedisError {
-            redis.close()
-            throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
+            return try body()
         } catch {
-            connections.withLock { $0.append(redis) }
-            throw CollectorServiceError(.failedPrecondition, "\(error)")
+            throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
         }
     }
 
-    private func withRenderer<R>(_ body: (TemplateRenderer) throws -> R) throws -> R {
+    private func withRenderer<R>(_ body: (any CollectorRenderer) throws -> R) throws -> R {
         let template = templates.withLock { $0 }
         var box = renderers.withLock { $0.popLast() }
         if box?.generation != template.generation {
-            box = TemplateRendererBox(renderer: try template.make(), generation: template.generation)
+            box = PooledRenderer(renderer: try template.make(), generation: template.generation)
         }
         defer {
             renderers.withLock { pool in
@@ -132,9 +117,9 @@ public final class CollectorManager: CollectorService {
         return try body(box!.renderer)
     }
 
-    private func hasher(_ redis: RedisConnection) throws -> ConfigHasher {
+    private func hasher() throws(CollectorServiceError) -> ConfigHasher {
         if let key = hashKey.withLock({ $0 }) { return ConfigHasher(keyHex: key) }
-        let key = try ConfigHasher.installationKey(redis, names: names)
+        let key = try stored { () throws(RedisError) in try storage.installationKey() }
         hashKey.withLock { $0 = key }
         return ConfigHasher(keyHex: key)
     }
@@ -166,7 +151,7 @@ public final class CollectorManager: CollectorService {
     /// deletes its objects.
     public func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(CollectorServiceError) {
         try Self.validate(sinkID)
-        let result = try withRedis { redis in try DesiredStateStore.remove(redis, names: names, sinkID: sinkID, guard: removalGuard) }
+        let result = try stored { () throws(RedisError) in try storage.removeDesiredState(sinkID: sinkID, guard: removalGuard) }
         guard result != .refusedLive else {
             throw CollectorServiceError(.failedPrecondition,
                                         "sink \(sinkID) is live (its last event was not a removal): its collector follows the sink; remove the sink to remove it")
@@ -182,21 +167,15 @@ public final class CollectorManager: CollectorService {
     /// The rendered objects and the digest of the config they were rendered from.
     private func renderStoredConfig(sinkID: String, ownerID: String) throws(CollectorServiceError) -> (rendered: RenderedCollector, configDigest: String) {
         try Self.validate(sinkID)
-        return try withRedis { redis in
-            // The config and the sink's record in one round trip.
-            let replies = try redis.pipeline([["HGET", names.configHash, sinkID], ["HGET", names.sinksHash, sinkID]])
-            // An error reply (NOAUTH, LOADING…) is Redis failing, not a sink without a config.
-            for case .error(let text) in replies { throw RedisError.fromReply(text) }
-            guard let config = replies[0].string else {
-                throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
-            }
-            let owner = ownerID.isEmpty ? (replies[1].string.flatMap(SinkRecord.init(json:))?.ownerID ?? "") : ownerID
-            let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config, configHash: try hasher(redis).hash(config))
-            do {
-                return (try withRenderer { try $0.render(inputs) }, DesiredStateStore.digest(ofConfig: config))
-            } catch {
-                throw CollectorServiceError(.failedPrecondition, "the template failed: \(error)")
-            }
+        guard let config = try stored({ () throws(RedisError) in try storage.config(of: sinkID) }) else {
+            throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
+        }
+        let owner = ownerID.isEmpty ? config.ownerID : ownerID
+        let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config.yaml, configHash: try hasher().hash(config.yaml))
+        do {
+            return (try withRenderer { try $0.render(inputs) }, DesiredStateStore.digest(ofConfig: config.yaml))
+        } catch {
+            throw CollectorServiceError(.failedPrecondition, "the template failed: \(error)")
         }
     }
 
@@ -219,12 +198,11 @@ public final class CollectorManager: CollectorService {
             let configHash = rendered.objects.lazy.compactMap {
                 $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
             }.first ?? ""
-            let result = try withRedis { redis in
-                try DesiredStateStore.store(redis, names: names, sinkID: sinkID, configDigest: configDigest, yaml: rendered.yaml,
-                                            ownerID: rendered.ownerID, extra: [
-                                                "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
-                                                "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
-                                            ])
+            let result = try stored { () throws(RedisError) in
+                try storage.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: rendered.yaml, ownerID: rendered.ownerID, extra: [
+                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
+                    "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
+                ])
             }
             switch result {
             case .stored(let record):
@@ -246,20 +224,16 @@ public final class CollectorManager: CollectorService {
 
     public func get(sinkID: String) throws(CollectorServiceError) -> CollectorInfo {
         try Self.validate(sinkID)
-        return try withRedis { redis in
-            guard let record = try StatusPublisher.record(redis, names: names, sinkID: sinkID) else {
-                throw CollectorServiceError(.notFound, "sink \(sinkID) has no collector")
-            }
-            return CollectorInfo(sinkID: sinkID, record: record)
+        guard let record = try stored({ () throws(RedisError) in try storage.collectorRecord(of: sinkID) }) else {
+            throw CollectorServiceError(.notFound, "sink \(sinkID) has no collector")
         }
+        return CollectorInfo(sinkID: sinkID, record: record)
     }
 
     public func list() throws(CollectorServiceError) -> [CollectorInfo] {
-        try withRedis { redis in
-            try redis.hgetall(names.collectorsHash).compactMap { sinkID, json in
-                (try? JSON.decode(json)).map { CollectorInfo(sinkID: sinkID, record: $0) }
-            }.sorted { $0.sinkID < $1.sinkID }
-        }
+        try stored { () throws(RedisError) in try storage.collectorRecords() }
+            .map { CollectorInfo(sinkID: $0.key, record: $0.value) }
+            .sorted { $0.sinkID < $1.sinkID }
     }
 
     /// Only an empty id, one over 253 bytes, or one with control characters is refused; any other id
@@ -274,10 +248,10 @@ public final class CollectorManager: CollectorService {
 }
 
 /// A renderer handed between threads by the pool; used by one thread at a time.
-final class TemplateRendererBox: @unchecked Sendable {
-    let renderer: TemplateRenderer
+final class PooledRenderer: @unchecked Sendable {
+    let renderer: any CollectorRenderer
     let generation: Int
-    init(renderer: TemplateRenderer, generation: Int) {
+    init(renderer: any CollectorRenderer, generation: Int) {
         self.renderer = renderer
         self.generation = generation
     }

@@ -1,5 +1,4 @@
 public import Logging
-public import MaestroCore
 public import MaestroRedis
 internal import MaestroValue
 

@@ -1,0 +1,9 @@
+/// The schema version every JSON record maestro keeps in Redis carries (sink records, collector
+/// records) and every dead letter, in the field `schema_version`. Records without it were written by
+/// maestro before records were versioned and read as they always did. A change of format adds fields
+/// and raises the version; readers ignore fields they do not know, so two maestro versions can run side
+/// by side during a rolling upgrade, each reading what the other wrote.
+public enum RecordSchema {
+    public static let field = "schema_version"
+    public static let version: Int64 = 1
+}

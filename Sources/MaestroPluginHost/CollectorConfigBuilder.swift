@@ -1,0 +1,203 @@
+public import Logging
+public import MaestroCore
+public import MaestroLua
+public import MaestroRedis
+public import MaestroValue
+internal import MaestroYAML
+internal import Foundation
+internal import CoreMetrics
+
+/// What the sinker role needs to turn `orb.sinks` events into stored collector configs.
+public struct SinkerContext: Sendable {
+    public var catalog: PluginCatalog
+    public var names: RedisNames
+    public var cipher: OrbSecretCipher
+    public var kafkaURL: String
+    public var policy: CreatePolicy
+    /// Where collectors are created, updated and removed; nil only in tools that store configs alone.
+    public var collectors: (any CollectorService)?
+    /// What `maestro.k8s` reaches in plugins; nil in a process without cluster access.
+    public var cluster: (any PluginCluster)?
+    public var httpPolicy = HTTPHostPolicy(allowedHosts: [])
+    /// Where exporters may point: `url` fields of sink configs are checked against it.
+    public var endpointPolicy: EndpointPolicy = EndpointPolicy.standard
+    /// Set when plugins are hot-reloaded: workers switch to its newest catalog between batches.
+    public var generations: PluginGenerations?
+    public var streamMaxLength: Int
+    public var logger: Logger
+
+    public init(catalog: PluginCatalog, names: RedisNames, cipher: OrbSecretCipher, kafkaURL: String, policy: CreatePolicy,
+                collectors: (any CollectorService)?, streamMaxLength: Int = 100_000, logger: Logger) {
+        self.catalog = catalog
+        self.names = names
+        self.cipher = cipher
+        self.kafkaURL = kafkaURL
+        self.policy = policy
+        self.collectors = collectors
+        self.streamMaxLength = streamMaxLength
+        self.logger = logger
+    }
+}
+
+/// The result of running a backend plugin for one sink: the collector config, or why there is none.
+public enum CollectorConfigResult: Sendable {
+    case config(Value, yaml: String)
+    /// The sink's config is the user's error: provisioning_error with this message (names the field).
+    case invalid(String)
+    /// A plugin failure: a runtime error is retried, a terminal one dead-lettered.
+    case failed(LuaError, plugin: String)
+}
+
+/// Builds the collector config of a sink with its backend's plugin: validation against the schema,
+/// decryption of Orb-encrypted credentials, then the handler. Shared by the pipeline and `maestro render`.
+public struct CollectorConfigBuilder {
+    public let context: SinkerContext
+    public let runtime: PluginRuntime
+
+    public init(context: SinkerContext, runtime: PluginRuntime) {
+        self.context = context
+        self.runtime = runtime
+    }
+
+    public func build(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
+                      eventID: String = "", deliveries: Int = 1) -> CollectorConfigResult {
+        guard let plugin = context.catalog.plugin(forBackend: backend) else {
+            return .invalid("no plugin serves backend \"\(SinkEvent.sanitizedName(backend))\"")
+        }
+        let validated: Value
+        do {
+            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config), endpoints: context.endpointPolicy)
+        } catch {
+            return .invalid(error.message)
+        }
+        do throws(LuaError) {
+            let vm = try runtime.machine(for: plugin)
+            try vm.setContext(.map([
+                "plugin": .string(plugin.name), "event_id": .string(eventID), "deliveries": .int(Int64(deliveries)),
+                "sink_id": .string(sinkID), "owner_id": .string(ownerID), "operation": .string(operation.rawValue),
+            ]))
+            let sink: Value = .map([
+                "id": .string(sinkID), "owner_id": .string(ownerID), "backend": .string(backend), "config": validated,
+                "settings": plugin.settings, "kafka_url": .string(context.kafkaURL),
+            ])
+            let function = operation == .update && vm.hasFunction("handler", "on_sink_update") ? "on_sink_update" : "on_sink_create"
+            let started = DispatchTime.now()
+            let results: [Value?]
+            do throws(LuaError) {
+                results = try runtime.invocation.handling(sinkID) { () throws(LuaError) in try vm.call("handler", function, [sink]) }
+                Self.record(plugin: plugin.name, started: started, vm: vm)
+            } catch {
+                runtime.cluster.discard()
+                Self.record(plugin: plugin.name, started: started, vm: vm)
+                Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                throw error
+            }
+            guard case .map? = results.first ?? nil, let config = results.first ?? nil else {
+                runtime.cluster.discard()
+                return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
+                               plugin: plugin.name)
+            }
+            let yaml: String
+            do {
+                yaml = try YAML.emit(config)
+            } catch {
+                runtime.cluster.discard()
+                return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function): \(error)"), plugin: plugin.name)
+            }
+            // The queued writes go last, validated whole first, and once per event (a redelivery of
+            // this event does not write them again).
+            do {
+                try runtime.cluster.flush(event: eventID.isEmpty ? nil : "\(eventID)|\(plugin.name)")
+            } catch {
+                // An invalid write is the plugin's bug: retrying would fail the same way.
+                let kind: LuaError.Kind = error.kind == .rejected ? .failed : .runtime
+                return .failed(LuaError(kind: kind, message: "\(plugin.name): maestro.k8s: \(error.message)"), plugin: plugin.name)
+            }
+            return .config(config, yaml: yaml)
+        } catch {
+            return .failed(error, plugin: plugin.name)
+        }
+    }
+}
+
+extension CollectorConfigBuilder {
+    /// Duration, instructions and peak memory of one plugin call.
+    static func record(plugin: String, started: DispatchTime, vm: LuaVM) {
+        let nanoseconds = Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)
+        Timer(label: "maestro_plugin_duration_seconds", dimensions: [("plugin", plugin)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(nanoseconds)
+        Counter(label: "maestro_plugin_instructions_total", dimensions: [("plugin", plugin)]).increment(by: vm.statistics.instructions)
+        Gauge(label: "maestro_plugin_peak_memory_bytes", dimensions: [("plugin", plugin)]).record(vm.statistics.peakMemory)
+    }
+}
+
+/// The backend plugins as the sinker's `CollectorConfigSource`: builds each config with the newest
+/// generation of plugins, switching only between batches (a batch runs on one generation from start
+/// to end), and keeps the sink's secrets out of failure reasons.
+public final class PluginConfigSource: CollectorConfigSource {
+    private var context: SinkerContext
+    private var runtime: PluginRuntime
+    private var builder: CollectorConfigBuilder
+    private var generation = 0
+
+    public init(context: SinkerContext) {
+        var context = context
+        if let current = context.generations?.current {
+            context.catalog = current.catalog
+            generation = current.number
+        }
+        self.context = context
+        (runtime, builder) = Self.builder(for: context)
+    }
+
+    private static func builder(for context: SinkerContext) -> (PluginRuntime, CollectorConfigBuilder) {
+        let runtime = PluginRuntime(catalog: context.catalog, names: context.names, logger: context.logger, httpPolicy: context.httpPolicy,
+                                    cluster: context.cluster)
+        return (runtime, CollectorConfigBuilder(context: context, runtime: runtime))
+    }
+
+    public func beginBatch(redis: RedisConnection) {
+        if let current = context.generations?.current, current.number != generation {
+            context.catalog = current.catalog
+            generation = current.number
+            (runtime, builder) = Self.builder(for: context)
+        }
+        runtime.redis.connection = redis
+    }
+
+    public func collectorConfig(for request: CollectorConfigRequest) -> CollectorConfigOutcome {
+        switch builder.build(operation: request.operation, sinkID: request.sinkID, ownerID: request.ownerID, backend: request.backend,
+                             config: request.config, eventID: request.eventID, deliveries: request.deliveries) {
+        case .config(_, let yaml):
+            return .config(yaml: yaml)
+        case .invalid(let message):
+            return .invalid(message)
+        case .failed(let error, let plugin):
+            let reason = Self.scrub(Self.redactedReason(error), secretsOf: request.config, plugin: context.catalog.plugin(named: plugin))
+            return .failed(reason: reason, plugin: plugin, terminal: error.isTerminal)
+        }
+    }
+
+    /// A plugin's message may quote the sink's credentials (`error("bad password " .. p)`): every value
+    /// the one masker deems secret — the schema's secret paths, header values, credential-looking
+    /// keys — is scrubbed from the reason before it is stored.
+    static func scrub(_ reason: String, secretsOf config: Value?, plugin: PluginManifest?) -> String {
+        SecretMasker(secretPaths: plugin?.sinkSchema.secretPaths ?? []).scrub(reason, secretsOf: config)
+    }
+
+    /// A plugin's error message without anything after the first line (tracebacks name values only
+    /// by their type, but a plugin's own `error()` text is its own; keep the reason to one line).
+    static func redactedReason(_ error: LuaError) -> String {
+        let firstLine = error.message.split(separator: "\n").first.map(String.init) ?? error.message
+        return String(firstLine.prefix(500))
+    }
+}
+
+extension SinkEventProcessor {
+    /// The sinker's rules with the backend plugins of `context` as the config source.
+    public convenience init(context: SinkerContext) {
+        self.init(settings: SinkerSettings(names: context.names, policy: context.policy, collectors: context.collectors,
+                                           streamMaxLength: context.streamMaxLength, logger: context.logger),
+                  configSource: PluginConfigSource(context: context))
+    }
+}
