@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import MaestroAPI
+import MaestroCommandLine
 import MaestroCore
+import MaestroRoles
 
 /// `maestro collectors …`: a gRPC client of a running maestro (TCP or Unix socket).
 struct CollectorsCommand: ParsableCommand {

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroCommandLine
 import MaestroCore
 import MaestroLua
 import MaestroPluginHost
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import MaestroYAML
 

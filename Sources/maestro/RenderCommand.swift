@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroCommandLine
 import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import MaestroYAML
 

@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import Logging
 import MaestroAPI
+import MaestroCommandLine
 import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import Metrics
 import Prometheus

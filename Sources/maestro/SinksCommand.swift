@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import MaestroCommandLine
 import MaestroCore
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 
 /// Emits Orb-format events on the sinks stream, exactly as Orb's sinks service does (for demos, tests

@@ -22,6 +22,19 @@ struct CLITests {
         #expect(help.output.contains("config"))
     }
 
+    @Test("the shipped program has no benchmarks: they are maestro-bench's")
+    func noBenchCommand() throws {
+        let help = try maestro(["--help"])
+        #expect(help.code == 0)
+        // Names are indented by two spaces; their wrapped descriptions, further.
+        let subcommands = help.output.split(separator: "\n").drop { !$0.hasPrefix("SUBCOMMANDS:") }
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+        #expect(subcommands.contains("run"), "the subcommand list was not found: \(help.output)")
+        #expect(!subcommands.contains("bench"))
+        #expect(try maestro(["bench", "pipeline"]).code == 64)
+    }
+
     @Test("usage errors exit 64")
     func usageErrors() throws {
         #expect(try maestro(["--no-such-flag"]).code == 64)

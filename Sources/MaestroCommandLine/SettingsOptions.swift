@@ -1,8 +1,12 @@
-import ArgumentParser
-import MaestroCore
+public import ArgumentParser
+public import MaestroCore
+import Foundation
+import MaestroRoles
 
 /// The flags every subcommand that reads settings accepts; one per entry of `Settings.all`.
-struct SettingsOptions: ParsableArguments {
+public struct SettingsOptions: ParsableArguments, Sendable {
+    public init() {}
+
     @Option(name: .customLong("config"), help: "YAML file of settings (keys are the flag names).")
     var config: String?
 
@@ -134,7 +138,7 @@ struct SettingsOptions: ParsableArguments {
     }
 
     /// Resolves the settings, or exits with code 2 and a message naming the setting.
-    func resolve(environment: [String: String]) throws -> Configuration {
+    public func resolve(environment: [String: String]) throws -> Configuration {
         do {
             return try Configuration.resolve(ConfigurationInput(flags: given, environment: environment))
         } catch {
@@ -143,18 +147,16 @@ struct SettingsOptions: ParsableArguments {
     }
 }
 
-/// Invalid input: printed as "maestro: <message>", exit code 2.
-struct InvalidInput: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
-}
-
 /// Runs `body`, turning invalid input into exit code 2 with a message on stderr.
-func exitingOnInvalidInput(_ body: () throws -> Void) throws {
+public func exitingOnInvalidInput(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as InvalidInput {
         printError("maestro: \(error.description)")
         throw ExitCode(2)
     }
+}
+
+public func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
 }
