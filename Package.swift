@@ -88,6 +88,9 @@ let package = Package(
             dependencies: [
                 "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroRedis", "MaestroValue",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

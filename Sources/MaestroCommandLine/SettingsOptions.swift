@@ -137,10 +137,11 @@ public struct SettingsOptions: ParsableArguments, Sendable {
         return result
     }
 
-    /// Resolves the settings, or exits with code 2 and a message naming the setting.
-    public func resolve(environment: [String: String]) throws -> Configuration {
+    /// Resolves the settings, or exits with code 2 and a message naming the setting. `overriding`: flag
+    /// values that win over the given ones (the demo's own settings).
+    public func resolve(environment: [String: String], overriding: [String: [String]] = [:]) throws -> Configuration {
         do {
-            return try Configuration.resolve(ConfigurationInput(flags: given, environment: environment))
+            return try Configuration.resolve(ConfigurationInput(flags: given.merging(overriding) { _, override in override }, environment: environment))
         } catch {
             throw InvalidInput(error.message)
         }

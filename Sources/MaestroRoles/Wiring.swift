@@ -9,12 +9,16 @@ public import MaestroAPI
 /// Builds maestro's parts from the resolved settings.
 public struct Wiring: Sendable {
     public let configuration: Configuration
+    /// In front of every Redis key maestro uses, the leader lease's too: a private namespace on a shared
+    /// Redis (the demo's `maestro-demo:`). Empty for `maestro run`.
+    public let keyPrefix: String
 
-    public init(configuration: Configuration) {
+    public init(configuration: Configuration, keyPrefix: String = "") {
         self.configuration = configuration
+        self.keyPrefix = keyPrefix
     }
 
-    public var names: RedisNames { RedisNames(configuration: configuration) }
+    public var names: RedisNames { RedisNames(configuration: configuration).prefixed(keyPrefix) }
 
     public func redisURL() throws -> RedisURL {
         do {
@@ -160,7 +164,8 @@ extension Wiring {
         if let kubernetes = backend as? KubernetesBackend {
             lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
         } else {
-            lease = RedisLease(key: "maestro:leader:" + names.deploymentHash, holder: consumerName, redisURL: redisURL, logger: logger)
+            lease = RedisLease(key: keyPrefix + "maestro:leader:" + RedisNames(configuration: configuration).deploymentHash, holder: consumerName,
+                               redisURL: redisURL, logger: logger)
         }
         let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
                                     isLeader: { lease.isLeader })
