@@ -3,115 +3,115 @@ public import MaestroCore
 import Foundation
 import MaestroRoles
 
-/// The flags every subcommand that reads settings accepts; one per entry of `Settings.all`.
+/// The flags every subcommand that reads settings accepts; one per entry of `Settings.all`, its help
+/// text and default from that table.
 public struct SettingsOptions: ParsableArguments, Sendable {
     public init() {}
 
     @Option(name: .customLong("config"), help: "YAML file of settings (keys are the flag names).")
     var config: String?
 
-    @Option(name: .customLong("redis-url"), help: "Redis: redis://[user:password@]host:port[/db] (default redis://127.0.0.1:6379/0).")
+    @Option(name: .customLong("redis-url"), help: ArgumentHelp(Settings.flagHelp("redis-url")))
     var redisURL: String?
-    @Option(name: .customLong("redis-url-file"), help: "File holding the Redis URL (keeps a password out of ps).")
+    @Option(name: .customLong("redis-url-file"), help: ArgumentHelp(Settings.fileFlagHelp("redis-url")))
     var redisURLFile: String?
-    @Option(name: .customLong("plugins-dir"), help: "Folder of Lua plugins (default ./plugins).")
+    @Option(name: .customLong("plugins-dir"), help: ArgumentHelp(Settings.flagHelp("plugins-dir")))
     var pluginsDir: String?
-    @Option(name: .customLong("templates-dir"), help: "Folder of Lua templates (default ./templates).")
+    @Option(name: .customLong("templates-dir"), help: ArgumentHelp(Settings.flagHelp("templates-dir")))
     var templatesDir: String?
-    @Option(name: .customLong("lua-instruction-budget"), help: "Instructions one Lua call may run (default 50000000).")
+    @Option(name: .customLong("lua-instruction-budget"), help: ArgumentHelp(Settings.flagHelp("lua-instruction-budget")))
     var luaInstructionBudget: String?
-    @Option(name: .customLong("lua-memory-mb"), help: "Memory cap of each Lua VM in MiB (default 64).")
+    @Option(name: .customLong("lua-memory-mb"), help: ArgumentHelp(Settings.flagHelp("lua-memory-mb")))
     var luaMemoryMB: String?
-    @Option(name: .customLong("kafka-url"), help: "Kafka brokers the collectors consume from (default kafka1:19092).")
+    @Option(name: .customLong("kafka-url"), help: ArgumentHelp(Settings.flagHelp("kafka-url")))
     var kafkaURL: String?
-    @Option(name: .customLong("secret-key-file"), help: "File holding Orb's secret key (ORB_SINKS_SECRET_KEY; default orb).")
+    @Option(name: .customLong("secret-key-file"), help: ArgumentHelp(Settings.fileFlagHelp("secret-key")))
     var secretKeyFile: String?
-    @Option(name: .customLong("create-policy"), help: ArgumentHelp(Settings.definition("create-policy")?.help ?? ""))
+    @Option(name: .customLong("create-policy"), help: ArgumentHelp(Settings.flagHelp("create-policy")))
     var createPolicy: String?
-    @Option(name: .customLong("workers"), help: ArgumentHelp(Settings.definition("workers")?.help ?? ""))
+    @Option(name: .customLong("workers"), help: ArgumentHelp(Settings.flagHelp("workers")))
     var workers: String?
-    @Option(name: .customLong("stream-maxlen"), help: ArgumentHelp(Settings.definition("stream-maxlen")?.help ?? ""))
+    @Option(name: .customLong("stream-maxlen"), help: ArgumentHelp(Settings.flagHelp("stream-maxlen")))
     var streamMaxlen: String?
-    @Option(name: .customLong("group"), help: ArgumentHelp(Settings.definition("group")?.help ?? ""))
+    @Option(name: .customLong("group"), help: ArgumentHelp(Settings.flagHelp("group")))
     var group: String?
-    @Option(name: .customLong("group-start"), help: ArgumentHelp(Settings.definition("group-start")?.help ?? ""))
+    @Option(name: .customLong("group-start"), help: ArgumentHelp(Settings.flagHelp("group-start")))
     var groupStart: String?
-    @Option(name: .customLong("consumer-name"), help: ArgumentHelp(Settings.definition("consumer-name")?.help ?? ""))
+    @Option(name: .customLong("consumer-name"), help: ArgumentHelp(Settings.flagHelp("consumer-name")))
     var consumerName: String?
-    @Option(name: .customLong("min-idle"), help: ArgumentHelp(Settings.definition("min-idle")?.help ?? ""))
+    @Option(name: .customLong("min-idle"), help: ArgumentHelp(Settings.flagHelp("min-idle")))
     var minIdle: String?
-    @Option(name: .customLong("shutdown-timeout"), help: ArgumentHelp(Settings.definition("shutdown-timeout")?.help ?? ""))
+    @Option(name: .customLong("shutdown-timeout"), help: ArgumentHelp(Settings.flagHelp("shutdown-timeout")))
     var shutdownTimeout: String?
-    @Option(name: .customLong("reload-interval"), help: ArgumentHelp(Settings.definition("reload-interval")?.help ?? ""))
+    @Option(name: .customLong("reload-interval"), help: ArgumentHelp(Settings.flagHelp("reload-interval")))
     var reloadInterval: String?
-    @Option(name: .customLong("max-deliveries"), help: ArgumentHelp(Settings.definition("max-deliveries")?.help ?? ""))
+    @Option(name: .customLong("max-deliveries"), help: ArgumentHelp(Settings.flagHelp("max-deliveries")))
     var maxDeliveries: String?
-    @Option(name: .customLong("sinks-stream"), help: ArgumentHelp(Settings.definition("sinks-stream")?.help ?? ""))
+    @Option(name: .customLong("sinks-stream"), help: ArgumentHelp(Settings.flagHelp("sinks-stream")))
     var sinksStream: String?
-    @Option(name: .customLong("config-hash"), help: ArgumentHelp(Settings.definition("config-hash")?.help ?? ""))
+    @Option(name: .customLong("config-hash"), help: ArgumentHelp(Settings.flagHelp("config-hash")))
     var configHash: String?
-    @Option(name: .customLong("sinks-hash"), help: ArgumentHelp(Settings.definition("sinks-hash")?.help ?? ""))
+    @Option(name: .customLong("sinks-hash"), help: ArgumentHelp(Settings.flagHelp("sinks-hash")))
     var sinksHash: String?
-    @Option(name: .customLong("deployment-hash"), help: ArgumentHelp(Settings.definition("deployment-hash")?.help ?? ""))
+    @Option(name: .customLong("deployment-hash"), help: ArgumentHelp(Settings.flagHelp("deployment-hash")))
     var deploymentHash: String?
-    @Option(name: .customLong("collectors-hash"), help: ArgumentHelp(Settings.definition("collectors-hash")?.help ?? ""))
+    @Option(name: .customLong("collectors-hash"), help: ArgumentHelp(Settings.flagHelp("collectors-hash")))
     var collectorsHash: String?
-    @Option(name: .customLong("status-stream"), help: ArgumentHelp(Settings.definition("status-stream")?.help ?? ""))
+    @Option(name: .customLong("status-stream"), help: ArgumentHelp(Settings.flagHelp("status-stream")))
     var statusStream: String?
-    @Option(name: .customLong("deadletter-stream"), help: ArgumentHelp(Settings.definition("deadletter-stream")?.help ?? ""))
+    @Option(name: .customLong("deadletter-stream"), help: ArgumentHelp(Settings.flagHelp("deadletter-stream")))
     var deadletterStream: String?
-    @Option(name: .customLong("role"), help: ArgumentHelp(Settings.definition("role")?.help ?? ""))
+    @Option(name: .customLong("role"), help: ArgumentHelp(Settings.flagHelp("role")))
     var role: String?
-    @Option(name: .customLong("kube-backend"), help: ArgumentHelp(Settings.definition("kube-backend")?.help ?? ""))
+    @Option(name: .customLong("kube-backend"), help: ArgumentHelp(Settings.flagHelp("kube-backend")))
     var kubeBackend: String?
-    @Option(name: .customLong("manifests-dir"), help: ArgumentHelp(Settings.definition("manifests-dir")?.help ?? ""))
+    @Option(name: .customLong("manifests-dir"), help: ArgumentHelp(Settings.flagHelp("manifests-dir")))
     var manifestsDir: String?
-    @Option(name: .customLong("namespace"), help: ArgumentHelp(Settings.definition("namespace")?.help ?? ""))
+    @Option(name: .customLong("namespace"), help: ArgumentHelp(Settings.flagHelp("namespace")))
     var namespace: String?
-    @Option(name: .customLong("resync-interval"), help: ArgumentHelp(Settings.definition("resync-interval")?.help ?? ""))
+    @Option(name: .customLong("resync-interval"), help: ArgumentHelp(Settings.flagHelp("resync-interval")))
     var resyncInterval: String?
-    @Option(name: .customLong("orphan-grace"), help: ArgumentHelp(Settings.definition("orphan-grace")?.help ?? ""))
+    @Option(name: .customLong("orphan-grace"), help: ArgumentHelp(Settings.flagHelp("orphan-grace")))
     var orphanGrace: String?
-    @Option(name: .customLong("orphan-max-share"), help: ArgumentHelp(Settings.definition("orphan-max-share")?.help ?? ""))
+    @Option(name: .customLong("orphan-max-share"), help: ArgumentHelp(Settings.flagHelp("orphan-max-share")))
     var orphanMaxShare: String?
-    @Option(name: .customLong("activity-stream"), help: ArgumentHelp(Settings.definition("activity-stream")?.help ?? ""))
+    @Option(name: .customLong("activity-stream"), help: ArgumentHelp(Settings.flagHelp("activity-stream")))
     var activityStream: String?
-    @Option(name: .customLong("idle-stream"), help: ArgumentHelp(Settings.definition("idle-stream")?.help ?? ""))
+    @Option(name: .customLong("idle-stream"), help: ArgumentHelp(Settings.flagHelp("idle-stream")))
     var idleStream: String?
-    @Option(name: .customLong("maestro-group"), help: ArgumentHelp(Settings.definition("maestro-group")?.help ?? ""))
+    @Option(name: .customLong("maestro-group"), help: ArgumentHelp(Settings.flagHelp("maestro-group")))
     var maestroGroup: String?
-    @Option(name: .customLong("kubeconfig"), help: ArgumentHelp(Settings.definition("kubeconfig")?.help ?? ""))
+    @Option(name: .customLong("kubeconfig"), help: ArgumentHelp(Settings.flagHelp("kubeconfig")))
     var kubeconfig: String?
-    @Flag(name: .customLong("create-namespace"), help: "Create the collector namespace when it is missing.")
+    @Flag(name: .customLong("create-namespace"), help: ArgumentHelp(Settings.flagHelp("create-namespace")))
     var createNamespace: Bool = false
-    @Option(name: .customLong("maestro-target"), help: ArgumentHelp(Settings.definition("maestro-target")?.help ?? ""))
+    @Option(name: .customLong("maestro-target"), help: ArgumentHelp(Settings.flagHelp("maestro-target")))
     var maestroTarget: String?
-    @Option(name: .customLong("grpc-listen"), help: ArgumentHelp(Settings.definition("grpc-listen")?.help ?? ""))
+    @Option(name: .customLong("grpc-listen"), help: ArgumentHelp(Settings.flagHelp("grpc-listen")))
     var grpcListen: String?
-    @Option(name: .customLong("grpc-socket"), help: ArgumentHelp(Settings.definition("grpc-socket")?.help ?? ""))
+    @Option(name: .customLong("grpc-socket"), help: ArgumentHelp(Settings.flagHelp("grpc-socket")))
     var grpcSocket: String?
-    @Option(name: .customLong("grpc-tls-cert"), help: ArgumentHelp(Settings.definition("grpc-tls-cert")?.help ?? ""))
+    @Option(name: .customLong("grpc-tls-cert"), help: ArgumentHelp(Settings.flagHelp("grpc-tls-cert")))
     var grpcTlsCert: String?
-    @Option(name: .customLong("grpc-tls-key"), help: ArgumentHelp(Settings.definition("grpc-tls-key")?.help ?? ""))
+    @Option(name: .customLong("grpc-tls-key"), help: ArgumentHelp(Settings.flagHelp("grpc-tls-key")))
     var grpcTlsKey: String?
-    @Option(name: .customLong("grpc-client-ca"), help: ArgumentHelp(Settings.definition("grpc-client-ca")?.help ?? ""))
+    @Option(name: .customLong("grpc-client-ca"), help: ArgumentHelp(Settings.flagHelp("grpc-client-ca")))
     var grpcClientCa: String?
-    @Option(name: .customLong("http-allow-host"), help: "A host maestro.http may call (repeatable).")
+    @Option(name: .customLong("http-allow-host"), help: ArgumentHelp(Settings.flagHelp("http-allow-host")))
     var httpAllowHost: [String] = []
-    @Option(name: .customLong("collector-deny-cidr"),
-            help: "An address range exporter URLs may not point at (repeatable; replaces the defaults; none: only metadata and link-local).")
+    @Option(name: .customLong("collector-deny-cidr"), help: ArgumentHelp(Settings.flagHelp("collector-deny-cidr")))
     var collectorDenyCIDR: [String] = []
-    @Option(name: .customLong("collector-endpoint-resolution"), help: ArgumentHelp(Settings.definition("collector-endpoint-resolution")?.help ?? ""))
+    @Option(name: .customLong("collector-endpoint-resolution"), help: ArgumentHelp(Settings.flagHelp("collector-endpoint-resolution")))
     var collectorEndpointResolution: String?
-    @Option(name: .customLong("http-listen"), help: ArgumentHelp(Settings.definition("http-listen")?.help ?? ""))
+    @Option(name: .customLong("http-listen"), help: ArgumentHelp(Settings.flagHelp("http-listen")))
     var httpListen: String?
-    @Option(name: .customLong("grpc-token-file"), help: "File holding the API's bearer token.")
+    @Option(name: .customLong("grpc-token-file"), help: ArgumentHelp(Settings.fileFlagHelp("grpc-token")))
     var grpcTokenFile: String?
-    @Flag(name: .customLong("grpc-insecure"), help: "Allow the API on a non-loopback address without a token or TLS.")
+    @Flag(name: .customLong("grpc-insecure"), help: ArgumentHelp(Settings.flagHelp("grpc-insecure")))
     var grpcInsecure: Bool = false
-    @Option(name: .customLong("log-format"), help: "text or json (default text).")
+    @Option(name: .customLong("log-format"), help: ArgumentHelp(Settings.flagHelp("log-format")))
     var logFormat: String?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error (default info).")
+    @Option(name: .customLong("log-level"), help: ArgumentHelp(Settings.flagHelp("log-level")))
     var logLevel: String?
 
     /// Flag name → values, as `Configuration.resolve` takes them.

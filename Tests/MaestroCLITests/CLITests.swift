@@ -35,6 +35,21 @@ struct CLITests {
         #expect(try maestro(["bench", "pipeline"]).code == 64)
     }
 
+    @Test("--help shows each setting's help and default as the settings table has them")
+    func helpShowsDefaults() throws {
+        let help = try maestro(["config", "--help"])
+        #expect(help.code == 0)
+        // Lines are wrapped to the terminal: compare with the whitespace folded.
+        let flat = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(flat.contains("Memory cap of each Lua VM, in MiB. (default: 64)"))
+        for definition in Settings.all {
+            #expect(flat.contains("--\(definition.allowsFlagValue ? definition.key : definition.key + "-file") "), "--\(definition.key) is not in --help")
+            var shown = definition.help
+            if let value = definition.defaultValue, definition.kind != .boolean { shown += " (default: \(value))" }
+            #expect(flat.contains(shown), "--help does not show \(definition.key)'s \(shown)")
+        }
+    }
+
     @Test("usage errors exit 64")
     func usageErrors() throws {
         #expect(try maestro(["--no-such-flag"]).code == 64)

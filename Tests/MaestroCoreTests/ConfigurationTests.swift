@@ -142,4 +142,32 @@ struct ConfigurationDocsTests {
             #expect(text.contains(definition.environmentVariable), "\(definition.environmentVariable) is missing")
         }
     }
+
+    @Test("docs/configuration.md shows each default as the settings table has it, and no setting that is gone")
+    func defaultsAgree() throws {
+        let text = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)
+        // The settings table: from its header row to the first line that is not a row.
+        let rows = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .drop { !$0.hasPrefix("| setting (flag / file key)") }.dropFirst(2)
+            .prefix { $0.hasPrefix("|") }
+        var documented: [String: String] = [:]
+        for row in rows {
+            // | `key` (notes) | environment | Orb's variable | default | meaning |
+            let cells = row.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            try #require(cells.count >= 6, "a settings row with too few cells: \(row)")
+            let key = try #require(cells[1].split(separator: "`").first.map(String.init), "a settings row without a key: \(row)")
+            documented[key] = cells[4]
+        }
+        #expect(Set(documented.keys) == Set(Settings.all.map(\.key)))
+        for definition in Settings.all {
+            guard let shown = documented[definition.key] else { continue }
+            if let value = definition.defaultValue {
+                #expect(shown == "`\(value)`", "\(definition.key): the docs say \(shown), the default is \(value)")
+            } else {
+                // No default: the docs may say what happens instead (off, none, one per core …), never one value.
+                let oneValue = shown.hasPrefix("`") && shown.hasSuffix("`") && shown.filter { $0 == "`" }.count == 2
+                #expect(!oneValue, "\(definition.key) has no default, the docs show \(shown)")
+            }
+        }
+    }
 }

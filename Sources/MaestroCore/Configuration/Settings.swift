@@ -100,9 +100,9 @@ public enum Settings {
         SettingDefinition(key: "activity-stream", defaultValue: "orb.sink_activity", help: "Orb's sink activity stream (on-activity policy)."),
         SettingDefinition(key: "idle-stream", defaultValue: "orb.sink_idle", help: "Orb's sink idle stream (on-activity policy)."),
         SettingDefinition(key: "maestro-group", defaultValue: "orb.maestro", help: "Consumer group on the activity and idle streams."),
-        SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format."),
+        SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format: text or json."),
         SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
-                          help: "Lowest level logged.", orbSource: { environment in
+                          help: "Lowest level logged: trace, debug, info, warning or error.", orbSource: { environment in
                               // Orb's levels are lower case too, but say "warn".
                               guard let level = environment["ORB_MAESTRO_LOG_LEVEL"] else { return nil }
                               return (level == "warn" ? "warning" : level.lowercased(), "ORB_MAESTRO_LOG_LEVEL")
@@ -111,5 +111,17 @@ public enum Settings {
 
     public static func definition(_ key: String) -> SettingDefinition? {
         all.first { $0.key == key }
+    }
+
+    /// A flag's help: the table's text and the table's default, so `--help` cannot show another.
+    public static func flagHelp(_ key: String) -> String {
+        guard let definition = definition(key) else { preconditionFailure("no setting \(key) in Settings.all") }
+        guard let value = definition.defaultValue, definition.kind != .boolean else { return definition.help }
+        return definition.help + " (default: \(value))"
+    }
+
+    /// The help of a secret's `--KEY-file` flag.
+    public static func fileFlagHelp(_ key: String) -> String {
+        "A file holding \(key) (keeps it out of ps). " + flagHelp(key)
     }
 }
