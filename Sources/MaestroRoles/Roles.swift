@@ -15,7 +15,7 @@ public import ServiceLifecycle
 public struct Roles {
     public let wiring: Wiring
     public let redisURL: RedisURL
-    public let role: String
+    public let role: MaestroSettings.Role
     /// The maestro role's parts, where this process runs it.
     public let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
     public let consumers: [StreamConsumer]
@@ -28,14 +28,13 @@ public struct Roles {
 
     /// `registry`: where the operations server's metrics are (it serves only with `http-listen`).
     public init(wiring: Wiring, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger) throws {
-        let configuration = wiring.configuration
         self.wiring = wiring
         self.logger = logger
         let redisURL = try wiring.redisURL()
         self.redisURL = redisURL
-        let role = configuration.string("role") ?? "all"
+        let role = wiring.settings.role
         self.role = role
-        let shutdownTimeout = configuration.duration("shutdown-timeout") ?? 30
+        let shutdownTimeout = wiring.settings.shutdownTimeout
         let draining = DrainFlag()
         var services: [any Service] = []
 
@@ -60,21 +59,21 @@ public struct Roles {
         }
         let ready: @Sendable () -> Bool = { !draining.isSet && isReady(catalog: generations.catalog, redisURL: redisURL) }
 
-        if let listen = configuration.string("http-listen") {
+        if let listen = wiring.settings.httpListen {
             services.append(try Self.operationsServer(listen: listen, registry: registry, names: wiring.names, redisURL: redisURL,
                                                       ready: ready, logger: logger))
         }
 
         var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
         var handOff: (any CollectorService)?
-        if role == "all" || role == "maestro" {
+        if role == .all || role == .maestro {
             let maestro = try Self.maestroRole(wiring: wiring, redisURL: redisURL, templatesRoot: try snapshots.take(wiring.templatesRoot),
                                                shutdownTimeout: shutdownTimeout, ready: ready, logger: logger)
             collectors = maestro.collectors
             handOff = maestro.collectors.manager
             services += maestro.services
         } else {
-            guard let target = configuration.string("maestro-target"), !target.isEmpty else {
+            guard let target = wiring.settings.maestroTarget else {
                 throw InvalidInput("--role sinker hands collectors to the maestro role: give --maestro-target HOST:PORT or unix:PATH")
             }
             handOff = try RemoteCollectorService(configuration: wiring.apiClientConfiguration(target: target))
@@ -83,7 +82,7 @@ public struct Roles {
 
         let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
                                    generations: generations,
-                                   interval: configuration.duration("reload-interval") ?? 2, logger: logger)
+                                   interval: wiring.settings.reloadInterval, logger: logger)
         reloader.start()
         services.append(ReloadOnHangup(reloader: reloader))
 
@@ -178,14 +177,14 @@ public struct Roles {
     }
 
     /// The sinker on the sinks stream; the activity and idle streams (on-activity policy); the status hooks.
-    private static func consumers(wiring: Wiring, redisURL: RedisURL, role: String, generations: PluginGenerations,
+    private static func consumers(wiring: Wiring, redisURL: RedisURL, role: MaestroSettings.Role, generations: PluginGenerations,
                                   handOff: (any CollectorService)?,
                                   collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?,
                                   logger: Logger) -> [StreamConsumer] {
         let names = wiring.names
         var consumers: [StreamConsumer] = []
         let cluster = collectors.map { wiring.pluginCluster(backend: $0.reconciler.backend) }
-        if role == "all" || role == "sinker" {
+        if role == .all || role == .sinker {
             var context = wiring.sinkerContext(catalog: generations.catalog, collectors: handOff, cluster: cluster, logger: logger)
             context.generations = generations
             consumers.append(StreamConsumer(options: wiring.consumerOptions(), redisURL: redisURL, logger: logger,
@@ -202,7 +201,7 @@ public struct Roles {
             }
         }
         // The hooks' consumer runs whenever plugins run here: a reload may add the first hook plugin.
-        if role == "all" || role == "maestro" || generations.catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
+        if role == .all || role == .maestro || generations.catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
             var options = wiring.consumerOptions()
             options.stream = names.statusStream
             options.group = names.hooksGroup

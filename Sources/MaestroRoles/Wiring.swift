@@ -9,54 +9,56 @@ public import MaestroAPI
 /// Builds maestro's parts from the resolved settings.
 public struct Wiring: Sendable {
     public let configuration: Configuration
+    /// The settings, typed, read once.
+    public let settings: MaestroSettings
     /// In front of every Redis key maestro uses, the leader lease's too: a private namespace on a shared
     /// Redis (the demo's `maestro-demo:`). Empty for `maestro run`.
     public let keyPrefix: String
 
     public init(configuration: Configuration, keyPrefix: String = "") {
         self.configuration = configuration
+        settings = MaestroSettings(configuration)
         self.keyPrefix = keyPrefix
     }
 
-    public var names: RedisNames { RedisNames(configuration: configuration).prefixed(keyPrefix) }
+    public var names: RedisNames { settings.names.prefixed(keyPrefix) }
 
     public func redisURL() throws -> RedisURL {
         do {
-            return try RedisURL(parsing: configuration.string("redis-url") ?? "")
+            return try RedisURL(parsing: settings.redisURL)
         } catch {
-            throw InvalidInput("invalid value for redis-url (from \(configuration.origin("redis-url")?.description ?? "default")): \(error.message)")
+            throw InvalidInput("invalid value for redis-url (from \(settings.redisURLOrigin)): \(error.message)")
         }
     }
 
     public var luaLimits: PluginCatalog.LuaLimits {
-        PluginCatalog.LuaLimits(instructionBudget: configuration.integer("lua-instruction-budget") ?? 50_000_000,
-                                memoryLimitBytes: (configuration.integer("lua-memory-mb") ?? 64) << 20)
+        PluginCatalog.LuaLimits(instructionBudget: settings.luaInstructionBudget, memoryLimitBytes: settings.luaMemoryMB << 20)
     }
 
-    public var pluginsRoot: String { absolute(configuration.string("plugins-dir") ?? "./plugins") }
-    public var templatesRoot: String { absolute(configuration.string("templates-dir") ?? "./templates") }
+    public var pluginsRoot: String { absolute(settings.pluginsDir) }
+    public var templatesRoot: String { absolute(settings.templatesDir) }
 
     /// `root`: where to load from instead of `plugins-dir` (a snapshot of it, for `maestro run`).
     public func loadPlugins(logger: Logger, root: String? = nil) -> PluginCatalog {
         PluginCatalog.load(root: root ?? pluginsRoot, settings: configuration.plugins, limits: luaLimits, logger: logger)
     }
 
-    public var createPolicy: CreatePolicy { CreatePolicy(rawValue: configuration.string("create-policy") ?? "eager") ?? .eager }
+    public var createPolicy: CreatePolicy { settings.createPolicy }
 
-    public var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: configuration.values("http-allow-host")) }
+    public var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: settings.httpAllowedHosts) }
     /// Where exporters may point (`--collector-deny-cidr`, checked when the settings were resolved).
     public var endpointPolicy: EndpointPolicy {
-        let given = configuration.values("collector-deny-cidr")
-        let resolves = configuration.string("collector-endpoint-resolution") != "off"
-        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given, resolvesNames: resolves)) ?? .standard
+        let given = settings.collectorDeniedRanges
+        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given,
+                                    resolvesNames: settings.resolvesCollectorEndpoints)) ?? .standard
     }
 
     public func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,
                               logger: Logger) -> SinkerContext {
-        var context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb"),
-                                    kafkaURL: configuration.string("kafka-url") ?? "kafka1:19092",
+        var context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: settings.secretKey),
+                                    kafkaURL: settings.kafkaURL,
                                     policy: createPolicy,
-                                    collectors: collectors, streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000, logger: logger)
+                                    collectors: collectors, streamMaxLength: settings.streamMaxLength, logger: logger)
         context.cluster = cluster
         context.httpPolicy = httpPolicy
         context.endpointPolicy = endpointPolicy
@@ -69,24 +71,24 @@ public struct Wiring: Sendable {
         if let kubernetes = backend as? KubernetesBackend {
             return KubernetesPluginCluster(client: kubernetes.client, namespace: namespace)
         }
-        return DirectoryPluginCluster(root: absolute(configuration.string("manifests-dir") ?? "./manifests"), namespace: namespace)
+        return DirectoryPluginCluster(root: absolute(settings.manifestsDir), namespace: namespace)
     }
 
-    public var workers: Int { configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount }
+    public var workers: Int { settings.workers }
 
     /// The pod name in a cluster, else host name and process id.
     public var consumerName: String {
-        if let name = configuration.string("consumer-name"), !name.isEmpty { return name }
+        if let name = settings.consumerName { return name }
         if let pod = ProcessInfo.processInfo.environment["POD_NAME"], !pod.isEmpty { return pod }
         return "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
     public func consumerOptions() -> StreamConsumerOptions {
-        StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, groupStart: configuration.string("group-start") ?? "0",
+        StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, groupStart: settings.groupStart,
                               consumerName: consumerName, workers: workers,
-                              minIdleMilliseconds: Int((configuration.duration("min-idle") ?? 60) * 1000),
-                              maxDeliveries: configuration.integer("max-deliveries") ?? 5, deadLetterStream: names.deadLetterStream,
-                              streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000)
+                              minIdleMilliseconds: Int(settings.minIdle * 1000),
+                              maxDeliveries: settings.maxDeliveries, deadLetterStream: names.deadLetterStream,
+                              streamMaxLength: settings.streamMaxLength)
     }
 
     public func absolute(_ path: String) -> String {
@@ -107,9 +109,9 @@ extension Wiring {
     /// and plugins: `namespace` when it is set (flag, environment or file), else the template's
     /// `namespace` value in the config file, else the default.
     public var collectorNamespace: String {
-        if configuration.origin("namespace") != .defaultValue, let namespace = configuration.string("namespace") { return namespace }
+        if settings.namespaceIsGiven { return settings.namespace }
         if let namespace = configuration.templates["otel-collector"]?["namespace"]?.stringValue { return namespace }
-        return configuration.string("namespace") ?? "otelcollectors"
+        return settings.namespace
     }
 
     /// The template's values: the config file's `templates: {otel-collector: …}`, with the collector namespace.
@@ -120,14 +122,14 @@ extension Wiring {
     }
 
     public var backendName: String {
-        if let chosen = configuration.string("kube-backend") { return chosen }
-        return KubeConfigLoader.clusterAvailable(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment)
+        if let chosen = settings.kubeBackend { return chosen }
+        return KubeConfigLoader.clusterAvailable(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
             ? "kubernetes" : "directory"
     }
 
     public func kubernetesClient(logger: Logger) throws -> KubernetesClient {
         do {
-            let credentials = try KubeConfigLoader.load(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment)
+            let credentials = try KubeConfigLoader.load(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
             return KubernetesClient(credentials: credentials, logger: logger)
         } catch {
             throw InvalidInput("cannot use the Kubernetes API: \(error)")
@@ -138,17 +140,15 @@ extension Wiring {
         switch backendName {
         case "kubernetes":
             return KubernetesBackend(client: try kubernetesClient(logger: logger), namespace: collectorNamespace,
-                                     createNamespace: configuration.boolean("create-namespace"))
+                                     createNamespace: settings.createNamespace)
         default:
-            return DirectoryBackend(root: absolute(configuration.string("manifests-dir") ?? "./manifests"))
+            return DirectoryBackend(root: absolute(settings.manifestsDir))
         }
     }
 
     public func reconcilerOptions() -> ReconcilerOptions {
-        ReconcilerOptions(resyncInterval: configuration.duration("resync-interval") ?? 300,
-                          orphanGrace: configuration.duration("orphan-grace") ?? 600,
-                          orphanMaxShare: Double(configuration.integer("orphan-max-share") ?? 10) / 100,
-                          statusStreamMaxLength: configuration.integer("stream-maxlen") ?? 100_000,
+        ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
+                          orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
                           checksEagerInvariant: createPolicy == .eager)
     }
 
@@ -164,7 +164,7 @@ extension Wiring {
         if let kubernetes = backend as? KubernetesBackend {
             lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
         } else {
-            lease = RedisLease(key: keyPrefix + "maestro:leader:" + RedisNames(configuration: configuration).deploymentHash, holder: consumerName,
+            lease = RedisLease(key: keyPrefix + "maestro:leader:" + settings.names.deploymentHash, holder: consumerName,
                                redisURL: redisURL, logger: logger)
         }
         let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
@@ -200,16 +200,15 @@ extension Wiring {
 
 extension Wiring {
     public func apiServerConfiguration() -> APIServerConfiguration {
-        APIServerConfiguration(listen: configuration.string("grpc-listen"), socketPath: configuration.string("grpc-socket"),
-                               token: configuration.string("grpc-token"), tlsCertificate: configuration.string("grpc-tls-cert"),
-                               tlsKey: configuration.string("grpc-tls-key"), clientCA: configuration.string("grpc-client-ca"),
-                               insecure: configuration.boolean("grpc-insecure"))
+        APIServerConfiguration(listen: settings.grpcListen, socketPath: settings.grpcSocket, token: settings.grpcToken,
+                               tlsCertificate: settings.grpcTLSCertificate, tlsKey: settings.grpcTLSKey, clientCA: settings.grpcClientCA,
+                               insecure: settings.grpcInsecure)
     }
 
     /// The client side of the same settings (a sinker, `maestro collectors`).
     public func apiClientConfiguration(target: String) -> APIClientConfiguration {
-        APIClientConfiguration(target: target, token: configuration.string("grpc-token"), caCertificate: configuration.string("grpc-client-ca"),
-                               clientCertificate: configuration.string("grpc-tls-cert"), clientKey: configuration.string("grpc-tls-key"))
+        APIClientConfiguration(target: target, token: settings.grpcToken, caCertificate: settings.grpcClientCA,
+                               clientCertificate: settings.grpcTLSCertificate, clientKey: settings.grpcTLSKey)
     }
 }
 

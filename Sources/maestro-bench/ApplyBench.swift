@@ -37,10 +37,7 @@ struct ApplyBench: ParsableCommand {
 
     func run() throws {
         try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .error) }
-            let wiring = Wiring(configuration: configuration)
-            let logger = Logger(label: "bench")
+            let (wiring, logger) = try start(settings)
             let client = try wiring.kubernetesClient(logger: logger)
             let namespace = wiring.collectorNamespace
             let backend = KubernetesBackend(client: client, namespace: namespace, createNamespace: true)
@@ -64,7 +61,7 @@ struct ApplyBench: ParsableCommand {
             var result: [String: [Value]] = [:]
             func record(_ key: String, _ value: Double) { result[key, default: []].append(.double(value)) }
             let kubectl = try executable("kubectl")
-            let kubeconfig = KubeConfigLoader.kubeconfigPath(flag: configuration.string("kubeconfig"), environment: ProcessInfo.processInfo.environment) ?? ""
+            let kubeconfig = KubeConfigLoader.kubeconfigPath(flag: wiring.settings.kubeconfig, environment: ProcessInfo.processInfo.environment) ?? ""
             for run in 0..<runs where side != "kubectl" {
                 let ours = try render("bench-maestro-\(run)")
                 let requestsBefore = try doubleRequests()

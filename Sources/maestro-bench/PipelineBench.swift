@@ -34,19 +34,16 @@ struct PipelineBench: ParsableCommand {
 
     func run() throws {
         try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .error) }
-            let wiring = Wiring(configuration: configuration)
+            let (wiring, logger) = try start(settings)
             var server: LocalRedisServer?
             let url: RedisURL
-            if configuration.origin("redis-url") == .defaultValue {
+            if !wiring.settings.redisURLIsGiven {
                 server = try LocalRedisServer.start()
                 url = try RedisURL(parsing: server!.url)
             } else {
                 url = try wiring.redisURL()
             }
             defer { server?.stop() }
-            let logger = Logger(label: "bench")
             let catalog = wiring.loadPlugins(logger: logger)
             let counts = (workerCounts ?? "1,\(ProcessInfo.processInfo.activeProcessorCount)")
                 .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }

@@ -32,10 +32,7 @@ struct TemplatesBench: ParsableCommand {
 
     func run() throws {
         try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .error) }
-            let wiring = Wiring(configuration: configuration)
-            let logger = Logger(label: "bench")
+            let (wiring, logger) = try start(settings)
             // The golden data's values exercise every optional part: resources, nodeSelector, tolerations, labels, annotations.
             let testdata = wiring.templatesRoot + "/testdata/otel-collector/values.json"
             guard let text = TextFile.read(testdata), let values = (try? JSON.decode(text))?["values"] else {

@@ -24,10 +24,11 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            let level = configuration.origin("log-level") == .defaultValue ? "error" : configuration.string("log-level") ?? "error"
-            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: level)
-            try DemoRun(settings: settings, configuration: configuration).run()
+            let given = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+            let typed = MaestroSettings(given)
+            // Quiet unless asked: the narration is the output.
+            MaestroLogHandler.bootstrap(format: typed.logFormat, level: typed.logLevelIsGiven ? typed.logLevel : "error")
+            try DemoRun(settings: settings, given: typed).run()
         }
     }
 }
@@ -35,7 +36,7 @@ struct DemoCommand: ParsableCommand {
 struct DemoRun {
     let settings: SettingsOptions
     /// The settings as given, before the demo's own.
-    let configuration: Configuration
+    let given: MaestroSettings
 
     func say(_ step: Int, _ text: String) {
         print("\n[\(step)] \(text)")
@@ -44,7 +45,7 @@ struct DemoRun {
     func run() throws {
         print("maestro \(MaestroVersion.current) demo")
         var privateServer: LocalRedisServer?
-        if configuration.origin("redis-url") == .defaultValue {
+        if !given.redisURLIsGiven {
             privateServer = try LocalRedisServer.start()
         }
         defer {
@@ -105,7 +106,7 @@ struct DemoRun {
                                  "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"]]
         try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", "prometheus"), ("config", try JSON.encode(promConfig)),
                                 ("timestamp", "-62135596800"), ("operation", "sinks.create")])
-        let cipher = OrbSecretCipher(secret: wiring.configuration.string("secret-key") ?? "orb")
+        let cipher = OrbSecretCipher(secret: wiring.settings.secretKey)
         let otlpConfig: Value = ["exporter": ["endpoint": "https://otlp.example.com"],
                                  "authentication": ["type": "bearertokenauth", "scheme": "Bearer", "token": .string(cipher.encrypt("t0k3n-from-orb"))]]
         try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("backend", "otlphttp"), ("config", try JSON.encode(otlpConfig)),

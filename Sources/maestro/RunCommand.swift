@@ -19,16 +19,16 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: configuration.string("log-level") ?? "info")
+            let wiring = Wiring(configuration: configuration)
+            MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel)
             let logger = Logger(label: "maestro")
             let signals = TerminationSignals(logger: logger)
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-            let wiring = Wiring(configuration: configuration)
             let roles = try Roles(wiring: wiring, registry: registry, logger: logger)
             defer { roles.removeSnapshots() }
 
-            logger.info("maestro running", metadata: ["redis": "\(roles.redisURL)", "role": "\(roles.role)", "policy": "\(wiring.createPolicy.rawValue)",
+            logger.info("maestro running", metadata: ["redis": "\(roles.redisURL)", "role": "\(roles.role.rawValue)", "policy": "\(wiring.createPolicy.rawValue)",
                                                       "backend": "\(roles.collectors?.reconciler.backend.name ?? "-")",
                                                       "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
             let group = roles.serviceGroup()

@@ -7,6 +7,55 @@ import Testing
 
 @Suite("Configuration", .timeLimit(.minutes(2)))
 struct ConfigurationTests {
+    @Test("the typed settings: the documented defaults, and given values in their types")
+    func typedSettings() throws {
+        let defaults = MaestroSettings(try Configuration.resolve(ConfigurationInput()))
+        #expect(defaults.redisURL == "redis://127.0.0.1:6379/0")
+        #expect(!defaults.redisURLIsGiven)
+        #expect(defaults.luaInstructionBudget == 50_000_000)
+        #expect(defaults.luaMemoryMB == 64)
+        #expect(defaults.kafkaURL == "kafka1:19092")
+        #expect(defaults.secretKey == "orb")
+        #expect(defaults.role == .all)
+        #expect(defaults.maestroTarget == nil && defaults.grpcListen == nil && defaults.httpListen == nil)
+        #expect(defaults.resyncInterval == 300)
+        #expect(defaults.orphanGrace == 600)
+        #expect(defaults.orphanMaxShare == 10)
+        #expect(defaults.createPolicy == .eager)
+        #expect(defaults.workers == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(defaults.streamMaxLength == 100_000)
+        #expect(defaults.groupStart == "0")
+        #expect(defaults.shutdownTimeout == 30)
+        #expect(defaults.reloadInterval == 2)
+        #expect(defaults.minIdle == 60)
+        #expect(defaults.maxDeliveries == 5)
+        #expect(defaults.namespace == "otelcollectors" && !defaults.namespaceIsGiven)
+        #expect(defaults.manifestsDir == "./manifests")
+        #expect(defaults.names.sinksStream == "orb.sinks")
+        #expect(defaults.names.sinkerGroup == "orb.sinker")
+        #expect(defaults.names.configHash == "orb.sinker.otelConfigYaml")
+        #expect(defaults.names.statusStream == "orb.maestro.sink_status")
+        #expect(defaults.logFormat == "text" && defaults.logLevel == "info" && !defaults.logLevelIsGiven)
+        #expect(!defaults.grpcInsecure && !defaults.createNamespace && defaults.resolvesCollectorEndpoints)
+
+        let given = MaestroSettings(try Configuration.resolve(ConfigurationInput(flags: [
+            "role": ["sinker"], "maestro-target": ["unix:/run/maestro.sock"], "workers": ["3"], "resync-interval": ["1m30s"],
+            "min-idle": ["500ms"], "group": ["my.group"], "namespace": ["collectors"], "create-policy": ["on-activity"],
+            "collector-endpoint-resolution": ["off"], "grpc-insecure": ["true"], "log-level": ["debug"],
+        ])))
+        #expect(given.role == .sinker)
+        #expect(given.maestroTarget == "unix:/run/maestro.sock")
+        #expect(given.workers == 3)
+        #expect(given.resyncInterval == 90)
+        #expect(given.minIdle == 0.5)
+        #expect(given.names.sinkerGroup == "my.group")
+        #expect(given.namespace == "collectors" && given.namespaceIsGiven)
+        #expect(given.createPolicy == .onActivity)
+        #expect(!given.resolvesCollectorEndpoints)
+        #expect(given.grpcInsecure)
+        #expect(given.logLevel == "debug" && given.logLevelIsGiven)
+    }
+
     @Test("flag > MAESTRO_* > Orb's variable > config file > default")
     func precedence() throws {
         let directory = try TemporaryDirectory()

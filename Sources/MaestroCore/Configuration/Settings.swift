@@ -1,7 +1,8 @@
 internal import MaestroValue
 
-/// Every setting maestro knows today. Later features add theirs here; the flags, environment
-/// variables, config-file keys and docs/configuration.md all follow from this list.
+/// Every setting maestro knows today, each default written here once (the Redis names' are `RedisNames`'s,
+/// which are Orb's). Later features add theirs here; the flags, their help, the environment variables,
+/// config-file keys, the typed `MaestroSettings` and docs/configuration.md all follow from this list.
 public enum Settings {
     public static let all: [SettingDefinition] = [
         SettingDefinition(
@@ -77,7 +78,7 @@ public enum Settings {
                           help: "Worker threads, each with its own Lua VMs and Redis connection (default: one per core)."),
         SettingDefinition(key: "stream-maxlen", kind: .integer(100...100_000_000), defaultValue: "100000",
                           help: "MAXLEN ~ of the streams maestro writes (status, dead letters, events it emits)."),
-        SettingDefinition(key: "group", defaultValue: "orb.sinker", help: "Consumer group on the sinks stream."),
+        SettingDefinition(key: "group", defaultValue: RedisNames().sinkerGroup, help: "Consumer group on the sinks stream."),
         SettingDefinition(key: "group-start", kind: .choice(["0", "$"]), defaultValue: "0",
                           help: "Where a new consumer group starts: 0 (every entry in the stream) or $ (new entries only)."),
         SettingDefinition(key: "consumer-name", defaultValue: nil,
@@ -90,16 +91,16 @@ public enum Settings {
                           help: "Entries pending this long with a dead consumer are reclaimed."),
         SettingDefinition(key: "max-deliveries", kind: .integer(1...1000), defaultValue: "5",
                           help: "Deliveries of a failing entry before it is dead-lettered."),
-        SettingDefinition(key: "sinks-stream", defaultValue: "orb.sinks", help: "Stream of Orb's sink events."),
-        SettingDefinition(key: "config-hash", defaultValue: "orb.sinker.otelConfigYaml", help: "Hash: sink id to collector config YAML."),
-        SettingDefinition(key: "sinks-hash", defaultValue: "orb.sinker.sinks", help: "Hash: sink id to owner, backend, last applied entry."),
-        SettingDefinition(key: "deployment-hash", defaultValue: "orb.maestro.otelCollector", help: "Hash: sink id to rendered Kubernetes YAML."),
-        SettingDefinition(key: "collectors-hash", defaultValue: "orb.maestro.collectors", help: "Hash: sink id to collector status JSON."),
-        SettingDefinition(key: "status-stream", defaultValue: "orb.maestro.sink_status", help: "Stream of status changes, Orb's format."),
-        SettingDefinition(key: "deadletter-stream", defaultValue: "orb.maestro.deadletter", help: "Stream of entries that could not be handled."),
-        SettingDefinition(key: "activity-stream", defaultValue: "orb.sink_activity", help: "Orb's sink activity stream (on-activity policy)."),
-        SettingDefinition(key: "idle-stream", defaultValue: "orb.sink_idle", help: "Orb's sink idle stream (on-activity policy)."),
-        SettingDefinition(key: "maestro-group", defaultValue: "orb.maestro", help: "Consumer group on the activity and idle streams."),
+        SettingDefinition(key: "sinks-stream", defaultValue: RedisNames().sinksStream, help: "Stream of Orb's sink events."),
+        SettingDefinition(key: "config-hash", defaultValue: RedisNames().configHash, help: "Hash: sink id to collector config YAML."),
+        SettingDefinition(key: "sinks-hash", defaultValue: RedisNames().sinksHash, help: "Hash: sink id to owner, backend, last applied entry."),
+        SettingDefinition(key: "deployment-hash", defaultValue: RedisNames().deploymentHash, help: "Hash: sink id to rendered Kubernetes YAML."),
+        SettingDefinition(key: "collectors-hash", defaultValue: RedisNames().collectorsHash, help: "Hash: sink id to collector status JSON."),
+        SettingDefinition(key: "status-stream", defaultValue: RedisNames().statusStream, help: "Stream of status changes, Orb's format."),
+        SettingDefinition(key: "deadletter-stream", defaultValue: RedisNames().deadLetterStream, help: "Stream of entries that could not be handled."),
+        SettingDefinition(key: "activity-stream", defaultValue: RedisNames().activityStream, help: "Orb's sink activity stream (on-activity policy)."),
+        SettingDefinition(key: "idle-stream", defaultValue: RedisNames().idleStream, help: "Orb's sink idle stream (on-activity policy)."),
+        SettingDefinition(key: "maestro-group", defaultValue: RedisNames().maestroGroup, help: "Consumer group on the activity and idle streams."),
         SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format: text or json."),
         SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
                           help: "Lowest level logged: trace, debug, info, warning or error.", orbSource: { environment in
