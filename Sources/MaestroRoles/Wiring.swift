@@ -48,9 +48,7 @@ public struct Wiring: Sendable {
     public var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: settings.httpAllowedHosts) }
     /// Where exporters may point (`--collector-deny-cidr`, checked when the settings were resolved).
     public var endpointPolicy: EndpointPolicy {
-        let given = settings.collectorDeniedRanges
-        return (try? EndpointPolicy(denied: given.isEmpty ? EndpointPolicy.defaultDeniedRanges : given,
-                                    resolvesNames: settings.resolvesCollectorEndpoints)) ?? .standard
+        (try? EndpointPolicy(denied: settings.collectorDeniedRanges, resolvesNames: settings.resolvesCollectorEndpoints)) ?? .standard
     }
 
     public func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,

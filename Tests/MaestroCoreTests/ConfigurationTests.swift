@@ -37,6 +37,8 @@ struct ConfigurationTests {
         #expect(defaults.names.statusStream == "orb.maestro.sink_status")
         #expect(defaults.logFormat == "text" && defaults.logLevel == "info" && !defaults.logLevelIsGiven)
         #expect(!defaults.grpcInsecure && !defaults.createNamespace && defaults.resolvesCollectorEndpoints)
+        #expect(defaults.collectorDeniedRanges == ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                                   "fc00::/7"])
 
         let given = MaestroSettings(try Configuration.resolve(ConfigurationInput(flags: [
             "role": ["sinker"], "maestro-target": ["unix:/run/maestro.sock"], "workers": ["3"], "resync-interval": ["1m30s"],
@@ -208,6 +210,9 @@ struct ConfigurationDocsTests {
             documented[key] = cells[4]
         }
         #expect(Set(documented.keys) == Set(Settings.all.map(\.key)))
+        // A list's default is not in the table but in the code that applies it.
+        let deniedRanges = documented["collector-deny-cidr"]?.split(separator: "`", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        #expect(deniedRanges == EndpointPolicy.defaultDeniedRanges)
         for definition in Settings.all {
             guard let shown = documented[definition.key] else { continue }
             if let value = definition.defaultValue {

@@ -27,7 +27,7 @@ public struct MaestroSettings: Sendable {
     public var grpcInsecure: Bool
     public var httpListen: String?
     public var httpAllowedHosts: [String]
-    /// As given; empty: the default ranges (`EndpointPolicy.defaultDeniedRanges`).
+    /// As given, else the default ranges (`EndpointPolicy.defaultDeniedRanges`, the table's default for a list).
     public var collectorDeniedRanges: [String]
     public var resolvesCollectorEndpoints: Bool
     /// nil: chosen by what is found (a kubeconfig or a service account: kubernetes).
@@ -81,7 +81,8 @@ public struct MaestroSettings: Sendable {
         grpcInsecure = read.boolean("grpc-insecure")
         httpListen = configuration.string("http-listen")
         httpAllowedHosts = configuration.values("http-allow-host")
-        collectorDeniedRanges = configuration.values("collector-deny-cidr")
+        let deniedRanges = configuration.values("collector-deny-cidr")
+        collectorDeniedRanges = deniedRanges.isEmpty ? EndpointPolicy.defaultDeniedRanges : deniedRanges
         resolvesCollectorEndpoints = read.text("collector-endpoint-resolution") == "on"
         kubeBackend = configuration.string("kube-backend")
         kubeconfig = configuration.string("kubeconfig")

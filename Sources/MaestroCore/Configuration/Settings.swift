@@ -53,7 +53,9 @@ public enum Settings {
         SettingDefinition(key: "http-allow-host", kind: .list, defaultValue: nil,
                           help: "A host maestro.http may call (repeatable; comma-separated in the environment)."),
         SettingDefinition(key: "collector-deny-cidr", kind: .list, defaultValue: nil,
-                          help: "An address range a sink's exporter URL may not point at (repeatable; replaces the defaults 127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7; `none` denies only link-local and cloud-metadata addresses, which are always denied)."),
+                          help: "An address range a sink's exporter URL may not point at (repeatable; replaces the defaults "
+                            + EndpointPolicy.defaultDeniedRanges.joined(separator: ", ")
+                            + "; `none` denies only link-local and cloud-metadata addresses, which are always denied)."),
         SettingDefinition(key: "collector-endpoint-resolution", kind: .choice(["on", "off"]), defaultValue: "on",
                           help: "on: exporter host names are also resolved here and refused when they resolve into a denied or metadata range (a DNS lookup per new host, cached for a minute); off: only literal addresses and metadata names are checked (where DNS is slow or absent; the NetworkPolicy still guards)."),
         SettingDefinition(key: "grpc-insecure", kind: .boolean, defaultValue: "false",
