@@ -82,9 +82,30 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // maestro's roles assembled from the resolved settings: what `maestro run` and the demo start.
+        .target(
+            name: "MaestroRoles",
+            dependencies: [
+                "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroRedis", "MaestroValue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The settings' flags and the exit-code conventions shared by the two programs.
+        .target(
+            name: "MaestroCommandLine",
+            dependencies: ["MaestroCore", "MaestroRoles", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
         .executableTarget(
             name: "maestro",
             dependencies: [
+                "MaestroRoles", "MaestroCommandLine",
                 "MaestroCore", "MaestroPluginHost", "MaestroAPI", "MaestroLua", "MaestroRedis", "MaestroYAML", "MaestroValue",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -92,7 +113,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The benchmarks (scripts/bench): a program of their own, never part of the shipped `maestro`.
+        .executableTarget(
+            name: "maestro-bench",
+            dependencies: [
+                "MaestroRoles", "MaestroCommandLine", "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

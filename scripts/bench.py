@@ -20,6 +20,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAESTRO = os.path.join(ROOT, ".build", "release", "maestro")
+# The benchmarks are a program of their own; the figures for `maestro run` use the shipped binary.
+MAESTRO_BENCH = os.path.join(ROOT, ".build", "release", "maestro-bench")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CORES = os.cpu_count() or 1
@@ -93,7 +95,7 @@ def pipeline():
     redis = RedisServer()
     try:
         for events in ([2_000] if QUICK else [10_000, 100_000]):
-            result = run_result([MAESTRO, "bench", "pipeline", "--redis-url", redis.url, "--events", str(events),
+            result = run_result([MAESTRO_BENCH, "pipeline", "--redis-url", redis.url, "--events", str(events),
                                  "--worker-counts", f"1,{CORES}", "--runs", str(RUNS), "--redis-limit"])
             limit = median(result["redis_limit"])
             for workers in sorted({1, CORES}):
@@ -112,7 +114,7 @@ def templates():
     say("\n== P2 templates: render a collector's objects (Secret, Deployment, Service) per sink")
     sinks = 2_000 if QUICK else 10_000
     inputs, sample = os.path.join(WORK, "inputs.json"), os.path.join(WORK, "sample.yaml")
-    ours = run_result([MAESTRO, "bench", "templates", "--sinks", str(sinks), "--runs", str(RUNS), "--inputs-out", inputs, "--sample-out", sample])
+    ours = run_result([MAESTRO_BENCH, "templates", "--sinks", str(sinks), "--runs", str(RUNS), "--inputs-out", inputs, "--sample-out", sample])
     theirs = run_result([sys.executable, os.path.join(ROOT, "bench", "jinja_render.py"), inputs, sample, str(sinks), str(RUNS)])
     lua, jinja = median(ours["renders_per_second"]), median(theirs["renders_per_second"])
     row(f"P2 templates, {sinks:,} collectors (renders/s, 1 thread)", f"{lua:,.0f} (Lua template + YAML emitter)",
@@ -169,7 +171,7 @@ current-context: bench
     for run in range(RUNS):
         def side(which):
             def body(port, kubeconfig):
-                return run_result([MAESTRO, "bench", "apply", "--kubeconfig", kubeconfig, "--collectors", str(collectors), "--runs", "1",
+                return run_result([MAESTRO_BENCH, "apply", "--kubeconfig", kubeconfig, "--collectors", str(collectors), "--runs", "1",
                                    "--side", which, "--sample-out", sample])
             for key, values in with_double(body).items():
                 results.setdefault(key, []).extend(values)

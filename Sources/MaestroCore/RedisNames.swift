@@ -48,20 +48,4 @@ public struct RedisNames: Sendable, Equatable {
     public var keys: [String] {
         [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, statusStream, deadLetterStream, activityStream, idleStream]
     }
-
-    /// Names from the resolved settings.
-    public init(configuration: Configuration) {
-        self.init()
-        if let value = configuration.string("sinks-stream") { sinksStream = value }
-        if let value = configuration.string("group") { sinkerGroup = value }
-        if let value = configuration.string("config-hash") { configHash = value }
-        if let value = configuration.string("sinks-hash") { sinksHash = value }
-        if let value = configuration.string("deployment-hash") { deploymentHash = value }
-        if let value = configuration.string("collectors-hash") { collectorsHash = value }
-        if let value = configuration.string("status-stream") { statusStream = value }
-        if let value = configuration.string("deadletter-stream") { deadLetterStream = value }
-        if let value = configuration.string("activity-stream") { activityStream = value }
-        if let value = configuration.string("idle-stream") { idleStream = value }
-        if let value = configuration.string("maestro-group") { maestroGroup = value }
-    }
 }

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import MaestroAPI
+import MaestroCommandLine
 import MaestroCore
+import MaestroRoles
 
 /// `maestro collectors …`: a gRPC client of a running maestro (TCP or Unix socket).
 struct CollectorsCommand: ParsableCommand {
@@ -18,12 +20,12 @@ struct CollectorsCommand: ParsableCommand {
         var target: String?
 
         func client() throws -> APIClient {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            guard let target = target ?? configuration.string("maestro-target") else {
+            let wiring = Wiring(configuration: try settings.resolve(environment: ProcessInfo.processInfo.environment))
+            guard let target = target ?? wiring.settings.maestroTarget else {
                 throw InvalidInput("give --target HOST:PORT or unix:PATH")
             }
             do {
-                return try APIClient(configuration: Wiring(configuration: configuration).apiClientConfiguration(target: target))
+                return try APIClient(configuration: wiring.apiClientConfiguration(target: target))
             } catch {
                 throw InvalidInput("\(error)")
             }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import MaestroCommandLine
 import MaestroCore
+import MaestroRoles
 
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import MaestroCommandLine
 import MaestroCore
 import MaestroRedis
+import MaestroRoles
 
 struct DeadLetterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,7 +52,7 @@ struct DeadLetterCommand: ParsableCommand {
                 let redis = try RedisConnection(url: wiring.redisURL())
                 do {
                     let replayed = try DeadLetters.replay(redis, names: wiring.names, ids: all ? nil : ids,
-                                                          streamMaxLength: configuration.integer("stream-maxlen") ?? 100_000)
+                                                          streamMaxLength: wiring.settings.streamMaxLength)
                     for id in replayed { print(id) }
                     printError("replayed \(replayed.count) dead letters")
                 } catch let error as DeadLetterError {

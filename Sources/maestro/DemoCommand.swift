@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroCommandLine
 import MaestroCore
 import MaestroLua
 import MaestroPluginHost
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import MaestroYAML
 
@@ -22,17 +24,19 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         try exitingOnInvalidInput {
-            let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            let level = configuration.origin("log-level") == .defaultValue ? "error" : configuration.string("log-level") ?? "error"
-            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: level)
-            try DemoRun(configuration: configuration).run()
+            let given = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+            let typed = MaestroSettings(given)
+            // Quiet unless asked: the narration is the output.
+            MaestroLogHandler.bootstrap(format: typed.logFormat, level: typed.logLevelIsGiven ? typed.logLevel : "error")
+            try DemoRun(settings: settings, given: typed).run()
         }
     }
 }
 
 struct DemoRun {
-    let configuration: Configuration
-    var wiring: Wiring { Wiring(configuration: configuration) }
+    let settings: SettingsOptions
+    /// The settings as given, before the demo's own.
+    let given: MaestroSettings
 
     func say(_ step: Int, _ text: String) {
         print("\n[\(step)] \(text)")
@@ -41,61 +45,59 @@ struct DemoRun {
     func run() throws {
         print("maestro \(MaestroVersion.current) demo")
         var privateServer: LocalRedisServer?
-        let redisURL: RedisURL
-        if configuration.origin("redis-url") == .defaultValue {
-            let server = try LocalRedisServer.start()
-            privateServer = server
-            redisURL = try RedisURL(parsing: server.url)
-        } else {
-            redisURL = try wiring.redisURL()
+        if !given.redisURLIsGiven {
+            privateServer = try LocalRedisServer.start()
         }
         defer {
             privateServer?.stop()
             if let directory = privateServer?.directory { try? FileManager.default.removeItem(atPath: directory) }
         }
+        // The roles `maestro run` starts, with the demo's settings: every key under `maestro-demo:`, the
+        // collectors written by the directory backend into a temporary folder.
+        let manifests = NSTemporaryDirectory() + "maestro-demo-manifests-" + UUID().uuidString.prefix(8)
+        defer { try? FileManager.default.removeItem(atPath: manifests) }
+        var demoSettings: [String: [String]] = ["kube-backend": ["directory"], "manifests-dir": [manifests], "role": ["all"],
+                                                "create-policy": ["eager"], "workers": ["2"], "max-deliveries": ["2"],
+                                                "consumer-name": ["demo"]]
+        if let privateServer { demoSettings["redis-url"] = [privateServer.url] }
+        let wiring = Wiring(configuration: try settings.resolve(environment: ProcessInfo.processInfo.environment, overriding: demoSettings),
+                            keyPrefix: "maestro-demo:")
+        let redisURL = try wiring.redisURL()
         let redis = try RedisConnection(url: redisURL)
         let version = try redis.command(["INFO", "server"]).string?
             .split(separator: "\r\n").first { $0.hasPrefix("redis_version:") }?.dropFirst("redis_version:".count) ?? "?"
         say(1, "Redis \(version) at \(redisURL)\(privateServer == nil ? "" : " (a private server started for this demo)")")
 
-        let names = RedisNames().prefixed("maestro-demo:")
+        let names = wiring.names
         let demoKeys = names.keys + [names.configHashKey]
         try redis.del(demoKeys)
 
         let logger = Logger(label: "maestro")
-        let catalog = wiring.loadPlugins(logger: logger)
+        let roles = try Roles(wiring: wiring, logger: logger)
+        let group = roles.serviceGroup()
+        let running = Task { try await group.run() }
+        var stopped = false
+        func stop() throws {
+            guard !stopped else { return }
+            stopped = true
+            try awaitBlocking {
+                await group.triggerGracefulShutdown()
+                try await running.value
+            }
+            roles.removeSnapshots()
+        }
+        defer { try? stop() }
+        let catalog = roles.generations.catalog
         guard !catalog.plugins.isEmpty else {
-            throw InvalidInput("no plugins found in \(configuration.string("plugins-dir") ?? "./plugins"); run the demo from the repository's root or give --plugins-dir")
+            throw InvalidInput("no plugins found in \(wiring.pluginsRoot); run the demo from the repository's root or give --plugins-dir")
         }
-        say(2, "Plugins loaded from \(catalog.root): " + catalog.plugins.map { "\($0.name) \($0.version) (backend \($0.sinkBackend ?? "-"))" }.joined(separator: ", ")
+        guard let manager = roles.collectors?.manager, let reconciler = roles.collectors?.reconciler, let consumer = roles.consumers.first,
+              let backend = reconciler.backend as? DirectoryBackend else {
+            preconditionFailure("the demo's settings run every role, with the directory backend")
+        }
+        say(2, "Plugins loaded from \(wiring.pluginsRoot): " + catalog.plugins.map { "\($0.name) \($0.version) (backend \($0.sinkBackend ?? "-"))" }.joined(separator: ", ")
             + (catalog.failures.isEmpty ? "" : "; \(catalog.failures.count) failed to load"))
-
-        // The maestro role: the template renders each collector, the reconciler writes it with the
-        // directory backend into a temporary folder.
-        let manifests = NSTemporaryDirectory() + "maestro-demo-manifests-" + UUID().uuidString.prefix(8)
-        defer { try? FileManager.default.removeItem(atPath: manifests) }
-        let backend = DirectoryBackend(root: manifests)
-        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: ReconcilerOptions(resyncInterval: 3_600),
-                                    logger: logger)
-        let templates = wiring.absolute(configuration.string("templates-dir") ?? "./templates")
-        let templateSettings = wiring.templateSettings()
-        let limits = wiring.luaLimits
-        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger) {
-            try TemplateRenderer(root: templates, settings: templateSettings, limits: limits, logger: logger)
-        }
-        reconciler.start()
-        defer { reconciler.stop() }
-        var context = wiring.sinkerContext(catalog: catalog, collectors: manager, logger: logger)
-        context.names = names
-        context.policy = .eager
-        let sinker = context
-        let options = StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, consumerName: "demo",
-                                            workers: 2, blockMilliseconds: 50, maxDeliveries: 2, deadLetterStream: names.deadLetterStream)
-        let consumer = StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
-                                      makeProcessor: { _ in SinkEventProcessor(context: sinker) })
-        consumer.start()
-        defer { consumer.stop() }
-        say(3, "The sinker consumes \(names.sinksStream) in group \(names.sinkerGroup) with \(options.workers) workers.")
+        say(3, "The sinker consumes \(names.sinksStream) in group \(names.sinkerGroup) with \(consumer.options.workers) workers.")
 
         let promID = "5f4b9c2e-1d3a-4e6b-9a7c-2b8d0e1f3a45"
         let otlpID = "7c1d0e2f-3a4b-4c5d-8e6f-9a0b1c2d3e4f"
@@ -104,7 +106,7 @@ struct DemoRun {
                                  "authentication": ["type": "basicauth", "username": "1234123", "password": "a\"b: c"]]
         try emit(redis, names, [("sink_id", promID), ("owner", owner), ("backend", "prometheus"), ("config", try JSON.encode(promConfig)),
                                 ("timestamp", "-62135596800"), ("operation", "sinks.create")])
-        let cipher = OrbSecretCipher(secret: configuration.string("secret-key") ?? "orb")
+        let cipher = OrbSecretCipher(secret: wiring.settings.secretKey)
         let otlpConfig: Value = ["exporter": ["endpoint": "https://otlp.example.com"],
                                  "authentication": ["type": "bearertokenauth", "scheme": "Bearer", "token": .string(cipher.encrypt("t0k3n-from-orb"))]]
         try emit(redis, names, [("sink_id", otlpID), ("owner", owner), ("backend", "otlphttp"), ("config", try JSON.encode(otlpConfig)),
@@ -185,9 +187,8 @@ struct DemoRun {
         }
         print("    the host keeps serving: 6 * 7 = \((try? JSON.encode(try vm.evaluate("return 6 * 7").first.flatMap { $0 } ?? .null)) ?? "?")")
 
-        consumer.stop()
+        try stop()
         try redis.del(demoKeys)
-        reconciler.stop()
         print("\nDone: demo keys and manifests removed\(privateServer == nil ? "" : ", private redis-server stopped").")
     }
 

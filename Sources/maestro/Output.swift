@@ -3,10 +3,6 @@ import Glibc
 #endif
 import Foundation
 
-func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
 /// Left-aligned columns for tables on a terminal.
 func formatTable(_ header: [String], _ rows: [[String]]) -> String {
     let all = [header] + rows

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroCommandLine
 import MaestroCore
 import MaestroPluginHost
+import MaestroRoles
 
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

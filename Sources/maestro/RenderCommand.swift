@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MaestroCommandLine
 import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import MaestroYAML
 
@@ -36,9 +38,9 @@ struct RenderCommand: ParsableCommand {
     func run() throws {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
-            MaestroLogHandler.bootstrap(format: configuration.string("log-format") ?? "text", level: configuration.string("log-level") ?? "warning")
-            let logger = Logger(label: "maestro")
             let wiring = Wiring(configuration: configuration)
+            MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel)
+            let logger = Logger(label: "maestro")
             let text = try Wiring.inlineOrFile(sinkConfig, flag: "--sink-config")
             let parsed: Value
             do {
@@ -61,7 +63,7 @@ struct RenderCommand: ParsableCommand {
                     return
                 }
                 let keyHex: String
-                if configuration.origin("redis-url") == .defaultValue {
+                if !wiring.settings.redisURLIsGiven {
                     keyHex = ConfigHasher.placeholderKeyHex
                     printError("maestro: no --redis-url: the config-hash annotation uses a placeholder key, not the installation's")
                 } else {
@@ -70,7 +72,7 @@ struct RenderCommand: ParsableCommand {
                 }
                 let renderer: TemplateRenderer
                 do {
-                    renderer = try TemplateRenderer(root: wiring.absolute(configuration.string("templates-dir") ?? "./templates"),
+                    renderer = try TemplateRenderer(root: wiring.templatesRoot,
                                                     settings: wiring.templateSettings(), limits: wiring.luaLimits, logger: logger)
                 } catch {
                     throw InvalidInput("the template cannot be loaded: \(error)")

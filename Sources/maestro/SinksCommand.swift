@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import MaestroCommandLine
 import MaestroCore
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 
 /// Emits Orb-format events on the sinks stream, exactly as Orb's sinks service does (for demos, tests
@@ -70,7 +72,7 @@ private func emit(settings: SettingsOptions, operation: String, sinkID: String, 
         }
         fields.append(("operation", operation))
         let redis = try RedisConnection(url: wiring.redisURL())
-        let id = try redis.xadd(wiring.names.sinksStream, fields: fields, trim: .approximateMaxLength(configuration.integer("stream-maxlen") ?? 100_000))
+        let id = try redis.xadd(wiring.names.sinksStream, fields: fields, trim: .approximateMaxLength(wiring.settings.streamMaxLength))
         print(id)
     }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import MaestroCommandLine
 import MaestroCore
 import MaestroRedis
+import MaestroRoles
 import MaestroValue
 import MaestroYAML
 

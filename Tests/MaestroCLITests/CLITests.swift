@@ -22,6 +22,34 @@ struct CLITests {
         #expect(help.output.contains("config"))
     }
 
+    @Test("the shipped program has no benchmarks: they are maestro-bench's")
+    func noBenchCommand() throws {
+        let help = try maestro(["--help"])
+        #expect(help.code == 0)
+        // Names are indented by two spaces; their wrapped descriptions, further.
+        let subcommands = help.output.split(separator: "\n").drop { !$0.hasPrefix("SUBCOMMANDS:") }
+            .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+        #expect(subcommands.contains("run"), "the subcommand list was not found: \(help.output)")
+        #expect(!subcommands.contains("bench"))
+        #expect(try maestro(["bench", "pipeline"]).code == 64)
+    }
+
+    @Test("--help shows each setting's help and default as the settings table has them")
+    func helpShowsDefaults() throws {
+        let help = try maestro(["config", "--help"])
+        #expect(help.code == 0)
+        // Lines are wrapped to the terminal: compare with the whitespace folded.
+        let flat = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(flat.contains("Memory cap of each Lua VM, in MiB. (default: 64)"))
+        for definition in Settings.all {
+            #expect(flat.contains("--\(definition.allowsFlagValue ? definition.key : definition.key + "-file") "), "--\(definition.key) is not in --help")
+            var shown = definition.help
+            if let value = definition.defaultValue, definition.kind != .boolean { shown += " (default: \(value))" }
+            #expect(flat.contains(shown), "--help does not show \(definition.key)'s \(shown)")
+        }
+    }
+
     @Test("usage errors exit 64")
     func usageErrors() throws {
         #expect(try maestro(["--no-such-flag"]).code == 64)

@@ -7,6 +7,57 @@ import Testing
 
 @Suite("Configuration", .timeLimit(.minutes(2)))
 struct ConfigurationTests {
+    @Test("the typed settings: the documented defaults, and given values in their types")
+    func typedSettings() throws {
+        let defaults = MaestroSettings(try Configuration.resolve(ConfigurationInput()))
+        #expect(defaults.redisURL == "redis://127.0.0.1:6379/0")
+        #expect(!defaults.redisURLIsGiven)
+        #expect(defaults.luaInstructionBudget == 50_000_000)
+        #expect(defaults.luaMemoryMB == 64)
+        #expect(defaults.kafkaURL == "kafka1:19092")
+        #expect(defaults.secretKey == "orb")
+        #expect(defaults.role == .all)
+        #expect(defaults.maestroTarget == nil && defaults.grpcListen == nil && defaults.httpListen == nil)
+        #expect(defaults.resyncInterval == 300)
+        #expect(defaults.orphanGrace == 600)
+        #expect(defaults.orphanMaxShare == 10)
+        #expect(defaults.createPolicy == .eager)
+        #expect(defaults.workers == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(defaults.streamMaxLength == 100_000)
+        #expect(defaults.groupStart == "0")
+        #expect(defaults.shutdownTimeout == 30)
+        #expect(defaults.reloadInterval == 2)
+        #expect(defaults.minIdle == 60)
+        #expect(defaults.maxDeliveries == 5)
+        #expect(defaults.namespace == "otelcollectors" && !defaults.namespaceIsGiven)
+        #expect(defaults.manifestsDir == "./manifests")
+        #expect(defaults.names.sinksStream == "orb.sinks")
+        #expect(defaults.names.sinkerGroup == "orb.sinker")
+        #expect(defaults.names.configHash == "orb.sinker.otelConfigYaml")
+        #expect(defaults.names.statusStream == "orb.maestro.sink_status")
+        #expect(defaults.logFormat == "text" && defaults.logLevel == "info" && !defaults.logLevelIsGiven)
+        #expect(!defaults.grpcInsecure && !defaults.createNamespace && defaults.resolvesCollectorEndpoints)
+        #expect(defaults.collectorDeniedRanges == ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                                   "fc00::/7"])
+
+        let given = MaestroSettings(try Configuration.resolve(ConfigurationInput(flags: [
+            "role": ["sinker"], "maestro-target": ["unix:/run/maestro.sock"], "workers": ["3"], "resync-interval": ["1m30s"],
+            "min-idle": ["500ms"], "group": ["my.group"], "namespace": ["collectors"], "create-policy": ["on-activity"],
+            "collector-endpoint-resolution": ["off"], "grpc-insecure": ["true"], "log-level": ["debug"],
+        ])))
+        #expect(given.role == .sinker)
+        #expect(given.maestroTarget == "unix:/run/maestro.sock")
+        #expect(given.workers == 3)
+        #expect(given.resyncInterval == 90)
+        #expect(given.minIdle == 0.5)
+        #expect(given.names.sinkerGroup == "my.group")
+        #expect(given.namespace == "collectors" && given.namespaceIsGiven)
+        #expect(given.createPolicy == .onActivity)
+        #expect(!given.resolvesCollectorEndpoints)
+        #expect(given.grpcInsecure)
+        #expect(given.logLevel == "debug" && given.logLevelIsGiven)
+    }
+
     @Test("flag > MAESTRO_* > Orb's variable > config file > default")
     func precedence() throws {
         let directory = try TemporaryDirectory()
@@ -140,6 +191,37 @@ struct ConfigurationDocsTests {
         for definition in Settings.all {
             #expect(text.contains("| `\(definition.key)`"), "\(definition.key) is missing from docs/configuration.md")
             #expect(text.contains(definition.environmentVariable), "\(definition.environmentVariable) is missing")
+        }
+    }
+
+    @Test("docs/configuration.md shows each default as the settings table has it, and no setting that is gone")
+    func defaultsAgree() throws {
+        let text = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)
+        // The settings table: from its header row to the first line that is not a row.
+        let rows = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .drop { !$0.hasPrefix("| setting (flag / file key)") }.dropFirst(2)
+            .prefix { $0.hasPrefix("|") }
+        var documented: [String: String] = [:]
+        for row in rows {
+            // | `key` (notes) | environment | Orb's variable | default | meaning |
+            let cells = row.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            try #require(cells.count >= 6, "a settings row with too few cells: \(row)")
+            let key = try #require(cells[1].split(separator: "`").first.map(String.init), "a settings row without a key: \(row)")
+            documented[key] = cells[4]
+        }
+        #expect(Set(documented.keys) == Set(Settings.all.map(\.key)))
+        // A list's default is not in the table but in the code that applies it.
+        let deniedRanges = documented["collector-deny-cidr"]?.split(separator: "`", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        #expect(deniedRanges == EndpointPolicy.defaultDeniedRanges)
+        for definition in Settings.all {
+            guard let shown = documented[definition.key] else { continue }
+            if let value = definition.defaultValue {
+                #expect(shown == "`\(value)`", "\(definition.key): the docs say \(shown), the default is \(value)")
+            } else {
+                // No default: the docs may say what happens instead (off, none, one per core …), never one value.
+                let oneValue = shown.hasPrefix("`") && shown.hasSuffix("`") && shown.filter { $0 == "`" }.count == 2
+                #expect(!oneValue, "\(definition.key) has no default, the docs show \(shown)")
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 internal import MaestroValue
 
-/// Every setting maestro knows today. Later features add theirs here; the flags, environment
-/// variables, config-file keys and docs/configuration.md all follow from this list.
+/// Every setting maestro knows today, each default written here once (the Redis names' are `RedisNames`'s,
+/// which are Orb's). Later features add theirs here; the flags, their help, the environment variables,
+/// config-file keys, the typed `MaestroSettings` and docs/configuration.md all follow from this list.
 public enum Settings {
     public static let all: [SettingDefinition] = [
         SettingDefinition(
@@ -52,7 +53,9 @@ public enum Settings {
         SettingDefinition(key: "http-allow-host", kind: .list, defaultValue: nil,
                           help: "A host maestro.http may call (repeatable; comma-separated in the environment)."),
         SettingDefinition(key: "collector-deny-cidr", kind: .list, defaultValue: nil,
-                          help: "An address range a sink's exporter URL may not point at (repeatable; replaces the defaults 127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7; `none` denies only link-local and cloud-metadata addresses, which are always denied)."),
+                          help: "An address range a sink's exporter URL may not point at (repeatable; replaces the defaults "
+                            + EndpointPolicy.defaultDeniedRanges.joined(separator: ", ")
+                            + "; `none` denies only link-local and cloud-metadata addresses, which are always denied)."),
         SettingDefinition(key: "collector-endpoint-resolution", kind: .choice(["on", "off"]), defaultValue: "on",
                           help: "on: exporter host names are also resolved here and refused when they resolve into a denied or metadata range (a DNS lookup per new host, cached for a minute); off: only literal addresses and metadata names are checked (where DNS is slow or absent; the NetworkPolicy still guards)."),
         SettingDefinition(key: "grpc-insecure", kind: .boolean, defaultValue: "false",
@@ -77,7 +80,7 @@ public enum Settings {
                           help: "Worker threads, each with its own Lua VMs and Redis connection (default: one per core)."),
         SettingDefinition(key: "stream-maxlen", kind: .integer(100...100_000_000), defaultValue: "100000",
                           help: "MAXLEN ~ of the streams maestro writes (status, dead letters, events it emits)."),
-        SettingDefinition(key: "group", defaultValue: "orb.sinker", help: "Consumer group on the sinks stream."),
+        SettingDefinition(key: "group", defaultValue: RedisNames().sinkerGroup, help: "Consumer group on the sinks stream."),
         SettingDefinition(key: "group-start", kind: .choice(["0", "$"]), defaultValue: "0",
                           help: "Where a new consumer group starts: 0 (every entry in the stream) or $ (new entries only)."),
         SettingDefinition(key: "consumer-name", defaultValue: nil,
@@ -90,19 +93,19 @@ public enum Settings {
                           help: "Entries pending this long with a dead consumer are reclaimed."),
         SettingDefinition(key: "max-deliveries", kind: .integer(1...1000), defaultValue: "5",
                           help: "Deliveries of a failing entry before it is dead-lettered."),
-        SettingDefinition(key: "sinks-stream", defaultValue: "orb.sinks", help: "Stream of Orb's sink events."),
-        SettingDefinition(key: "config-hash", defaultValue: "orb.sinker.otelConfigYaml", help: "Hash: sink id to collector config YAML."),
-        SettingDefinition(key: "sinks-hash", defaultValue: "orb.sinker.sinks", help: "Hash: sink id to owner, backend, last applied entry."),
-        SettingDefinition(key: "deployment-hash", defaultValue: "orb.maestro.otelCollector", help: "Hash: sink id to rendered Kubernetes YAML."),
-        SettingDefinition(key: "collectors-hash", defaultValue: "orb.maestro.collectors", help: "Hash: sink id to collector status JSON."),
-        SettingDefinition(key: "status-stream", defaultValue: "orb.maestro.sink_status", help: "Stream of status changes, Orb's format."),
-        SettingDefinition(key: "deadletter-stream", defaultValue: "orb.maestro.deadletter", help: "Stream of entries that could not be handled."),
-        SettingDefinition(key: "activity-stream", defaultValue: "orb.sink_activity", help: "Orb's sink activity stream (on-activity policy)."),
-        SettingDefinition(key: "idle-stream", defaultValue: "orb.sink_idle", help: "Orb's sink idle stream (on-activity policy)."),
-        SettingDefinition(key: "maestro-group", defaultValue: "orb.maestro", help: "Consumer group on the activity and idle streams."),
-        SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format."),
+        SettingDefinition(key: "sinks-stream", defaultValue: RedisNames().sinksStream, help: "Stream of Orb's sink events."),
+        SettingDefinition(key: "config-hash", defaultValue: RedisNames().configHash, help: "Hash: sink id to collector config YAML."),
+        SettingDefinition(key: "sinks-hash", defaultValue: RedisNames().sinksHash, help: "Hash: sink id to owner, backend, last applied entry."),
+        SettingDefinition(key: "deployment-hash", defaultValue: RedisNames().deploymentHash, help: "Hash: sink id to rendered Kubernetes YAML."),
+        SettingDefinition(key: "collectors-hash", defaultValue: RedisNames().collectorsHash, help: "Hash: sink id to collector status JSON."),
+        SettingDefinition(key: "status-stream", defaultValue: RedisNames().statusStream, help: "Stream of status changes, Orb's format."),
+        SettingDefinition(key: "deadletter-stream", defaultValue: RedisNames().deadLetterStream, help: "Stream of entries that could not be handled."),
+        SettingDefinition(key: "activity-stream", defaultValue: RedisNames().activityStream, help: "Orb's sink activity stream (on-activity policy)."),
+        SettingDefinition(key: "idle-stream", defaultValue: RedisNames().idleStream, help: "Orb's sink idle stream (on-activity policy)."),
+        SettingDefinition(key: "maestro-group", defaultValue: RedisNames().maestroGroup, help: "Consumer group on the activity and idle streams."),
+        SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format: text or json."),
         SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
-                          help: "Lowest level logged.", orbSource: { environment in
+                          help: "Lowest level logged: trace, debug, info, warning or error.", orbSource: { environment in
                               // Orb's levels are lower case too, but say "warn".
                               guard let level = environment["ORB_MAESTRO_LOG_LEVEL"] else { return nil }
                               return (level == "warn" ? "warning" : level.lowercased(), "ORB_MAESTRO_LOG_LEVEL")
@@ -111,5 +114,17 @@ public enum Settings {
 
     public static func definition(_ key: String) -> SettingDefinition? {
         all.first { $0.key == key }
+    }
+
+    /// A flag's help: the table's text and the table's default, so `--help` cannot show another.
+    public static func flagHelp(_ key: String) -> String {
+        guard let definition = definition(key) else { preconditionFailure("no setting \(key) in Settings.all") }
+        guard let value = definition.defaultValue, definition.kind != .boolean else { return definition.help }
+        return definition.help + " (default: \(value))"
+    }
+
+    /// The help of a secret's `--KEY-file` flag.
+    public static func fileFlagHelp(_ key: String) -> String {
+        "A file holding \(key) (keeps it out of ps). " + flagHelp(key)
     }
 }

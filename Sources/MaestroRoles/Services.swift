@@ -1,7 +1,7 @@
 import Foundation
-import Logging
+public import Logging
 import MaestroPluginHost
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
@@ -59,14 +59,14 @@ struct ReloadOnHangup: Service {
 /// SIGTERM and SIGINT, caught from the first line of `maestro run` (a signal during start-up must not
 /// kill the process with events half-read): the first asks the service group for a graceful shutdown —
 /// remembered if the group does not exist yet — and a second exits at once with code 130.
-final class TerminationSignals: @unchecked Sendable {
+public final class TerminationSignals: @unchecked Sendable {
     private let lock = NSLock()
     private var received = 0
     private var group: ServiceGroup?
     private var sources: [any DispatchSourceSignal] = []
     private let logger: Logger
 
-    init(logger: Logger) {
+    public init(logger: Logger) {
         self.logger = logger
         // A SIGHUP before the reload watcher listens would terminate the process: ignore it until then.
         signal(SIGHUP, SIG_IGN)
@@ -94,7 +94,7 @@ final class TerminationSignals: @unchecked Sendable {
     }
 
     /// Hands the group over; a signal that came before is delivered now.
-    func attach(_ group: ServiceGroup) async {
+    public func attach(_ group: ServiceGroup) async {
         let pending = lock.withLock { () -> Bool in
             self.group = group
             return received > 0

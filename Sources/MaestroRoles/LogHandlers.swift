@@ -1,24 +1,30 @@
 import Foundation
-import Logging
+public import Logging
 import MaestroCore
 import MaestroValue
 
 /// Log lines on stderr, as text (`2026-01-01T00:00:00Z info maestro: message key=value`) or one JSON
 /// object per line. Metadata keys are dotted (`sink.id`, `plugin.name`, `event.id`).
-struct MaestroLogHandler: LogHandler {
-    enum Format: String { case text, json }
+public struct MaestroLogHandler: LogHandler {
+    public enum Format: String, Sendable { case text, json }
 
-    let label: String
-    let format: Format
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
+    public let label: String
+    public let format: Format
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public init(label: String, format: Format, logLevel: Logger.Level) {
+        self.label = label
+        self.format = format
+        self.logLevel = logLevel
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         // The one masker's rule for keys: a field named like a credential is never written.
@@ -39,7 +45,7 @@ struct MaestroLogHandler: LogHandler {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    static func bootstrap(format: String, level: String) {
+    public static func bootstrap(format: String, level: String) {
         let parsedFormat = Format(rawValue: format) ?? .text
         let parsedLevel = Logger.Level(rawValue: level) ?? .info
         LoggingSystem.bootstrap { label in

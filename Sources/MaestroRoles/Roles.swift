@@ -1,0 +1,246 @@
+import Foundation
+public import Logging
+import MaestroAPI
+public import MaestroCore
+public import MaestroPluginHost
+public import MaestroRedis
+import MaestroValue
+public import Prometheus
+public import ServiceLifecycle
+
+/// maestro's roles assembled from the resolved settings, started, and handed over as services for one
+/// `ServiceGroup`: the operations server, the maestro role (collector manager, reconciler, lease, gRPC
+/// API) or a sinker's remote hand-off, hot reload, and the stream consumers (sinks, activity and idle,
+/// status hooks). `maestro run` and `maestro demo` start this same assembly.
+public struct Roles {
+    public let wiring: Wiring
+    public let redisURL: RedisURL
+    public let role: MaestroSettings.Role
+    /// The maestro role's parts, where this process runs it.
+    public let collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
+    public let consumers: [StreamConsumer]
+    public let generations: PluginGenerations
+    /// In start order; the group stops them in reverse: readiness off, consumers drained and acked, the
+    /// reload watcher, the gRPC server, the reconciler and lease, the operations server last.
+    public let services: [any Service]
+    private let snapshots: SourceSnapshots
+    private let logger: Logger
+
+    /// `registry`: where the operations server's metrics are (it serves only with `http-listen`).
+    public init(wiring: Wiring, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger) throws {
+        self.wiring = wiring
+        self.logger = logger
+        let redisURL = try wiring.redisURL()
+        self.redisURL = redisURL
+        let role = wiring.settings.role
+        self.role = role
+        let shutdownTimeout = wiring.settings.shutdownTimeout
+        let draining = DrainFlag()
+        var services: [any Service] = []
+
+        // maestro loads private copies of plugins/ and templates/ (see SourceSnapshots).
+        let snapshots: SourceSnapshots
+        let pluginsSnapshot: String
+        do {
+            snapshots = try SourceSnapshots()
+            pluginsSnapshot = try snapshots.take(wiring.pluginsRoot)
+        } catch {
+            throw InvalidInput("cannot read the plugins folder \(wiring.pluginsRoot): \(error)")
+        }
+        self.snapshots = snapshots
+        // From here on a failure must not leave the snapshots behind.
+        var started = false
+        defer { if !started { snapshots.removeAll() } }
+        let generations = PluginGenerations(wiring.loadPlugins(logger: logger, root: pluginsSnapshot))
+        self.generations = generations
+        for plugin in generations.catalog.plugins {
+            logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
+                                                    "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
+        }
+        let ready: @Sendable () -> Bool = { !draining.isSet && isReady(catalog: generations.catalog, redisURL: redisURL) }
+
+        if let listen = wiring.settings.httpListen {
+            services.append(try Self.operationsServer(listen: listen, registry: registry, names: wiring.names, redisURL: redisURL,
+                                                      ready: ready, logger: logger))
+        }
+
+        var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
+        var handOff: (any CollectorService)?
+        if role == .all || role == .maestro {
+            let maestro = try Self.maestroRole(wiring: wiring, redisURL: redisURL, templatesRoot: try snapshots.take(wiring.templatesRoot),
+                                               shutdownTimeout: shutdownTimeout, ready: ready, logger: logger)
+            collectors = maestro.collectors
+            handOff = maestro.collectors.manager
+            services += maestro.services
+        } else {
+            guard let target = wiring.settings.maestroTarget else {
+                throw InvalidInput("--role sinker hands collectors to the maestro role: give --maestro-target HOST:PORT or unix:PATH")
+            }
+            handOff = try RemoteCollectorService(configuration: wiring.apiClientConfiguration(target: target))
+        }
+        self.collectors = collectors
+
+        let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
+                                   generations: generations,
+                                   interval: wiring.settings.reloadInterval, logger: logger)
+        reloader.start()
+        services.append(ReloadOnHangup(reloader: reloader))
+
+        let consumers = Self.consumers(wiring: wiring, redisURL: redisURL, role: role, generations: generations, handOff: handOff,
+                                       collectors: collectors, logger: logger)
+        self.consumers = consumers
+        for consumer in consumers { consumer.start() }
+        services.append(StoppingService(name: "consumers") { [consumers] in
+            // Concurrently: each waits for its blocked read to return and its workers to ack.
+            DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
+                if !consumers[index].stop(timeout: shutdownTimeout) {
+                    logger.warning("shutdown-timeout passed before in-flight events finished; they stay pending and are reclaimed",
+                                   metadata: ["stream": "\(consumers[index].options.stream)",
+                                              "pending": "\(consumers[index].inFlightCount)"])
+                }
+            }
+        })
+        services.append(StoppingService(name: "readiness") {
+            draining.set()
+            logger.info("stopping: no new reads; finishing and acknowledging in-flight events")
+            // The parts' stops are bounded each; this bounds them all, whatever hangs.
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2 * shutdownTimeout + 5) {
+                logger.error("shutdown did not complete in time; exiting")
+                Foundation.exit(1)
+            }
+        })
+        self.services = services
+        started = true
+    }
+
+    /// One group for the services; it stops them in the reverse of their order.
+    public func serviceGroup() -> ServiceGroup {
+        var lifecycleLogger = logger
+        lifecycleLogger.logLevel = max(logger.logLevel, .info)
+        return ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: lifecycleLogger))
+    }
+
+    /// Removes the private copies of plugins/ and templates/, once the group has stopped.
+    public func removeSnapshots() {
+        snapshots.removeAll()
+    }
+
+    private static func operationsServer(listen: String, registry: PrometheusCollectorRegistry, names: RedisNames, redisURL: RedisURL,
+                                         ready: @escaping @Sendable () -> Bool, logger: Logger) throws -> any Service {
+        let server = OperationsServer(registry: registry, logger: logger, ready: ready,
+                                      refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
+        do {
+            // The bound port, also when the address asked for port 0 (tests do, to avoid port races).
+            let port = try server.start(listen: listen)
+            logger.notice("serving HTTP", metadata: ["http.listen": "\(listen)", "http.port": "\(port)"])
+        } catch {
+            throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
+        }
+        return StoppingService(name: "operations") { server.stop() }
+    }
+
+    /// The collector manager, its reconciler and lease (started), and the gRPC API when it listens.
+    private static func maestroRole(wiring: Wiring, redisURL: RedisURL, templatesRoot: String, shutdownTimeout: Double,
+                                    ready: @escaping @Sendable () -> Bool, logger: Logger)
+        throws -> (collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease), services: [any Service]) {
+        let started: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)
+        do {
+            started = try wiring.collectors(redisURL: redisURL, logger: logger, templatesRoot: templatesRoot)
+        } catch let error as InvalidInput {
+            throw error
+        } catch {
+            throw InvalidInput("the collector template cannot be loaded: \(error)")
+        }
+        started.lease.start()
+        started.reconciler.start()
+        var services: [any Service] = [StoppingService(name: "reconciler") {
+            _ = started.reconciler.stop(timeout: shutdownTimeout)
+            started.lease.stop()
+        }]
+        let apiConfiguration = wiring.apiServerConfiguration()
+        if apiConfiguration.listen != nil || apiConfiguration.socketPath != nil {
+            do {
+                _ = try apiConfiguration.tcpAddress()
+            } catch {
+                throw InvalidInput("\(error)")
+            }
+            let api = OtelCollectorAPI(manager: started.manager, redisURL: redisURL, names: wiring.names, backend: started.reconciler.backend,
+                                       callersAuthenticated: apiConfiguration.callersAuthenticated, logger: logger)
+            let health = HealthService { ready() }
+            let server = APIServer(configuration: apiConfiguration, collectors: api, health: health, logger: logger)
+            if let port = try awaitBlocking({ try await server.start() }) {
+                logger.notice("serving gRPC", metadata: ["grpc.port": "\(port)"])
+            }
+            services.append(AsyncStoppingService(name: "grpc") { await server.stop() })
+        }
+        return (started, services)
+    }
+
+    /// The sinker on the sinks stream; the activity and idle streams (on-activity policy); the status hooks.
+    private static func consumers(wiring: Wiring, redisURL: RedisURL, role: MaestroSettings.Role, generations: PluginGenerations,
+                                  handOff: (any CollectorService)?,
+                                  collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?,
+                                  logger: Logger) -> [StreamConsumer] {
+        let names = wiring.names
+        var consumers: [StreamConsumer] = []
+        let cluster = collectors.map { wiring.pluginCluster(backend: $0.reconciler.backend) }
+        if role == .all || role == .sinker {
+            var context = wiring.sinkerContext(catalog: generations.catalog, collectors: handOff, cluster: cluster, logger: logger)
+            context.generations = generations
+            consumers.append(StreamConsumer(options: wiring.consumerOptions(), redisURL: redisURL, logger: logger,
+                                            routingKey: { $0["sink_id"] ?? "" },
+                                            makeProcessor: { [context] _ in SinkEventProcessor(context: context) }))
+        }
+        if wiring.createPolicy == .onActivity, let manager = collectors?.manager {
+            for (stream, kind) in [(names.activityStream, ActivityEventProcessor.Kind.activity), (names.idleStream, .idle)] {
+                var options = wiring.consumerOptions()
+                options.stream = stream
+                options.group = names.maestroGroup
+                consumers.append(StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                                makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) }))
+            }
+        }
+        // The hooks' consumer runs whenever plugins run here: a reload may add the first hook plugin.
+        if role == .all || role == .maestro || generations.catalog.plugins.contains(where: { $0.bindings.contains("collector_status") }) {
+            var options = wiring.consumerOptions()
+            options.stream = names.statusStream
+            options.group = names.hooksGroup
+            // Hooks react to changes from now on, not to the whole history of the status stream.
+            options.groupStart = "$"
+            let httpPolicy = wiring.httpPolicy
+            consumers.append(StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
+                                            makeProcessor: { _ in StatusHookProcessor(catalog: generations.catalog, names: names, httpPolicy: httpPolicy,
+                                                                                      cluster: cluster, generations: generations, logger: logger) }))
+        }
+        return consumers
+    }
+}
+
+/// Ready: Redis answers and the plugins are loaded (not the Kubernetes API: an API outage must not take
+/// every replica out of service at once).
+func isReady(catalog: PluginCatalog, redisURL: RedisURL) -> Bool {
+    guard !catalog.plugins.isEmpty,
+          let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500, commandTimeoutMilliseconds: 500) else { return false }
+    defer { redis.close() }
+    return (try? redis.ping()) == "PONG"
+}
+
+/// Gauges read at scrape time: collectors by status, and the sinks stream's lag and pending entries.
+func refreshGauges(registry: PrometheusCollectorRegistry, redisURL: RedisURL, names: RedisNames) {
+    guard let redis = try? RedisConnection(url: redisURL, connectTimeoutMilliseconds: 500, commandTimeoutMilliseconds: 1_000) else { return }
+    defer { redis.close() }
+    var byStatus: [String: Int] = Dictionary(uniqueKeysWithValues: SinkStatus.allCases.map { ($0.rawValue, 0) })
+    for (_, json) in (try? redis.hgetall(names.collectorsHash)) ?? [:] {
+        if let status = (try? JSON.decode(json))?["status"]?.stringValue { byStatus[status, default: 0] += 1 }
+    }
+    for (status, count) in byStatus {
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_collectors", unitName: "", helpText: ""), labels: [("status", status)]).set(Double(count))
+    }
+    for stream in [names.sinksStream, names.activityStream, names.idleStream] {
+        guard let groups = try? redis.xinfoGroups(stream) else { continue }
+        for group in groups where group["name"]?.string == names.sinkerGroup || group["name"]?.string == names.maestroGroup {
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_stream_pending", unitName: "", helpText: ""), labels: [("stream", stream)]).set(Double(group["pending"]?.integer ?? 0))
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "maestro_stream_lag", unitName: "", helpText: ""), labels: [("stream", stream)]).set(Double(group["lag"]?.integer ?? 0))
+        }
+    }
+}

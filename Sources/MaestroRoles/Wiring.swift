@@ -1,0 +1,227 @@
+import Foundation
+public import Logging
+public import MaestroCore
+public import MaestroPluginHost
+public import MaestroRedis
+public import MaestroValue
+public import MaestroAPI
+
+/// Builds maestro's parts from the resolved settings.
+public struct Wiring: Sendable {
+    public let configuration: Configuration
+    /// The settings, typed, read once.
+    public let settings: MaestroSettings
+    /// In front of every Redis key maestro uses, the leader lease's too: a private namespace on a shared
+    /// Redis (the demo's `maestro-demo:`). Empty for `maestro run`.
+    public let keyPrefix: String
+
+    public init(configuration: Configuration, keyPrefix: String = "") {
+        self.configuration = configuration
+        settings = MaestroSettings(configuration)
+        self.keyPrefix = keyPrefix
+    }
+
+    public var names: RedisNames { settings.names.prefixed(keyPrefix) }
+
+    public func redisURL() throws -> RedisURL {
+        do {
+            return try RedisURL(parsing: settings.redisURL)
+        } catch {
+            throw InvalidInput("invalid value for redis-url (from \(settings.redisURLOrigin)): \(error.message)")
+        }
+    }
+
+    public var luaLimits: PluginCatalog.LuaLimits {
+        PluginCatalog.LuaLimits(instructionBudget: settings.luaInstructionBudget, memoryLimitBytes: settings.luaMemoryMB << 20)
+    }
+
+    public var pluginsRoot: String { absolute(settings.pluginsDir) }
+    public var templatesRoot: String { absolute(settings.templatesDir) }
+
+    /// `root`: where to load from instead of `plugins-dir` (a snapshot of it, for `maestro run`).
+    public func loadPlugins(logger: Logger, root: String? = nil) -> PluginCatalog {
+        PluginCatalog.load(root: root ?? pluginsRoot, settings: configuration.plugins, limits: luaLimits, logger: logger)
+    }
+
+    public var createPolicy: CreatePolicy { settings.createPolicy }
+
+    public var httpPolicy: HTTPHostPolicy { HTTPHostPolicy(allowedHosts: settings.httpAllowedHosts) }
+    /// Where exporters may point (`--collector-deny-cidr`, checked when the settings were resolved).
+    public var endpointPolicy: EndpointPolicy {
+        (try? EndpointPolicy(denied: settings.collectorDeniedRanges, resolvesNames: settings.resolvesCollectorEndpoints)) ?? .standard
+    }
+
+    public func sinkerContext(catalog: PluginCatalog, collectors: (any CollectorService)?, cluster: (any PluginCluster)? = nil,
+                              logger: Logger) -> SinkerContext {
+        var context = SinkerContext(catalog: catalog, names: names, cipher: OrbSecretCipher(secret: settings.secretKey),
+                                    kafkaURL: settings.kafkaURL,
+                                    policy: createPolicy,
+                                    collectors: collectors, streamMaxLength: settings.streamMaxLength, logger: logger)
+        context.cluster = cluster
+        context.httpPolicy = httpPolicy
+        context.endpointPolicy = endpointPolicy
+        return context
+    }
+
+    /// What `maestro.k8s` reaches, for the backend in use.
+    public func pluginCluster(backend: any ClusterBackend) -> any PluginCluster {
+        let namespace = collectorNamespace
+        if let kubernetes = backend as? KubernetesBackend {
+            return KubernetesPluginCluster(client: kubernetes.client, namespace: namespace)
+        }
+        return DirectoryPluginCluster(root: absolute(settings.manifestsDir), namespace: namespace)
+    }
+
+    public var workers: Int { settings.workers }
+
+    /// The pod name in a cluster, else host name and process id.
+    public var consumerName: String {
+        if let name = settings.consumerName { return name }
+        if let pod = ProcessInfo.processInfo.environment["POD_NAME"], !pod.isEmpty { return pod }
+        return "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    public func consumerOptions() -> StreamConsumerOptions {
+        StreamConsumerOptions(stream: names.sinksStream, group: names.sinkerGroup, groupStart: settings.groupStart,
+                              consumerName: consumerName, workers: workers,
+                              minIdleMilliseconds: Int(settings.minIdle * 1000),
+                              maxDeliveries: settings.maxDeliveries, deadLetterStream: names.deadLetterStream,
+                              streamMaxLength: settings.streamMaxLength)
+    }
+
+    public func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// A `--flag` value given inline or as `@FILE`.
+    public static func inlineOrFile(_ text: String, flag: String) throws -> String {
+        guard text.hasPrefix("@") else { return text }
+        let path = String(text.dropFirst())
+        guard let contents = TextFile.read(path) else { throw InvalidInput("cannot read the file given to \(flag): \(path)") }
+        return contents
+    }
+}
+
+extension Wiring {
+    /// The collector namespace, one value for the template, the backend, the Lease, the orphan sweep
+    /// and plugins: `namespace` when it is set (flag, environment or file), else the template's
+    /// `namespace` value in the config file, else the default.
+    public var collectorNamespace: String {
+        if settings.namespaceIsGiven { return settings.namespace }
+        if let namespace = configuration.templates["otel-collector"]?["namespace"]?.stringValue { return namespace }
+        return settings.namespace
+    }
+
+    /// The template's values: the config file's `templates: {otel-collector: …}`, with the collector namespace.
+    public func templateSettings(_ name: String = "otel-collector") -> Value {
+        var values = configuration.templates[name]?.mapValue ?? [:]
+        values["namespace"] = .string(collectorNamespace)
+        return .map(values)
+    }
+
+    public var backendName: String {
+        if let chosen = settings.kubeBackend { return chosen }
+        return KubeConfigLoader.clusterAvailable(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
+            ? "kubernetes" : "directory"
+    }
+
+    public func kubernetesClient(logger: Logger) throws -> KubernetesClient {
+        do {
+            let credentials = try KubeConfigLoader.load(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
+            return KubernetesClient(credentials: credentials, logger: logger)
+        } catch {
+            throw InvalidInput("cannot use the Kubernetes API: \(error)")
+        }
+    }
+
+    public func clusterBackend(logger: Logger = Logger(label: "maestro")) throws -> any ClusterBackend {
+        switch backendName {
+        case "kubernetes":
+            return KubernetesBackend(client: try kubernetesClient(logger: logger), namespace: collectorNamespace,
+                                     createNamespace: settings.createNamespace)
+        default:
+            return DirectoryBackend(root: absolute(settings.manifestsDir))
+        }
+    }
+
+    public func reconcilerOptions() -> ReconcilerOptions {
+        ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
+                          orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
+                          checksEagerInvariant: createPolicy == .eager)
+    }
+
+    /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
+    public func collectors(redisURL: RedisURL, logger: Logger, templatesRoot: String? = nil)
+        throws -> (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease) {
+        let names = self.names
+        let makeRenderer = templateFactory(root: templatesRoot ?? self.templatesRoot, logger: logger)
+        // Fail at start, not at the first event, when the template is broken.
+        _ = try makeRenderer()
+        let backend = try clusterBackend(logger: logger)
+        let lease: any LeaderLease
+        if let kubernetes = backend as? KubernetesBackend {
+            lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
+        } else {
+            lease = RedisLease(key: keyPrefix + "maestro:leader:" + settings.names.deploymentHash, holder: consumerName,
+                               redisURL: redisURL, logger: logger)
+        }
+        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
+                                    isLeader: { lease.isLeader })
+        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger,
+                                       deleteGuard: createPolicy == .eager ? .unlessLive : .always, makeRenderer: makeRenderer)
+        reconciler.setDesiredStateRenderer { [manager] sinkID, ownerID in try manager.create(sinkID: sinkID, ownerID: ownerID) }
+        return (manager, reconciler, lease)
+    }
+
+    public func templateFactory(root: String, logger: Logger) -> @Sendable () throws -> TemplateRenderer {
+        let settings = templateSettings()
+        let limits = luaLimits
+        return { try TemplateRenderer(root: root, settings: settings, limits: limits, logger: logger) }
+    }
+
+    /// What a hot reload loads: plugins always; templates where this process renders collectors.
+    public func reloadSources(manager: CollectorManager?, logger: Logger) -> HotReloader.Sources {
+        let wiring = self
+        return HotReloader.Sources(
+            pluginsRoot: pluginsRoot,
+            loadPlugins: { root in wiring.loadPlugins(logger: logger, root: root) },
+            templatesRoot: manager == nil ? nil : templatesRoot,
+            checkTemplates: { root in
+                // A sample collector, so a template that loads but fails when rendering is refused too.
+                let renderer = try wiring.templateFactory(root: root, logger: logger)()
+                _ = try renderer.render(CollectorInputs(sinkID: "reload-check", ownerID: "reload-check",
+                                                        configYAML: "receivers: {}\n", configHash: String(repeating: "0", count: 64)))
+            },
+            applyTemplates: { root in manager?.replaceTemplates(wiring.templateFactory(root: root, logger: logger)) ?? 0 })
+    }
+}
+
+extension Wiring {
+    public func apiServerConfiguration() -> APIServerConfiguration {
+        APIServerConfiguration(listen: settings.grpcListen, socketPath: settings.grpcSocket, token: settings.grpcToken,
+                               tlsCertificate: settings.grpcTLSCertificate, tlsKey: settings.grpcTLSKey, clientCA: settings.grpcClientCA,
+                               insecure: settings.grpcInsecure)
+    }
+
+    /// The client side of the same settings (a sinker, `maestro collectors`).
+    public func apiClientConfiguration(target: String) -> APIClientConfiguration {
+        APIClientConfiguration(target: target, token: settings.grpcToken, caCertificate: settings.grpcClientCA,
+                               clientCertificate: settings.grpcTLSCertificate, clientKey: settings.grpcTLSKey)
+    }
+}
+
+/// Runs async work from synchronous command code (the main thread, never the cooperative pool).
+public func awaitBlocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, any Error>?
+    Task {
+        do {
+            result = .success(try await operation())
+        } catch {
+            result = .failure(error)
+        }
+        done.signal()
+    }
+    done.wait()
+    return try result!.get()
+}
