@@ -251,7 +251,7 @@ struct APITests {
             }
             try await group.waitForAll()
         }
-        #expect(await eventually(timeout: 30) { fixture.reconciler.backlog == 0 }, "every create reconciled")
+        #expect(await eventually(timeout: 30) { () async -> Bool in fixture.reconciler.backlog == 0 }, "every create reconciled")
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture.manifests.path + "/otelcollectors").filter { $0.hasSuffix(".yaml") }
         #expect(files.count == 200)
         #expect(Set(files).count == 200)
