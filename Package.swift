@@ -44,6 +44,8 @@ let package = Package(
         .target(
             name: "MaestroLua",
             dependencies: ["CLua", "MaestroValue", "MaestroYAML", .product(name: "Logging", package: "swift-log")],
+            // The sandbox's own Lua, compiled in through Generated/EmbeddedLua.swift (scripts/generate-lua).
+            exclude: ["lua"],
             swiftSettings: swiftSettings
         ),
 
