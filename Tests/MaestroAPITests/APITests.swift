@@ -154,7 +154,7 @@ struct APITests {
                 }
             }
             // The watch follows the stream from the moment it starts: create once it is reading.
-            #expect(await eventually(timeout: 10) { ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
+            #expect(await eventually(timeout: 10) { () async in ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
                     "the watch is reading")
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
