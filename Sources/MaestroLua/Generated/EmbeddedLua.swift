@@ -4,7 +4,7 @@
 enum EmbeddedLua {
     /// Sources/MaestroLua/lua/patterns.lua
     static let patterns = """
-local G, host = ...
+local G, host = ...  -- string.find/match/gmatch/gsub with a step bound: see README.md beside this file.
 local native = { find = G.string.find, match = G.string.match, gmatch = G.string.gmatch, gsub = G.string.gsub }
 local byte, sub, char, concat = G.string.byte, G.string.sub, G.string.char, G.table.concat
 local type, error, tostring, tointeger, unpack = G.type, G.error, G.tostring, G.math.tointeger, G.table.unpack
@@ -452,7 +452,7 @@ return functions
 """
     /// Sources/MaestroLua/lua/sandbox.lua
     static let sandbox = """
-local G, host = ...
+local G, host = ...  -- The sandbox prelude: see README.md beside this file (its line numbers show in errors: keep them).
 local real_load, real_setmetatable, real_getmetatable = G.load, G.setmetatable, G.getmetatable
 local real_rawset, real_type, real_error, real_select = G.rawset, G.type, G.error, G.select
 local next, pairs, tostring = G.next, G.pairs, G.tostring

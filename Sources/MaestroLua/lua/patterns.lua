@@ -1,4 +1,4 @@
-local G, host = ...
+local G, host = ...  -- string.find/match/gmatch/gsub with a step bound: see README.md beside this file.
 local native = { find = G.string.find, match = G.string.match, gmatch = G.string.gmatch, gsub = G.string.gsub }
 local byte, sub, char, concat = G.string.byte, G.string.sub, G.string.char, G.table.concat
 local type, error, tostring, tointeger, unpack = G.type, G.error, G.tostring, G.math.tointeger, G.table.unpack

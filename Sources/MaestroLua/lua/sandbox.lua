@@ -1,4 +1,4 @@
-local G, host = ...
+local G, host = ...  -- The sandbox prelude: see README.md beside this file (its line numbers show in errors: keep them).
 local real_load, real_setmetatable, real_getmetatable = G.load, G.setmetatable, G.getmetatable
 local real_rawset, real_type, real_error, real_select = G.rawset, G.type, G.error, G.select
 local next, pairs, tostring = G.next, G.pairs, G.tostring
