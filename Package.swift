@@ -1,9 +1,12 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
+// Our targets only (dependencies build with their own settings): a warning fails the build, so a clean
+// build and an incremental one both stay warning-free (scripts/check-boundaries checks every target has it).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(
@@ -44,6 +47,8 @@ let package = Package(
         .target(
             name: "MaestroLua",
             dependencies: ["CLua", "MaestroValue", "MaestroYAML", .product(name: "Logging", package: "swift-log")],
+            // The sandbox's own Lua, compiled in through Generated/EmbeddedLua.swift (scripts/generate-lua).
+            exclude: ["lua"],
             swiftSettings: swiftSettings
         ),
 

@@ -137,7 +137,7 @@ public final class LuaVM {
             lua_rawset(state, -3)
             lua_setfield(state, maestro_lua_registry_index(), emptyMapMetatableKey)
 
-            guard maestro_lua_load_text(state, luaSandboxPrelude, luaSandboxPrelude.utf8.count, "=sandbox") == LUA_OK else {
+            guard maestro_lua_load_text(state, EmbeddedLua.sandbox, EmbeddedLua.sandbox.utf8.count, "=sandbox") == LUA_OK else {
                 throw LuaError(kind: .syntax, message: "sandbox prelude: \(stack.string(at: -1) ?? "?")")
             }
             lua_rawgeti(state, maestro_lua_registry_index(), Int64(LUA_RIDX_GLOBALS))
@@ -156,7 +156,7 @@ public final class LuaVM {
             lua_setfield(state, -2, "budget_left")
             maestro_lua_push_make_charged(state)
             lua_setfield(state, -2, "charged")
-            stack.pushString(luaPatternFunctions)
+            stack.pushString(EmbeddedLua.patterns)
             lua_setfield(state, -2, "patterns_source")
             lua_pushboolean(state, configuration.exposesLuaPatterns ? 1 : 0)
             lua_setfield(state, -2, "expose_lua_patterns")

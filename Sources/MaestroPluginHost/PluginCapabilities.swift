@@ -75,11 +75,6 @@ public struct PluginCapabilities: Sendable, Equatable {
         }
     }
 
-    /// The hosts this plugin may call: those of the global allow-list it declares and is granted.
-    public func httpHosts(within global: Set<String>) -> Set<String> {
-        global.filter { has("http:" + $0) }
-    }
-
     /// The error for a call that needs `capability`, naming it and where to declare and grant it.
     func refusal(_ capability: String, plugin: String) -> String {
         if Self.covers(declared, capability) {

@@ -74,7 +74,6 @@ public enum PluginSpecRunner {
     }
 
     static func runFile(_ path: String, plugin: PluginManifest, catalog: PluginCatalog, logger: Logger) -> [SpecResult] {
-        let relative = PluginCatalog.relative(path, to: catalog.root)
         let redis = FakeRedis(prefix: RedisNames().pluginKeyPrefix + plugin.name + ":")
         let cluster = PluginClusterAccess(cluster: InMemoryPluginCluster(namespace: "otelcollectors"))
         let modules = [
@@ -86,10 +85,22 @@ public enum PluginSpecRunner {
             ]),
             redis.module(), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: PluginInvocation()), HTTPHostModule.module(policy: HTTPHostPolicy(allowedHosts: [])),
         ]
+        let configuration = LuaConfiguration(name: "spec:" + plugin.name, instructionBudget: catalog.limits.instructionBudget,
+                                             memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [catalog.root], logger: logger)
+        return runCases(path, location: PluginCatalog.relative(path, to: catalog.root), owner: plugin.name, configuration: configuration, modules: modules)
+    }
+
+    /// Runs a spec of the sandbox itself (`Sources/MaestroLua/lua/spec/`) in a VM with the sandbox and
+    /// maestro's standard library only, under the default limits: no plugin and no host fakes. `location`
+    /// names the file in the results.
+    public static func runSandboxSpec(_ path: String, location: String, logger: Logger = Logger(label: "maestro.spec")) -> [SpecResult] {
+        runCases(path, location: location, owner: "sandbox", configuration: LuaConfiguration(name: "spec:sandbox", logger: logger), modules: [])
+    }
+
+    private static func runCases(_ path: String, location relative: String, owner: String, configuration: LuaConfiguration,
+                                 modules: [LuaHostModule]) -> [SpecResult] {
         do {
-            let vm = try LuaVM(configuration: LuaConfiguration(name: "spec:" + plugin.name, instructionBudget: catalog.limits.instructionBudget,
-                                                               memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [catalog.root],
-                                                               logger: logger), modules: modules) { vm throws(LuaError) in
+            let vm = try LuaVM(configuration: configuration, modules: modules) { vm throws(LuaError) in
                 // Also after a terminal failure (maestro.fail, a limit), which rebuilds the VM between cases.
                 try vm.loadModule(source: prelude, chunkName: "=spec", as: "prelude")
                 try vm.loadModule(file: path, as: "spec", chunkName: relative)
@@ -102,16 +113,16 @@ public enum PluginSpecRunner {
                 let location = (described.count > 1 ? described[1]?.stringValue : nil) ?? relative
                 var failure: String?
                 do {
-                    try vm.setContext(.map(["plugin": .string(plugin.name), "event_id": "spec", "deliveries": 1]))
+                    try vm.setContext(.map(["plugin": .string(owner), "event_id": "spec", "deliveries": 1]))
                     _ = try vm.evaluate("__spec_run(\(index))")
                 } catch {
                     failure = error.message
                 }
-                results.append(SpecResult(plugin: plugin.name, location: location, name: name, failure: failure))
+                results.append(SpecResult(plugin: owner, location: location, name: name, failure: failure))
             }
             return results
         } catch {
-            return [SpecResult(plugin: plugin.name, location: relative, name: "(loading the spec)", failure: error.message)]
+            return [SpecResult(plugin: owner, location: relative, name: "(loading the spec)", failure: error.message)]
         }
     }
 }

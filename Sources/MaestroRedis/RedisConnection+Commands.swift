@@ -75,13 +75,6 @@ public struct PendingSummary: Sendable, Equatable {
     public var consumers: [String: Int64]
 }
 
-public struct AutoClaimResult: Sendable, Equatable {
-    public var nextStartID: String
-    public var entries: [StreamEntry]
-    /// Ids that were pending but no longer exist in the stream (Redis 7); they were removed from the PEL.
-    public var deletedIDs: [String]
-}
-
 /// A server-side Lua script run by its SHA-1, loaded on demand (EVALSHA, then SCRIPT LOAD on NOSCRIPT).
 public final class RedisScript: Sendable {
     public let source: String
@@ -216,11 +209,6 @@ extension RedisConnection {
         }
     }
 
-    @discardableResult
-    public func xgroupDestroy(_ stream: String, group: String) throws(RedisError) -> Bool {
-        try command(["XGROUP", "DESTROY", stream, group]).integer == 1
-    }
-
     /// Removes a consumer; returns how many entries it still had pending (they are dropped from the PEL).
     @discardableResult
     public func xgroupDelConsumer(_ stream: String, group: String, consumer: String) throws(RedisError) -> Int64 {
@@ -251,17 +239,6 @@ extension RedisConnection {
     @discardableResult
     public func xack(_ stream: String, group: String, ids: [String]) throws(RedisError) -> Int64 {
         try command(Self.xackArguments(stream, group: group, ids: ids)).integer ?? 0
-    }
-
-    /// XAUTOCLAIM: takes over entries pending longer than `minIdleMilliseconds`.
-    public func xautoclaim(_ stream: String, group: String, consumer: String, minIdleMilliseconds: Int,
-                           startID: String = "0-0", count: Int = 100) throws(RedisError) -> AutoClaimResult {
-        let reply = try command(["XAUTOCLAIM", stream, group, consumer, String(minIdleMilliseconds), startID, "COUNT", String(count)])
-        guard let parts = reply.array, parts.count >= 2, let next = parts[0].string else {
-            throw RedisError(kind: .protocolViolation, message: "malformed XAUTOCLAIM reply")
-        }
-        let deleted = parts.count > 2 ? (parts[2].array ?? []).compactMap(\.string) : []
-        return AutoClaimResult(nextStartID: next, entries: try StreamEntry.parseList(parts[1]), deletedIDs: deleted)
     }
 
     /// XCLAIM of specific ids; returns the entries now owned by `consumer`.
@@ -318,20 +295,7 @@ extension RedisConnection {
         return try StreamEntry.parseList(command(arguments))
     }
 
-    @discardableResult
-    public func xtrim(_ stream: String, maxLength: Int, approximate: Bool = true) throws(RedisError) -> Int64 {
-        try command(["XTRIM", stream, "MAXLEN"] + (approximate ? ["~"] : []) + [String(maxLength)]).integer ?? 0
-    }
-
     // MARK: transactions and scripts
-
-    public func watch(_ keys: [String]) throws(RedisError) {
-        try command(["WATCH"] + keys)
-    }
-
-    public func unwatch() throws(RedisError) {
-        try command(["UNWATCH"])
-    }
 
     /// MULTI, the commands, EXEC in one round trip. Returns the commands' replies, or nil when a WATCHed
     /// key changed and Redis aborted the transaction.

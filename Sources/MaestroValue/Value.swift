@@ -22,14 +22,6 @@ extension Value {
         return nil
     }
 
-    public var doubleValue: Double? {
-        switch self {
-        case .double(let number): return number
-        case .int(let number): return Double(number)
-        default: return nil
-        }
-    }
-
     public var boolValue: Bool? {
         if case .bool(let flag) = self { return flag }
         return nil

@@ -123,14 +123,6 @@ struct BlockEmitter {
         }
     }
 
-    static func isNested(_ value: Value) -> Bool {
-        switch value {
-        case .map(let entries): return !entries.isEmpty
-        case .list(let items): return !items.isEmpty
-        default: return false
-        }
-    }
-
     mutating func map(_ entries: [String: Value], indent level: Int, firstInline: Bool, depth: Int) throws(YAMLError) {
         guard depth < YAML.maximumDepth else { throw YAMLError(kind: .emitter, message: "value nested deeper than \(YAML.maximumDepth) levels", line: nil, column: nil) }
         var first = true

@@ -24,9 +24,6 @@ public struct YAMLError: Error, CustomStringConvertible, Equatable {
 /// scalars are strings; the emitter quotes every string a YAML 1.1 or 1.2 reader would take as
 /// anything else.
 public enum YAML {
-    /// A stream may not expand beyond this many nodes, aliases counted every time they are used (the
-    /// "billion laughs" guard), across all its documents: the default of `ValueLimits`.
-    public static let maximumExpandedNodes = ValueLimits.default.maximumNodes
     /// Nesting deeper than this is rejected.
     public static let maximumDepth = 512
 

@@ -333,7 +333,7 @@ struct PipelineTests {
         defer { consumer.stop() }
         try fixture.add(redis, create("g1", sinkConfig("https://g.example/w")))
         #expect(try fixture.waitUntilDrained(redis))
-        try redis.xgroupDestroy(fixture.names.sinksStream, group: fixture.names.sinkerGroup)
+        try redis.command(["XGROUP", "DESTROY", fixture.names.sinksStream, fixture.names.sinkerGroup])
         try fixture.add(redis, create("g2", sinkConfig("https://g.example/w")))
         #expect(eventually { ((try? redis.hget(fixture.names.configHash, field: "g2")) ?? nil) != nil })
     }

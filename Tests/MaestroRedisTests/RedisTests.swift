@@ -101,8 +101,8 @@ struct RedisCommandTests {
         #expect(try redis.xack(stream, group: "g", ids: [ids[0], ids[1]]) == 2)
         // Claimable once idle for 10 ms: wait until Redis says so.
         #expect(eventually(timeout: 5) { ((try? redis.xpending(stream, group: "g", count: 10)) ?? []).allSatisfy { $0.idleMilliseconds >= 10 } })
-        let claimed = try redis.xautoclaim(stream, group: "g", consumer: "c2", minIdleMilliseconds: 10)
-        #expect(claimed.entries.map(\.id) == [ids[2], ids[3]])
+        let claimed = try redis.xclaim(stream, group: "g", consumer: "c2", minIdleMilliseconds: 10, ids: [ids[2], ids[3]])
+        #expect(claimed.map(\.id) == [ids[2], ids[3]])
         let reclaimed = try redis.xclaim(stream, group: "g", consumer: "c3", minIdleMilliseconds: 0, ids: [ids[2]])
         #expect(reclaimed.map(\.id) == [ids[2]])
         let groups = try redis.xinfoGroups(stream)
@@ -117,11 +117,11 @@ struct RedisCommandTests {
         #expect(empty.count == 6)
         let timedOut = try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">", count: 100, blockMilliseconds: 50)
         #expect(timedOut.isEmpty)
-        #expect(try redis.xtrim(stream, maxLength: 0, approximate: false) == 10)
+        #expect(try redis.command(["XTRIM", stream, "MAXLEN", "0"]).integer == 10)
         // A pending entry that was trimmed comes back marked as deleted.
         let trimmed = try redis.xreadgroup(group: "g", consumer: "c2", stream: stream, id: "0", count: 100)
         #expect(trimmed.allSatisfy { $0.isDeleted })
-        #expect(try redis.xgroupDestroy(stream, group: "g"))
+        #expect(try redis.command(["XGROUP", "DESTROY", stream, "g"]).integer == 1)
         let noGroup = try #require(throws: RedisError.self) {
             try redis.xreadgroup(group: "g", consumer: "c1", stream: stream, id: ">")
         }
@@ -153,11 +153,11 @@ struct RedisCommandTests {
         let other = try connect()
         let key = RedisTestServer.uniquePrefix() + "w"
         try redis.set(key, "1")
-        try redis.watch([key])
+        try redis.command(["WATCH", key])
         try other.set(key, "2")
         #expect(try redis.transaction([["SET", key, "3"]]) == nil)
         #expect(try redis.get(key) == "2")
-        try redis.watch([key])
+        try redis.command(["WATCH", key])
         let results = try #require(try redis.transaction([["SET", key, "4"], ["GET", key]]))
         #expect(results == [.status("OK"), .bulk(Array("4".utf8))])
         let aborted = try #require(throws: RedisError.self) { try redis.transaction([["SET", key], ["GET", key]]) }

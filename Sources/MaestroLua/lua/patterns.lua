@@ -1,12 +1,4 @@
-/// string.find, match, gmatch and gsub for the sandbox. Lua's native matcher is C: it backtracks without
-/// the count hook ever running, so `string.find(string.rep("a", 1e5), ".-.-.-.-b")` would hold a worker
-/// for hours. Before each call the worst case of the native matcher is bounded from the pattern and the
-/// subject's length (every `*`, `+`, `-`, `?`, `%b` or back-reference can multiply the steps by the
-/// subject's length); when that bound is small the native function runs and the bound is charged to the
-/// instruction budget, otherwise the same pattern language runs in Lua below, where the count hook sees
-/// every step. Written for maestro from the Lua 5.4 manual's description of patterns.
-let luaPatternFunctions = #"""
-local G, host = ...
+local G, host = ...  -- string.find/match/gmatch/gsub with a step bound: see README.md beside this file.
 local native = { find = G.string.find, match = G.string.match, gmatch = G.string.gmatch, gsub = G.string.gsub }
 local byte, sub, char, concat = G.string.byte, G.string.sub, G.string.char, G.table.concat
 local type, error, tostring, tointeger, unpack = G.type, G.error, G.tostring, G.math.tointeger, G.table.unpack
@@ -450,4 +442,3 @@ functions.lua = { find = function(s, p, init) return lua_find(s, p, init, true) 
                   match = function(s, p, init) return lua_find(s, p, init, false) end,
                   gmatch = lua_gmatch, gsub = lua_gsub, worst_case = worst_case }
 return functions
-"""#

@@ -1,9 +1,4 @@
-/// Builds the sandbox. It runs once per VM, before any plugin code, with the unrestricted standard
-/// library; it receives the privileged helpers from the host and returns the control table the host
-/// keeps in the registry. Written as data in one place, like Redis's scripting sandbox: what is not
-/// listed here does not exist for a plugin.
-let luaSandboxPrelude = #"""
-local G, host = ...
+local G, host = ...  -- The sandbox prelude: see README.md beside this file (its line numbers show in errors: keep them).
 local real_load, real_setmetatable, real_getmetatable = G.load, G.setmetatable, G.getmetatable
 local real_rawset, real_type, real_error, real_select = G.rawset, G.type, G.error, G.select
 local next, pairs, tostring = G.next, G.pairs, G.tostring
@@ -38,7 +33,7 @@ end
 -- string methods for later calls.
 real_getmetatable("").__metatable = false
 
--- The pattern functions with a step bound (LuaPatterns.swift), for string.* and for string methods.
+-- The pattern functions with a step bound (patterns.lua), for string.* and for string methods.
 local patterns = real_load(host.patterns_source, "=patterns", "t")(G, host)
 for _, name in G.ipairs({ "find", "match", "gmatch", "gsub" }) do G.string[name] = patterns[name] end
 
@@ -228,4 +223,3 @@ end
 -- Nothing of the unrestricted library stays reachable from the globals.
 for key in next, G do G[key] = nil end
 return control
-"""#
