@@ -207,10 +207,8 @@ public final class Reconciler: Sendable {
                     state.attempts[sinkID, default: 0] += 1
                     return state.attempts[sinkID]!
                 }
-                var delay = min(options.maximumBackoff, pow(2, Double(attempt - 1)))
-                if let clusterError = error as? ClusterError, let retryAfter = clusterError.retryAfter {
-                    delay = min(options.maximumBackoff, max(delay, retryAfter))
-                }
+                let delay = Backoff(first: 1, maximum: options.maximumBackoff)
+                    .delay(attempt: attempt, atLeast: (error as? ClusterError)?.retryAfter)
                 if (error as? RedisError)?.isConnectionFailure == true { redis?.close() }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "retry")]).increment()
                 logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
@@ -313,7 +311,8 @@ public final class Reconciler: Sendable {
                 state.observations[sinkID] = nil
                 return
             }
-            let delay = min(60, 2 * pow(2, Double(attempt)))
+            // `attempt` counts the looks already taken: the first comes 2 s after the apply.
+            let delay = Backoff(first: 2, maximum: 60).delay(attempt: attempt + 1)
             state.observations[sinkID] = (Date().addingTimeInterval(delay), attempt + 1)
         }
     }
