@@ -39,7 +39,8 @@ let package = Package(
 
         // One safe wrapper per C library; C types never leave these modules.
         .target(name: "MaestroYAML", dependencies: ["CLibYAML", "MaestroValue"], swiftSettings: swiftSettings),
-        .target(name: "MaestroRedis", dependencies: ["CHiredis", "MaestroValue"], swiftSettings: swiftSettings),
+        .target(name: "MaestroRedis", dependencies: ["CHiredis", "MaestroValue", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
         .target(name: "MaestroHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
         .target(
             name: "MaestroLua",

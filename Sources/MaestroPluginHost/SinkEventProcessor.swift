@@ -138,6 +138,8 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     var builder: CollectorConfigBuilder
     var generation = 0
     var scriptsLoaded = false
+    /// The scripts of the pipeline that stores a batch's effects.
+    static let storeScripts = [SinkStore.script, StatusPublisher.script]
 
     public init(context: SinkerContext) {
         self.context = context
@@ -170,7 +172,7 @@ public final class SinkEventProcessor: StreamBatchProcessor {
         switchToNewestPlugins()
         runtime.redis.connection = redis
         if !scriptsLoaded {
-            try PipelinedScript.loadAll(redis)
+            try redis.load(Self.storeScripts)
             scriptsLoaded = true
         }
         var events: [SinkEvent?] = []
@@ -292,12 +294,8 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             return .acknowledged
         }
         guard !commands.isEmpty else { return outcomes }
-        var replies = try redis.pipeline(commands)
-        if replies.contains(where: { if case .error(let text) = $0 { return text.hasPrefix("NOSCRIPT") } else { return false } }) {
-            // Redis restarted and lost its scripts: every effect is idempotent, so run the lot again.
-            try PipelinedScript.loadAll(redis)
-            replies = try redis.pipeline(commands)
-        }
+        // After NOSCRIPT (Redis restarted and lost its scripts) the lot runs again: every effect is idempotent.
+        let replies = try redis.pipeline(commands, loading: Self.storeScripts)
         var results: [Int: SinkStoreResult] = [:]
         for (owner, reply) in zip(commandOwners, replies) {
             if owner.isStatus {
