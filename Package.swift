@@ -52,7 +52,8 @@ let package = Package(
             name: "MaestroCore",
             dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "CoreMetrics", package: "swift-metrics")],
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
 
@@ -129,6 +130,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MaestroCLITests", dependencies: ["maestro", "MaestroCore", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MaestroCoreTests", dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MaestroCoreTests",
+            dependencies: ["MaestroCore", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

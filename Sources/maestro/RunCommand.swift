@@ -65,7 +65,7 @@ struct RunCommand: ParsableCommand {
                 } catch {
                     throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
                 }
-                services.append(StoppingService(name: "operations") { server.stop() })
+                services.append(BackgroundService("operations", drain: { server.stop() }))
             }
 
             var collectors: (manager: CollectorManager, reconciler: Reconciler, lease: any LeaderLease)?
@@ -81,12 +81,13 @@ struct RunCommand: ParsableCommand {
                 }
                 collectors = started
                 handOff = started.manager
-                started.lease.start()
-                started.reconciler.start()
-                services.append(StoppingService(name: "reconciler") {
+                services.append(BackgroundService("reconciler", start: {
+                    started.lease.start()
+                    started.reconciler.start()
+                }, drain: {
                     _ = started.reconciler.stop(timeout: shutdownTimeout)
                     started.lease.stop()
-                })
+                }))
                 let apiConfiguration = wiring.apiServerConfiguration()
                 if apiConfiguration.listen != nil || apiConfiguration.socketPath != nil {
                     do {
@@ -113,7 +114,7 @@ struct RunCommand: ParsableCommand {
             let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
                                        generations: generations,
                                        interval: configuration.duration("reload-interval") ?? 2, logger: logger)
-            reloader.start()
+            services.append(BackgroundService("reload", start: reloader.start, drain: reloader.stop))
             services.append(ReloadOnHangup(reloader: reloader))
 
             var consumers: [StreamConsumer] = []
@@ -149,8 +150,9 @@ struct RunCommand: ParsableCommand {
                                                 makeProcessor: { _ in StatusHookProcessor(catalog: generations.catalog, names: names, httpPolicy: httpPolicy,
                                                                                           cluster: cluster, generations: generations, logger: logger) }))
             }
-            for consumer in consumers { consumer.start() }
-            services.append(StoppingService(name: "consumers") { [consumers] in
+            services.append(BackgroundService("consumers", start: { [consumers] in
+                for consumer in consumers { consumer.start() }
+            }, drain: { [consumers] in
                 // Concurrently: each waits for its blocked read to return and its workers to ack.
                 DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
                     if !consumers[index].stop(timeout: shutdownTimeout) {
@@ -159,8 +161,8 @@ struct RunCommand: ParsableCommand {
                                                   "pending": "\(consumers[index].inFlightCount)"])
                     }
                 }
-            })
-            services.append(StoppingService(name: "readiness") {
+            }))
+            services.append(BackgroundService("readiness", drain: {
                 draining.set()
                 logger.info("stopping: no new reads; finishing and acknowledging in-flight events")
                 // The parts' stops are bounded each; this bounds them all, whatever hangs.
@@ -168,7 +170,7 @@ struct RunCommand: ParsableCommand {
                     logger.error("shutdown did not complete in time; exiting")
                     Foundation.exit(1)
                 }
-            })
+            }))
 
             logger.info("maestro running", metadata: ["redis": "\(redisURL)", "role": "\(role)", "policy": "\(policy.rawValue)",
                                                       "backend": "\(collectors?.reconciler.backend.name ?? "-")",

@@ -48,12 +48,12 @@ public final class StreamConsumer: Sendable {
     @discardableResult
     public func stop(timeout: TimeInterval = 30) -> Bool {
         let deadline = DispatchTime.now() + timeout
+        // Workers that cannot store a batch now give up sooner: its entries stay pending for the next start.
         ledger.requestStop()
         // The queues close only once the reader is done: a read that was blocked when the stop came
         // may still return entries, which are then delivered to this consumer and must be handled.
-        let readerEnded = reader.waitUntilEnded(deadline: deadline)
-        workers.close()
-        return workers.waitUntilEnded(deadline: deadline) && readerEnded
+        let readerEnded = reader.stop(deadline: deadline)
+        return workers.stop(deadline: deadline) && readerEnded
     }
 
     /// Whether `stop` was called.
@@ -61,13 +61,4 @@ public final class StreamConsumer: Sendable {
 
     /// Entries delivered to this consumer and not yet acknowledged (or waiting for a retry).
     public var inFlightCount: Int { ledger.inFlightCount }
-}
-
-/// Starts a thread for one of a consumer's loops.
-func startStreamThread(name: String, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread(block: body)
-    thread.name = name
-    // Lua and YAML recursion run on these threads; give them a main-thread-sized stack.
-    thread.stackSize = 16 << 20
-    thread.start()
 }

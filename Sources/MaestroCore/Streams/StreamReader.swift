@@ -14,7 +14,7 @@ final class StreamReader: Sendable {
     private let workers: StreamWorkerPool
     private let reclaimer: StreamReclaimer
     private let maintenance: StreamGroupMaintenance
-    private let ended = DispatchGroup()
+    private let thread = BackgroundThreads()
 
     init(options: StreamConsumerOptions, redisURL: RedisURL, logger: Logger, ledger: StreamConsumerLedger, workers: StreamWorkerPool) {
         self.options = options
@@ -27,16 +27,13 @@ final class StreamReader: Sendable {
     }
 
     func start() {
-        ended.enter()
-        startStreamThread(name: "maestro-reader") { [self] in
-            defer { ended.leave() }
-            run()
-        }
+        thread.spawn("maestro-reader") { [self] in run() }
     }
 
-    /// False when the reader still runs at the deadline.
-    func waitUntilEnded(deadline: DispatchTime) -> Bool {
-        ended.wait(timeout: deadline) == .success
+    /// Reads nothing more once the read in progress returned; false when it still runs at the deadline.
+    func stop(deadline: DispatchTime) -> Bool {
+        thread.requestStop()
+        return thread.waitUntilEnded(deadline: deadline)
     }
 
     private func run() {
@@ -46,7 +43,7 @@ final class StreamReader: Sendable {
         var lastMaintenance = Date.distantPast
         var scan = StreamReclaimer.Scan()
         var failures = 0
-        while !ledger.isStopping {
+        while !thread.isStopping {
             do {
                 if redis == nil || redis!.isBroken {
                     redis = try RedisConnection(url: redisURL)
@@ -87,7 +84,7 @@ final class StreamReader: Sendable {
                 ledger.count { $0.reconnects += 1 }
                 let delay = Backoff.streamReconnect.delay(attempt: failures)
                 logger.warning("Redis unavailable, retrying", metadata: ["error": "\(error.message)", "retry.seconds": "\(delay)"])
-                Thread.sleep(forTimeInterval: delay)
+                thread.pause(delay)
             }
         }
         redis?.close()

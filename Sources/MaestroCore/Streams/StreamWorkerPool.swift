@@ -15,7 +15,7 @@ final class StreamWorkerPool: Sendable {
     private let routingKey: @Sendable (StreamEntry) -> String
     private let makeProcessor: @Sendable (Int) throws -> any StreamBatchProcessor
     private let queues: [WorkQueue]
-    private let ended = DispatchGroup()
+    private let threads = BackgroundThreads()
 
     init(options: StreamConsumerOptions, redisURL: RedisURL, logger: Logger, ledger: StreamConsumerLedger,
          routingKey: @escaping @Sendable (StreamEntry) -> String,
@@ -32,22 +32,15 @@ final class StreamWorkerPool: Sendable {
 
     func start() {
         for index in 0..<options.workers {
-            ended.enter()
-            startStreamThread(name: "maestro-worker-\(index)") { [self] in
-                defer { ended.leave() }
-                run(index)
-            }
+            threads.spawn("maestro-worker-\(index)") { [self] in run(index) }
         }
     }
 
-    /// Closes the queues: the workers finish what was delivered and end.
-    func close() {
+    /// Closes the queues: the workers finish what was delivered, acknowledge it and end. False when a
+    /// worker still runs at the deadline.
+    func stop(deadline: DispatchTime) -> Bool {
         for queue in queues { queue.close() }
-    }
-
-    /// False when a worker still runs at the deadline.
-    func waitUntilEnded(deadline: DispatchTime) -> Bool {
-        ended.wait(timeout: deadline) == .success
+        return threads.waitUntilEnded(deadline: deadline)
     }
 
     /// Hands entries to their workers, with the delivery counts known for them (1 when unknown); those
