@@ -154,7 +154,8 @@ struct APITests {
                 }
             }
             // The watch follows the stream from the moment it starts: create once it is reading.
-            #expect(await eventually(timeout: 10) { ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
+            // `async` picks the async `eventually`: the sync one would block a thread of the cooperative pool.
+            #expect(await eventually(timeout: 10) { () async -> Bool in ((try? admin.command(["CLIENT", "LIST", "TYPE", "normal"]).string) ?? "").contains("cmd=xread ") },
                     "the watch is reading")
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w2" })
             _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "w1" })
