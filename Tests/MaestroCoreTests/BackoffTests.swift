@@ -1,7 +1,7 @@
 import MaestroCore
 import Testing
 
-@Suite("backoff", .timeLimit(.minutes(1)))
+@Suite("backoff", .timeLimit(.minutes(2)))
 struct BackoffTests {
     @Test("doubles from the first pause up to the cap")
     func doubles() {
