@@ -42,7 +42,8 @@ let package = Package(
 
         // One safe wrapper per C library; C types never leave these modules.
         .target(name: "MaestroYAML", dependencies: ["CLibYAML", "MaestroValue"], swiftSettings: swiftSettings),
-        .target(name: "MaestroRedis", dependencies: ["CHiredis", "MaestroValue"], swiftSettings: swiftSettings),
+        .target(name: "MaestroRedis", dependencies: ["CHiredis", "MaestroValue", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
         .target(name: "MaestroHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
         .target(
             name: "MaestroLua",
@@ -56,7 +57,8 @@ let package = Package(
             name: "MaestroCore",
             dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "CoreMetrics", package: "swift-metrics")],
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
 
@@ -167,7 +169,9 @@ let package = Package(
         .testTarget(
             name: "MaestroCoreTests",
             dependencies: ["MaestroCore", "MaestroRedis", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
     ]

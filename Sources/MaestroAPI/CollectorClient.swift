@@ -2,7 +2,6 @@ public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import MaestroCore
 internal import Foundation
-internal import Synchronization
 
 /// How to reach a maestro's API: `HOST:PORT` or `unix:PATH`, with the token and TLS settings.
 public struct APIClientConfiguration: Sendable {
@@ -127,20 +126,17 @@ public final class RemoteCollectorService: CollectorService {
         }
     }
 
+    /// The call, on the calling worker thread (`awaitBlocking`), its RPC error mapped to the service's.
     private func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws(CollectorServiceError) {
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<(any Error)?>(nil)
-        Task {
-            do {
-                try await operation()
-            } catch {
-                outcome.withLock { $0 = error }
-            }
-            done.signal()
+        let rpc: RPCError
+        do {
+            try awaitBlocking(operation)
+            return
+        } catch let error as RPCError {
+            rpc = error
+        } catch {
+            throw CollectorServiceError(.unavailable, "the maestro API: \(error)")
         }
-        done.wait()
-        guard let error = outcome.withLock({ $0 }) else { return }
-        guard let rpc = error as? RPCError else { throw CollectorServiceError(.unavailable, "the maestro API: \(error)") }
         switch rpc.code {
         case .notFound: throw CollectorServiceError(.notFound, rpc.message)
         case .invalidArgument: throw CollectorServiceError(.invalidArgument, rpc.message)

@@ -9,7 +9,7 @@ final class StatusWatcher: Sendable {
     let redisURL: RedisURL
     let names: RedisNames
     let sinkID: String?
-    private let stopping = Mutex(false)
+    private let reader = BackgroundThreads()
     private let stream = Mutex<AsyncStream<String>.Continuation?>(nil)
 
     init(redisURL: RedisURL, names: RedisNames, sinkID: String?) {
@@ -32,10 +32,10 @@ final class StatusWatcher: Sendable {
         }
         let (events, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         stream.withLock { $0 = continuation }
-        let thread = Thread { [self] in
+        reader.spawn("maestro-status-watch") { [self] in
             var redis: RedisConnection? = first
             var lastID = newest
-            while !stopping.withLock({ $0 }) {
+            while !reader.isStopping {
                 do {
                     if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
                     let reply = try redis!.blockingCommand(["XREAD", "COUNT", "100", "BLOCK", "500", "STREAMS", names.statusStream, lastID],
@@ -55,21 +55,19 @@ final class StatusWatcher: Sendable {
                     }
                 } catch {
                     redis?.close()
-                    Thread.sleep(forTimeInterval: 0.5)
+                    reader.pause(0.5)
                 }
             }
             redis?.close()
             continuation.finish()
         }
-        thread.name = "maestro-status-watch"
-        thread.start()
         continuation.onTermination = { [self] _ in stop() }
         return events
     }
 
     /// Ends the stream now; the reading thread ends after its current XREAD.
     func stop() {
-        stopping.withLock { $0 = true }
+        reader.requestStop()
         // finish() runs onTermination, which calls stop() again: never finish under the lock.
         let continuation = stream.withLock { current -> AsyncStream<String>.Continuation? in
             defer { current = nil }

@@ -1,6 +1,7 @@
 public import Logging
 internal import CoreMetrics
 internal import Foundation
+internal import MaestroCore
 internal import Synchronization
 
 /// The plugins in use. A reload replaces the whole catalog; each worker picks the new one up between
@@ -64,13 +65,12 @@ public final class HotReloader: @unchecked Sendable {
     private let generations: PluginGenerations
     private let interval: Double
     private let logger: Logger
-    private let lock = NSCondition()
-    private var forced = false
-    private var stopping = false
-    private var thread: Thread?
-    private var finished = false
+    private let watcher = BackgroundThreads()
+    /// A reload was asked for (SIGHUP) and has not run yet.
+    private let forced = Mutex(false)
     /// Fingerprints of the files behind the generation in use (or last refused: an unchanged bad file is
-    /// reported once, not at every poll).
+    /// reported once, not at every poll). Read and written only inside `reloading` (after `init`): the
+    /// reason this class is `@unchecked Sendable`.
     private var pluginPrint: UInt64
     private var templatePrint: UInt64
     private let reloading = Mutex(())
@@ -87,45 +87,29 @@ public final class HotReloader: @unchecked Sendable {
     }
 
     public func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "maestro-reload"
-        self.thread = thread
-        thread.start()
+        watcher.spawn("maestro-reload") { [self] in loop() }
     }
 
     /// Reload both folders now, changed or not (SIGHUP).
     public func requestReload() {
-        lock.lock()
-        forced = true
-        lock.signal()
-        lock.unlock()
+        forced.withLock { $0 = true }
+        watcher.wake()
     }
 
+    /// Returns once the watcher's thread ended (after the reload in progress, if any).
     public func stop() {
-        lock.lock()
-        stopping = true
-        lock.signal()
-        while thread != nil && !finished { _ = lock.wait(until: Date().addingTimeInterval(0.1)) }
-        lock.unlock()
+        watcher.stop(timeout: nil)
     }
 
     private func loop() {
-        lock.lock()
-        while !stopping {
-            if !forced {
-                _ = lock.wait(until: Date().addingTimeInterval(interval > 0 ? interval : 3600))
+        while watcher.pause(interval > 0 ? interval : 3600, unless: { forced.withLock { $0 } }) {
+            let force = forced.withLock { forced -> Bool in
+                defer { forced = false }
+                return forced
             }
-            if stopping { break }
-            let force = forced
-            forced = false
             if !force && interval <= 0 { continue }
-            lock.unlock()
             _ = reload(force: force)
-            lock.lock()
         }
-        finished = true
-        lock.broadcast()
-        lock.unlock()
     }
 
     /// Checks the folders and switches to what changed if it is good. Synchronous; one at a time.

@@ -1,4 +1,3 @@
-internal import Synchronization
 
 /// One entry of a stream. `fields` keeps the producer's order; a pending entry that was trimmed or
 /// deleted before it was read comes back with `isDeleted` set and no fields.
@@ -73,17 +72,6 @@ public struct PendingSummary: Sendable, Equatable {
     public var smallestID: String?
     public var largestID: String?
     public var consumers: [String: Int64]
-}
-
-/// A server-side Lua script run by its SHA-1, loaded on demand (EVALSHA, then SCRIPT LOAD on NOSCRIPT).
-public final class RedisScript: Sendable {
-    public let source: String
-    private let sha = Mutex<String?>(nil)
-
-    public init(_ source: String) { self.source = source }
-
-    fileprivate func knownSHA() -> String? { sha.withLock { $0 } }
-    fileprivate func remember(_ value: String) { sha.withLock { $0 = value } }
 }
 
 public enum StreamTrim: Sendable, Equatable {
@@ -325,19 +313,5 @@ extension RedisConnection {
 
     public func evalsha(_ sha: String, keys: [String], arguments: [String]) throws(RedisError) -> RedisReply {
         try command(["EVALSHA", sha, String(keys.count)] + keys + arguments)
-    }
-
-    /// Runs a script by digest, loading it first when the server does not know it.
-    public func eval(_ script: RedisScript, keys: [String], arguments: [String]) throws(RedisError) -> RedisReply {
-        if let sha = script.knownSHA() {
-            do {
-                return try evalsha(sha, keys: keys, arguments: arguments)
-            } catch where error.kind == .noScript {
-                // The server restarted or flushed its script cache: load again below.
-            }
-        }
-        let sha = try scriptLoad(script.source)
-        script.remember(sha)
-        return try evalsha(sha, keys: keys, arguments: arguments)
     }
 }

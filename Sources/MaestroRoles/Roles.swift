@@ -83,14 +83,15 @@ public struct Roles {
         let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
                                    generations: generations,
                                    interval: wiring.settings.reloadInterval, logger: logger)
-        reloader.start()
+        services.append(BackgroundService("reload", start: reloader.start, drain: reloader.stop))
         services.append(ReloadOnHangup(reloader: reloader))
 
         let consumers = Self.consumers(wiring: wiring, redisURL: redisURL, role: role, generations: generations, handOff: handOff,
                                        collectors: collectors, logger: logger)
         self.consumers = consumers
-        for consumer in consumers { consumer.start() }
-        services.append(StoppingService(name: "consumers") { [consumers] in
+        services.append(BackgroundService("consumers", start: { [consumers] in
+            for consumer in consumers { consumer.start() }
+        }, drain: { [consumers] in
             // Concurrently: each waits for its blocked read to return and its workers to ack.
             DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
                 if !consumers[index].stop(timeout: shutdownTimeout) {
@@ -99,8 +100,8 @@ public struct Roles {
                                               "pending": "\(consumers[index].inFlightCount)"])
                 }
             }
-        })
-        services.append(StoppingService(name: "readiness") {
+        }))
+        services.append(BackgroundService("readiness", drain: {
             draining.set()
             logger.info("stopping: no new reads; finishing and acknowledging in-flight events")
             // The parts' stops are bounded each; this bounds them all, whatever hangs.
@@ -108,7 +109,7 @@ public struct Roles {
                 logger.error("shutdown did not complete in time; exiting")
                 Foundation.exit(1)
             }
-        })
+        }))
         self.services = services
         started = true
     }
@@ -136,7 +137,7 @@ public struct Roles {
         } catch {
             throw InvalidInput("cannot serve --http-listen \(listen): \(error)")
         }
-        return StoppingService(name: "operations") { server.stop() }
+        return BackgroundService("operations", drain: { server.stop() })
     }
 
     /// The collector manager, its reconciler and lease (started), and the gRPC API when it listens.
@@ -151,12 +152,13 @@ public struct Roles {
         } catch {
             throw InvalidInput("the collector template cannot be loaded: \(error)")
         }
-        started.lease.start()
-        started.reconciler.start()
-        var services: [any Service] = [StoppingService(name: "reconciler") {
+        var services: [any Service] = [BackgroundService("reconciler", start: {
+            started.lease.start()
+            started.reconciler.start()
+        }, drain: {
             _ = started.reconciler.stop(timeout: shutdownTimeout)
             started.lease.stop()
-        }]
+        })]
         let apiConfiguration = wiring.apiServerConfiguration()
         if apiConfiguration.listen != nil || apiConfiguration.socketPath != nil {
             do {

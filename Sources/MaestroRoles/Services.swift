@@ -5,29 +5,6 @@ public import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// A part started before the group runs: it waits for graceful shutdown, then stops on a thread of
-/// its own (the parts' stops block until in-flight work is done).
-struct StoppingService: Service {
-    let name: String
-    let stop: @Sendable () -> Void
-
-    init(name: String, stop: @escaping @Sendable () -> Void) {
-        self.name = name
-        self.stop = stop
-    }
-
-    func run() async throws {
-        // Cancellation (the shutdown deadline passed) also ends the wait; the part is stopped either way.
-        try? await gracefulShutdown()
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                stop()
-                done.resume()
-            }
-        }
-    }
-}
-
 struct AsyncStoppingService: Service {
     let name: String
     let stop: @Sendable () async -> Void
@@ -38,7 +15,8 @@ struct AsyncStoppingService: Service {
     }
 }
 
-/// SIGHUP reloads plugins and templates; the reloader's own thread also watches the files.
+/// SIGHUP reloads plugins and templates; the reloader's own thread (a `BackgroundService` of its own)
+/// also watches the files.
 struct ReloadOnHangup: Service {
     let reloader: HotReloader
 
@@ -46,12 +24,6 @@ struct ReloadOnHangup: Service {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         for await _ in hangups.cancelOnGracefulShutdown() {
             reloader.requestReload()
-        }
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                reloader.stop()
-                done.resume()
-            }
         }
     }
 }

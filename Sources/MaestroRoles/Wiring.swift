@@ -209,19 +209,3 @@ extension Wiring {
                                clientCertificate: settings.grpcTLSCertificate, clientKey: settings.grpcTLSKey)
     }
 }
-
-/// Runs async work from synchronous command code (the main thread, never the cooperative pool).
-public func awaitBlocking<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-    let done = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var result: Result<T, any Error>?
-    Task {
-        do {
-            result = .success(try await operation())
-        } catch {
-            result = .failure(error)
-        }
-        done.signal()
-    }
-    done.wait()
-    return try result!.get()
-}

@@ -20,7 +20,7 @@ struct RecordSchemaTests {
 
     func connect() throws -> RedisConnection {
         let redis = try RedisConnection(url: RedisURL(parsing: try RedisTestServer.url))
-        try PipelinedScript.loadAll(redis)
+        try redis.load(RedisSinkerStorage.scripts)
         return redis
     }
 

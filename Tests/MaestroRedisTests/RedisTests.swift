@@ -183,6 +183,33 @@ struct RedisCommandTests {
         try redis.del([key])
     }
 
+    @Test("a pipeline of scripts and a script alone recover after another client's SCRIPT FLUSH")
+    func scriptsAfterAnotherClientsFlush() throws {
+        // SCRIPT FLUSH drops every client's scripts: only on a private server, never the shared one.
+        let server = try LocalRedisServer.start()
+        defer { server.stop() }
+        let redis = try RedisConnection(url: RedisURL(parsing: server.url))
+        let other = try RedisConnection(url: RedisURL(parsing: server.url))
+        let increment = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        let append = RedisScript("return redis.call('APPEND', KEYS[1], ARGV[1])")
+        // The digest computed here is the one Redis computes.
+        #expect(try other.scriptLoad(increment.source) == increment.sha)
+        let commands = [increment.command(keys: ["count"], arguments: ["2"]), ["SET", "plain", "x"],
+                        append.command(keys: ["text"], arguments: ["ab"])]
+        // Unknown to the server again: the pipeline gets NOSCRIPT, loads both scripts and runs again.
+        try other.command(["SCRIPT", "FLUSH"])
+        #expect(try redis.pipeline(commands, loading: [increment, append]) == [.integer(2), .status("OK"), .integer(2)])
+        try other.command(["SCRIPT", "FLUSH"])
+        #expect(try redis.pipeline(commands, loading: [increment, append]) == [.integer(4), .status("OK"), .integer(4)])
+        try other.command(["SCRIPT", "FLUSH"])
+        #expect(try redis.eval(increment, keys: ["count"], arguments: ["3"]) == .integer(7))
+        #expect(try redis.command(["SCRIPT", "EXISTS", increment.sha, append.sha]) == .array([.integer(1), .integer(0)]))
+        // A script's own error is thrown, not mistaken for a missing script.
+        try redis.set("text", "not a number")
+        let failure = try #require(throws: RedisError.self) { try redis.eval(increment, keys: ["text"], arguments: ["1"]) }
+        #expect(failure.kind != .noScript)
+    }
+
     @Test("a connection dropped mid-command is a typed error; the next command reconnects")
     func droppedConnection() throws {
         let redis = try connect()

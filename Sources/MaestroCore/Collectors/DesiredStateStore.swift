@@ -32,7 +32,7 @@ public enum DesiredStateStore {
     /// KEYS: sinks hash, config hash, deployment hash, collectors hash.
     /// ARGV: sink id, SHA-1 of the config the objects were rendered from, the objects' YAML, the
     /// collector record's fields to merge (JSON), owner id (may be empty), the records' schema version.
-    static let storeScript = PipelinedScript("""
+    static let storeScript = RedisScript("""
     local sink = redis.call('HGET', KEYS[1], ARGV[1])
     if sink then
       local ok, record = pcall(cjson.decode, sink)
@@ -65,7 +65,7 @@ public enum DesiredStateStore {
 
     /// KEYS: sinks hash, deployment hash. ARGV: sink id, guard. Replies -1 when refused (the sink is
     /// live), else how many entries were deleted.
-    static let removeScript = PipelinedScript("""
+    static let removeScript = RedisScript("""
     if ARGV[2] == 'unless_live' then
       local sink = redis.call('HGET', KEYS[1], ARGV[1])
       if sink then
@@ -78,25 +78,23 @@ public enum DesiredStateStore {
 
     /// KEYS: deployment hash, collectors hash. ARGV: sink id. Deletes the collector's record only while
     /// the sink still has no desired state (a store may have come in since the caller looked).
-    static let forgetScript = PipelinedScript("""
+    static let forgetScript = RedisScript("""
     if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
     return redis.call('HDEL', KEYS[2], ARGV[1])
     """)
 
-    static var scripts: [PipelinedScript] { [storeScript, removeScript, forgetScript] }
-
     /// The digest `store` compares with the stored config.
     public static func digest(ofConfig config: String) -> String {
-        PipelinedScript.sha1Hex(config)
+        RedisScript.sha1Hex(config)
     }
 
     /// Stores `yaml` as the sink's desired state if the sink is live and its config is still the one
     /// whose digest is given, merging `extra` into the collector's record in the same step.
     public static func store(_ redis: RedisConnection, names: RedisNames, sinkID: String, configDigest: String, yaml: String,
                              ownerID: String, extra: [String: Value]) throws(RedisError) -> StoreResult {
-        let reply = try run(redis, storeScript, keys: [names.sinksHash, names.configHash, names.deploymentHash, names.collectorsHash],
-                            arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID,
-                                        String(RecordSchema.version)])
+        let reply = try redis.eval(storeScript, keys: [names.sinksHash, names.configHash, names.deploymentHash, names.collectorsHash],
+                                   arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID,
+                                               String(RecordSchema.version)])
         let parts = reply.array ?? []
         switch parts.first?.integer {
         case 1:
@@ -122,7 +120,7 @@ public enum DesiredStateStore {
     /// Deletes the sink's desired state within `removalGuard`.
     public static func remove(_ redis: RedisConnection, names: RedisNames, sinkID: String,
                               guard removalGuard: RemovalGuard) throws(RedisError) -> RemovalResult {
-        let reply = try run(redis, removeScript, keys: [names.sinksHash, names.deploymentHash], arguments: [sinkID, removalGuard.rawValue])
+        let reply = try redis.eval(removeScript, keys: [names.sinksHash, names.deploymentHash], arguments: [sinkID, removalGuard.rawValue])
         switch reply.integer {
         case -1: return .refusedLive
         case 0: return .absent
@@ -133,17 +131,6 @@ public enum DesiredStateStore {
     /// Deletes the collector's record unless the sink has a desired state again; true when deleted.
     @discardableResult
     public static func forgetCollector(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> Bool {
-        try run(redis, forgetScript, keys: [names.deploymentHash, names.collectorsHash], arguments: [sinkID]).integer == 1
-    }
-
-    private static func run(_ redis: RedisConnection, _ script: PipelinedScript, keys: [String],
-                            arguments: [String]) throws(RedisError) -> RedisReply {
-        var reply = try redis.pipeline([script.command(keys: keys, arguments: arguments)])[0]
-        if case .error(let text) = reply, RedisError.fromReply(text).kind == .noScript {
-            try PipelinedScript.loadAll(redis)
-            reply = try redis.pipeline([script.command(keys: keys, arguments: arguments)])[0]
-        }
-        if case .error(let text) = reply { throw RedisError.fromReply(text) }
-        return reply
+        try redis.eval(forgetScript, keys: [names.deploymentHash, names.collectorsHash], arguments: [sinkID]).integer == 1
     }
 }

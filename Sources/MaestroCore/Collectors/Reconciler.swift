@@ -70,8 +70,8 @@ public final class Reconciler: Sendable {
     private let logger: Logger
     private let isLeader: @Sendable () -> Bool
     private let state = Mutex(State())
-    private let wakeUp = NSCondition()
-    private let finished = DispatchGroup()
+    /// The workers and the resync loop.
+    private let threads = BackgroundThreads()
     /// Renders and stores the desired state of a live sink (the maestro role's guarded deploy), for the
     /// invariant check's repairs; set once the collector service exists.
     private let desiredStateRenderer = Mutex<(@Sendable (_ sinkID: String, _ ownerID: String) throws -> Void)?>(nil)
@@ -84,7 +84,6 @@ public final class Reconciler: Sendable {
         var attempts: [String: Int] = [:]
         /// The desired state each sink's objects were last applied from (a hash), to tell drift from change.
         var lastApplied: [String: Int] = [:]
-        var stopping = false
         var started = false
         var counters = ReconcilerCounters()
     }
@@ -116,9 +115,7 @@ public final class Reconciler: Sendable {
             if let existing = state.due[sinkID], existing <= when { return }
             state.due[sinkID] = when
         }
-        wakeUp.lock()
-        wakeUp.broadcast()
-        wakeUp.unlock()
+        threads.wake()
     }
 
     public func start() {
@@ -128,30 +125,14 @@ public final class Reconciler: Sendable {
         }
         guard first else { return }
         for index in 0..<options.workers {
-            spawn("maestro-reconciler-\(index)") { [self] in runWorker() }
+            threads.spawn("maestro-reconciler-\(index)") { [self] in runWorker() }
         }
-        spawn("maestro-resync") { [self] in runResync() }
+        threads.spawn("maestro-resync") { [self] in runResync() }
     }
 
     @discardableResult
     public func stop(timeout: TimeInterval = 30) -> Bool {
-        state.withLock { $0.stopping = true }
-        wakeUp.lock()
-        wakeUp.broadcast()
-        wakeUp.unlock()
-        return finished.wait(timeout: .now() + timeout) == .success
-    }
-
-    private var isStopping: Bool { state.withLock { $0.stopping } }
-
-    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        finished.enter()
-        let thread = Thread { [self] in
-            defer { finished.leave() }
-            body()
-        }
-        thread.name = name
-        thread.start()
+        threads.stop(timeout: timeout)
     }
 
     // MARK: workers
@@ -159,7 +140,7 @@ public final class Reconciler: Sendable {
     private func next() -> String? {
         while true {
             let (sinkID, wait): (String?, Double) = state.withLock { state in
-                if state.stopping { return (nil, 0) }
+                if threads.isStopping { return (nil, 0) }
                 let now = Date()
                 let candidates = state.due.filter { !state.active.contains($0.key) }
                 guard let earliest = candidates.min(by: { $0.value < $1.value }) else { return (nil, 1) }
@@ -171,10 +152,7 @@ public final class Reconciler: Sendable {
                 return (nil, earliest.value.timeIntervalSince(now))
             }
             if let sinkID { return sinkID }
-            if isStopping { return nil }
-            wakeUp.lock()
-            _ = wakeUp.wait(until: Date().addingTimeInterval(min(max(wait, 0.01), 1)))
-            wakeUp.unlock()
+            guard threads.pause(min(max(wait, 0.01), 1)) else { return nil }
         }
     }
 
@@ -206,10 +184,8 @@ public final class Reconciler: Sendable {
                     state.attempts[sinkID, default: 0] += 1
                     return state.attempts[sinkID]!
                 }
-                var delay = min(options.maximumBackoff, pow(2, Double(attempt - 1)))
-                if let clusterError = error as? ClusterError, let retryAfter = clusterError.retryAfter {
-                    delay = min(options.maximumBackoff, max(delay, retryAfter))
-                }
+                let delay = Backoff(first: 1, maximum: options.maximumBackoff)
+                    .delay(attempt: attempt, atLeast: (error as? ClusterError)?.retryAfter)
                 if (error as? RedisError)?.isConnectionFailure == true { redis?.close() }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "retry")]).increment()
                 logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
@@ -310,7 +286,8 @@ public final class Reconciler: Sendable {
                 state.observations[sinkID] = nil
                 return
             }
-            let delay = min(60, 2 * pow(2, Double(attempt)))
+            // `attempt` counts the looks already taken: the first comes 2 s after the apply.
+            let delay = Backoff(first: 2, maximum: 60).delay(attempt: attempt + 1)
             state.observations[sinkID] = (Date().addingTimeInterval(delay), attempt + 1)
         }
     }
@@ -339,7 +316,7 @@ public final class Reconciler: Sendable {
     private func runResync() {
         var lastResync = Date.distantPast
         var redis: RedisConnection?
-        while !isStopping {
+        while !threads.isStopping {
             if isLeader() {
                 do {
                     if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
@@ -359,9 +336,7 @@ public final class Reconciler: Sendable {
                     }
                 }
             }
-            wakeUp.lock()
-            _ = wakeUp.wait(until: Date().addingTimeInterval(min(1, options.resyncInterval)))
-            wakeUp.unlock()
+            threads.pause(min(1, options.resyncInterval))
         }
     }
 

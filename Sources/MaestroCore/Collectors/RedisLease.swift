@@ -11,8 +11,8 @@ public final class RedisLease: Sendable {
     public let ttlMilliseconds: Int
     private let redisURL: RedisURL
     private let logger: Logger
-    private let state = Mutex((leader: false, renewedAt: Date.distantPast, stopping: false))
-    private let finished = DispatchGroup()
+    private let state = Mutex((leader: false, renewedAt: Date.distantPast))
+    private let renewer = BackgroundThreads()
 
     static let renewScript = RedisScript("""
     if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -52,11 +52,9 @@ public final class RedisLease: Sendable {
     }
 
     public func start() {
-        finished.enter()
-        let thread = Thread { [self] in
-            defer { finished.leave() }
+        renewer.spawn("maestro-lease") { [self] in
             var redis: RedisConnection?
-            while !state.withLock({ $0.stopping }) {
+            while !renewer.isStopping {
                 do {
                     if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
                     try renew(redis!)
@@ -64,18 +62,14 @@ public final class RedisLease: Sendable {
                     state.withLock { $0.leader = false }
                     redis?.close()
                 }
-                let renewAt = Date().addingTimeInterval(Double(ttlMilliseconds) / 3000)
-                while Date() < renewAt && !state.withLock({ $0.stopping }) { Thread.sleep(forTimeInterval: 0.05) }
+                renewer.pause(Double(ttlMilliseconds) / 3000)
             }
             // Hand the lease over at once rather than letting it expire.
             if let redis, isLeader { _ = try? redis.eval(RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"), keys: [key], arguments: [holder]) }
         }
-        thread.name = "maestro-lease"
-        thread.start()
     }
 
     public func stop() {
-        state.withLock { $0.stopping = true }
-        _ = finished.wait(timeout: .now() + Double(ttlMilliseconds) / 1000)
+        renewer.stop(timeout: Double(ttlMilliseconds) / 1000)
     }
 }

@@ -12,8 +12,8 @@ public final class KubeLease: LeaderLease {
     public let durationSeconds: Int
     private let client: KubernetesClient
     private let logger: Logger
-    private let state = Mutex((leader: false, renewedAt: Date.distantPast, stopping: false))
-    private let finished = DispatchGroup()
+    private let state = Mutex((leader: false, renewedAt: Date.distantPast))
+    private let renewer = BackgroundThreads()
 
     public init(name: String, namespace: String, holder: String, durationSeconds: Int = 15, client: KubernetesClient, logger: Logger) {
         self.name = name
@@ -93,26 +93,20 @@ public final class KubeLease: LeaderLease {
     }
 
     public func start() {
-        finished.enter()
-        let thread = Thread { [self] in
-            defer { finished.leave() }
-            while !state.withLock({ $0.stopping }) {
+        renewer.spawn("maestro-kube-lease") { [self] in
+            while !renewer.isStopping {
                 do {
                     try renew()
                 } catch {
                     setLeader(false)
                 }
-                let next = Date().addingTimeInterval(Double(durationSeconds) / 3)
-                while Date() < next && !state.withLock({ $0.stopping }) { Thread.sleep(forTimeInterval: 0.05) }
+                renewer.pause(Double(durationSeconds) / 3)
             }
         }
-        thread.name = "maestro-kube-lease"
-        thread.start()
     }
 
     public func stop() {
-        state.withLock { $0.stopping = true }
-        _ = finished.wait(timeout: .now() + 5)
+        renewer.stop(timeout: 5)
     }
 }
 

@@ -106,8 +106,7 @@ public final class KubernetesClient: Sendable {
     }
 
     private func pause(attempt: Int, retryAfter: Double?) {
-        let backoff = min(maximumBackoff, 0.1 * pow(2, Double(attempt - 1)))
-        Thread.sleep(forTimeInterval: min(maximumBackoff, max(backoff, retryAfter ?? 0)))
+        Thread.sleep(forTimeInterval: Backoff(first: 0.1, maximum: maximumBackoff).delay(attempt: attempt, atLeast: retryAfter))
     }
 
     private func count(_ method: String, _ code: String) {

@@ -43,7 +43,7 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     public func process(_ batch: [DeliveredEntry], redis: RedisConnection) throws(RedisError) -> [EntryOutcome] {
         configSource.beginBatch(redis: redis)
         if !scriptsLoaded {
-            try PipelinedScript.loadAll(redis)
+            try redis.load(RedisSinkerStorage.scripts)
             scriptsLoaded = true
         }
         return try process(batch, storage: RedisSinkerStorage(redis: redis, names: settings.names, streamMaxLength: settings.streamMaxLength))

@@ -51,6 +51,8 @@ public protocol SinkerStorage: AnyObject {
 /// The sinker's storage in Redis: the sinks and config hashes written by `SinkStore`'s script, the
 /// status by `StatusPublisher`'s, all of a batch in one pipeline.
 public final class RedisSinkerStorage: SinkerStorage {
+    /// The scripts of the pipeline that stores a batch's effects.
+    public static let scripts = [SinkStore.script, StatusPublisher.script]
     let redis: RedisConnection
     let names: RedisNames
     let streamMaxLength: Int
@@ -89,12 +91,8 @@ public final class RedisSinkerStorage: SinkerStorage {
             }
         }
         guard !commands.isEmpty else { return [] }
-        var replies = try redis.pipeline(commands)
-        if replies.contains(where: { if case .error(let text) = $0 { return text.hasPrefix("NOSCRIPT") } else { return false } }) {
-            // Redis restarted and lost its scripts: every effect is idempotent, so run the lot again.
-            try PipelinedScript.loadAll(redis)
-            replies = try redis.pipeline(commands)
-        }
+        // After NOSCRIPT (Redis restarted and lost its scripts) the lot runs again: every effect is idempotent.
+        let replies = try redis.pipeline(commands, loading: Self.scripts)
         var results: [SinkStoreResult] = []
         for (statusReply, reply) in zip(isStatus, replies) {
             if statusReply {

@@ -1,6 +1,5 @@
 public import MaestroRedis
 internal import MaestroValue
-internal import Crypto
 
 /// What maestro keeps per sink in `orb.sinker.sinks` (JSON): who owns it, its backend, the id of the
 /// last stream entry applied to it, and whether it was removed (a tombstone).
@@ -57,7 +56,7 @@ public enum SinkStore {
         case invalid
     }
 
-    public static let script = PipelinedScript("""
+    public static let script = RedisScript("""
     local function parse(id)
       local ms, seq = string.match(id, "^(%d+)-(%d+)$")
       if not ms then return tonumber(id) or 0, 0 end
@@ -101,36 +100,5 @@ public enum SinkStore {
 
     public static func record(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> SinkRecord? {
         try redis.hget(names.sinksHash, field: sinkID).flatMap(SinkRecord.init(json:))
-    }
-}
-
-/// A server-side script run by EVALSHA inside pipelines: its digest is computed here, so commands can be
-/// built without a round trip; `loadAll` loads the scripts once per connection and again after NOSCRIPT.
-public struct PipelinedScript: Sendable {
-    public let source: String
-    public let sha: String
-
-    public init(_ source: String) {
-        self.source = source
-        sha = Self.sha1Hex(source)
-    }
-
-    /// Lower-case hex SHA-1 of the text's UTF-8 bytes, as Redis's `redis.sha1hex` computes it.
-    public static func sha1Hex(_ text: String) -> String {
-        Insecure.SHA1.hash(data: Array(text.utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
-    }
-
-    public func command(keys: [String], arguments: [String]) -> [String] {
-        ["EVALSHA", sha, String(keys.count)] + keys + arguments
-    }
-
-    /// Loads every script maestro pipelines.
-    public static func loadAll(_ redis: RedisConnection) throws(RedisError) {
-        for script in [SinkStore.script, StatusPublisher.script] + DesiredStateStore.scripts {
-            try redis.scriptLoad(script.source)
-        }
     }
 }

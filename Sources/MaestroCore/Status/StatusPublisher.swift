@@ -20,7 +20,7 @@ public enum StatusPublisher {
         case merge
     }
 
-    public static let script = PipelinedScript("""
+    public static let script = RedisScript("""
     local current = redis.call('HGET', KEYS[1], ARGV[1])
     local record = {}
     if current then
@@ -68,13 +68,8 @@ public enum StatusPublisher {
     public static func publish(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus,
                                message: String = "", extra: [String: Value] = [:], mode: Mode = .set) throws(RedisError) -> Bool {
         let reply = try redis.pipeline([command(names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message,
-                                                extra: extra, mode: mode)])[0]
-        if case .error(let text) = reply {
-            let error = RedisError.fromReply(text)
-            guard error.kind == .noScript else { throw error }
-            try PipelinedScript.loadAll(redis)
-            return try publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message, extra: extra, mode: mode)
-        }
+                                                extra: extra, mode: mode)], loading: [script])[0]
+        if case .error(let text) = reply { throw RedisError.fromReply(text) }
         return reply.integer == 1
     }
 

@@ -1,3 +1,4 @@
+internal import Foundation
 public import MaestroRedis
 internal import MaestroValue
 
@@ -22,6 +23,21 @@ public struct DeadLetter: Sendable, Equatable {
         deliveries = entry["deliveries"] ?? ""
         failedAt = entry["failed_at"] ?? ""
         fieldsJSON = entry["fields"] ?? "{}"
+    }
+}
+
+extension DeadLetter {
+    /// The fields of the dead letter written for `delivered`, an entry of `stream` — the format
+    /// `init(_:)` reads back (DESIGN "Redis: names and rules"). The entry's fields go in as one JSON
+    /// object; of a repeated field name, the first value.
+    static func fields(of delivered: DeliveredEntry, stream: String, reason: String, plugin: String?, failedAt: Date) -> [(String, String)] {
+        var fields: [String: Value] = [:]
+        for field in delivered.entry.fields where fields[field.name] == nil { fields[field.name] = .string(field.value) }
+        return [
+            ("stream", stream), ("id", delivered.entry.id), ("reason", reason), ("plugin", plugin ?? ""),
+            ("deliveries", String(delivered.deliveries)), ("failed_at", StatusPublisher.rfc3339(failedAt)),
+            ("fields", (try? JSON.encode(.map(fields))) ?? "{}"), (RecordSchema.field, String(RecordSchema.version)),
+        ]
     }
 }
 
