@@ -111,7 +111,10 @@ def status_body(code, reason, message, name=None, kind=None, causes=None, group=
 class Store:
     def __init__(self):
         self.lock = threading.Condition()
-        self.objects = {}  # (group, plural, namespace, name) -> object
+        # (group, plural, namespace, name) -> object. A stored object is never changed in place: every write
+        # stores a new one, so readers (lists, watches, the event history) share them without copies.
+        self.objects = {}
+        self.owned = {}  # owner uid -> keys of the objects whose ownerReferences name it
         self.fieldsets = {}  # key -> {(manager, operation, subresource): (set of field paths, time, apiVersion)}
         self.version = 0
         self.events = []  # (resourceVersion, key, type, object)
@@ -138,7 +141,7 @@ class Store:
         return str(self.version)
 
     def record(self, key, kind, obj):
-        self.events.append((int(obj["metadata"]["resourceVersion"]), key, kind, copy.deepcopy(obj)))
+        self.events.append((int(obj["metadata"]["resourceVersion"]), key, kind, obj))
         if len(self.events) > 5000:
             dropped = self.events[:-5000]
             self.events = self.events[-5000:]
@@ -252,15 +255,19 @@ def is_associative(field, items):
     return isinstance(items, list) and bool(items) and all(list_keys(field, item) for item in items)
 
 
-def field_paths(value, prefix=(), field=None):
-    """Every field a configuration sets, as paths of fieldsV1 elements (f:name, k:{...}, v:value).
-
-    Maps are granular; lists with merge keys are granular per item (the item itself is owned too);
-    other lists and scalars are leaves."""
+def field_paths(value):
+    """Every field a configuration sets that a manager can own, as paths of fieldsV1 elements (f:name,
+    k:{...}, v:value). Maps are granular; lists with merge keys are granular per item (the item itself is
+    owned too); other lists and scalars are leaves."""
     paths = set()
+    collect_paths(value, (), None, paths)
+    return {p for p in paths if p[:1] != ("f:status",) and not any(p[:len(u)] == u for u in UNMANAGED)}
+
+
+def collect_paths(value, prefix, field, paths):
     if isinstance(value, dict) and value:
         for key, inner in value.items():
-            paths |= field_paths(inner, prefix + ("f:" + key,), key)
+            collect_paths(inner, prefix + ("f:" + key,), key, paths)
     elif isinstance(value, list) and field in SET_LISTS and value:
         for item in value:
             paths.add(prefix + ("v:" + json.dumps(item),))
@@ -269,10 +276,9 @@ def field_paths(value, prefix=(), field=None):
             item_path = prefix + (item_element(field, item),)
             paths.add(item_path)
             for key, inner in item.items():
-                paths |= field_paths(inner, item_path + ("f:" + key,), key)
+                collect_paths(inner, item_path + ("f:" + key,), key, paths)
     elif prefix:
         paths.add(prefix)
-    return {p for p in paths if not any(p[:len(u)] == u for u in UNMANAGED) and p[:1] != ("f:status",)}
 
 
 def lookup(obj, path):
@@ -596,6 +602,11 @@ def commit(key, obj, event_type, dry_run=False):
     obj["metadata"]["resourceVersion"] = str(STORE.version + 1) if dry_run else STORE.next_version()
     if dry_run:
         return obj
+    for ref in (STORE.objects.get(key) or {}).get("metadata", {}).get("ownerReferences") or []:
+        STORE.owned.get(ref.get("uid"), set()).discard(key)
+    if event_type != "DELETED":
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            STORE.owned.setdefault(ref.get("uid"), set()).add(key)
     if event_type == "DELETED":
         STORE.objects.pop(key, None)
         STORE.fieldsets.pop(key, None)
@@ -635,10 +646,10 @@ def remove(key, dry_run=False, propagation="Background"):
 
 
 def collect_garbage(owner_uid, namespace):
-    for key, obj in list(STORE.objects.items()):
-        refs = obj["metadata"].get("ownerReferences") or []
-        if key[2] == namespace and refs and any(r.get("uid") == owner_uid for r in refs) \
-                and not any(ref_exists(r, namespace) for r in refs if r.get("uid") != owner_uid):
+    for key in list(STORE.owned.pop(owner_uid, ())):
+        obj = STORE.objects.get(key)
+        if obj is not None and key[2] == namespace \
+                and not any(ref_exists(r, namespace) for r in obj["metadata"]["ownerReferences"] if r.get("uid") != owner_uid):
             remove(key)
 
 
@@ -725,7 +736,7 @@ def write(group, version, plural, kind, namespace, name, obj, manager, operation
     render_managed_fields(fieldsets, obj)
     if existing is not None and content(obj) == content(existing):
         # As the API server: a write that changes nothing keeps the resourceVersion and sends no event.
-        return 200, copy.deepcopy(existing)
+        return 200, existing
     if existing is not None and "deletionTimestamp" in meta and not meta.get("finalizers"):
         # The last finalizer removed: the object goes, and what it owned with it.
         gone = commit(key, obj, "DELETED", dry_run)
@@ -737,7 +748,7 @@ def write(group, version, plural, kind, namespace, name, obj, manager, operation
     committed = commit(key, obj, "ADDED" if existing is None else "MODIFIED", dry_run)
     if not dry_run and kind == "Deployment":
         STORE.schedule(key, STORE.controller["delay_seconds"])
-    return (201 if existing is None else 200), copy.deepcopy(committed)
+    return (201 if existing is None else 200), committed
 
 
 def server_side_apply(group, version, plural, kind, namespace, name, applied, manager, force, dry_run):
@@ -851,6 +862,18 @@ def pod_status(mode, started):
                                    "state": {"running": {"startedAt": now()}}}]}
 
 
+def with_status(obj, status):
+    """A new object: the stored one (shared, never changed in place) with another status."""
+    written = dict(obj)
+    written["metadata"] = dict(obj["metadata"])
+    written["status"] = status
+    return written
+
+
+def owned_pods(deployment):
+    return {k: STORE.objects[k] for k in sorted(STORE.owned.get(deployment["metadata"]["uid"], ())) if k[1] == "pods" and k in STORE.objects}
+
+
 def pod_ready(pod):
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
 
@@ -868,8 +891,7 @@ def reconcile_deployment(key):
     mode = STORE.rollouts.get(name)
     pod_hash = f"{abs(hash(json.dumps(template, sort_keys=True))) % 10_000_000_000:x}"
     uid = deployment["metadata"]["uid"]
-    pods = {k: p for k, p in STORE.objects.items()
-            if k[1] == "pods" and k[2] == namespace and any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])}
+    pods = owned_pods(deployment)
     current = {k: p for k, p in pods.items() if p["metadata"].get("labels", {}).get("pod-template-hash") == pod_hash}
     old = {k: p for k, p in pods.items() if k not in current}
     later = []
@@ -912,16 +934,16 @@ def reconcile_deployment(key):
             created += 1
         if created:
             record_event(deployment, "ScalingReplicaSet", f"Scaled up replica set {name}-{pod_hash} to {replicas}")
-    for pod_key in [k for k in STORE.objects if k[1] == "pods" and k[2] == namespace and k[3].startswith(f"{name}-{pod_hash}-")]:
-        pod = STORE.objects[pod_key]
+    for pod_key, pod in owned_pods(deployment).items():
+        if pod["metadata"]["labels"].get("pod-template-hash") != pod_hash:
+            continue
         ready_at = STORE.pod_ready_at.get(pod_key, 0)
         wanted = pod_status(mode, time.time() >= ready_at)
         if time.time() < ready_at:
             later.append(ready_at - time.time())
         if json.dumps(wanted, sort_keys=True) != json.dumps({k: v for k, v in pod["status"].items() if k != "startTime"}, sort_keys=True) \
                 and not (pod_ready(pod) and pod_ready({"status": wanted})):
-            updated = copy.deepcopy(pod)
-            updated["status"] = wanted
+            updated = with_status(pod, wanted)
             commit(pod_key, updated, "MODIFIED")
             waiting = (wanted.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {}).get("reason")
             if waiting == "CrashLoopBackOff":
@@ -936,8 +958,7 @@ def reconcile_deployment(key):
 def write_deployment_status(key, replicas, pod_hash, mode):
     deployment = STORE.objects[key]
     name = key[3]
-    pods = [p for k, p in STORE.objects.items() if k[1] == "pods" and k[2] == key[2]
-            and any(r.get("uid") == deployment["metadata"]["uid"] for r in p["metadata"].get("ownerReferences") or [])]
+    pods = list(owned_pods(deployment).values())
     updated = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == pod_hash]
     ready = sum(1 for p in pods if pod_ready(p))
     updated_ready = sum(1 for p in updated if pod_ready(p))
@@ -974,8 +995,7 @@ def write_deployment_status(key, replicas, pod_hash, mode):
             del status[field]
     if json.dumps(status, sort_keys=True) == json.dumps(old_status, sort_keys=True):
         return
-    written = copy.deepcopy(deployment)
-    written["status"] = status
+    written = with_status(deployment, status)
     fieldsets = STORE.fieldsets.setdefault(key, {})
     take_fields(fieldsets, ("kube-controller-manager", "Update", "status"), {("f:status",) + p for p in field_paths(status)},
                 "apps/v1", stamp)
@@ -1355,7 +1375,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(404, status_body(404, "NotFound", f"the server could not find the requested resource ({sub})"))
         if self.command == "GET":
             with STORE.lock:
-                obj = copy.deepcopy(STORE.objects.get(key))
+                obj = STORE.objects.get(key)
             if obj is None:
                 return self.send_json(404, status_body(404, "NotFound", f'{resource_name} "{name}" not found', name, plural, group=group))
             return self.send_json(200, self.metadata_only(obj) if self.wants_metadata_only() else obj)
@@ -1415,7 +1435,6 @@ class Handler(BaseHTTPRequestHandler):
                              and matches_labels(o, query.get("labelSelector")) and matches_fields(o, query.get("fieldSelector"))]
                 except ValueError as error:
                     raise ApiError(400, "BadRequest", f"unable to parse requirement: {error}")
-                items = [copy.deepcopy(o) for o in items]
                 list_version = str(STORE.version)
             metadata = {"resourceVersion": list_version}
             if limit and len(items) > limit:
@@ -1477,7 +1496,7 @@ class Handler(BaseHTTPRequestHandler):
         with STORE.lock:
             expired = start_version != 0 and start_version < STORE.compacted
             if start_version == 0:
-                initial = [(k, copy.deepcopy(o)) for k, o in STORE.objects.items() if wanted(k, o)]
+                initial = [(k, o) for k, o in STORE.objects.items() if wanted(k, o)]
                 seen = STORE.version
             else:
                 # Everything that happened after the given resourceVersion, as it happened.
