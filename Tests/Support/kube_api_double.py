@@ -1229,7 +1229,8 @@ class Handler(BaseHTTPRequestHandler):
                 STORE.identities[body["token"]] = body["user"]
                 return self.send_json(200, {})
             if path == "/_double/stats":
-                return self.send_json(200, {"requests": STORE.requests, "objects": len(STORE.objects), "resourceVersion": STORE.version})
+                return self.send_json(200, {"requests": STORE.requests, "objects": len(STORE.objects), "resourceVersion": STORE.version,
+                                            "pending": sorted({f"{k[1]}/{k[2]}/{k[3]}" for _, k in STORE.pending})})
             if path == "/_double/reset-stats":
                 STORE.requests = {}
                 return self.send_json(200, {})

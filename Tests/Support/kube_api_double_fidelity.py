@@ -387,7 +387,8 @@ class ControllerTests(unittest.TestCase):
         control("controller", {"paused": True})
         try:
             apply(path, deployment("heal", replicas=3))
-            time.sleep(0.2)  # a paused controller: nothing is expected to happen, so there is no condition to wait for
+            # The controller's turn for the write came and went: paused, it left the status alone.
+            self.assertTrue(eventually(lambda: f"deployments/{namespace}/heal" not in control("stats")["pending"]))
             live = call("GET", path)[1]
             self.assertEqual((live["metadata"]["generation"], live["status"]["observedGeneration"]), (2, 1))
         finally:
@@ -479,7 +480,6 @@ class ListWatchTests(unittest.TestCase):
         control("controller", {"bookmark_seconds": 0.1})
         try:
             def later():
-                time.sleep(0.05)
                 call("POST", base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"tier": "web"}}})
                 call("POST", base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "labels": {"tier": "db"}}})
             writer = threading.Thread(target=later)
@@ -530,6 +530,7 @@ class AccessAndLifecycleTests(unittest.TestCase):
         path = f"/api/v1/namespaces/{namespace}/configmaps/held"
         call("POST", f"/api/v1/namespaces/{namespace}/configmaps",
              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
+        call("POST", f"/api/v1/namespaces/{namespace}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "free"}})
         status, deleting = call("DELETE", path)
         self.assertEqual(status, 200)
         self.assertIn("deletionTimestamp", deleting["metadata"])
@@ -541,8 +542,10 @@ class AccessAndLifecycleTests(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("because it is being terminated", refused["message"])
         self.assertEqual(refused["details"]["causes"][0]["reason"], "NamespaceTerminating")
-        time.sleep(0.15)  # the namespace stays while the finalizer holds its content: nothing to wait for
+        # The namespace's contents are removed, but it stays while a finalizer holds one of them.
+        self.assertTrue(eventually(lambda: call("GET", f"/api/v1/namespaces/{namespace}/configmaps/free")[0] == 404))
         self.assertEqual(call("GET", f"/api/v1/namespaces/{namespace}")[1]["status"]["phase"], "Terminating")
+        self.assertEqual(call("GET", path)[0], 200)
         status, released = call("PATCH", path, [{"op": "remove", "path": "/metadata/finalizers"}], "application/json-patch+json")
         self.assertEqual(status, 200, released)
         self.assertTrue(eventually(lambda: call("GET", path)[0] == 404))
@@ -555,7 +558,7 @@ class AccessAndLifecycleTests(unittest.TestCase):
         self.assertEqual(status, 201)
         self.assertEqual(dry["spec"]["revisionHistoryLimit"], 10, "a dry run is defaulted")
         self.assertEqual(call("GET", path)[0], 404, "a dry run stores nothing")
-        time.sleep(0.1)  # a dry run starts no controller: there is nothing to wait for
+        self.assertNotIn(f"deployments/{namespace}/dry", control("stats")["pending"], "a dry run gives the controller nothing to do")
         self.assertEqual(call("GET", f"/api/v1/namespaces/{namespace}/pods")[1]["items"], [])
         self.assertEqual(call("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")[1]["items"], [])
         control("faults", {"error500_after_commit": 1.0})
