@@ -71,6 +71,8 @@ LIST_KEYS = {"containers": ("name",), "initContainers": ("name",), "ephemeralCon
              "volumes": ("name",), "volumeMounts": ("mountPath",), "imagePullSecrets": ("name",), "conditions": ("type",),
              "ownerReferences": ("uid",), "hostAliases": ("ip",)}
 SET_LISTS = {"finalizers"}
+# Rollouts that get stuck starting new pods (pods already ready stay so); the other modes are the pods' own.
+STUCK_ROLLOUTS = {"Stalled", "ProgressDeadlineExceeded", "ReplicaFailure"}
 ROLLOUT_MODES = {"CrashLoopBackOff", "ImagePullBackOff", "OOMKilled", "Unschedulable", "ReplicaFailure", "Stalled",
                  "ProgressDeadlineExceeded", "NotReady"}
 
@@ -896,7 +898,7 @@ def reconcile_deployment(key):
     old = {k: p for k, p in pods.items() if k not in current}
     later = []
     # A stuck rollout keeps the old pods serving (maxUnavailable); otherwise they are replaced.
-    stuck = mode in ("Stalled", "ProgressDeadlineExceeded", "ReplicaFailure") and any(pod_ready(p) for p in old.values())
+    stuck = mode in STUCK_ROLLOUTS and any(pod_ready(p) for p in old.values())
     for pod_key in old:
         if not stuck:
             remove(pod_key)
@@ -937,6 +939,8 @@ def reconcile_deployment(key):
     for pod_key, pod in owned_pods(deployment).items():
         if pod["metadata"]["labels"].get("pod-template-hash") != pod_hash:
             continue
+        if mode in STUCK_ROLLOUTS and pod_ready(pod):
+            continue  # a stuck rollout is about the pods it starts: one already serving stays ready
         ready_at = STORE.pod_ready_at.get(pod_key, 0)
         wanted = pod_status(mode, time.time() >= ready_at)
         if time.time() < ready_at:

@@ -94,7 +94,7 @@ def eventually(condition, timeout=5.0):
         value = condition()
         if value:
             return value
-        time.sleep(0.01)
+        time.sleep(0.05)  # polls gently: the suite runs beside every other suite on two cores
     return condition()
 
 
@@ -135,8 +135,8 @@ class KubectlTests(unittest.TestCase):
         code, output = kubectl("diff", "-f", "-", stdin=changed)
         self.assertEqual(code, 1, output)
         self.assertIn("+  level: debug", output)
-        code, output = kubectl("get", "configmap", "settings", "-n", namespace, "-o", "json")
-        self.assertEqual(json.loads(output)["data"], {"level": "info"}, "diff is a dry run: nothing changed")
+        self.assertEqual(call("GET", f"/api/v1/namespaces/{namespace}/configmaps/settings")[1]["data"], {"level": "info"},
+                         "diff is a dry run: nothing changed")
         code, output = kubectl("apply", "--validate=false", "-f", "-", stdin=changed)
         self.assertIn("configmap/settings configured", output)
         code, output = kubectl("get", "configmap", "settings", "-n", namespace, "-o", "jsonpath={.data.level}")
@@ -168,8 +168,6 @@ class KubectlTests(unittest.TestCase):
         fields = managers(live)
         self.assertIn("f:replicas", fields[("other", "Apply", "")]["f:spec"])
         self.assertNotIn("f:replicas", fields[("kubectl", "Apply", "")]["f:spec"], "the forced field changed hands")
-        code, output = kubectl("get", "deployment", "web", "-n", namespace, "-o", "jsonpath={.spec.replicas}")
-        self.assertEqual(output, "3")
 
 
 class ServerSideApplyTests(unittest.TestCase):
