@@ -36,7 +36,9 @@ public final class KubeAPIDouble: @unchecked Sendable {
         return try JSON.decode(bytes: response.body)
     }
 
-    /// Fault shares: `error500`, `error429`, `reset`, `delay` (0...1), `delay_seconds`, `retry_after`.
+    /// Fault shares: `error500`, `error429`, `reset`, `delay` (0...1), `delay_seconds`, `retry_after`; of writes
+    /// after they committed: `error500_after_commit`, `reset_after_commit`; `latency_seconds` on every request
+    /// (Tests/Support/README.md).
     public func faults(_ settings: [String: Value]) throws { try post("/_double/faults", .map(settings)) }
     /// Whether the fake controller makes the Deployment's pods available, or fails its rollout.
     public func setAvailable(_ deployment: String, _ available: Bool, failed: Bool = false) throws {

@@ -122,6 +122,12 @@ struct DeployTests {
         let double = try KubeAPIDouble()
         let directory = try TemporaryDirectory()
         let kubeconfig = try double.kubeconfig(in: directory)
+        // maestro runs as the service account the Role is bound to: the double enforces RBAC, so a request
+        // the Role does not grant is answered 403 as a real API server would.
+        let rbac = try kubectl(["apply", "--validate=false", "-f", manifests + "/20-rbac.yaml"], kubeconfig: kubeconfig)
+        #expect(rbac.code == 0, "\(rbac.output)")
+        try double.post("/_double/identity", ["token": "test-token", "user": "system:serviceaccount:maestro:maestro"])
+        try double.post("/_double/reset-audit", .map([:]))
         let prefix = RedisTestServer.uniquePrefix("rbac")
         let common = ["--redis-url", try RedisTestServer.url] + MaestroProcess.names(prefix)
         let run = try ChildProcess([maestroBinary(), "run", "--plugins-dir", repositoryRoot + "/plugins", "--templates-dir", repositoryRoot + "/templates",
@@ -136,7 +142,8 @@ struct DeployTests {
         #expect(eventually { (try? double.get("/apis/apps/v1/namespaces/otelcollectors/deployments/otel-rbac-1").status) == 200 })
         try double.setLogs("otel-rbac-1", "error exporting items, request to https://p.example/w responded with HTTP Status Code 401\n")
         let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
-        #expect(eventually { ((try? redis.hget(prefix + "collectors", field: "rbac-1")) ?? nil ?? "").contains("error") })
+        // The log read is granted: the 401 in it makes the collector's status error.
+        #expect(eventually { ((try? redis.hget(prefix + "collectors", field: "rbac-1")) ?? nil).flatMap { try? JSON.decode($0) }?["status"] == "error" })
         #expect(try maestro(["sinks", "remove", "--sink-id", "rbac-1"] + common).code == 0)
         #expect(eventually { (try? double.get("/apis/apps/v1/namespaces/otelcollectors/deployments/otel-rbac-1").status) == 404 })
         // A sink whose collector was deleted behind maestro's back is re-created by the resync (drift).

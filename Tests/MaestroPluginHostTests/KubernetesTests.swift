@@ -189,11 +189,12 @@ struct KubernetesTests {
         #expect(throws: KubeConfigError.self) { try KubeConfigLoader.load(flag: nil, environment: [:], serviceAccount: account.path) }
     }
 
-    @Test("with 20% of calls failing (500, 429 with Retry-After, resets), 100 sinks all converge")
+    @Test("with 20% of calls failing (500, 429 with Retry-After, resets) and 10% of writes failing after they committed, 100 sinks all converge")
     func faults() throws {
         let fixture = try KubeFixture(options: ReconcilerOptions(resyncInterval: 3_600, workers: 4, maximumBackoff: 1))
         let redis = try fixture.pipeline.connect()
-        try fixture.double.faults(["error500": 0.08, "error429": 0.06, "reset": 0.06, "retry_after": 1])
+        try fixture.double.faults(["error500": 0.08, "error429": 0.06, "reset": 0.06, "retry_after": 1,
+                                   "error500_after_commit": 0.05, "reset_after_commit": 0.05])
         fixture.reconciler.start()
         defer { fixture.reconciler.stop() }
         for index in 0..<100 {

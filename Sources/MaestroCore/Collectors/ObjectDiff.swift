@@ -33,8 +33,14 @@ public enum ObjectDiff {
         }
     }
 
-    /// A line diff of the two as YAML: `-` lines only live, `+` lines only desired.
+    /// A line diff of the two as YAML: `-` lines only live, `+` lines only desired. A live object is
+    /// compared only in the fields its desired object sets: what the API server defaults (a
+    /// Deployment's strategy, a Service's clusterIP) is no difference.
     public static func lines(desired: [Value], live: [Value]) -> [String] {
+        let live = live.map { object in
+            desired.first { $0["kind"] == object["kind"] && $0["metadata"]?["name"] == object["metadata"]?["name"] }
+                .map { restricted(object, to: $0) } ?? object
+        }
         let before = ((try? YAML.emitAll(live)) ?? "").split(separator: "\n").map(String.init)
         let after = ((try? YAML.emitAll(desired)) ?? "").split(separator: "\n").map(String.init)
         if live.isEmpty { return after.map { "+" + $0 } }
@@ -63,5 +69,22 @@ public enum ObjectDiff {
             }
         }
         return result
+    }
+
+    /// The live value with only the map keys the desired value has; list items pair by position, and
+    /// items the desired list lacks stay (another writer's container is a real difference).
+    static func restricted(_ live: Value, to desired: Value) -> Value {
+        switch (live, desired) {
+        case (.map(let liveEntries), .map(let desiredEntries)):
+            var kept: [String: Value] = [:]
+            for (key, value) in liveEntries {
+                if let wanted = desiredEntries[key] { kept[key] = restricted(value, to: wanted) }
+            }
+            return .map(kept)
+        case (.list(let liveItems), .list(let desiredItems)):
+            return .list(liveItems.enumerated().map { index, item in index < desiredItems.count ? restricted(item, to: desiredItems[index]) : item })
+        default:
+            return live
+        }
     }
 }

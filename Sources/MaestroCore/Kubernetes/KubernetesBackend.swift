@@ -11,8 +11,10 @@ public struct KubernetesBackend: ClusterBackend {
     public let createNamespace: Bool
     public let dryRun: Bool
     public var name: String { "kubernetes" }
-    /// The resourceVersion each object had after this process last applied it: a server-side apply that
+    /// What each object's version was after this process last applied it: a server-side apply that
     /// changes nothing leaves it as it was, so a different one after an apply means the object changed.
+    /// The version is the generation where the object has one (a Deployment): a controller's status write
+    /// changes the resourceVersion but is no change to what maestro applied.
     private let appliedVersions = AppliedVersions()
     /// Kinds a collector may have: the shipped template's, plus every kind this process applied (a
     /// template may add more); deletes and the orphan sweep cover each.
@@ -47,7 +49,8 @@ public struct KubernetesBackend: ClusterBackend {
         for object in collector.objects {
             let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
             let key = "\(object["kind"]?.stringValue ?? "")/\(collector.namespace)/\(object["metadata"]?["name"]?.stringValue ?? "")"
-            let version = result?["metadata"]?["resourceVersion"]?.stringValue
+            let version = result?["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
+                ?? result?["metadata"]?["resourceVersion"]?.stringValue
             switch appliedVersions.exchange(key, version) {
             case .some(let previous) where previous == version: break
             case .some: outcome = .changed
