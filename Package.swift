@@ -142,7 +142,7 @@ let package = Package(
         // Helpers shared by the test targets: a local redis-server, temporary folders, processes.
         .target(name: "MaestroTestSupport", dependencies: ["MaestroCore", "MaestroHTTP", "MaestroValue"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaestroValueTests", dependencies: ["MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroYAMLTests", dependencies: ["MaestroYAML", "MaestroValue", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroRedisTests", dependencies: ["MaestroRedis", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MaestroHTTPTests", dependencies: ["MaestroHTTP", "MaestroCore", "MaestroTestSupport"], swiftSettings: swiftSettings),

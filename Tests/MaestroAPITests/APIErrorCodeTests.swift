@@ -7,7 +7,7 @@ import Testing
 
 @testable import MaestroAPI
 
-@Suite("gRPC API error codes", .serialized, .timeLimit(.minutes(2)))
+@Suite("gRPC API error codes", .serialized, .testThreads, .timeLimit(.minutes(2)))
 struct APIErrorCodeTests {
     @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be used (proto/maestro/v1)")
     func failedPreconditionAndUnavailable() async throws {

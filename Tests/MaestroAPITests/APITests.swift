@@ -78,7 +78,7 @@ func code(of body: () async throws -> Void) async -> RPCError.Code? {
     }
 }
 
-@Suite("gRPC API", .serialized, .timeLimit(.minutes(3)))
+@Suite("gRPC API", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct APITests {
     @Test("create, get, list (paged, filtered), render, delete; idempotent create; errors map to status codes")
     func rpcs() async throws {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import MaestroAPI
 
-@Suite("render redacts every credential", .serialized, .timeLimit(.minutes(3)))
+@Suite("render redacts every credential", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct RedactionTests {
     static let config = """
     exporters:

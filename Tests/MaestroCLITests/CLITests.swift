@@ -9,7 +9,7 @@ func maestro(_ arguments: [String], environment: [String: String] = [:]) throws 
     return try runProgram([maestroBinary()] + arguments, environment: base)
 }
 
-@Suite("maestro command line", .timeLimit(.minutes(2)))
+@Suite("maestro command line", .testThreads, .timeLimit(.minutes(2)))
 struct CLITests {
     @Test("--version and --help")
     func versionAndHelp() throws {
@@ -116,7 +116,7 @@ struct CLITests {
     }
 }
 
-@Suite("maestro run, status, diff and render --objects", .serialized, .timeLimit(.minutes(3)))
+@Suite("maestro run, status, diff and render --objects", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct OperatorCommandTests {
     @Test("render --objects prints the objects and says when the hash key is a placeholder")
     func renderObjects() throws {
@@ -182,7 +182,7 @@ struct OperatorCommandTests {
     }
 }
 
-@Suite("maestro plugins", .timeLimit(.minutes(2)))
+@Suite("maestro plugins", .testThreads, .timeLimit(.minutes(2)))
 struct PluginsCommandTests {
     @Test("list shows the shipped plugins; lint passes them and fails a broken one with file:line")
     func listAndLint() throws {

@@ -5,7 +5,7 @@ import MaestroTestSupport
 import MaestroValue
 import Testing
 
-@Suite("maestro deadletter list and replay", .timeLimit(.minutes(2)))
+@Suite("maestro deadletter list and replay", .testThreads, .timeLimit(.minutes(2)))
 struct DeadLetterCommandTests {
     @Test("list shows reasons, never fields; replay --id puts one back with replay_of and removes it; --all the rest; unknown ids change nothing")
     func listAndReplay() throws {

@@ -6,7 +6,7 @@ import MaestroValue
 import MaestroYAML
 import Testing
 
-@Suite("deploy/: the manifests apply with kubectl and grant exactly what maestro uses", .serialized, .timeLimit(.minutes(4)))
+@Suite("deploy/: the manifests apply with kubectl and grant exactly what maestro uses", .serialized, .testThreads, .timeLimit(.minutes(4)))
 struct DeployTests {
     let manifests = repositoryRoot + "/deploy/kubernetes"
 

@@ -3,7 +3,7 @@ import MaestroCore
 import MaestroTestSupport
 import Testing
 
-@Suite("examples/: every run.sh passes; maestro.yaml is complete and valid", .timeLimit(.minutes(4)))
+@Suite("examples/: every run.sh passes; maestro.yaml is complete and valid", .testThreads, .timeLimit(.minutes(4)))
 struct ExamplesTests {
     @Test("run.sh", arguments: ["01-quickstart", "02-custom-backend", "03-ops-hook", "04-custom-template"])
     func example(_ name: String) throws {

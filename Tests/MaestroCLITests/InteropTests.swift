@@ -34,7 +34,7 @@ func waitForFile(_ path: String, timeout: TimeInterval = 20) -> Bool {
     eventually(timeout: timeout) { FileManager.default.fileExists(atPath: path) }
 }
 
-@Suite("gRPC interoperability and roles apart", .serialized, .timeLimit(.minutes(3)))
+@Suite("gRPC interoperability and roles apart", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct InteropTests {
     @Test("a Python grpcio client drives the API over TCP and over the Unix socket")
     func pythonClient() throws {
@@ -131,7 +131,7 @@ struct InteropTests {
     }
 }
 
-@Suite("Metrics and health endpoints", .serialized, .timeLimit(.minutes(3)))
+@Suite("Metrics and health endpoints", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct OperationsEndpointTests {
     @Test("/healthz, /readyz (Redis down → 503), /metrics with DESIGN's names and no credentials")
     func endpoints() throws {

@@ -15,7 +15,7 @@ func samples(_ metrics: String, _ name: String, _ labels: [String] = []) -> [Dou
     }
 }
 
-@Suite("maestro run's metrics against the Kubernetes API double", .serialized, .timeLimit(.minutes(3)))
+@Suite("maestro run's metrics against the Kubernetes API double", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct MetricsTests {
     @Test("maestro_kube_requests_total counts what the API got; maestro_drift_corrected_total a re-created object; plugin instructions and memory")
     func kubeDriftAndPluginMetrics() throws {

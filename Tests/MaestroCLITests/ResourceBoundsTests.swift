@@ -6,7 +6,7 @@ import Testing
 
 /// Short versions of scripts/bounds.py: hostile sizes are handled (processed, or dead-lettered with a
 /// reason) within bounded memory, and the next ordinary event is still handled.
-@Suite("resource bounds", .serialized, .timeLimit(.minutes(4)))
+@Suite("resource bounds", .serialized, .testThreads, .timeLimit(.minutes(4)))
 struct ResourceBoundsTests {
     @Test("a 10 MiB config, 100,000 headers, a 1 MiB sink id and a 10,000-field entry")
     func hostileSizes() throws {
@@ -74,7 +74,7 @@ func peakRSSMiB(_ pid: pid_t) throws -> Double {
 
 /// The abuse corpus through `maestro run`: a hostile plugin's failures are contained, counted per plugin
 /// in /metrics, dead-lettered with a reason, and the other plugins keep serving.
-@Suite("hostile plugin under maestro run", .timeLimit(.minutes(4)))
+@Suite("hostile plugin under maestro run", .testThreads, .timeLimit(.minutes(4)))
 struct HostilePluginTests {
     static let attempts: [(sinkID: String, code: String, kind: String)] = [
         ("pattern", #"return string.find(string.rep("a", 1e5), ".-.-.-.-b")"#, "instructionBudget"),

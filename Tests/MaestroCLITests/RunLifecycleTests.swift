@@ -33,7 +33,7 @@ func emitSlowCreates(_ redis: RedisConnection, stream: String, ids: Range<Int>) 
     })
 }
 
-@Suite("maestro run: graceful shutdown and hot reload", .serialized, .timeLimit(.minutes(4)))
+@Suite("maestro run: graceful shutdown and hot reload", .serialized, .testThreads, .timeLimit(.minutes(4)))
 struct RunLifecycleTests {
     let prefix = RedisTestServer.uniquePrefix("life")
 

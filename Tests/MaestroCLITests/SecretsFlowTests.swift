@@ -9,7 +9,7 @@ import Testing
 /// The whole flow with recognisable credentials, then a search of every place DESIGN "Secrets" says they
 /// never are: logs at debug level, metrics, status messages and the status stream, dead-letter reasons,
 /// gRPC errors, `maestro status` and `maestro deadletter list` output, annotations.
-@Suite("secrets never leak", .serialized, .timeLimit(.minutes(3)))
+@Suite("secrets never leak", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct SecretsFlowTests {
     static let redisPassword = "redisPw-Q7x2"
     static let orbKey = "orbKey-Z9k4"

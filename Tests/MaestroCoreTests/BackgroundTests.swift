@@ -7,7 +7,7 @@ import Testing
 
 @testable import MaestroCore
 
-@Suite("background threads and services", .timeLimit(.minutes(2)))
+@Suite("background threads and services", .testThreads, .timeLimit(.minutes(2)))
 struct BackgroundTests {
     @Test("a stop ends a long pause at once, and the pause says to stop")
     func stopEndsPause() {

@@ -1,7 +1,8 @@
 import MaestroCore
+import MaestroTestSupport
 import Testing
 
-@Suite("backoff", .timeLimit(.minutes(2)))
+@Suite("backoff", .testThreads, .timeLimit(.minutes(2)))
 struct BackoffTests {
     @Test("doubles from the first pause up to the cap")
     func doubles() {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import MaestroCore
 
-@Suite("Configuration", .timeLimit(.minutes(2)))
+@Suite("Configuration", .testThreads, .timeLimit(.minutes(2)))
 struct ConfigurationTests {
     @Test("the typed settings: the documented defaults, and given values in their types")
     func typedSettings() throws {
@@ -183,7 +183,7 @@ struct ConfigurationTests {
     }
 }
 
-@Suite("Configuration docs", .timeLimit(.minutes(2)))
+@Suite("Configuration docs", .testThreads, .timeLimit(.minutes(2)))
 struct ConfigurationDocsTests {
     @Test("docs/configuration.md lists every setting with its environment variable")
     func everySettingDocumented() throws {

@@ -1,8 +1,9 @@
 import MaestroCore
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
-@Suite("where exporters may point", .timeLimit(.minutes(2)))
+@Suite("where exporters may point", .testThreads, .timeLimit(.minutes(2)))
 struct EndpointPolicyTests {
     static let schema = try! ConfigSchema(fields: ["exporter": ["type": "map", "fields": ["remote_host": ["type": "url", "required": true]]]])
     static let zone: [String: [String]] = [

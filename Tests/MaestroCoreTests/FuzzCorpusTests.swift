@@ -5,7 +5,7 @@ import Testing
 
 /// The committed fuzz corpora (fuzz/corpus/<target>/) and every input a fuzzer ever crashed on
 /// (fuzz/regressions/<target>/), through the same functions libFuzzer runs: a regression crashes here.
-@Suite("fuzz corpora replayed", .timeLimit(.minutes(3)))
+@Suite("fuzz corpora replayed", .testThreads, .timeLimit(.minutes(3)))
 struct FuzzCorpusTests {
     @Test("every corpus and regression input", arguments: FuzzTargets.all.map(\.name))
     func replay(_ name: String) throws {

@@ -8,7 +8,7 @@ import Testing
 /// without and with force, get, diff, delete, and HTTP cases for each API server behaviour) runs here,
 /// against one double, so scripts/test and CI run it. Alone it takes about 3 s; inside the full run on two
 /// cores, where every kubectl start competes with the other suites, up to about 50 s were measured.
-@Suite("the Kubernetes API double behaves like an API server", .timeLimit(.minutes(2)))
+@Suite("the Kubernetes API double behaves like an API server", .testThreads, .timeLimit(.minutes(2)))
 struct KubeAPIDoubleFidelityTests {
     @Test("every case of the double's fidelity suite passes, with kubectl and over HTTP")
     func fidelitySuite() async throws {

@@ -1,7 +1,8 @@
 import MaestroCore
+import MaestroTestSupport
 import Testing
 
-@Suite("text log lines", .timeLimit(.minutes(2)))
+@Suite("text log lines", .testThreads, .timeLimit(.minutes(2)))
 struct LogLineTests {
     func line(_ message: String, _ metadata: [(key: String, value: String)] = []) -> String {
         LogLine.text(timestamp: "2026-01-01T00:00:00Z", level: "info", label: "maestro", message: message, metadata: metadata)

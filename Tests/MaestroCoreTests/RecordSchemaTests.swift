@@ -14,7 +14,7 @@ enum PreviousFormat {
 }
 
 /// Two maestro versions side by side during a rolling upgrade: each reads what the other wrote.
-@Suite("Record schema versions", .serialized, .timeLimit(.minutes(3)))
+@Suite("Record schema versions", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct RecordSchemaTests {
     let names = RedisNames().prefixed(RedisTestServer.uniquePrefix("schema"))
 

@@ -1,5 +1,6 @@
 import MaestroRedis
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroCore
@@ -10,7 +11,7 @@ func entry(_ fields: [(String, String)], id: String = "1-0") -> StreamEntry {
 
 let goodConfig = #"{"authentication":{"password":"s3cr3t","type":"basicauth","username":"prom-user"},"exporter":{"remote_host":"https://prometheus.example.com/api/v1/write"}}"#
 
-@Suite("Orb sink events", .timeLimit(.minutes(2)))
+@Suite("Orb sink events", .testThreads, .timeLimit(.minutes(2)))
 struct SinkEventTests {
     @Test("Orb's create, exactly as the sinks service writes it")
     func create() throws {
@@ -88,7 +89,7 @@ struct SinkEventTests {
     }
 }
 
-@Suite("Orb secret encryption", .timeLimit(.minutes(2)))
+@Suite("Orb secret encryption", .testThreads, .timeLimit(.minutes(2)))
 struct OrbSecretCipherTests {
     static let vectors = [
         ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "test", "bbf4b204e5daea6e7cb4cb8dec2011c91de502db08c1fc37f4e1ba8b8da60cf0"),

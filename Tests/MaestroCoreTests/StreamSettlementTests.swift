@@ -1,12 +1,13 @@
 import Foundation
 import MaestroRedis
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroCore
 
 /// The consumer's settle rules as a pure function: an entry and its outcome in, an action out.
-@Suite("stream settlement", .timeLimit(.minutes(2)))
+@Suite("stream settlement", .testThreads, .timeLimit(.minutes(2)))
 struct StreamSettlementTests {
     let now = Date(timeIntervalSince1970: 1_700_000_000)
     /// max-deliveries 5, min-idle 60 s: retries capped at 5 s, waiting counts deliveries after 120 s.

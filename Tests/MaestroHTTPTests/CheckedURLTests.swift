@@ -1,7 +1,8 @@
 import MaestroHTTP
+import MaestroTestSupport
 import Testing
 
-@Suite("the strict URL check and address ranges", .timeLimit(.minutes(2)))
+@Suite("the strict URL check and address ranges", .testThreads, .timeLimit(.minutes(2)))
 struct CheckedURLTests {
     /// Input → the text curl is given.
     static let accepted: [(String, String)] = [

@@ -9,7 +9,7 @@ func echo(_ response: HTTPResponse) throws -> [String: Any] {
     try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
 }
 
-@Suite("HTTP client against a loopback server", .timeLimit(.minutes(2)))
+@Suite("HTTP client against a loopback server", .testThreads, .timeLimit(.minutes(2)))
 struct HTTPClientTests {
     @Test("GET, POST, PATCH and DELETE with headers and bodies over one reused handle")
     func methods() throws {

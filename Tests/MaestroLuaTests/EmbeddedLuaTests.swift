@@ -8,7 +8,7 @@ import Testing
 /// The sandbox's own Lua (Sources/MaestroLua/lua/): compiled into the binary from a generated source,
 /// so these check that the generated source is current and that the files compile, as `maestro plugins
 /// lint` checks a plugin's. Their specs run in MaestroPluginHostTests (the spec runner lives there).
-@Suite("Embedded Lua", .timeLimit(.minutes(2)))
+@Suite("Embedded Lua", .testThreads, .timeLimit(.minutes(2)))
 struct EmbeddedLuaTests {
     static let folder = "Sources/MaestroLua/lua"
 

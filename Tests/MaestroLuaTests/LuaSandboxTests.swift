@@ -9,7 +9,7 @@ func makeVM(budget: Int = 2_000_000, memory: Int = 8 << 20, roots: [String] = []
     try LuaVM(configuration: LuaConfiguration(name: "test", instructionBudget: budget, memoryLimitBytes: memory, moduleRoots: roots))
 }
 
-@Suite("Lua sandbox", .timeLimit(.minutes(2)))
+@Suite("Lua sandbox", .testThreads, .timeLimit(.minutes(2)))
 struct LuaSandboxTests {
     @Test("basic evaluation returns converted values")
     func evaluation() throws {

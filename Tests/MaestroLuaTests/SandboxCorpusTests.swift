@@ -1,4 +1,5 @@
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroLua
@@ -157,7 +158,7 @@ let abuseCorpus: [AbuseCase] = [
         """, .runtime, message: "nodes", after: ("return maestro.yaml.decode_all('---\\na: 1\\n---\\nb: 2\\n')", [.list([["a": 1], ["b": 2]])])),
 ]
 
-@Suite("Lua sandbox: the abuse corpus", .timeLimit(.minutes(2)))
+@Suite("Lua sandbox: the abuse corpus", .testThreads, .timeLimit(.minutes(2)))
 struct SandboxCorpusTests {
     @Test("each attempt is contained with a clear error and the VM serves the next call", arguments: abuseCorpus.map { $0.name })
     func contained(_ name: String) throws {
@@ -205,7 +206,7 @@ struct SandboxCorpusTests {
 }
 
 /// The Lua implementation of the pattern functions must give what the native ones give.
-@Suite("Lua sandbox: pattern functions", .timeLimit(.minutes(2)))
+@Suite("Lua sandbox: pattern functions", .testThreads, .timeLimit(.minutes(2)))
 struct PatternFunctionTests {
     static let subjects = ["", "hello world", "key = value", "  trim me  ", "a,b,,c", "(foo(bar))baz", "THE (quick) fox",
                            "2024-01-15T10:00:00Z", "https://user@host.example:8080/path?q=1", "aaa", "abcabcabc", "x\ny\nz", "über café"]

@@ -19,7 +19,7 @@ func builder(catalog: PluginCatalog = shippedCatalog(), kafka: String = "kafka:9
     return CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger))
 }
 
-@Suite("Backend plugins", .timeLimit(.minutes(2)))
+@Suite("Backend plugins", .testThreads, .timeLimit(.minutes(2)))
 struct BackendPluginTests {
     @Test("the shipped plugins load")
     func catalog() {

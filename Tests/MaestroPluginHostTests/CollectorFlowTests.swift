@@ -33,7 +33,7 @@ struct CollectorFixture {
     }
 }
 
-@Suite("Collectors with the directory backend", .serialized, .timeLimit(.minutes(3)))
+@Suite("Collectors with the directory backend", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct CollectorFlowTests {
     @Test("event in orb.sinks → config → desired state → file on disk (0600) → status; update rolls the hash; remove deletes")
     func endToEnd() throws {
@@ -237,7 +237,7 @@ struct CollectorFlowTests {
     }
 }
 
-@Suite("On-activity policy", .serialized, .timeLimit(.minutes(3)))
+@Suite("On-activity policy", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct ActivityTests {
     @Test("activity creates the collector if not running; idle removes the objects, keeps the config, status idle")
     func activityAndIdle() throws {

@@ -13,7 +13,7 @@ func shippedRenderer(settings: Value = .map([:])) throws -> TemplateRenderer {
     try TemplateRenderer(root: repositoryRoot + "/templates", settings: settings)
 }
 
-@Suite("Collector names and config hash", .timeLimit(.minutes(2)))
+@Suite("Collector names and config hash", .testThreads, .timeLimit(.minutes(2)))
 struct CollectorNamingTests {
     @Test("a DNS-1035 id keeps its name; any other id maps to a valid, distinct name",
           arguments: ["sink-id-11", "5f4b9c2e-1d3a-4e6b-9a7c-2b8d0e1f3a45", "My Sink/1", "my sink 1", "UPPER", "a_b", "ends-", "-", "🚀",
@@ -52,7 +52,7 @@ struct CollectorNamingTests {
     }
 }
 
-@Suite("The otel-collector template", .timeLimit(.minutes(2)))
+@Suite("The otel-collector template", .testThreads, .timeLimit(.minutes(2)))
 struct TemplateTests {
     @Test("golden render: templates/testdata/otel-collector")
     func golden() throws {

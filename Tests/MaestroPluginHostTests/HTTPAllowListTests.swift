@@ -14,7 +14,7 @@ let loopbackIPv6: Bool = {
 
 /// The `maestro.http` allow-list as an attacker sees it: every request here targets loopback only;
 /// destinations elsewhere are checked by the decision functions, which open no connection.
-@Suite("maestro.http allow-list table", .serialized, .timeLimit(.minutes(3)))
+@Suite("maestro.http allow-list table", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct HTTPAllowListTests {
     func request(_ url: String, headers: [(name: String, value: String)] = [], policy: HTTPHostPolicy) -> (status: Int?, error: String?) {
         let result = HTTPHostModule.perform(method: "GET", url: url, headers: headers, body: nil, timeout: 2_000, policy: policy)

@@ -48,7 +48,7 @@ final class HeldCollectorService: CollectorService {
 /// Two replicas' sinkers on one Redis, driven entry by entry: replica A stores an entry's outcome and
 /// is held before its hand-off; replica B handles a newer entry of the same sink completely; then A
 /// goes on. Whatever A's late hand-off does, the end state must be the newest event's.
-@Suite("Hand-offs overtaken by a newer event of the same sink", .serialized, .timeLimit(.minutes(3)))
+@Suite("Hand-offs overtaken by a newer event of the same sink", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct HandOffRaceTests {
     func processor(_ fixture: PipelineFixture, collectors: any CollectorService) -> SinkEventProcessor {
         let catalog = PluginCatalog.load(root: fixture.plugins, limits: PluginCatalog.LuaLimits(instructionBudget: 5_000_000, memoryLimitBytes: 16 << 20))

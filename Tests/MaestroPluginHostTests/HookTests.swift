@@ -8,7 +8,7 @@ import Testing
 
 @testable import MaestroPluginHost
 
-@Suite("Ops hooks and maestro.http", .serialized, .timeLimit(.minutes(2)))
+@Suite("Ops hooks and maestro.http", .serialized, .testThreads, .timeLimit(.minutes(2)))
 struct HookTests {
     func hookConsumer(_ fixture: PipelineFixture, catalog: PluginCatalog, allow: [String]) throws -> StreamConsumer {
         let names = fixture.names
@@ -113,7 +113,7 @@ struct HookTests {
     }
 }
 
-@Suite("maestro.k8s in plugins", .serialized, .timeLimit(.minutes(2)))
+@Suite("maestro.k8s in plugins", .serialized, .testThreads, .timeLimit(.minutes(2)))
 struct PluginClusterTests {
     func probePlugins() throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()

@@ -36,7 +36,7 @@ final class CountingCluster: PluginCluster {
     }
 }
 
-@Suite("hostile plugins and events", .serialized, .timeLimit(.minutes(3)))
+@Suite("hostile plugins and events", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct HostileInputTests {
     func writerPlugins() throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()

@@ -63,7 +63,7 @@ func pluginRuns(_ directory: TemporaryDirectory) -> Int {
     ((try? directory.read("runs")) ?? "").split(separator: "\n").count
 }
 
-@Suite("Kubernetes credentials, retries and the orphan guard", .serialized, .timeLimit(.minutes(3)))
+@Suite("Kubernetes credentials, retries and the orphan guard", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct KubeRetryTests {
     @Test("an exec credential plugin runs once while its credential is valid, again once it expires, and again on a 401")
     func execCredential() throws {

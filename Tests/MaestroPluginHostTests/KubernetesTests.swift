@@ -66,7 +66,7 @@ struct KubeFixture {
     }
 }
 
-@Suite("Kubernetes backend against the API double", .serialized, .timeLimit(.minutes(3)))
+@Suite("Kubernetes backend against the API double", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct KubernetesTests {
     @Test("create → 3 objects; update → same uids, new config hash, nothing deleted; remove → none left; idempotent")
     func lifecycle() throws {

@@ -35,7 +35,7 @@ func testPlugins(pluginKeyPrefix: String = RedisNames().pluginKeyPrefix) throws 
     return directory
 }
 
-@Suite("Sink pipeline against a real Redis", .serialized, .timeLimit(.minutes(3)))
+@Suite("Sink pipeline against a real Redis", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct PipelineTests {
     @Test("an entry in flight longer than min-idle stays this consumer's: its delivery count does not grow, no other replica takes it")
     func ownInFlightEntryNotClaimed() throws {
@@ -339,7 +339,7 @@ struct PipelineTests {
     }
 }
 
-@Suite("Dead-letter replay", .serialized, .timeLimit(.minutes(3)))
+@Suite("Dead-letter replay", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct DeadLetterReplayTests {
     @Test("a replayed dead letter is handled as the event it was: applied when newest, skipped when a newer event exists")
     func replay() throws {

@@ -75,7 +75,7 @@ private func attempt(_ builder: CollectorConfigBuilder, _ config: Value, sinkID:
     builder.build(operation: .create, sinkID: sinkID, ownerID: "o", backend: "attacker", config: config, eventID: event)
 }
 
-@Suite("plugin isolation: maestro.k8s writes only the plugin's own objects", .serialized, .timeLimit(.minutes(3)))
+@Suite("plugin isolation: maestro.k8s writes only the plugin's own objects", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct PluginWriteIsolationTests {
     @Test("directory backend: apply{kind=Otel, name=victim} and delete leave the victim's collector file alone")
     func directoryCollectorFile() throws {
@@ -184,7 +184,7 @@ struct PluginWriteIsolationTests {
     }
 }
 
-@Suite("plugin least privilege: reads beyond the current sink need a granted capability", .serialized, .timeLimit(.minutes(3)))
+@Suite("plugin least privilege: reads beyond the current sink need a granted capability", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct PluginReadPrivilegeTests {
     @Test("maestro.k8s.get|list: the current sink's collector Secret, not another sink's, unless collectors:read is declared and granted")
     func collectorSecrets() throws {
@@ -332,7 +332,7 @@ struct PluginReadPrivilegeTests {
     }
 }
 
-@Suite("plugin capabilities: declaring and granting", .timeLimit(.minutes(2)))
+@Suite("plugin capabilities: declaring and granting", .testThreads, .timeLimit(.minutes(2)))
 struct PluginCapabilityLoadTests {
     @Test("an unknown declared capability fails the plugin's load, naming its schema.lua")
     func unknownDeclared() throws {

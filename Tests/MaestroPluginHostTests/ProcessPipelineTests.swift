@@ -40,7 +40,7 @@ func wrongConfigs(_ stored: [String: String], kept: [Int], sinks: Int) -> [Strin
     return wrong
 }
 
-@Suite("Sink pipeline across processes", .serialized, .timeLimit(.minutes(5)))
+@Suite("Sink pipeline across processes", .serialized, .testThreads, .timeLimit(.minutes(5)))
 struct ProcessPipelineTests {
     @Test("200 sinks, interleaved events, 2 processes × 4 workers: the hashes equal a sequential replay; a replay changes nothing")
     func ordering() throws {

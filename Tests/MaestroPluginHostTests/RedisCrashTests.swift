@@ -4,7 +4,7 @@ import MaestroRedis
 import MaestroTestSupport
 import Testing
 
-@Suite("Redis killed with SIGKILL", .serialized, .timeLimit(.minutes(3)))
+@Suite("Redis killed with SIGKILL", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct RedisCrashTests {
     @Test("appendfsync always: a SIGKILL in the middle of a stream of events loses nothing Redis acknowledged; maestro resumes")
     func sigkillRestart() throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// The specs of the sandbox's own Lua (Sources/MaestroLua/lua/spec/), run by the plugin spec runner in a
 /// plain sandbox VM.
-@Suite("Sandbox specs", .timeLimit(.minutes(2)))
+@Suite("Sandbox specs", .testThreads, .timeLimit(.minutes(2)))
 struct SandboxSpecTests {
     @Test("every it of sandbox_spec.lua and patterns_spec.lua runs and passes, reported at its line")
     func specsPass() throws {

@@ -9,7 +9,7 @@ func connect() throws -> RedisConnection {
     try RedisConnection(url: RedisURL(parsing: RedisTestServer.url))
 }
 
-@Suite("Redis URL", .timeLimit(.minutes(2)))
+@Suite("Redis URL", .testThreads, .timeLimit(.minutes(2)))
 struct RedisURLTests {
     @Test("parses every documented form")
     func forms() throws {
@@ -33,7 +33,7 @@ struct RedisURLTests {
     }
 }
 
-@Suite("Redis commands against a real server", .timeLimit(.minutes(2)))
+@Suite("Redis commands against a real server", .testThreads, .timeLimit(.minutes(2)))
 struct RedisCommandTests {
     @Test("strings, expiry and keys")
     func strings() throws {

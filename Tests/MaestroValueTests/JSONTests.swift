@@ -1,7 +1,8 @@
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
-@Suite("JSON", .timeLimit(.minutes(2)))
+@Suite("JSON", .testThreads, .timeLimit(.minutes(2)))
 struct JSONTests {
     @Test("integers and floats stay distinct; keys come out sorted")
     func types() throws {

@@ -1,7 +1,8 @@
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
-@Suite("the one secret masker", .timeLimit(.minutes(2)))
+@Suite("the one secret masker", .testThreads, .timeLimit(.minutes(2)))
 struct SecretMaskerTests {
     @Test("header values, credential-looking keys, env pairs and schema paths are masked; the rest stays")
     func mask() {

@@ -1,5 +1,6 @@
 import Foundation
 import MaestroValue
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroYAML
@@ -14,7 +15,7 @@ let trickyStrings: [String] = [
     "trailing newline\n", "\n", "crlf\r\nline", String(repeating: "x", count: 65_536),
 ]
 
-@Suite("YAML", .timeLimit(.minutes(2)))
+@Suite("YAML", .testThreads, .timeLimit(.minutes(2)))
 struct YAMLTests {
     @Test("every tricky string survives our own round trip", arguments: trickyStrings)
     func roundTripString(_ text: String) throws {
@@ -177,7 +178,7 @@ struct ValueGenerator {
     }
 }
 
-@Suite("YAML emitter on generated structures", .timeLimit(.minutes(2)))
+@Suite("YAML emitter on generated structures", .testThreads, .timeLimit(.minutes(2)))
 struct YAMLGeneratedTests {
     static let values: [Value] = {
         var generator = ValueGenerator(state: 42)

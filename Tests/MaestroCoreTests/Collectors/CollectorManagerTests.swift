@@ -2,6 +2,7 @@ import Logging
 import MaestroRedis
 import MaestroValue
 import Synchronization
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroCore
@@ -44,7 +45,7 @@ struct CollectorServiceFixture {
     }
 }
 
-@Suite("The collector service's rules (in memory)", .timeLimit(.minutes(3)))
+@Suite("The collector service's rules (in memory)", .testThreads, .timeLimit(.minutes(3)))
 struct CollectorManagerTests {
     @Test("a create renders the stored config, stores the desired state with the collector's record, and queues a reconcile")
     func create() throws {

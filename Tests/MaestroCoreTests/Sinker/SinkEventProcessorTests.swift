@@ -2,6 +2,7 @@ import Logging
 import MaestroRedis
 import MaestroValue
 import Synchronization
+import MaestroTestSupport
 import Testing
 
 @testable import MaestroCore
@@ -64,7 +65,7 @@ func sinkRemove(_ sinkID: String, id: String) -> StreamEntry {
     entry([("sink_id", sinkID), ("owner", "o1"), ("operation", "sinks.remove")], id: id)
 }
 
-@Suite("The sinker's rules (in memory)", .timeLimit(.minutes(3)))
+@Suite("The sinker's rules (in memory)", .testThreads, .timeLimit(.minutes(3)))
 struct SinkEventProcessorTests {
     @Test("a create stores the config and the record, then hands the sink to the collectors")
     func create() throws {
