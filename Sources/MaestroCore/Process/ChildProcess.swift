@@ -3,7 +3,7 @@ public import Foundation
 /// A child process started with posix_spawn and a clean signal state: redis-server for `maestro demo`,
 /// credential plugins, and the processes tests start. Foundation's `Process` passes on the spawning
 /// thread's blocked signals (thread pools block most of them), and a child that cannot see SIGTERM
-/// never stops gracefully.
+/// never stops gracefully. A child gets standard input, output and error only.
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     public let arguments: [String]
@@ -35,6 +35,12 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         } else {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        // Nothing else is inherited: hiredis's sockets are not close-on-exec, and a child holding one
+        // would hold maestro's authenticated Redis connection — and keep the socket open for its peer
+        // after maestro closed it.
+        guard let closeFrom, closeFrom(&actions, 3) == 0 else {
+            throw ProcessError("cannot start \(arguments[0]): this C library cannot close inherited descriptors at spawn (glibc 2.34 or later can)")
         }
 
         let environmentPairs = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
@@ -99,3 +105,10 @@ public final class ChildProcess: @unchecked Sendable {
         return 128 + (status & 0x7f)
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which its header declares only
+/// for GNU sources: looked up by name, and called as the C function it is.
+private let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? =
+    dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }
