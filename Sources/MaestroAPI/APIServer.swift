@@ -145,8 +145,8 @@ public final class APIServer: Sendable {
             if let listening = try await server.listeningAddress, let ip = listening.ipv4 ?? listening.ipv6.map({ .init(host: $0.host, port: $0.port) }) {
                 boundPort = ip.port
             }
-            logger.info("gRPC API listening", metadata: ["address": "\(host):\(boundPort ?? port)", "tls": "\(configuration.tlsCertificate != nil)",
-                                                         "token": "\(configuration.token != nil)"])
+            logger.info("gRPC API listening", metadata: ["grpc.address": "\(host):\(boundPort ?? port)", "grpc.tls": "\(configuration.tlsCertificate != nil)",
+                                                         "grpc.token_required": "\(configuration.token != nil)"])
         }
         if let path = configuration.socketPath {
             // A stale socket of an earlier run would make bind fail.
@@ -156,7 +156,7 @@ public final class APIServer: Sendable {
             run(server)
             _ = try await server.listeningAddress
             chmod(path, 0o600)
-            logger.info("gRPC API listening", metadata: ["socket": "\(path)"])
+            logger.info("gRPC API listening", metadata: ["grpc.socket": "\(path)"])
         }
         return boundPort
     }

@@ -43,7 +43,7 @@ public final class OperationsServer: Sendable {
         let bound = try bootstrap.bind(host: host, port: port).wait()
         channel.withLock { $0 = bound }
         let actual = bound.localAddress?.port ?? port
-        logger.info("metrics and health listening", metadata: ["address": "\(host):\(actual)"])
+        logger.info("metrics and health listening", metadata: ["http.address": "\(host):\(actual)"])
         return actual
     }
 

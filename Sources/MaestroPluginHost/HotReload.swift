@@ -149,8 +149,8 @@ public final class HotReloader: @unchecked Sendable {
         guard problems.isEmpty else { return refuse("plugins", problems) }
         generations.replace(with: catalog)
         Counter(label: "maestro_reloads_total", dimensions: [("what", "plugins"), ("result", "ok")]).increment()
-        logger.info("plugins reloaded", metadata: ["plugins": "\(catalog.plugins.map { "\($0.name)@\($0.version)" }.joined(separator: ","))",
-                                                   "generation": "\(generations.current.number)"])
+        logger.info("plugins reloaded", metadata: ["plugins.loaded": "\(catalog.plugins.map { "\($0.name)@\($0.version)" }.joined(separator: ","))",
+                                                   "plugins.generation": "\(generations.current.number)"])
         return .reloaded
     }
 

@@ -96,8 +96,8 @@ public struct Roles {
             DispatchQueue.concurrentPerform(iterations: consumers.count) { index in
                 if !consumers[index].stop(timeout: shutdownTimeout) {
                     logger.warning("shutdown-timeout passed before in-flight events finished; they stay pending and are reclaimed",
-                                   metadata: ["stream": "\(consumers[index].options.stream)",
-                                              "pending": "\(consumers[index].inFlightCount)"])
+                                   metadata: ["stream.name": "\(consumers[index].options.stream)",
+                                              "stream.pending": "\(consumers[index].inFlightCount)"])
                 }
             }
         }))

@@ -58,10 +58,10 @@ public final class TerminationSignals: @unchecked Sendable {
         let group = self.group
         lock.unlock()
         if count >= 2 {
-            logger.warning("second signal: exiting without waiting for in-flight work", metadata: ["signal": "\(number)"])
+            logger.warning("second signal: exiting without waiting for in-flight work", metadata: ["process.signal": "\(number)"])
             exit(130)
         }
-        logger.info("signal received: shutting down gracefully", metadata: ["signal": "\(number)"])
+        logger.info("signal received: shutting down gracefully", metadata: ["process.signal": "\(number)"])
         if let group { Task { await group.triggerGracefulShutdown() } }
     }
 

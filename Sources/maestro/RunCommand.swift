@@ -28,9 +28,9 @@ struct RunCommand: ParsableCommand {
             let roles = try Roles(wiring: wiring, registry: registry, logger: logger)
             defer { roles.removeSnapshots() }
 
-            logger.info("maestro running", metadata: ["redis": "\(roles.redisURL)", "role": "\(roles.role.rawValue)", "policy": "\(wiring.createPolicy.rawValue)",
-                                                      "backend": "\(roles.collectors?.reconciler.backend.name ?? "-")",
-                                                      "consumer": "\(wiring.consumerName)", "workers": "\(wiring.workers)"])
+            logger.info("maestro running", metadata: ["redis.url": "\(roles.redisURL)", "maestro.role": "\(roles.role.rawValue)", "maestro.create_policy": "\(wiring.createPolicy.rawValue)",
+                                                      "cluster.backend": "\(roles.collectors?.reconciler.backend.name ?? "-")",
+                                                      "stream.consumer": "\(wiring.consumerName)", "stream.workers": "\(wiring.workers)"])
             let group = roles.serviceGroup()
             do {
                 try awaitBlocking {
@@ -42,8 +42,8 @@ struct RunCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             let counters = roles.consumers.first?.counters ?? StreamConsumerCounters()
-            logger.info("stopped", metadata: ["acknowledged": "\(counters.acknowledged)", "dead_lettered": "\(counters.deadLettered)",
-                                              "applied": "\(roles.collectors?.reconciler.counters.applied ?? 0)"])
+            logger.info("stopped", metadata: ["stream.acknowledged": "\(counters.acknowledged)", "stream.dead_lettered": "\(counters.deadLettered)",
+                                              "reconcile.applied": "\(roles.collectors?.reconciler.counters.applied ?? 0)"])
         }
     }
 }

@@ -262,7 +262,7 @@ public final class Reconciler: Sendable {
         }
         if corrected {
             Counter(label: "maestro_drift_corrected_total").increment()
-            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector": "\(name)"])
+            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector.name": "\(name)"])
         }
         let owner = record?["owner_id"]?.stringValue ?? ""
         let current = record?["status"]?.stringValue
@@ -374,7 +374,7 @@ public final class Reconciler: Sendable {
         let limit = max(1, Int(Double(managed.count) * options.orphanMaxShare))
         if orphans.count > limit {
             logger.warning("more orphaned collectors than one sweep may delete; the rest waits for the next resync",
-                           metadata: ["orphans": "\(orphans.count)", "limit": "\(limit)", "managed": "\(managed.count)"])
+                           metadata: ["orphans.count": "\(orphans.count)", "orphans.limit": "\(limit)", "orphans.managed": "\(managed.count)"])
         }
         for orphan in orphans.prefix(limit) {
             // A sink that got a desired state since the scan is not an orphan.
@@ -382,7 +382,7 @@ public final class Reconciler: Sendable {
             try backend.delete(sinkID: orphan.sinkID, name: orphan.name, namespace: orphan.namespace)
             state.withLock { $0.counters.orphansDeleted += 1 }
             Counter(label: "maestro_orphans_deleted_total").increment()
-            logger.info("deleted an orphaned collector", metadata: ["sink.id": "\(orphan.sinkID)", "collector": "\(orphan.name)"])
+            logger.info("deleted an orphaned collector", metadata: ["sink.id": "\(orphan.sinkID)", "collector.name": "\(orphan.name)"])
         }
     }
 
@@ -424,6 +424,6 @@ public final class Reconciler: Sendable {
         state.withLock { $0.counters.invariantRepairs += 1 }
         Counter(label: "maestro_invariant_repairs_total", dimensions: [("kind", kind)]).increment()
         logger.error("repaired a breach of the desired-state invariant (a lost effect: please report it)",
-                     metadata: ["sink.id": "\(sinkID)", "kind": "\(kind)"])
+                     metadata: ["sink.id": "\(sinkID)", "repair.kind": "\(kind)"])
     }
 }

@@ -47,7 +47,7 @@ public final class RedisLease: Sendable {
             }
             return current.leader != held
         }
-        if changed { logger.info(held ? "became the leader" : "lost the leadership", metadata: ["lease": "\(key)", "holder": "\(holder)"]) }
+        if changed { logger.info(held ? "became the leader" : "lost the leadership", metadata: ["lease.name": "\(key)", "lease.holder": "\(holder)"]) }
         return held
     }
 

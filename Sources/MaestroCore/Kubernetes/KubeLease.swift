@@ -89,7 +89,7 @@ public final class KubeLease: LeaderLease {
             }
             return current.leader != held
         }
-        if changed { logger.info(held ? "became the leader" : "lost the leadership", metadata: ["lease": "\(namespace)/\(name)", "holder": "\(holder)"]) }
+        if changed { logger.info(held ? "became the leader" : "lost the leadership", metadata: ["lease.name": "\(namespace)/\(name)", "lease.holder": "\(holder)"]) }
     }
 
     public func start() {

@@ -16,7 +16,7 @@ struct StreamGroupMaintenance: Sendable {
                   consumer["pending"]?.integer == 0, let idle = consumer["idle"]?.integer,
                   idle > Int64(options.consumerRemovalMilliseconds) else { continue }
             try redis.xgroupDelConsumer(options.stream, group: options.group, consumer: name)
-            logger.info("removed an idle consumer with nothing pending", metadata: ["consumer": "\(name)"])
+            logger.info("removed an idle consumer with nothing pending", metadata: ["stream.consumer": "\(name)"])
         }
 
         try reportTrimmedBeforeRead(redis)
@@ -38,7 +38,7 @@ struct StreamGroupMaintenance: Sendable {
         ledger.count { $0.trimmedBeforeRead += Int(trimmed) }
         Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: Int(trimmed))
         logger.warning("entries were trimmed from the stream before this group read them; raise the producer's MAXLEN",
-                       metadata: ["stream": "\(options.stream)", "entries": "\(trimmed)",
-                                  "gap.after": "\(lastDelivered)", "gap.before": "\(first)"])
+                       metadata: ["stream.name": "\(options.stream)", "stream.entries": "\(trimmed)",
+                                  "stream.gap_after": "\(lastDelivered)", "stream.gap_before": "\(first)"])
     }
 }

@@ -75,7 +75,7 @@ final class StreamReader: Sendable {
                 }
             } catch {
                 if error.kind == .noGroup, let connection = redis {
-                    logger.warning("consumer group missing, creating it again", metadata: ["stream": "\(options.stream)", "group": "\(options.group)"])
+                    logger.warning("consumer group missing, creating it again", metadata: ["stream.name": "\(options.stream)", "stream.group": "\(options.group)"])
                     try? ensureGroup(connection)
                     continue
                 }
@@ -92,7 +92,7 @@ final class StreamReader: Sendable {
 
     private func ensureGroup(_ redis: RedisConnection) throws(RedisError) {
         if try redis.xgroupCreate(options.stream, group: options.group, startID: options.groupStart, makeStream: true) {
-            logger.info("consumer group created", metadata: ["stream": "\(options.stream)", "group": "\(options.group)", "start": "\(options.groupStart)"])
+            logger.info("consumer group created", metadata: ["stream.name": "\(options.stream)", "stream.group": "\(options.group)", "stream.start": "\(options.groupStart)"])
         }
     }
 

@@ -48,7 +48,7 @@ struct StreamReclaimer: Sendable {
             if dispatched > 0 {
                 ledger.count { $0.reclaimed += dispatched }
                 logger.info("reclaimed entries of a consumer idle longer than the min-idle time",
-                            metadata: ["stream": "\(options.stream)", "count": "\(dispatched)"])
+                            metadata: ["stream.name": "\(options.stream)", "stream.entries": "\(dispatched)"])
             }
         }
         return page.count < Self.pageSize ? nil : "(" + last.id
@@ -64,6 +64,6 @@ struct StreamReclaimer: Sendable {
         ledger.count { $0.trimmedBeforeRead += deleted.count }
         Counter(label: "maestro_stream_trimmed_total", dimensions: [("stream", options.stream)]).increment(by: deleted.count)
         logger.warning("pending entries were trimmed from the stream before they were handled",
-                       metadata: ["stream": "\(options.stream)", "count": "\(deleted.count)"])
+                       metadata: ["stream.name": "\(options.stream)", "stream.entries": "\(deleted.count)"])
     }
 }

@@ -72,7 +72,7 @@ final class StreamWorkerPool: Sendable {
         do {
             processor = try makeProcessor(index)
         } catch {
-            logger.critical("worker cannot start", metadata: ["worker": "\(index)", "error": "\(error)"])
+            logger.critical("worker cannot start", metadata: ["stream.worker": "\(index)", "error": "\(error)"])
             return
         }
         var redis: RedisConnection?
@@ -159,7 +159,7 @@ final class StreamWorkerPool: Sendable {
                     options.deadLetterStream,
                     fields: DeadLetter.fields(of: delivered, stream: options.stream, reason: reason, plugin: plugin, failedAt: now),
                     trim: .approximateMaxLength(options.streamMaxLength)))
-                logger.warning("entry dead-lettered", metadata: ["stream": "\(options.stream)", "event.id": "\(id)",
+                logger.warning("entry dead-lettered", metadata: ["stream.name": "\(options.stream)", "event.id": "\(id)",
                                                                  "reason": "\(reason)", "plugin.name": "\(plugin ?? "")"])
             case .retry(let next, let due, let reason):
                 waiting.append(Waiting(delivered: next, due: due))
