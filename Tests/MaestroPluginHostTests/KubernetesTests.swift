@@ -95,6 +95,14 @@ struct KubernetesTests {
         let hashPath = "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-k1"
         let oldHash = deployment["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]
         #expect(try fixture.waitFor { try fixture.object(hashPath)?["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"] != oldHash })
+        // The double's Deployment controller rolls the new pod out after the apply, as a cluster does:
+        // the rollout is over when the update's reconcile has published (no backlog), the controller has
+        // observed the new generation and the collector is active.
+        #expect(try fixture.waitFor {
+            let rolled = try fixture.object(hashPath)
+            return fixture.reconciler.backlog == 0 && rolled?["status"]?["observedGeneration"] == rolled?["metadata"]?["generation"]
+                && fixture.status("k1") == "active"
+        }, "the rolled-out collector is active")
         let newUIDs = try [base + "/secrets/otel-k1", hashPath, base + "/services/otel-k1"].map { try fixture.object($0)?["metadata"]?["uid"] }
         #expect(newUIDs == uids, "an update rolls in place: same objects")
         #expect(fixture.client.requestCounts.keys.contains { $0.hasPrefix("DELETE") } == false, "nothing was deleted by the update")
@@ -103,7 +111,11 @@ struct KubernetesTests {
         #expect(try fixture.waitFor { try fixture.object(base + "/services/otel-k1") == nil && fixture.object(base + "/secrets/otel-k1") == nil })
         #expect(try fixture.object(hashPath) == nil)
         let statuses = try redis.xrange(fixture.pipeline.names.statusStream).map { $0["status"] ?? "" }
-        #expect(statuses == ["provisioning", "active"], "each status published once: \(statuses)")
+        // Each transition once. Whether the update's rollout is seen in progress (provisioning, then active
+        // again) depends on when the controller acts; which of the two a paused rollout must show is the
+        // controller issue's status rules.
+        #expect(statuses == ["provisioning", "active"] || statuses == ["provisioning", "active", "provisioning", "active"],
+                "each transition published once: \(statuses)")
     }
 
     @Test("a sink event flows end to end: orb.sinks → plugin → config hash → template → deployment hash → objects on the API double → status events")
