@@ -28,12 +28,19 @@ public struct RedisScript: Sendable, Hashable {
 }
 
 extension RedisConnection {
-    /// Loads the scripts into the server's script cache.
+    /// Loads the scripts into the server's script cache, all or none (one MULTI/EXEC): a pipeline of
+    /// several of them never meets the server knowing some and not the others.
     public func load(_ scripts: [RedisScript]) throws(RedisError) {
-        for script in scripts {
-            let loaded = try scriptLoad(script.source)
-            guard loaded == script.sha else {
-                throw RedisError(kind: .protocolViolation, message: "SCRIPT LOAD returned digest \(loaded), expected \(script.sha)")
+        let replies = try pipeline([["MULTI"]] + scripts.map { ["SCRIPT", "LOAD", $0.source] } + [["EXEC"]])
+        if case .error(let text) = replies.last { throw RedisError.fromReply(text) }
+        let digests = replies.last?.array ?? []
+        guard digests.count == scripts.count else {
+            throw RedisError(kind: .protocolViolation, message: "SCRIPT LOAD in MULTI answered \(digests.count) digests for \(scripts.count) scripts")
+        }
+        for (script, digest) in zip(scripts, digests) {
+            if case .error(let text) = digest { throw RedisError.fromReply(text) }
+            guard digest.string == script.sha else {
+                throw RedisError(kind: .protocolViolation, message: "SCRIPT LOAD returned digest \(digest.string ?? "?"), expected \(script.sha)")
             }
         }
     }

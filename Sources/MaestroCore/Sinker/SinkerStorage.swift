@@ -52,7 +52,7 @@ public protocol SinkerStorage: AnyObject {
 /// status by `StatusPublisher`'s, all of a batch in one pipeline.
 public final class RedisSinkerStorage: SinkerStorage {
     /// The scripts of the pipeline that stores a batch's effects.
-    public static let scripts = [SinkStore.script, StatusPublisher.script]
+    public static let scripts = SinkStore.batchScripts
     let redis: RedisConnection
     let names: RedisNames
     let streamMaxLength: Int

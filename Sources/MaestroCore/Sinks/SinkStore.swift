@@ -56,6 +56,11 @@ public enum SinkStore {
         case invalid
     }
 
+    /// The scripts a sinker batch pipelines together. Whoever finds one of them missing (NOSCRIPT after
+    /// a restart) loads them all, at once: were one known without the other, its commands would run in
+    /// the first pass of a pipeline and again in the re-run.
+    public static let batchScripts = [script, StatusPublisher.script]
+
     public static let script = RedisScript("""
     local function parse(id)
       local ms, seq = string.match(id, "^(%d+)-(%d+)$")

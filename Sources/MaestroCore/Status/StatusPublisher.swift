@@ -68,7 +68,7 @@ public enum StatusPublisher {
     public static func publish(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus,
                                message: String = "", extra: [String: Value] = [:], mode: Mode = .set) throws(RedisError) -> Bool {
         let reply = try redis.pipeline([command(names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message,
-                                                extra: extra, mode: mode)], loading: [script])[0]
+                                                extra: extra, mode: mode)], loading: SinkStore.batchScripts)[0]
         if case .error(let text) = reply { throw RedisError.fromReply(text) }
         return reply.integer == 1
     }
