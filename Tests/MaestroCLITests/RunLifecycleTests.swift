@@ -127,7 +127,7 @@ struct RunLifecycleTests {
         #expect(eventually { metrics().contains(#"maestro_stream_trimmed_total{stream="\#(prefix)sinks"} 15"#) }, "\(metrics())")
         let log = try directory.read("run.log")
         #expect(log.contains("entries were trimmed from the stream before this group read them"))
-        #expect(log.contains("entries=15") && log.contains("gap.after=0-0") && log.contains("gap.before=\(ids[15])"), "the gap's range: \(log)")
+        #expect(log.contains("stream.entries=15") && log.contains("stream.gap_after=0-0") && log.contains("stream.gap_before=\(ids[15])"), "the gap's range: \(log)")
     }
 
     @Test("hot reload: a changed plugin serves the next events; a broken one is refused with file:line and counted; a template change rolls out")
