@@ -9,7 +9,7 @@ import Testing
 
 @Suite("gRPC API error codes", .serialized, .testThreads, .timeLimit(.minutes(2)))
 struct APIErrorCodeTests {
-    @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be used (proto/maestro/v1)")
+    @Test("FAILED_PRECONDITION when the template rejects the objects; UNAVAILABLE while Redis cannot be used, for a watch too (proto/maestro/v1)")
     func failedPreconditionAndUnavailable() async throws {
         // The shipped template, but refusing one sink, as a broken template would.
         let templates = try TemporaryDirectory()
@@ -37,6 +37,13 @@ struct APIErrorCodeTests {
         #expect(await code { _ = try await client.collectors.getOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
         #expect(await code { _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = "fine" }) } == .unavailable)
         #expect(await code { _ = try await client.collectors.listOtelCollectors(.init()) } == .unavailable)
+        // A watch cannot pin its place in the status stream: it fails at once rather than stay silent.
+        #expect(await code {
+            // With the client's deadline: a watch that stayed silent would end DEADLINE_EXCEEDED, not hang.
+            try await client.collectors.watchOtelCollectors(.with { $0.sinkID = "fine" }, options: client.options) { response in
+                for try await _ in response.messages {}
+            }
+        } == .unavailable)
         await client.close()
         await fixture.stop()
     }
