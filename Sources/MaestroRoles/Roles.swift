@@ -104,8 +104,9 @@ public struct Roles {
         services.append(BackgroundService("readiness", drain: {
             draining.set()
             logger.info("stopping: no new reads; finishing and acknowledging in-flight events")
-            // The parts' stops are bounded each; this bounds them all, whatever hangs.
-            DispatchQueue.global().asyncAfter(deadline: .now() + 2 * shutdownTimeout + 5) {
+            // The parts' stops are bounded each — the consumers' and the reconciler's by shutdown-timeout,
+            // the lease's release by its own timeout — and this bounds them all, whatever hangs.
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2 * shutdownTimeout + leaseReleaseTimeout + 5) {
                 logger.error("shutdown did not complete in time; exiting")
                 Foundation.exit(1)
             }
@@ -199,7 +200,7 @@ public struct Roles {
                 options.stream = stream
                 options.group = names.maestroGroup
                 consumers.append(StreamConsumer(options: options, redisURL: redisURL, logger: logger, routingKey: { $0["sink_id"] ?? "" },
-                                                makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: logger) }))
+                                                makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, logger: logger) }))
             }
         }
         // The hooks' consumer runs whenever plugins run here: a reload may add the first hook plugin.

@@ -23,6 +23,8 @@ public final class RedisLease: Sendable {
     return 0
     """)
 
+    static let releaseScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+
     public init(key: String, holder: String, ttlMilliseconds: Int = 15_000, redisURL: RedisURL, logger: Logger) {
         self.key = key
         self.holder = holder
@@ -65,11 +67,13 @@ public final class RedisLease: Sendable {
                 renewer.pause(Double(ttlMilliseconds) / 3000)
             }
             // Hand the lease over at once rather than letting it expire.
-            if let redis, isLeader { _ = try? redis.eval(RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"), keys: [key], arguments: [holder]) }
+            if let redis, isLeader { _ = try? redis.eval(Self.releaseScript, keys: [key], arguments: [holder]) }
+            state.withLock { $0.leader = false }
+            redis?.close()
         }
     }
 
     public func stop() {
-        renewer.stop(timeout: Double(ttlMilliseconds) / 1000)
+        renewer.stop(timeout: leaseReleaseTimeout)
     }
 }

@@ -106,9 +106,13 @@ public final class KubeLease: LeaderLease {
     }
 
     public func stop() {
-        renewer.stop(timeout: 5)
+        renewer.stop(timeout: leaseReleaseTimeout)
     }
 }
+
+/// How long a lease's stop waits for its release (a Redis DEL, a Lease update) before giving up: the
+/// lease then expires by itself. The forced-exit deadline of a shutdown counts it in.
+public let leaseReleaseTimeout: Double = 5
 
 /// Who runs the loops that must run once across replicas.
 public protocol LeaderLease: Sendable {
