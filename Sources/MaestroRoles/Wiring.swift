@@ -167,9 +167,8 @@ extension Wiring {
         }
         let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
                                     isLeader: { lease.isLeader })
-        let manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: logger,
-                                       deleteGuard: createPolicy == .eager ? .unlessLive : .always, makeRenderer: makeRenderer)
-        reconciler.setDesiredStateRenderer { [manager] sinkID, ownerID in try manager.create(sinkID: sinkID, ownerID: ownerID) }
+        let manager = CollectorManager(reconciler: reconciler, logger: logger, deleteGuard: createPolicy == .eager ? .unlessLive : .always,
+                                       makeRenderer: makeRenderer)
         return (manager, reconciler, lease)
     }
 

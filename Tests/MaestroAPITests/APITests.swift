@@ -33,7 +33,7 @@ final class APIFixture: @unchecked Sendable {
         let backend = DirectoryBackend(root: manifests.path)
         reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: ReconcilerOptions(resyncInterval: 3_600),
                                 logger: Logger(label: "test"))
-        manager = CollectorManager(redisURL: redisURL, names: names, reconciler: reconciler, logger: Logger(label: "test")) {
+        manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test")) {
             beforeRenderer()
             return try TemplateRenderer(root: templates)
         }

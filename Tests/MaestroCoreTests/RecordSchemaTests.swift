@@ -27,7 +27,7 @@ struct RecordSchemaTests {
     @Test("sink records carry the schema version and still read without one")
     func sinkRecords() throws {
         let record = SinkRecord(ownerID: "o1", backend: "prometheus", lastEntryID: "7-0", removed: false, updatedAtMilliseconds: 1)
-        #expect(try JSON.decode(record.json)["schema_version"] == .int(1))
+        #expect(try JSON.decode(record.json)["schema_version"] == .int(2))
         let previous = try #require(SinkRecord(json: PreviousFormat.liveSink))
         #expect(previous == SinkRecord(ownerID: "o1", backend: "prometheus", lastEntryID: "7-0", removed: false,
                                        updatedAtMilliseconds: 1_700_000_000_000))
@@ -48,7 +48,7 @@ struct RecordSchemaTests {
             == [.stale, .applied])
         #expect(try redis.hget(names.configHash, field: "s1") == "a: 2\n")
         let stored = try #require(try redis.hget(names.sinksHash, field: "s1"))
-        #expect(try JSON.decode(stored)["schema_version"] == .int(1), "a record written again is in the current format")
+        #expect(try JSON.decode(stored)["schema_version"] == .int(2), "a record written again is in the current format")
         // A tombstone of the previous format still keeps the desired state away.
         let result = try DesiredStateStore.store(redis, names: names, sinkID: "s2", configDigest: DesiredStateStore.digest(ofConfig: "receivers: {}\n"),
                                                  yaml: "kind: ConfigMap\n", ownerID: "o1", extra: [:])
@@ -60,9 +60,9 @@ struct RecordSchemaTests {
         let redis = try connect()
         defer { redis.close() }
         try redis.hset(names.collectorsHash, field: "s1", value: PreviousFormat.collector)
-        try StatusPublisher.publish(redis, names: names, sinkID: "s1", ownerID: "", status: .error, message: "CrashLoopBackOff")
+        try StatusPublisher.publish(redis, names: names, sinkID: "s1", ownerID: "", status: .error, message: "CrashLoopBackOff", streamMaxLength: 1_000)
         let upgraded = try #require(try StatusPublisher.record(redis, names: names, sinkID: "s1"))
-        #expect(upgraded["schema_version"] == .int(1))
+        #expect(upgraded["schema_version"] == .int(2))
         #expect(upgraded["collector_name"] == .string("otel-s1"))
         #expect(upgraded["config_hash"] == .string("abc"))
         #expect(upgraded["status"] == .string("error"))
@@ -75,7 +75,7 @@ struct RecordSchemaTests {
             Issue.record("expected the desired state to be stored, got \(result)")
             return
         }
-        #expect(record["schema_version"] == .int(1))
+        #expect(record["schema_version"] == .int(2))
         #expect(record["collector_name"] == .string("otel-s3"))
     }
 }

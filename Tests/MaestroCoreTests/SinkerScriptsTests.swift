@@ -15,7 +15,7 @@ struct SinkerScriptsTests {
         let redis = try RedisConnection(url: RedisURL(parsing: server.url))
         let names = RedisNames()
         // A restarted server's empty script cache; the reconciler publishes a status first.
-        try StatusPublisher.publish(redis, names: names, sinkID: "other", ownerID: "o", status: .active)
+        try StatusPublisher.publish(redis, names: names, sinkID: "other", ownerID: "o", status: .active, streamMaxLength: 1_000)
         let storage = RedisSinkerStorage(redis: redis, names: names)
         // An invalid config, then a fixed one, in one batch: the error is set, then cleared.
         let invalid = SinkRecord(ownerID: "o", backend: "prometheus", lastEntryID: "5-0", removed: false, updatedAtMilliseconds: 1)

@@ -23,7 +23,7 @@ struct CollectorFixture {
         backend = DirectoryBackend(root: manifests.path)
         let url = try RedisURL(parsing: pipeline.redisURL)
         reconciler = Reconciler(redisURL: url, names: pipeline.names, backend: backend, options: options, logger: Logger(label: "test"))
-        manager = CollectorManager(redisURL: url, names: pipeline.names, reconciler: reconciler, logger: Logger(label: "test")) {
+        manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test")) {
             try TemplateRenderer(root: repositoryRoot + "/templates")
         }
     }
@@ -120,7 +120,7 @@ struct CollectorFlowTests {
         }
         // The reconcile's write (the one that records `applied_at`) is the create's last.
         #expect(eventually { recordWrites().contains { $0.contains("applied_at") } })
-        #expect(recordWrites().count == 2, "the desired state's store, then the reconcile's provisioning: \(recordWrites())")
+        #expect(recordWrites().count == 3, "the hand-off's intent, the reconcile's desired state, its status: \(recordWrites())")
         let statuses = try redis.xrange(fixture.pipeline.names.statusStream).filter { $0["sink_id"] == "once-1" }
         #expect(statuses.map { $0["status"] ?? "" } == ["provisioning"])
         #expect(try fixture.manager.get(sinkID: "once-1").status == "provisioning")
@@ -178,12 +178,14 @@ struct CollectorFlowTests {
         #expect(fixture.waitUntilIdle())
         let path = fixture.backend.path(name: "otel-u1", namespace: "otelcollectors")
         #expect(FileManager.default.fileExists(atPath: path))
-        // What a crash leaves: the desired state gone, the objects and the status record still there.
-        try redis.hdel(fixture.pipeline.names.deploymentHash, fields: ["u1"])
+        // What a crash leaves: the removal recorded (intent `stop`), its reconcile never run; the desired
+        // state, the objects and the status record still there.
+        #expect(try DesiredStateStore.stop(redis, names: fixture.pipeline.names, sinkID: "u1", intent: .stop, guard: .always) == .removed)
         try fixture.reconciler.resync()
         #expect(fixture.waitUntilIdle())
         #expect(!FileManager.default.fileExists(atPath: path))
         #expect(try redis.hget(fixture.pipeline.names.collectorsHash, field: "u1") == nil)
+        #expect(try redis.hget(fixture.pipeline.names.deploymentHash, field: "u1") == nil)
     }
 
     @Test("the orphan sweep's guard holds when Redis is emptied: grace period, then at most the share per pass")
@@ -255,7 +257,7 @@ struct ActivityTests {
             let manager = fixture.manager
             return StreamConsumer(options: options, redisURL: try RedisURL(parsing: fixture.pipeline.redisURL), logger: Logger(label: "test"),
                                   routingKey: { $0["sink_id"] ?? "" },
-                                  makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, names: names, logger: Logger(label: "test")) })
+                                  makeProcessor: { _ in ActivityEventProcessor(kind: kind, manager: manager, logger: Logger(label: "test")) })
         }
         let activity = try activityConsumer(names.activityStream, .activity)
         let idle = try activityConsumer(names.idleStream, .idle)

@@ -96,6 +96,7 @@ struct HandOffRaceTests {
         let (replicaA, held, replicaB) = replicas(fixture, holding: .remove)
 
         _ = try replicaB.process([try entry(redis, fixture.pipeline, create("s1", sinkConfig("https://one.example/w")))], redis: redis)
+        try fixture.reconciler.reconcile("s1")
         #expect(try redis.hget(names.deploymentHash, field: "s1") != nil)
 
         let finishA = try startHeld(replicaA, held, [try entry(redis, fixture.pipeline, remove("s1"))], fixture.pipeline)
@@ -108,6 +109,7 @@ struct HandOffRaceTests {
         #expect(!record.removed)
         let config = try #require(try redis.hget(names.configHash, field: "s1"))
         #expect(config.contains("https://two.example/w"))
+        try fixture.reconciler.reconcile("s1")
         let desired = try #require(try redis.hget(names.deploymentHash, field: "s1"), "the live sink lost its desired state")
         #expect(desired.contains("https://two.example/w"))
         #expect(try redis.hget(names.collectorsHash, field: "s1") != nil)
@@ -127,7 +129,9 @@ struct HandOffRaceTests {
 
         #expect(try SinkStore.record(redis, names: names, sinkID: "s2")?.removed == true)
         #expect(try redis.hget(names.configHash, field: "s2") == nil)
+        try fixture.reconciler.reconcile("s2")
         #expect(try redis.hget(names.deploymentHash, field: "s2") == nil, "a removed sink got a desired state")
+        #expect(try redis.hget(names.collectorsHash, field: "s2") == nil)
     }
 
     @Test("the guarded writes decide on what is stored now: a stale render, a tombstone, a live sink")
@@ -166,14 +170,16 @@ struct HandOffRaceTests {
         #expect(try redis.hget(names.deploymentHash, field: "g") == nil, "a tombstoned sink's desired state is removed")
         #expect(try DesiredStateStore.remove(redis, names: names, sinkID: "g", guard: .unlessLive) == .absent)
         #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g"))
+        // A create's intent, recorded while a removal's reconcile ran, keeps the record the removal would forget.
+        try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"active","intent":"run"}"#)
+        #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == false)
+        try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"active","intent":"stop"}"#)
+        #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == true)
     }
 
     @Test("the resync repairs a breach of the invariant both ways and counts it; a sound state needs no repair")
     func invariantRepairs() throws {
         let fixture = try CollectorFixture(options: ReconcilerOptions(resyncInterval: 3_600, checksEagerInvariant: true, invariantGrace: 0))
-        fixture.reconciler.setDesiredStateRenderer { [manager = fixture.manager] sinkID, ownerID in
-            try manager.create(sinkID: sinkID, ownerID: ownerID)
-        }
         let redis = try fixture.pipeline.connect()
         let names = fixture.pipeline.names
         let replica = processor(fixture.pipeline, collectors: fixture.manager)
@@ -181,6 +187,8 @@ struct HandOffRaceTests {
             _ = try replica.process([try entry(redis, fixture.pipeline, create(sinkID, sinkConfig("https://\(sinkID).example/w")))], redis: redis)
         }
         _ = try replica.process([try entry(redis, fixture.pipeline, remove("gone"))], redis: redis)
+        // The reconciles the hand-offs queued (the reconciler's threads are not running).
+        for sinkID in ["sound", "lost", "ghost", "gone"] { try fixture.reconciler.reconcile(sinkID) }
         try fixture.reconciler.resync()
         #expect(fixture.reconciler.counters.invariantRepairs == 0)
 
@@ -192,6 +200,7 @@ struct HandOffRaceTests {
 
         try fixture.reconciler.resync()
         #expect(fixture.reconciler.counters.invariantRepairs == 2)
+        for sinkID in ["lost", "ghost"] { try fixture.reconciler.reconcile(sinkID) }
         #expect(try redis.hget(names.deploymentHash, field: "lost")?.contains("https://lost.example/w") == true)
         #expect(try redis.hget(names.deploymentHash, field: "ghost") == nil)
         #expect(try redis.hget(names.deploymentHash, field: "sound") != nil)

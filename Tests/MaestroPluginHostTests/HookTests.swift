@@ -32,8 +32,8 @@ struct HookTests {
         let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1"])
         consumer.start()
         defer { consumer.stop() }
-        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .provisioning)
-        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .error, message: "exporter failed with HTTP 401")
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .provisioning, streamMaxLength: 1_000)
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "h1", ownerID: "o", status: .error, message: "exporter failed with HTTP 401", streamMaxLength: 1_000)
         #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 2 })
         #expect(consumer.counters.acknowledged == 2)
         #expect(try fixture.deadLetters(redis).isEmpty)
@@ -58,7 +58,7 @@ struct HookTests {
         let blocked = try hookConsumer(refusing, catalog: metadata, allow: ["169.254.169.254"])
         blocked.start()
         defer { blocked.stop() }
-        try StatusPublisher.publish(refusingRedis, names: refusing.names, sinkID: "h2", ownerID: "o", status: .error)
+        try StatusPublisher.publish(refusingRedis, names: refusing.names, sinkID: "h2", ownerID: "o", status: .error, streamMaxLength: 1_000)
         #expect(eventually(timeout: 15) { blocked.counters.deadLettered >= 1 })
         let letters = try refusing.deadLetters(refusingRedis)
         #expect(letters.count == 1)
@@ -101,7 +101,7 @@ struct HookTests {
         let consumer = try hookConsumer(fixture, catalog: catalog, allow: ["127.0.0.1", "169.254.169.254", "metadata.google.internal"])
         consumer.start()
         defer { consumer.stop() }
-        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active)
+        try StatusPublisher.publish(redis, names: fixture.names, sinkID: "p1", ownerID: "o", status: .active, streamMaxLength: 1_000)
         #expect(eventually(timeout: 15) { consumer.counters.acknowledged >= 1 })
         let answers = try redis.hgetall(results)
         #expect(answers["echo"] == "200")

@@ -111,7 +111,7 @@ struct KubeRetryTests {
         let logger = Logger(label: "test") { _ in handler }
         let reconciler = Reconciler(redisURL: url, names: pipeline.names, backend: backend,
                                     options: ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: maximumBackoff), logger: logger)
-        let manager = CollectorManager(redisURL: url, names: pipeline.names, reconciler: reconciler, logger: logger) {
+        let manager = CollectorManager(reconciler: reconciler, logger: logger) {
             try TemplateRenderer(root: repositoryRoot + "/templates")
         }
         return (reconciler, manager)

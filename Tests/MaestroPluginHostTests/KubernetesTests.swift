@@ -30,7 +30,7 @@ struct KubeFixture {
         backend = KubernetesBackend(client: client, namespace: "otelcollectors", createNamespace: createNamespace)
         let url = try RedisURL(parsing: pipeline.redisURL)
         reconciler = Reconciler(redisURL: url, names: pipeline.names, backend: backend, options: options, logger: Logger(label: "test"))
-        manager = CollectorManager(redisURL: url, names: pipeline.names, reconciler: reconciler, logger: Logger(label: "test")) {
+        manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test")) {
             try TemplateRenderer(root: repositoryRoot + "/templates", settings: templateSettings)
         }
     }

@@ -255,7 +255,7 @@ struct PipelineTests {
             #expect(letter["reason"]?.contains(expected) == true, "\(original): \(letter["reason"] ?? "") should contain \(expected)")
             #expect(letter["stream"] == fixture.names.sinksStream)
             #expect(letter["failed_at"]?.isEmpty == false)
-            #expect(letter["schema_version"] == "1")
+            #expect(letter["schema_version"] == "2")
             #expect(Int(letter["deliveries"] ?? "") != nil)
             #expect(try JSON.decode(try #require(letter["fields"])).mapValue != nil)
             #expect(letter["reason"]?.contains("secret-password") == false)

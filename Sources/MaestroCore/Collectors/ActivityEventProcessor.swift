@@ -13,13 +13,11 @@ public final class ActivityEventProcessor: StreamBatchProcessor {
 
     let kind: Kind
     let manager: CollectorManager
-    let names: RedisNames
     let logger: Logger
 
-    public init(kind: Kind, manager: CollectorManager, names: RedisNames, logger: Logger) {
+    public init(kind: Kind, manager: CollectorManager, logger: Logger) {
         self.kind = kind
         self.manager = manager
-        self.names = names
         self.logger = logger
     }
 
@@ -46,27 +44,24 @@ public final class ActivityEventProcessor: StreamBatchProcessor {
         return outcomes
     }
 
+    /// Records that the collector should run; its reconcile does the rest (a running one stays as it is).
     private func activity(sinkID: String, ownerID: String, redis: RedisConnection) throws(RedisError) -> EntryOutcome {
-        let running = try redis.hget(names.deploymentHash, field: sinkID) != nil
-        guard !running else { return .acknowledged }
-        guard try redis.hget(names.configHash, field: sinkID) != nil else {
-            logger.info("activity for a sink without a stored config; nothing to deploy", metadata: ["sink.id": "\(sinkID)"])
-            return .acknowledged
-        }
         do {
             try manager.create(sinkID: sinkID, ownerID: ownerID)
+            return .acknowledged
+        } catch where error.kind == .notFound {
+            logger.info("activity for a sink without a stored config, or removed; nothing to deploy",
+                        metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
             return .acknowledged
         } catch {
             return error.kind == .unavailable ? .retry(reason: error.message) : .deadLetter(reason: error.message, plugin: nil)
         }
     }
 
+    /// Records that the collector should be idle; its reconcile removes the objects and publishes `idle`.
     private func idle(sinkID: String, ownerID: String, redis: RedisConnection) throws(RedisError) -> EntryOutcome {
-        guard try redis.hget(names.deploymentHash, field: sinkID) != nil else { return .acknowledged }
-        // The status first: the reconciler keeps the record of an idle sink when it deletes the objects.
-        try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: ownerID, status: .idle)
         do {
-            try manager.removeDesiredState(sinkID: sinkID, guard: .always)
+            try manager.idle(sinkID: sinkID)
             return .acknowledged
         } catch {
             return .retry(reason: error.message)

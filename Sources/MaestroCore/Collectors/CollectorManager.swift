@@ -1,8 +1,7 @@
 public import Logging
-public import MaestroRedis
+internal import MaestroRedis
 internal import MaestroValue
 internal import Foundation
-internal import Synchronization
 
 /// What `get` and `list` return about a collector.
 public struct CollectorInfo: Sendable, Equatable {
@@ -29,70 +28,44 @@ public struct CollectorInfo: Sendable, Equatable {
     }
 }
 
-/// The maestro role's `CollectorService`: renders a sink's objects from its stored config (with the
-/// renderer PluginHost makes from the Lua template), stores them as the desired state, and hands the
-/// sink to the reconciler. Safe to call from any thread: renderers are pooled, one user at a time each.
+/// The maestro role's `CollectorService`: the triggers of DESIGN "One reconcile, many triggers" that
+/// callers reach (the sinker's hand-off, the gRPC API, the activity streams, a template reload). Each
+/// records what it wants of the collector — guarded on the sink's current record, so a delayed call
+/// never undoes a newer event — and queues the sink on the reconciler, which does the rest. A create
+/// through the API waits for the reconcile it triggered to decide.
 public final class CollectorManager: CollectorService {
     public let reconciler: Reconciler
     private let storage: any CollectorStorage
     private let logger: Logger
-    /// The template in use and its generation; a reload replaces both, pooled renderers of an older
-    /// generation are dropped when next taken.
-    private let templates: Mutex<(generation: Int, make: @Sendable () throws -> any CollectorRenderer)>
-    private let renderers = Mutex<[PooledRenderer]>([])
-    private let hashKey = Mutex<String?>(nil)
     /// What a caller's delete (the gRPC API) may remove: under `eager` the collector follows the sink,
     /// so only a removed sink's; under the other policies the caller owns the collector's life.
     public let deleteGuard: DesiredStateStore.RemovalGuard
+    /// How long a create through the API waits for its reconcile to decide.
+    public let decisionTimeout: Double
 
-    public init(storage: any CollectorStorage, reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
+    public init(reconciler: Reconciler, logger: Logger, deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive, decisionTimeout: Double = 30,
                 makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
         self.deleteGuard = deleteGuard
-        self.storage = storage
+        self.storage = reconciler.storage
         self.reconciler = reconciler
         self.logger = logger
-        templates = Mutex((1, makeRenderer))
+        self.decisionTimeout = decisionTimeout
+        reconciler.templates.replace(makeRenderer)
     }
 
-    /// The service on Redis.
-    public convenience init(redisURL: RedisURL, names: RedisNames, reconciler: Reconciler, logger: Logger,
-                            deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive,
-                            makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
-        self.init(storage: RedisCollectorStorage(redisURL: redisURL, names: names), reconciler: reconciler, logger: logger,
-                  deleteGuard: deleteGuard, makeRenderer: makeRenderer)
-    }
-
-    /// Switches to a new template (already checked by the caller) and re-renders every deployed
-    /// collector; those whose objects changed are stored and handed to the reconciler. Returns how many.
+    /// Switches to a new template (already checked by the caller) and queues every collector with a
+    /// desired state: each reconcile renders it again and applies what changed. Returns how many.
     public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) -> Int {
-        templates.withLock { $0 = ($0.generation + 1, makeRenderer) }
-        renderers.withLock { $0.removeAll() }
-        let sinkIDs: [String]
+        reconciler.templates.replace(makeRenderer)
         do {
-            sinkIDs = try stored { () throws(RedisError) in try storage.sinkIDsWithDesiredState() }
+            let sinkIDs = try storage.sinkIDsWithDesiredState()
+            for sinkID in sinkIDs { reconciler.enqueue(sinkID) }
+            return sinkIDs.count
         } catch {
-            logger.error("cannot re-render the collectors after a template change", metadata: ["error": "\(error.message)"])
+            logger.error("cannot queue the collectors after a template change", metadata: ["error": "\(error.message)"])
             return 0
         }
-        var changed = 0
-        for sinkID in sinkIDs {
-            do {
-                if try redeployIfChanged(sinkID: sinkID) { changed += 1 }
-            } catch {
-                logger.error("re-rendering a collector failed", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
-            }
-        }
-        return changed
     }
-
-    private func redeployIfChanged(sinkID: String) throws(CollectorServiceError) -> Bool {
-        let desired = try stored { () throws(RedisError) in try storage.desiredState(of: sinkID) }
-        guard desired != nil, try render(sinkID: sinkID, ownerID: "").yaml != desired else { return false }
-        try deploy(sinkID: sinkID, ownerID: "")
-        return true
-    }
-
-    // MARK: pools
 
     /// A storage call; Redis failing is UNAVAILABLE to the caller.
     private func stored<R>(_ body: () throws(RedisError) -> R) throws(CollectorServiceError) -> R {
@@ -103,35 +76,40 @@ public final class CollectorManager: CollectorService {
         }
     }
 
-    private func withRenderer<R>(_ body: (any CollectorRenderer) throws -> R) throws -> R {
-        let template = templates.withLock { $0 }
-        var box = renderers.withLock { $0.popLast() }
-        if box?.generation != template.generation {
-            box = PooledRenderer(renderer: try template.make(), generation: template.generation)
-        }
-        defer {
-            renderers.withLock { pool in
-                if box!.generation == templates.withLock({ $0.generation }) { pool.append(box!) }
-            }
-        }
-        return try body(box!.renderer)
-    }
-
-    private func hasher() throws(CollectorServiceError) -> ConfigHasher {
-        if let key = hashKey.withLock({ $0 }) { return ConfigHasher(keyHex: key) }
-        let key = try stored { () throws(RedisError) in try storage.installationKey() }
-        hashKey.withLock { $0 = key }
-        return ConfigHasher(keyHex: key)
-    }
-
     // MARK: CollectorService
 
+    /// Records that the collector should run and queues its reconcile (the sinker's hand-off and the
+    /// activity stream: they do not wait).
     public func create(sinkID: String, ownerID: String) throws(CollectorServiceError) {
-        _ = try deploy(sinkID: sinkID, ownerID: ownerID)
+        try want(sinkID: sinkID, ownerID: ownerID)
     }
 
     public func update(sinkID: String, ownerID: String) throws(CollectorServiceError) {
-        _ = try deploy(sinkID: sinkID, ownerID: ownerID)
+        try want(sinkID: sinkID, ownerID: ownerID)
+    }
+
+    private func want(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        try Self.validate(sinkID)
+        switch try stored({ () throws(RedisError) in try storage.want(sinkID: sinkID, ownerID: ownerID) }) {
+        case .recorded:
+            reconciler.enqueue(sinkID)
+        case .tombstoned:
+            // Its reconcile deletes whatever the removed sink still has.
+            reconciler.enqueue(sinkID)
+            throw CollectorServiceError(.notFound, "sink \(sinkID) was removed")
+        case .noConfig:
+            throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
+        }
+    }
+
+    /// `create`, then waits for the reconcile to decide and answers with the collector's record (the API).
+    public func createAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
+        try want(sinkID: sinkID, ownerID: ownerID)
+        return CollectorInfo(sinkID: sinkID, record: try reconciler.reconcileAndWait(sinkID, timeout: decisionTimeout))
+    }
+
+    public func updateAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
+        try createAndGet(sinkID: sinkID, ownerID: ownerID)
     }
 
     /// The sinker's removal: removes the collector of a removed sink. Decided on the sink's current
@@ -139,88 +117,44 @@ public final class CollectorManager: CollectorService {
     /// which the sinker's hand-off takes as "superseded"); a sink with no record (configs written by
     /// Orb's own sinker) is the caller's to remove.
     public func remove(sinkID: String) throws(CollectorServiceError) {
-        try removeDesiredState(sinkID: sinkID, guard: .unlessLive)
+        try stopWanting(sinkID: sinkID, intent: .stop, guard: .unlessLive)
     }
 
     /// A caller's delete (the gRPC API; a remote sinker's removal arrives here too): within `deleteGuard`.
     public func delete(sinkID: String) throws(CollectorServiceError) {
-        try removeDesiredState(sinkID: sinkID, guard: deleteGuard)
+        try stopWanting(sinkID: sinkID, intent: .stop, guard: deleteGuard)
     }
 
-    /// Deletes the desired state within `removalGuard` and hands the sink to the reconciler, which
-    /// deletes its objects.
-    public func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(CollectorServiceError) {
+    /// Orb's idle sink (`orb.sink_idle`): the objects go, the config and the record stay, status `idle`.
+    public func idle(sinkID: String) throws(CollectorServiceError) {
+        try stopWanting(sinkID: sinkID, intent: .idle, guard: .always)
+    }
+
+    private func stopWanting(sinkID: String, intent: DesiredStateStore.Intent, guard removalGuard: DesiredStateStore.RemovalGuard) throws(CollectorServiceError) {
         try Self.validate(sinkID)
-        let result = try stored { () throws(RedisError) in try storage.removeDesiredState(sinkID: sinkID, guard: removalGuard) }
+        let result = try stored { () throws(RedisError) in try storage.stopWanting(sinkID: sinkID, intent: intent, guard: removalGuard) }
         guard result != .refusedLive else {
             throw CollectorServiceError(.failedPrecondition,
                                         "sink \(sinkID) is live (its last event was not a removal): its collector follows the sink; remove the sink to remove it")
         }
-        reconciler.enqueue(sinkID)
+        if result == .removed { reconciler.enqueue(sinkID) }
     }
 
     /// The objects a sink's collector would have, without storing or applying anything.
     public func render(sinkID: String, ownerID: String) throws(CollectorServiceError) -> RenderedCollector {
-        try renderStoredConfig(sinkID: sinkID, ownerID: ownerID).rendered
-    }
-
-    /// The rendered objects and the digest of the config they were rendered from.
-    private func renderStoredConfig(sinkID: String, ownerID: String) throws(CollectorServiceError) -> (rendered: RenderedCollector, configDigest: String) {
         try Self.validate(sinkID)
         guard let config = try stored({ () throws(RedisError) in try storage.config(of: sinkID) }) else {
             throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
         }
-        let owner = ownerID.isEmpty ? config.ownerID : ownerID
-        let inputs = CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config.yaml, configHash: try hasher().hash(config.yaml))
+        let key = try stored { () throws(RedisError) in try storage.installationKey() }
+        let inputs = CollectorInputs(sinkID: sinkID, ownerID: ownerID.isEmpty ? config.ownerID : ownerID, configYAML: config.yaml,
+                                     configHash: ConfigHasher(keyHex: key).hash(config.yaml))
         do {
-            return (try withRenderer { try $0.render(inputs) }, DesiredStateStore.digest(ofConfig: config.yaml))
+            return try reconciler.templates.render(inputs)
         } catch {
             throw CollectorServiceError(.failedPrecondition, "the template failed: \(error)")
         }
     }
-
-    /// `create`, answering with the collector as stored (for the API: one round trip less than create, then get).
-    public func createAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
-        try deploy(sinkID: sinkID, ownerID: ownerID)
-    }
-
-    public func updateAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
-        try deploy(sinkID: sinkID, ownerID: ownerID)
-    }
-
-    /// Renders the stored config and stores the objects as the desired state, merging the collector's
-    /// record in the same step — only while the sink is live and its config is the one rendered (a
-    /// config that changed meanwhile is rendered again), so a delayed call never undoes a newer event.
-    @discardableResult
-    private func deploy(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
-        for _ in 0..<Self.renderAttempts {
-            let (rendered, configDigest) = try renderStoredConfig(sinkID: sinkID, ownerID: ownerID)
-            let configHash = rendered.objects.lazy.compactMap {
-                $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
-            }.first ?? ""
-            let result = try stored { () throws(RedisError) in
-                try storage.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: rendered.yaml, ownerID: rendered.ownerID, extra: [
-                    "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
-                    "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
-                ])
-            }
-            switch result {
-            case .stored(let record):
-                reconciler.enqueue(sinkID)
-                return CollectorInfo(sinkID: sinkID, record: record)
-            case .tombstoned:
-                reconciler.enqueue(sinkID)
-                throw CollectorServiceError(.notFound, "sink \(sinkID) was removed")
-            case .noConfig:
-                throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
-            case .configChanged:
-                continue
-            }
-        }
-        throw CollectorServiceError(.unavailable, "the config of sink \(sinkID) kept changing while it was rendered; try again")
-    }
-
-    static let renderAttempts = 5
 
     public func get(sinkID: String) throws(CollectorServiceError) -> CollectorInfo {
         try Self.validate(sinkID)
@@ -244,15 +178,5 @@ public final class CollectorManager: CollectorService {
         guard !sinkID.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw CollectorServiceError(.invalidArgument, "sink_id contains control characters")
         }
-    }
-}
-
-/// A renderer handed between threads by the pool; used by one thread at a time.
-final class PooledRenderer: @unchecked Sendable {
-    let renderer: any CollectorRenderer
-    let generation: Int
-    init(renderer: any CollectorRenderer, generation: Int) {
-        self.renderer = renderer
-        self.generation = generation
     }
 }

@@ -2,10 +2,43 @@ public import MaestroRedis
 public import MaestroValue
 internal import Synchronization
 
-/// Where the maestro role's collector service reads configs and keeps desired states and collector
-/// records: Redis (`RedisCollectorStorage`, the real thing), or memory (`InMemoryCollectorStorage`, for
-/// tests of the service's rules). The desired-state writes decide on the sink's current record and
-/// config inside the storage (DesiredStateStore), never on what the caller read before.
+/// What the reconcile of one sink reads, in one step: the sinker's record and config, the desired
+/// state, and the collector's record (its intent and status).
+public struct CollectorSnapshot: Sendable, Equatable {
+    public var sink: SinkRecord?
+    public var config: String?
+    public var desiredState: String?
+    public var record: Value?
+
+    public init(sink: SinkRecord? = nil, config: String? = nil, desiredState: String? = nil, record: Value? = nil) {
+        self.sink = sink
+        self.config = config
+        self.desiredState = desiredState
+        self.record = record
+    }
+}
+
+/// One status change of a collector (StatusPublisher's rules).
+public struct CollectorStatusChange: Sendable, Equatable {
+    public var status: SinkStatus
+    public var message: String
+    public var ownerID: String
+    public var extra: [String: Value]
+    public var throughProvisioning: Bool
+
+    public init(_ status: SinkStatus, message: String = "", ownerID: String = "", extra: [String: Value] = [:], throughProvisioning: Bool = false) {
+        self.status = status
+        self.message = message
+        self.ownerID = ownerID
+        self.extra = extra
+        self.throughProvisioning = throughProvisioning
+    }
+}
+
+/// Where the maestro role reads configs and keeps intents, desired states, collector records and
+/// status: Redis (`RedisCollectorStorage`, the real thing), or memory (`InMemoryCollectorStorage`, for
+/// tests of the rules). Every write that could undo a newer event decides on the sink's current record
+/// and config inside the storage (DesiredStateStore's scripts), never on what the caller read before.
 public protocol CollectorStorage: Sendable {
     /// The sink's stored collector config and the owner its record names ("" without a record).
     func config(of sinkID: String) throws(RedisError) -> (yaml: String, ownerID: String)?
@@ -13,13 +46,32 @@ public protocol CollectorStorage: Sendable {
     func installationKey() throws(RedisError) -> String
     func desiredState(of sinkID: String) throws(RedisError) -> String?
     func sinkIDsWithDesiredState() throws(RedisError) -> [String]
+    /// What the reconcile of `sinkID` decides on.
+    func snapshot(of sinkID: String) throws(RedisError) -> CollectorSnapshot
+    /// `DesiredStateStore.want`: the collector should run.
+    func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult
+    /// `DesiredStateStore.stop`: the collector should not run.
+    func stopWanting(sinkID: String, intent: DesiredStateStore.Intent, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult
     /// `DesiredStateStore.store`'s guarded write.
     func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
                            extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult
     /// `DesiredStateStore.remove`'s guarded delete.
     func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult
+    /// `DesiredStateStore.forgetCollector`: the record goes unless the collector is wanted again.
+    @discardableResult
+    func forgetCollector(sinkID: String) throws(RedisError) -> Bool
+    /// StatusPublisher's write: the record and, on a change, the status event(s); answers how many events.
+    @discardableResult
+    func publish(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int
     func collectorRecord(of sinkID: String) throws(RedisError) -> Value?
     func collectorRecords() throws(RedisError) -> [String: Value]
+    /// Every sink record (the resync's invariant check).
+    func sinkRecords() throws(RedisError) -> [String: SinkRecord]
+    /// Takes the per-sink reconcile lock (with an expiry) for `token` and, when taken, reads the sink's
+    /// snapshot in the same step; nil when another holds the lock.
+    func acquireReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> CollectorSnapshot?
+    /// Releases the lock if `token` still holds it.
+    func releaseReconcileLock(sinkID: String, token: String) throws(RedisError)
 }
 
 /// The collector storage in Redis, on pooled connections (one user at a time each; a connection that
@@ -27,11 +79,13 @@ public protocol CollectorStorage: Sendable {
 public final class RedisCollectorStorage: CollectorStorage {
     let redisURL: RedisURL
     let names: RedisNames
+    let statusStreamMaxLength: Int
     private let connections = Mutex<[RedisConnection]>([])
 
-    public init(redisURL: RedisURL, names: RedisNames) {
+    public init(redisURL: RedisURL, names: RedisNames, statusStreamMaxLength: Int = 100_000) {
         self.redisURL = redisURL
         self.names = names
+        self.statusStreamMaxLength = statusStreamMaxLength
     }
 
     private func withRedis<R>(_ body: (RedisConnection) throws(RedisError) -> R) throws(RedisError) -> R {
@@ -96,6 +150,91 @@ public final class RedisCollectorStorage: CollectorStorage {
                 if let record = try? JSON.decode(json) { records[sinkID] = record }
             }
             return records
+        }
+    }
+
+    public func snapshot(of sinkID: String) throws(RedisError) -> CollectorSnapshot {
+        try withRedis { redis throws(RedisError) in try Self.snapshot(Array(try redis.pipeline(snapshotCommands(sinkID))[...])) }
+    }
+
+    private func snapshotCommands(_ sinkID: String) -> [[String]] {
+        [["HGET", names.sinksHash, sinkID], ["HGET", names.configHash, sinkID], ["HGET", names.deploymentHash, sinkID],
+         ["HGET", names.collectorsHash, sinkID]]
+    }
+
+    private static func snapshot(_ replies: [RedisReply]) throws(RedisError) -> CollectorSnapshot {
+        // An error reply (NOAUTH, LOADING…) is Redis failing, not an absent field.
+        for case .error(let text) in replies { throw RedisError.fromReply(text) }
+        return CollectorSnapshot(sink: replies[0].string.flatMap(SinkRecord.init(json:)), config: replies[1].string,
+                                 desiredState: replies[2].string, record: replies[3].string.flatMap { try? JSON.decode($0) })
+    }
+
+    public func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult {
+        try withRedis { redis throws(RedisError) in try DesiredStateStore.want(redis, names: names, sinkID: sinkID, ownerID: ownerID) }
+    }
+
+    public func stopWanting(sinkID: String, intent: DesiredStateStore.Intent,
+                            guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult {
+        try withRedis { redis throws(RedisError) in
+            try DesiredStateStore.stop(redis, names: names, sinkID: sinkID, intent: intent, guard: removalGuard)
+        }
+    }
+
+    @discardableResult
+    public func forgetCollector(sinkID: String) throws(RedisError) -> Bool {
+        try withRedis { redis throws(RedisError) in try DesiredStateStore.forgetCollector(redis, names: names, sinkID: sinkID) }
+    }
+
+    @discardableResult
+    public func publish(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int {
+        try withRedis { redis throws(RedisError) in
+            try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: change.ownerID, status: change.status,
+                                        message: change.message, extra: change.extra, throughProvisioning: change.throughProvisioning,
+                                        streamMaxLength: statusStreamMaxLength)
+        }
+    }
+
+    public func sinkRecords() throws(RedisError) -> [String: SinkRecord] {
+        try withRedis { redis throws(RedisError) in
+            var records: [String: SinkRecord] = [:]
+            var cursor = "0"
+            repeat {
+                let page = try redis.hscan(names.sinksHash, cursor: cursor, count: 500)
+                cursor = page.cursor
+                for (sinkID, json) in page.fields {
+                    if let record = SinkRecord(json: json) { records[sinkID] = record }
+                }
+            } while cursor != "0"
+            return records
+        }
+    }
+
+    /// The lock and the reads in one round trip: the reads run after the SET on the server, so what they
+    /// see was written before the lock was taken (or by nobody holding it).
+    public func acquireReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> CollectorSnapshot? {
+        try withRedis { redis throws(RedisError) in
+            let replies = try redis.pipeline([["SET", names.reconcileLockPrefix + sinkID, token, "NX", "PX", String(milliseconds)]]
+                                             + snapshotCommands(sinkID))
+            if case .error(let text) = replies[0] { throw RedisError.fromReply(text) }
+            guard replies[0] != .null else { return nil }
+            return try Self.snapshot(Array(replies.dropFirst()))
+        }
+    }
+
+    private static let unlockScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+
+    /// A connection that broke is not pooled again, so a second try runs on a fresh one: a Redis hiccup
+    /// does not leave the sink locked until the lock expires.
+    public func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) {
+        let release = { () throws(RedisError) in
+            _ = try self.withRedis { redis throws(RedisError) in
+                try redis.eval(Self.unlockScript, keys: [self.names.reconcileLockPrefix + sinkID], arguments: [token])
+            }
+        }
+        do {
+            try release()
+        } catch {
+            try release()
         }
     }
 }

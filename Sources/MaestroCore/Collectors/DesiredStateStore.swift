@@ -77,10 +77,66 @@ public enum DesiredStateStore {
     """)
 
     /// KEYS: deployment hash, collectors hash. ARGV: sink id. Deletes the collector's record only while
-    /// the sink still has no desired state (a store may have come in since the caller looked).
+    /// the sink still has no desired state and nobody asked for the collector since the caller looked
+    /// (a create records its intent without the reconcile lock).
     static let forgetScript = RedisScript("""
     if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+    local current = redis.call('HGET', KEYS[2], ARGV[1])
+    if current then
+      local ok, record = pcall(cjson.decode, current)
+      if ok and type(record) == 'table' and record.intent == 'run' then return 0 end
+    end
     return redis.call('HDEL', KEYS[2], ARGV[1])
+    """)
+
+    /// KEYS: sinks hash, config hash, collectors hash. ARGV: sink id, owner id (may be empty), the
+    /// records' schema version. Records that the sink's collector should run (`intent: run`) unless the
+    /// sink is removed (0) or has no stored config (-2); replies {1, record}.
+    static let wantScript = RedisScript("""
+    local sink = redis.call('HGET', KEYS[1], ARGV[1])
+    if sink then
+      local ok, record = pcall(cjson.decode, sink)
+      if ok and type(record) == 'table' and record.removed == true then return {0} end
+    end
+    if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {-2} end
+    local current = redis.call('HGET', KEYS[3], ARGV[1])
+    local collector = {}
+    if current then
+      local ok, decoded = pcall(cjson.decode, current)
+      if ok and type(decoded) == 'table' then collector = decoded end
+    end
+    if ARGV[2] ~= '' then collector.owner_id = ARGV[2] end
+    if collector.status == nil then collector.status = 'unknown' end
+    collector.intent = 'run'
+    collector.schema_version = tonumber(ARGV[3])
+    local encoded = cjson.encode(collector)
+    redis.call('HSET', KEYS[3], ARGV[1], encoded)
+    return {1, encoded}
+    """)
+
+    /// KEYS: sinks hash, collectors hash, deployment hash. ARGV: sink id, guard, intent (`stop` or
+    /// `idle`), the records' schema version. Records that the collector should not run: -1 when refused
+    /// (the guard and a live sink), 0 when there is nothing to stop (no record, no desired state), 1.
+    static let stopScript = RedisScript("""
+    if ARGV[2] == 'unless_live' then
+      local sink = redis.call('HGET', KEYS[1], ARGV[1])
+      if sink then
+        local ok, record = pcall(cjson.decode, sink)
+        if ok and type(record) == 'table' and record.removed ~= true then return -1 end
+      end
+    end
+    local current = redis.call('HGET', KEYS[2], ARGV[1])
+    if not current and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
+    local collector = {}
+    if current then
+      local ok, decoded = pcall(cjson.decode, current)
+      if ok and type(decoded) == 'table' then collector = decoded end
+    end
+    if collector.status == nil then collector.status = 'unknown' end
+    collector.intent = ARGV[3]
+    collector.schema_version = tonumber(ARGV[4])
+    redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(collector))
+    return 1
     """)
 
     /// The digest `store` compares with the stored config.
@@ -128,7 +184,56 @@ public enum DesiredStateStore {
         }
     }
 
-    /// Deletes the collector's record unless the sink has a desired state again; true when deleted.
+    /// How a create's intent was recorded.
+    public enum IntentResult: Sendable, Equatable {
+        /// Recorded; the collector's record as it is now.
+        case recorded(record: Value)
+        /// The sink was removed: nothing recorded.
+        case tombstoned
+        /// The sink has no stored config.
+        case noConfig
+    }
+
+    /// What a caller wants of the collector (kept in its record as `intent`); the reconcile acts on it.
+    public enum Intent: String, Sendable {
+        case run
+        /// Not running, record and status kept (Orb's idle sinks).
+        case idle
+        /// Not running, record gone once the objects are.
+        case stop
+    }
+
+    /// Records that the sink's collector should run, unless the sink is removed or has no config.
+    public static func want(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String) throws(RedisError) -> IntentResult {
+        let reply = try redis.eval(wantScript, keys: [names.sinksHash, names.configHash, names.collectorsHash],
+                                   arguments: [sinkID, ownerID, String(RecordSchema.version)])
+        let parts = reply.array ?? []
+        switch parts.first?.integer {
+        case 1:
+            guard let json = parts.dropFirst().first?.string, let record = try? JSON.decode(json) else {
+                throw RedisError(kind: .protocolViolation, message: "the intent script returned no collector record")
+            }
+            return .recorded(record: record)
+        case 0: return .tombstoned
+        case -2: return .noConfig
+        default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the intent script")
+        }
+    }
+
+    /// Records that the collector should not run (`stop` or `idle`), within `removalGuard`.
+    public static func stop(_ redis: RedisConnection, names: RedisNames, sinkID: String, intent: Intent,
+                            guard removalGuard: RemovalGuard) throws(RedisError) -> RemovalResult {
+        let reply = try redis.eval(stopScript, keys: [names.sinksHash, names.collectorsHash, names.deploymentHash],
+                                   arguments: [sinkID, removalGuard.rawValue, intent.rawValue, String(RecordSchema.version)])
+        switch reply.integer {
+        case -1: return .refusedLive
+        case 0: return .absent
+        default: return .removed
+        }
+    }
+
+    /// Deletes the collector's record unless the sink has a desired state again or a create asked for
+    /// it since; true when deleted.
     @discardableResult
     public static func forgetCollector(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> Bool {
         try redis.eval(forgetScript, keys: [names.deploymentHash, names.collectorsHash], arguments: [sinkID]).integer == 1

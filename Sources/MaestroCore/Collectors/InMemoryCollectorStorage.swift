@@ -13,9 +13,19 @@ public final class InMemoryCollectorStorage: CollectorStorage {
         public var configs: [String: String] = [:]
         public var desiredStates: [String: String] = [:]
         public var collectors: [String: [String: Value]] = [:]
+        /// `orb.maestro.sink_status`: the status events, in order.
+        public var statusEvents: [StatusEvent] = []
+        /// The reconcile locks held, by sink (their expiry is not modelled).
+        public var reconcileLocks: [String: String] = [:]
         public var installationKey = String(repeating: "0", count: 64)
         /// When set, the next call throws it (a Redis failure).
         public var failure: RedisError?
+    }
+
+    public struct StatusEvent: Sendable, Equatable {
+        public var sinkID: String
+        public var status: String
+        public var message: String
     }
 
     public let contents = Mutex(Contents())
@@ -77,5 +87,91 @@ public final class InMemoryCollectorStorage: CollectorStorage {
 
     public func collectorRecords() throws(RedisError) -> [String: Value] {
         try access { $0.collectors.mapValues(Value.map) }
+    }
+
+    public func snapshot(of sinkID: String) throws(RedisError) -> CollectorSnapshot {
+        try access { contents in
+            CollectorSnapshot(sink: contents.sinks[sinkID], config: contents.configs[sinkID], desiredState: contents.desiredStates[sinkID],
+                              record: contents.collectors[sinkID].map(Value.map))
+        }
+    }
+
+    public func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult {
+        try access { contents in
+            if contents.sinks[sinkID]?.removed == true { return .tombstoned }
+            guard contents.configs[sinkID] != nil else { return .noConfig }
+            var record = contents.collectors[sinkID] ?? [:]
+            if !ownerID.isEmpty { record["owner_id"] = .string(ownerID) }
+            if record["status"] == nil { record["status"] = .string(SinkStatus.unknown.rawValue) }
+            record["intent"] = .string(DesiredStateStore.Intent.run.rawValue)
+            record[RecordSchema.field] = .int(RecordSchema.version)
+            contents.collectors[sinkID] = record
+            return .recorded(record: .map(record))
+        }
+    }
+
+    public func stopWanting(sinkID: String, intent: DesiredStateStore.Intent,
+                            guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult {
+        try access { contents in
+            if removalGuard == .unlessLive, let sink = contents.sinks[sinkID], !sink.removed { return .refusedLive }
+            guard contents.collectors[sinkID] != nil || contents.desiredStates[sinkID] != nil else { return .absent }
+            var record = contents.collectors[sinkID] ?? [:]
+            if record["status"] == nil { record["status"] = .string(SinkStatus.unknown.rawValue) }
+            record["intent"] = .string(intent.rawValue)
+            record[RecordSchema.field] = .int(RecordSchema.version)
+            contents.collectors[sinkID] = record
+            return .removed
+        }
+    }
+
+    @discardableResult
+    public func forgetCollector(sinkID: String) throws(RedisError) -> Bool {
+        try access { contents in
+            guard contents.desiredStates[sinkID] == nil,
+                  contents.collectors[sinkID]?["intent"] != .string(DesiredStateStore.Intent.run.rawValue) else { return false }
+            return contents.collectors.removeValue(forKey: sinkID) != nil
+        }
+    }
+
+    /// StatusPublisher's rules: the record always; events only when the status or message changed.
+    @discardableResult
+    public func publish(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int {
+        try access { contents in
+            var record = contents.collectors[sinkID] ?? [:]
+            record.merge(change.extra) { _, new in new }
+            if !change.ownerID.isEmpty { record["owner_id"] = .string(change.ownerID) }
+            record[RecordSchema.field] = .int(RecordSchema.version)
+            let previous = record["status"]?.stringValue
+            let changed = previous != change.status.rawValue || (record["error"]?.stringValue ?? "") != change.message
+            record["status"] = .string(change.status.rawValue)
+            record["error"] = .string(change.message)
+            contents.collectors[sinkID] = record
+            guard changed else { return 0 }
+            var events = 1
+            let running: Set<String> = [SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).reduce(into: []) { $0.insert($1) }
+            if change.throughProvisioning, change.status != .provisioning, !running.contains(previous ?? "") {
+                contents.statusEvents.append(StatusEvent(sinkID: sinkID, status: SinkStatus.provisioning.rawValue, message: ""))
+                events = 2
+            }
+            contents.statusEvents.append(StatusEvent(sinkID: sinkID, status: change.status.rawValue, message: change.message))
+            return events
+        }
+    }
+
+    public func sinkRecords() throws(RedisError) -> [String: SinkRecord] { try access { $0.sinks } }
+
+    public func acquireReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> CollectorSnapshot? {
+        try access { contents in
+            guard contents.reconcileLocks[sinkID] == nil else { return nil }
+            contents.reconcileLocks[sinkID] = token
+            return CollectorSnapshot(sink: contents.sinks[sinkID], config: contents.configs[sinkID], desiredState: contents.desiredStates[sinkID],
+                                     record: contents.collectors[sinkID].map(Value.map))
+        }
+    }
+
+    public func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) {
+        try access { contents in
+            if contents.reconcileLocks[sinkID] == token { contents.reconcileLocks[sinkID] = nil }
+        }
     }
 }

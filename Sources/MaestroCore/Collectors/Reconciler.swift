@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
 public import MaestroRedis
-internal import MaestroValue
+public import MaestroValue
 internal import Synchronization
 internal import CoreMetrics
 
@@ -26,7 +26,7 @@ public struct ReconcilerOptions: Sendable {
     /// that died holding it).
     public var lockTimeout: Double
 
-    public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 2,
+    public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 4,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
                 invariantGrace: Double? = nil, lockTimeout: Double = 30) {
         self.resyncInterval = resyncInterval
@@ -57,24 +57,30 @@ public struct ReconcilerCounters: Sendable, Equatable {
 /// Another replica (or worker) is reconciling the sink now: try again shortly.
 struct SinkBusy: Error {}
 
-/// Makes the cluster match the desired state in `orb.maestro.otelCollector` (level-based): a sink
-/// with desired objects gets them applied, a sink without gets its objects deleted. Failures retry
-/// with capped backoff; every collector is re-checked on each resync, and objects whose sink has no
-/// desired state are swept — after a grace period and never more than a share per pass, so that an
-/// emptied Redis cannot tear down every collector. Status changes go through the status publisher.
+/// The one reconcile per sink of DESIGN "One reconcile, many triggers". Every trigger — the sinker's
+/// hand-off, a gRPC call, an activity or idle event, a template reload, the resync — records what it
+/// wants in the collector's record (`intent`) and queues the sink; `reconcile` reads the sink's record
+/// and config, the intent, the desired state and the collector's record, and is the only writer of the
+/// desired state, the objects and the collector's status: it renders the config (with the template in
+/// `templates`), stores the objects as the desired state when they changed, applies them, and publishes
+/// what the cluster shows — or, for a collector that should not run, deletes the desired state and the
+/// objects. One sink is reconciled by one worker of one replica at a time (a lock in the storage), so a
+/// pass decided on an older state never lands after one decided on a newer. Failures retry with capped
+/// backoff; every collector is re-checked on each resync, and objects whose sink has no desired state
+/// are swept — after a grace period and never more than a share per pass, so that an emptied Redis
+/// cannot tear down every collector.
 public final class Reconciler: Sendable {
     public let options: ReconcilerOptions
     public let backend: any ClusterBackend
-    private let redisURL: RedisURL
-    private let names: RedisNames
+    public let storage: any CollectorStorage
+    /// The template collectors are rendered with; `CollectorManager` installs and replaces it.
+    public let templates = CollectorTemplates()
     private let logger: Logger
     private let isLeader: @Sendable () -> Bool
     private let state = Mutex(State())
     /// The workers and the resync loop.
     private let threads = BackgroundThreads()
-    /// Renders and stores the desired state of a live sink (the maestro role's guarded deploy), for the
-    /// invariant check's repairs; set once the collector service exists.
-    private let desiredStateRenderer = Mutex<(@Sendable (_ sinkID: String, _ ownerID: String) throws -> Void)?>(nil)
+    private let hashKey = Mutex<String?>(nil)
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -84,26 +90,31 @@ public final class Reconciler: Sendable {
         var attempts: [String: Int] = [:]
         /// The desired state each sink's objects were last applied from (a hash), to tell drift from change.
         var lastApplied: [String: Int] = [:]
+        /// Callers waiting for the next pass over a sink to decide (a gRPC create), and those the
+        /// running pass answers.
+        var waiting: [String: [ReconcileWaiter]] = [:]
+        var answering: [String: [ReconcileWaiter]] = [:]
         var started = false
         var counters = ReconcilerCounters()
     }
 
-    public init(redisURL: RedisURL, names: RedisNames, backend: any ClusterBackend, options: ReconcilerOptions = ReconcilerOptions(),
+    public init(storage: any CollectorStorage, backend: any ClusterBackend, options: ReconcilerOptions = ReconcilerOptions(),
                 logger: Logger, isLeader: @escaping @Sendable () -> Bool = { true }) {
-        self.redisURL = redisURL
-        self.names = names
+        self.storage = storage
         self.backend = backend
         self.options = options
         self.logger = logger
         self.isLeader = isLeader
     }
 
-    public var counters: ReconcilerCounters { state.withLock { $0.counters } }
-
-    /// What the resync uses to repair a live sink without a desired state (`checksEagerInvariant`).
-    public func setDesiredStateRenderer(_ render: @escaping @Sendable (_ sinkID: String, _ ownerID: String) throws -> Void) {
-        desiredStateRenderer.withLock { $0 = render }
+    /// The reconciler on Redis.
+    public convenience init(redisURL: RedisURL, names: RedisNames, backend: any ClusterBackend, options: ReconcilerOptions = ReconcilerOptions(),
+                            logger: Logger, isLeader: @escaping @Sendable () -> Bool = { true }) {
+        self.init(storage: RedisCollectorStorage(redisURL: redisURL, names: names, statusStreamMaxLength: options.statusStreamMaxLength),
+                  backend: backend, options: options, logger: logger, isLeader: isLeader)
     }
+
+    public var counters: ReconcilerCounters { state.withLock { $0.counters } }
 
     /// Sinks waiting to be reconciled (and those being reconciled now).
     public var backlog: Int { state.withLock { $0.due.count + $0.active.count } }
@@ -116,6 +127,27 @@ public final class Reconciler: Sendable {
             state.due[sinkID] = when
         }
         threads.wake()
+    }
+
+    /// Queues the sink and waits until a pass that started after this call has decided what runs: the
+    /// collector's record once its desired state is stored, or why it does not run (NOT_FOUND for a
+    /// removed sink or one without config, FAILED_PRECONDITION when the template fails). The apply
+    /// itself is not waited for: the cluster's answer arrives as status.
+    public func reconcileAndWait(_ sinkID: String, timeout: Double = 30) throws(CollectorServiceError) -> Value {
+        let waiter = ReconcileWaiter()
+        state.withLock { $0.waiting[sinkID, default: []].append(waiter) }
+        enqueue(sinkID)
+        if let result = waiter.wait(timeout: timeout) { return try result.get() }
+        state.withLock { state in
+            state.waiting[sinkID]?.removeAll { $0 === waiter }
+            state.answering[sinkID]?.removeAll { $0 === waiter }
+        }
+        throw CollectorServiceError(.unavailable, "sink \(sinkID) was not reconciled within \(Int(timeout)) s; try again")
+    }
+
+    private func answer(_ sinkID: String, _ result: Result<Value, CollectorServiceError>) {
+        let waiters = state.withLock { $0.answering.removeValue(forKey: sinkID) ?? [] }
+        for waiter in waiters { waiter.answer(result) }
     }
 
     public func start() {
@@ -147,6 +179,10 @@ public final class Reconciler: Sendable {
                 if earliest.value <= now {
                     state.due[earliest.key] = nil
                     state.active.insert(earliest.key)
+                    // Whoever waits now is answered by this pass: it reads the state after they wrote it.
+                    if let waiters = state.waiting.removeValue(forKey: earliest.key) {
+                        state.answering[earliest.key, default: []].append(contentsOf: waiters)
+                    }
                     return (earliest.key, 0)
                 }
                 return (nil, earliest.value.timeIntervalSince(now))
@@ -157,16 +193,28 @@ public final class Reconciler: Sendable {
     }
 
     private func runWorker() {
-        var redis: RedisConnection?
         while let sinkID = next() {
-            defer { _ = state.withLock { $0.active.remove(sinkID) } }
+            defer {
+                // Every pass answers its waiters; one that ended before deciding answers here.
+                answer(sinkID, .failure(CollectorServiceError(.unavailable, "the reconcile of sink \(sinkID) ended without a decision; try again")))
+                _ = state.withLock { $0.active.remove(sinkID) }
+            }
             do {
-                if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
-                try reconcile(sinkID, redis: redis!)
+                try reconcile(sinkID)
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "ok")]).increment()
                 state.withLock { _ = $0.attempts.removeValue(forKey: sinkID) }
             } catch is SinkBusy {
+                // The pass that holds the lock may have read the state before the waiters wrote theirs.
+                state.withLock { state in
+                    if let waiters = state.answering.removeValue(forKey: sinkID) { state.waiting[sinkID, default: []].append(contentsOf: waiters) }
+                }
                 enqueue(sinkID, after: 0.2)
+            } catch is RenderFailed {
+                state.withLock { state in
+                    state.counters.rejected += 1
+                    state.attempts[sinkID] = nil
+                }
+                Counter(label: "maestro_reconcile_total", dimensions: [("result", "rejected")]).increment()
             } catch let error as ClusterError where error.kind == .rejected {
                 state.withLock { state in
                     state.counters.rejected += 1
@@ -174,84 +222,148 @@ public final class Reconciler: Sendable {
                 }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "rejected")]).increment()
                 logger.warning("objects rejected", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
-                if let redis {
-                    _ = try? StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: "", status: .provisioningError,
-                                                     message: "objects rejected: \(error.message)")
-                }
+                _ = try? storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "objects rejected: \(error.message)"))
             } catch {
                 let attempt = state.withLock { state -> Int in
                     state.counters.failed += 1
                     state.attempts[sinkID, default: 0] += 1
                     return state.attempts[sinkID]!
                 }
+                answer(sinkID, .failure(CollectorServiceError(.unavailable, "the reconcile of sink \(sinkID) failed: \(error)")))
                 let delay = Backoff(first: 1, maximum: options.maximumBackoff)
                     .delay(attempt: attempt, atLeast: (error as? ClusterError)?.retryAfter)
-                if (error as? RedisError)?.isConnectionFailure == true { redis?.close() }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "retry")]).increment()
                 logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
                 enqueue(sinkID, after: delay)
             }
         }
-        redis?.close()
-    }
-
-    /// Takes the sink's reconcile lock: one sink is reconciled by one worker of one replica at a time,
-    /// so an apply decided on an older desired state never lands after one decided on a newer.
-    private func lock(_ sinkID: String, redis: RedisConnection) throws -> String {
-        let token = UUID().uuidString
-        guard try redis.set(names.reconcileLockPrefix + sinkID, token, onlyIfAbsent: true,
-                            expireMilliseconds: Int(options.lockTimeout * 1000)) else { throw SinkBusy() }
-        return token
-    }
-
-    private static let unlockScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-
-    /// Releases the lock if this token still holds it — on a new connection when the pass failed because
-    /// its own broke, so a Redis hiccup does not leave the sink locked until the lock expires.
-    private func unlock(_ sinkID: String, token: String, redis: RedisConnection) {
-        let release = { (connection: RedisConnection) throws(RedisError) in
-            _ = try connection.eval(Self.unlockScript, keys: [self.names.reconcileLockPrefix + sinkID], arguments: [token])
-        }
-        do {
-            try release(redis)
-        } catch {
-            guard let fresh = try? RedisConnection(url: redisURL) else { return }
-            defer { fresh.close() }
-            try? release(fresh)
-        }
     }
 
     /// One level-based pass over one sink, under the sink's lock.
-    public func reconcile(_ sinkID: String, redis: RedisConnection) throws {
-        let token = try lock(sinkID, redis: redis)
-        defer { unlock(sinkID, token: token, redis: redis) }
-        try reconcileLocked(sinkID, redis: redis)
+    public func reconcile(_ sinkID: String) throws {
+        let token = UUID().uuidString
+        guard let snapshot = try storage.acquireReconcileLock(sinkID: sinkID, token: token, milliseconds: Int(options.lockTimeout * 1000)) else {
+            throw SinkBusy()
+        }
+        defer { try? storage.releaseReconcileLock(sinkID: sinkID, token: token) }
+        try reconcileLocked(sinkID, snapshot: snapshot)
     }
 
-    private func reconcileLocked(_ sinkID: String, redis: RedisConnection) throws {
-        let record = try StatusPublisher.record(redis, names: names, sinkID: sinkID)
-        guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID) else {
-            // No desired state: the collector must not run.
-            if let name = record?["collector_name"]?.stringValue, let namespace = record?["namespace"]?.stringValue {
-                try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
-                state.withLock { state in
-                    state.counters.deleted += 1
-                    state.lastApplied[sinkID] = nil
+    /// What a pass decided for a sink.
+    enum Decision: Equatable {
+        case run(ownerID: String, config: String)
+        /// Not running; `idle` keeps the record (Orb's idle sinks); `why` answers a waiting create.
+        case stop(idle: Bool, why: String)
+    }
+
+    /// Whether the collector runs: it is wanted (its record's intent; a record without one was written
+    /// by a maestro before intents, when a desired state meant "wanted"), the sink is not removed and
+    /// its config is stored.
+    static func decide(_ sinkID: String, _ snapshot: CollectorSnapshot) -> Decision {
+        let intent = snapshot.record?["intent"]?.stringValue.flatMap(DesiredStateStore.Intent.init(rawValue:))
+        let wanted = intent.map { $0 == .run } ?? (snapshot.desiredState != nil)
+        if snapshot.sink?.removed == true { return .stop(idle: false, why: "sink \(sinkID) was removed") }
+        // Before intents, an idle collector was one whose record said so.
+        let idle = intent.map { $0 == .idle } ?? (snapshot.record?["status"]?.stringValue == SinkStatus.idle.rawValue)
+        guard wanted else { return .stop(idle: idle, why: "the collector of sink \(sinkID) was removed") }
+        guard let config = snapshot.config else { return .stop(idle: false, why: "sink \(sinkID) has no stored config") }
+        let owner = snapshot.record?["owner_id"]?.stringValue ?? ""
+        return .run(ownerID: owner.isEmpty ? snapshot.sink?.ownerID ?? "" : owner, config: config)
+    }
+
+    static let renderAttempts = 5
+
+    private func reconcileLocked(_ sinkID: String, snapshot first: CollectorSnapshot) throws {
+        for attempt in 0..<Self.renderAttempts {
+            let snapshot = attempt == 0 ? first : try storage.snapshot(of: sinkID)
+            switch Self.decide(sinkID, snapshot) {
+            case .stop(let idle, let why):
+                answer(sinkID, .failure(CollectorServiceError(.notFound, why)))
+                try stopCollector(sinkID, snapshot: snapshot, idle: idle)
+                return
+            case .run(let ownerID, let config):
+                guard let (desiredYAML, record) = try storeDesiredState(sinkID, snapshot: snapshot, ownerID: ownerID, config: config) else {
+                    continue
                 }
-            }
-            if record?["status"]?.stringValue == SinkStatus.idle.rawValue {
+                answer(sinkID, .success(record))
+                try applyDesiredState(sinkID, yaml: desiredYAML, ownerID: ownerID, record: record)
                 return
             }
-            try DesiredStateStore.forgetCollector(redis, names: names, sinkID: sinkID)
-            return
         }
+        throw ClusterError(.failed, "the config of sink \(sinkID) kept changing while it was rendered")
+    }
+
+    /// Renders the config and stores the objects when they differ from the desired state; nil when the
+    /// sink changed meanwhile (decide again). A template that fails is the sink's provisioning error.
+    private func storeDesiredState(_ sinkID: String, snapshot: CollectorSnapshot, ownerID: String,
+                                   config: String) throws -> (yaml: String, record: Value)? {
+        let rendered: RenderedCollector
+        do {
+            rendered = try templates.render(CollectorInputs(sinkID: sinkID, ownerID: ownerID, configYAML: config,
+                                                            configHash: try hasher().hash(config)))
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            logger.warning("the template failed", metadata: ["sink.id": "\(sinkID)", "error": "\(error)"])
+            try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "the template failed: \(error)", ownerID: ownerID))
+            answer(sinkID, .failure(CollectorServiceError(.failedPrecondition, "the template failed: \(error)")))
+            throw RenderFailed()
+        }
+        if rendered.yaml == snapshot.desiredState, let record = snapshot.record, record["collector_name"] != nil {
+            return (rendered.yaml, record)
+        }
+        let configHash = rendered.objects.lazy.compactMap {
+            $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
+        }.first ?? ""
+        switch try storage.storeDesiredState(sinkID: sinkID, configDigest: DesiredStateStore.digest(ofConfig: config), yaml: rendered.yaml,
+                                             ownerID: rendered.ownerID, extra: [
+                                                 "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
+                                                 "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
+                                             ]) {
+        case .stored(let record): return (rendered.yaml, record)
+        case .configChanged, .tombstoned, .noConfig: return nil
+        }
+    }
+
+    /// A template failure is reported as the sink's status and not retried: the next trigger (a fixed
+    /// config, a template reload, the resync) tries again.
+    struct RenderFailed: Error {}
+
+    private func hasher() throws(RedisError) -> ConfigHasher {
+        if let key = hashKey.withLock({ $0 }) { return ConfigHasher(keyHex: key) }
+        let key = try storage.installationKey()
+        hashKey.withLock { $0 = key }
+        return ConfigHasher(keyHex: key)
+    }
+
+    private func stopCollector(_ sinkID: String, snapshot: CollectorSnapshot, idle: Bool) throws {
+        if snapshot.desiredState != nil { _ = try storage.removeDesiredState(sinkID: sinkID, guard: .always) }
+        let named = snapshot.record.flatMap { record -> (String, String)? in
+            guard let name = record["collector_name"]?.stringValue, let namespace = record["namespace"]?.stringValue else { return nil }
+            return (name, namespace)
+        } ?? snapshot.desiredState.flatMap { try? DesiredCollector(sinkID: sinkID, desiredStateYAML: $0) }.map { ($0.name, $0.namespace) }
+        if let (name, namespace) = named {
+            try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
+            state.withLock { state in
+                state.counters.deleted += 1
+                state.lastApplied[sinkID] = nil
+                state.observations[sinkID] = nil
+            }
+        }
+        if idle {
+            try storage.publish(sinkID: sinkID, CollectorStatusChange(.idle))
+        } else if snapshot.record != nil {
+            try storage.forgetCollector(sinkID: sinkID)
+        }
+    }
+
+    private func applyDesiredState(_ sinkID: String, yaml desiredYAML: String, ownerID: String, record: Value) throws {
         let collector: DesiredCollector
         do {
             collector = try DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML)
         } catch {
             throw ClusterError(.rejected, error.message)
         }
-        let (name, namespace) = (collector.name, collector.namespace)
         let outcome = try backend.apply(collector)
         let corrected = state.withLock { state -> Bool in
             state.counters.applied += 1
@@ -262,20 +374,16 @@ public final class Reconciler: Sendable {
         }
         if corrected {
             Counter(label: "maestro_drift_corrected_total").increment()
-            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector.name": "\(name)"])
+            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector.name": "\(collector.name)"])
         }
-        let owner = record?["owner_id"]?.stringValue ?? ""
-        let current = record?["status"]?.stringValue
         let observed = try backend.observe(collector)
-        if observed.status != .provisioning,
-           ![SinkStatus.provisioning, .active, .warning, .error].map(\.rawValue).contains(current ?? "") {
-            // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
-            // collector is already seen further along.
-            try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: .provisioning)
-        }
-        try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message,
-                                    extra: ["collector_name": .string(name), "namespace": .string(namespace),
-                                            "applied_at": .string(StatusPublisher.rfc3339(Date()))])
+        // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
+        // collector is already seen further along.
+        try storage.publish(sinkID: sinkID, CollectorStatusChange(
+            observed.status, message: observed.message, ownerID: ownerID,
+            extra: ["collector_name": .string(collector.name), "namespace": .string(collector.namespace),
+                    "applied_at": .string(StatusPublisher.rfc3339(Date()))],
+            throughProvisioning: true))
         scheduleObservation(sinkID, status: observed.status, attempt: 0)
     }
 
@@ -293,20 +401,19 @@ public final class Reconciler: Sendable {
     }
 
     /// Polls the status of due collectors (bounded: each backs off to once a minute).
-    private func observeDue(_ redis: RedisConnection) throws {
+    private func observeDue() throws {
         let now = Date()
         let due = state.withLock { state -> [(String, Int)] in
             state.observations.filter { $0.value.due <= now }.map { ($0.key, $0.value.attempt) }
         }
         for (sinkID, attempt) in due {
-            guard let desiredYAML = try redis.hget(names.deploymentHash, field: sinkID),
+            guard let desiredYAML = try storage.desiredState(of: sinkID),
                   let collector = try? DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML) else {
                 state.withLock { $0.observations[sinkID] = nil }
                 continue
             }
             let observed = try backend.observe(collector)
-            let owner = try StatusPublisher.record(redis, names: names, sinkID: sinkID)?["owner_id"]?.stringValue ?? ""
-            try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: owner, status: observed.status, message: observed.message)
+            try storage.publish(sinkID: sinkID, CollectorStatusChange(observed.status, message: observed.message))
             scheduleObservation(sinkID, status: observed.status, attempt: attempt)
         }
     }
@@ -315,14 +422,11 @@ public final class Reconciler: Sendable {
 
     private func runResync() {
         var lastResync = Date.distantPast
-        var redis: RedisConnection?
         while !threads.isStopping {
             if isLeader() {
                 do {
-                    if redis == nil || redis!.isBroken { redis = try RedisConnection(url: redisURL) }
-                    try observeDue(redis!)
+                    try observeDue()
                 } catch {
-                    redis?.close()
                     logger.warning("status polling failed", metadata: ["error": "\(error)"])
                 }
             }
@@ -340,30 +444,19 @@ public final class Reconciler: Sendable {
         }
     }
 
-    /// Re-checks every collector with a desired state, and sweeps orphans within the guard.
+    /// Re-checks every collector with a desired state or a record, and sweeps orphans within the guard.
     public func resync() throws {
-        let redis = try RedisConnection(url: redisURL)
-        defer { redis.close() }
-        var desired = Set<String>()
-        var cursor = "0"
-        repeat {
-            let page = try redis.hscan(names.deploymentHash, cursor: cursor, count: 500)
-            cursor = page.cursor
-            for (sinkID, _) in page.fields { desired.insert(sinkID) }
-        } while cursor != "0"
+        let desired = Set(try storage.sinkIDsWithDesiredState())
         for sinkID in desired { enqueue(sinkID) }
-        // A collector record without desired state: a removal whose delete did not finish (the process
-        // died between its retries). Reconciling it deletes what is left and then the record; idle
-        // collectors keep their record on purpose.
-        cursor = "0"
-        repeat {
-            let page = try redis.hscan(names.collectorsHash, cursor: cursor, count: 500)
-            cursor = page.cursor
-            for (sinkID, json) in page.fields where !desired.contains(sinkID) {
-                if (try? JSON.decode(json))?["status"]?.stringValue != SinkStatus.idle.rawValue { enqueue(sinkID) }
+        // A record without desired state: a removal whose delete did not finish (the process died
+        // between its retries), or a create whose pass never ran. Idle collectors keep their record
+        // on purpose and need nothing.
+        for (sinkID, record) in try storage.collectorRecords() where !desired.contains(sinkID) {
+            if record["status"]?.stringValue != SinkStatus.idle.rawValue || record["intent"]?.stringValue == DesiredStateStore.Intent.run.rawValue {
+                enqueue(sinkID)
             }
-        } while cursor != "0"
-        if options.checksEagerInvariant { try checkInvariant(redis, desired: desired) }
+        }
+        if options.checksEagerInvariant { try checkInvariant(desired: desired) }
         state.withLock { $0.counters.resyncs += 1 }
         Counter(label: "maestro_resyncs_total").increment()
 
@@ -378,7 +471,7 @@ public final class Reconciler: Sendable {
         }
         for orphan in orphans.prefix(limit) {
             // A sink that got a desired state since the scan is not an orphan.
-            if try redis.hget(names.deploymentHash, field: orphan.sinkID) != nil { continue }
+            if try storage.desiredState(of: orphan.sinkID) != nil { continue }
             try backend.delete(sinkID: orphan.sinkID, name: orphan.name, namespace: orphan.namespace)
             state.withLock { $0.counters.orphansDeleted += 1 }
             Counter(label: "maestro_orphans_deleted_total").increment()
@@ -388,36 +481,22 @@ public final class Reconciler: Sendable {
 
     /// DESIGN "One reconcile, many triggers": under `eager`, every live sink with a stored config has
     /// a desired state and no tombstoned sink has one. A breach means an event's effect was lost
-    /// somewhere; it is repaired through the same guarded writes as any trigger, logged and counted.
-    private func checkInvariant(_ redis: RedisConnection, desired: Set<String>) throws {
+    /// somewhere; it is repaired through the same intent and reconcile as any trigger, logged and counted.
+    private func checkInvariant(desired: Set<String>) throws {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        var cursor = "0"
-        repeat {
-            let page = try redis.hscan(names.sinksHash, cursor: cursor, count: 500)
-            cursor = page.cursor
-            for (sinkID, json) in page.fields {
-                guard let record = SinkRecord(json: json) else { continue }
-                // A younger breach may be an entry still on its way through the sinker.
-                guard Double(now - record.updatedAtMilliseconds) >= options.invariantGrace * 1000 else { continue }
-                if record.removed {
-                    guard desired.contains(sinkID),
-                          try DesiredStateStore.remove(redis, names: names, sinkID: sinkID, guard: .unlessLive) == .removed else { continue }
-                    repaired(sinkID, kind: "tombstoned_with_desired_state")
-                    enqueue(sinkID)
-                } else if !desired.contains(sinkID),
-                          try redis.hget(names.deploymentHash, field: sinkID) == nil,
-                          try redis.hget(names.configHash, field: sinkID) != nil,
-                          let render = desiredStateRenderer.withLock({ $0 }) {
-                    do {
-                        try render(sinkID, record.ownerID)
-                        repaired(sinkID, kind: "live_without_desired_state")
-                    } catch {
-                        logger.warning("a live sink has no desired state and rendering it failed",
-                                       metadata: ["sink.id": "\(sinkID)", "error": "\(error)"])
-                    }
-                }
+        for (sinkID, record) in try storage.sinkRecords() {
+            // A younger breach may be an entry still on its way through the sinker.
+            guard Double(now - record.updatedAtMilliseconds) >= options.invariantGrace * 1000 else { continue }
+            if record.removed {
+                guard desired.contains(sinkID) else { continue }
+                repaired(sinkID, kind: "tombstoned_with_desired_state")
+                enqueue(sinkID)
+            } else if !desired.contains(sinkID), try storage.desiredState(of: sinkID) == nil {
+                guard case .recorded = try storage.want(sinkID: sinkID, ownerID: record.ownerID) else { continue }
+                repaired(sinkID, kind: "live_without_desired_state")
+                enqueue(sinkID)
             }
-        } while cursor != "0"
+        }
     }
 
     private func repaired(_ sinkID: String, kind: String) {
@@ -425,5 +504,25 @@ public final class Reconciler: Sendable {
         Counter(label: "maestro_invariant_repairs_total", dimensions: [("kind", kind)]).increment()
         logger.error("repaired a breach of the desired-state invariant (a lost effect: please report it)",
                      metadata: ["sink.id": "\(sinkID)", "repair.kind": "\(kind)"])
+    }
+}
+
+/// A caller blocked until a reconcile pass decides (answered once).
+final class ReconcileWaiter: Sendable {
+    private let result = Mutex<Result<Value, CollectorServiceError>?>(nil)
+    private let signal = DispatchSemaphore(value: 0)
+
+    func answer(_ outcome: Result<Value, CollectorServiceError>) {
+        let first = result.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = outcome
+            return true
+        }
+        if first { signal.signal() }
+    }
+
+    func wait(timeout: Double) -> Result<Value, CollectorServiceError>? {
+        guard signal.wait(timeout: .now() + timeout) == .success else { return nil }
+        return result.withLock { $0 }
     }
 }

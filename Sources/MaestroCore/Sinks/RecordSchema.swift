@@ -3,7 +3,12 @@
 /// maestro before records were versioned and read as they always did. A change of format adds fields
 /// and raises the version; readers ignore fields they do not know, so two maestro versions can run side
 /// by side during a rolling upgrade, each reading what the other wrote.
+///
+/// - 1: the first versioned records.
+/// - 2: collector records carry `intent` (`run`, `idle`, `stop`: what the triggers asked of the
+///   collector; the reconcile acts on it). A collector record without one reads as before intents: a
+///   desired state means the collector runs.
 public enum RecordSchema {
     public static let field = "schema_version"
-    public static let version: Int64 = 1
+    public static let version: Int64 = 2
 }

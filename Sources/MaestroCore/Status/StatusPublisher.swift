@@ -40,37 +40,48 @@ public enum StatusPublisher {
       return 0
     end
     local changed = record.status ~= ARGV[2] or (record.error or '') ~= ARGV[3]
+    local previous = record.status
     record.status = ARGV[2]
     record.error = ARGV[3]
     if changed then record.status_changed_at = ARGV[5] end
     redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(record))
-    if changed then
+    if not changed then return 0 end
+    local events = 1
+    if ARGV[10] == '1' and ARGV[2] ~= 'provisioning' and previous ~= 'provisioning' and previous ~= 'active'
+       and previous ~= 'warning' and previous ~= 'error' then
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'owner_id', record.owner_id or '', 'sink_id', ARGV[1],
-        'status', ARGV[2], 'error_message', ARGV[3], 'timestamp', ARGV[5])
-      return 1
+        'status', 'provisioning', 'error_message', '', 'timestamp', ARGV[5])
+      events = 2
     end
-    return 0
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'owner_id', record.owner_id or '', 'sink_id', ARGV[1],
+      'status', ARGV[2], 'error_message', ARGV[3], 'timestamp', ARGV[5])
+    return events
     """)
 
     /// The command publishing `status` for a sink, to be pipelined. `extra` fields (collector name,
-    /// namespace, config hash, times) are merged into the stored record. The reply is 1 when a status
-    /// event was added, 0 when nothing changed.
+    /// namespace, config hash, times) are merged into the stored record. With `throughProvisioning`, a
+    /// collector not yet seen provisioning or running gets the `provisioning` event first, in the same
+    /// step (Orb's sequence: the cluster accepted it, then what it shows). The reply is how many status
+    /// events were added (0 when nothing changed).
     public static func command(names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus, message: String = "",
-                               extra: [String: Value] = [:], mode: Mode = .set, streamMaxLength: Int = 100_000,
-                               now: Date = Date()) -> [String] {
+                               extra: [String: Value] = [:], mode: Mode = .set, throughProvisioning: Bool = false,
+                               streamMaxLength: Int, now: Date = Date()) -> [String] {
         script.command(keys: [names.collectorsHash, names.statusStream],
                        arguments: [sinkID, status.rawValue, message, ownerID, rfc3339(now), String(streamMaxLength),
-                                   (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue, String(RecordSchema.version)])
+                                   (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue, String(RecordSchema.version),
+                                   throughProvisioning ? "1" : "0"])
     }
 
-    /// Publishes now, on its own.
+    /// Publishes now, on its own; answers how many status events were added.
     @discardableResult
     public static func publish(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus,
-                               message: String = "", extra: [String: Value] = [:], mode: Mode = .set) throws(RedisError) -> Bool {
+                               message: String = "", extra: [String: Value] = [:], mode: Mode = .set, throughProvisioning: Bool = false,
+                               streamMaxLength: Int) throws(RedisError) -> Int {
         let reply = try redis.pipeline([command(names: names, sinkID: sinkID, ownerID: ownerID, status: status, message: message,
-                                                extra: extra, mode: mode)], loading: SinkStore.batchScripts)[0]
+                                                extra: extra, mode: mode, throughProvisioning: throughProvisioning,
+                                                streamMaxLength: streamMaxLength)], loading: SinkStore.batchScripts)[0]
         if case .error(let text) = reply { throw RedisError.fromReply(text) }
-        return reply.integer == 1
+        return Int(reply.integer ?? 0)
     }
 
     /// The stored status record of a sink (JSON in the collectors hash), if any.

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MaestroRedis
 import MaestroValue
@@ -8,33 +9,44 @@ import Testing
 @testable import MaestroCore
 
 /// The template stood in for: one ConfigMap named after the collector, holding the config; a test may
-/// run a step in the middle of a render (another event changing the config meanwhile).
+/// run a step in the middle of a render (another event changing the config meanwhile), or make it fail.
 final class StubRenderer: CollectorRenderer, Sendable {
     let duringRender: Mutex<(@Sendable () -> Void)?>
+    let failure = Mutex<String?>(nil)
 
     init(duringRender: (@Sendable () -> Void)? = nil) {
         self.duringRender = Mutex(duringRender)
     }
 
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
     func render(_ inputs: CollectorInputs) throws -> RenderedCollector {
         if let step = duringRender.withLock({ current in defer { current = nil }; return current }) { step() }
-        let object: Value = ["kind": "ConfigMap", "metadata": ["name": .string(inputs.collectorName), "namespace": "otel"],
+        if let message = failure.withLock({ $0 }) { throw Failure(description: message) }
+        let object: Value = ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": .string(inputs.collectorName), "namespace": "otel"],
                              "data": ["config.yaml": .string(inputs.configYAML)]]
         return RenderedCollector(name: inputs.collectorName, ownerID: inputs.ownerID, namespace: "otel", objects: [object],
-                                 yaml: "config: \(inputs.configYAML)")
+                                 yaml: try JSON.encode(object))
     }
 }
 
-/// The collector service's rules on the in-memory storage; the reconciler is never started (its queue shows the hand-offs).
-struct CollectorServiceFixture {
+/// The maestro role's rules on the in-memory storage, with a running reconciler writing to a folder.
+final class CollectorServiceFixture: Sendable {
     let storage = InMemoryCollectorStorage()
+    let folder: TemporaryDirectory
+    let backend: DirectoryBackend
     let reconciler: Reconciler
     let manager: CollectorManager
 
-    init(renderer: StubRenderer = StubRenderer(), deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive) throws {
-        reconciler = Reconciler(redisURL: try RedisURL(parsing: "redis://127.0.0.1:1"), names: RedisNames(),
-                                backend: DirectoryBackend(root: "/nonexistent"), logger: Logger(label: "test"))
-        manager = CollectorManager(storage: storage, reconciler: reconciler, logger: Logger(label: "test"), deleteGuard: deleteGuard) { renderer }
+    init(renderer: StubRenderer = StubRenderer(), deleteGuard: DesiredStateStore.RemovalGuard = .unlessLive, decisionTimeout: Double = 20,
+         options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 0.5)) throws {
+        folder = try TemporaryDirectory()
+        backend = DirectoryBackend(root: folder.path)
+        reconciler = Reconciler(storage: storage, backend: backend, options: options, logger: Logger(label: "test"))
+        manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test"), deleteGuard: deleteGuard,
+                                   decisionTimeout: decisionTimeout) { renderer }
     }
 
     func sink(_ sinkID: String, config: String?, removed: Bool = false, owner: String = "o1") {
@@ -43,33 +55,55 @@ struct CollectorServiceFixture {
             contents.configs[sinkID] = config
         }
     }
+
+    var contents: InMemoryCollectorStorage.Contents { storage.contents.withLock { $0 } }
+
+    func manifest(_ sinkID: String) -> String? {
+        FileManager.default.contents(atPath: backend.path(name: CollectorNaming.name(forSinkID: sinkID), namespace: "otel"))
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func statuses(_ sinkID: String) -> [String] {
+        contents.statusEvents.filter { $0.sinkID == sinkID }.map(\.status)
+    }
+
+    /// Nothing queued or running.
+    func settled() -> Bool {
+        eventually { reconciler.backlog == 0 }
+    }
 }
 
-@Suite("The collector service's rules (in memory)", .testThreads, .timeLimit(.minutes(3)))
+@Suite("The one reconcile per sink (in memory)", .testThreads, .timeLimit(.minutes(3)))
 struct CollectorManagerTests {
-    @Test("a create renders the stored config, stores the desired state with the collector's record, and queues a reconcile")
+    @Test("a create through the API waits for its reconcile: the desired state stored, the record answered, then applied and provisioning")
     func create() throws {
         let fixture = try CollectorServiceFixture()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
         fixture.sink("s1", config: "receivers: {}\n")
         let info = try fixture.manager.createAndGet(sinkID: "s1", ownerID: "")
-        #expect(fixture.storage.contents.withLock { $0.desiredStates["s1"] } == "config: receivers: {}\n")
         #expect(info.collectorName == "otel-s1")
         #expect(info.namespace == "otel")
         #expect(info.ownerID == "o1", "the owner comes from the sink's record when the caller names none")
-        #expect(info.status == "unknown")
-        #expect(fixture.reconciler.backlog == 1)
+        #expect(fixture.contents.desiredStates["s1"]?.contains("receivers: {}") == true)
+        #expect(fixture.settled())
+        #expect(fixture.manifest("s1")?.contains("receivers: {}") == true)
+        #expect(fixture.statuses("s1") == ["provisioning"], "a folder cannot see pods: provisioning, once")
         #expect(try fixture.manager.list().map(\.sinkID) == ["s1"])
     }
 
-    @Test("a removed sink gets no desired state (NOT_FOUND), and one it had is deleted")
+    @Test("a create of a removed sink is NOT_FOUND and records nothing; the reconcile deletes what it had")
     func tombstoned() throws {
         let fixture = try CollectorServiceFixture()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
         fixture.sink("s1", config: "receivers: {}\n", removed: true)
         fixture.storage.contents.withLock { $0.desiredStates["s1"] = "left over" }
         let error = try #require(throws: CollectorServiceError.self) { try fixture.manager.create(sinkID: "s1", ownerID: "o1") }
         #expect(error.kind == .notFound)
-        #expect(fixture.storage.contents.withLock { $0.desiredStates["s1"] } == nil)
-        #expect(fixture.reconciler.backlog == 1, "the reconcile deletes the objects")
+        #expect(fixture.settled())
+        #expect(fixture.contents.desiredStates["s1"] == nil)
+        #expect(fixture.contents.collectors["s1"] == nil)
     }
 
     @Test("a config changed while it was rendered is rendered again from the new one")
@@ -78,25 +112,121 @@ struct CollectorManagerTests {
         let renderer = StubRenderer { storage.withLock { $0 }?.contents.withLock { $0.configs["s1"] = "receivers: {new: {}}\n" } }
         let fixture = try CollectorServiceFixture(renderer: renderer)
         storage.withLock { $0 = fixture.storage }
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
         fixture.sink("s1", config: "receivers: {}\n")
-        try fixture.manager.create(sinkID: "s1", ownerID: "o1")
-        #expect(fixture.storage.contents.withLock { $0.desiredStates["s1"] } == "config: receivers: {new: {}}\n")
+        _ = try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1")
+        #expect(fixture.contents.desiredStates["s1"]?.contains("receivers: {new: {}}") == true)
     }
 
-    @Test("the sinker's removal of a live sink is refused; under the always guard a delete goes ahead")
+    @Test("the sinker's removal of a live sink is refused; under the always guard a delete removes the objects and the record")
     func removalGuards() throws {
         let fixture = try CollectorServiceFixture()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
         fixture.sink("s1", config: "receivers: {}\n")
-        try fixture.manager.create(sinkID: "s1", ownerID: "o1")
+        _ = try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1")
         let refused = try #require(throws: CollectorServiceError.self) { try fixture.manager.remove(sinkID: "s1") }
         #expect(refused.kind == .failedPrecondition)
-        #expect(fixture.storage.contents.withLock { $0.desiredStates["s1"] } != nil)
+        #expect(fixture.settled())
+        #expect(fixture.contents.desiredStates["s1"] != nil)
 
         let external = try CollectorServiceFixture(deleteGuard: .always)
+        external.reconciler.start()
+        defer { external.reconciler.stop() }
         external.sink("s1", config: "receivers: {}\n")
-        try external.manager.create(sinkID: "s1", ownerID: "o1")
+        _ = try external.manager.createAndGet(sinkID: "s1", ownerID: "o1")
+        #expect(external.settled())
+        #expect(external.manifest("s1") != nil)
         try external.manager.delete(sinkID: "s1")
-        #expect(external.storage.contents.withLock { $0.desiredStates["s1"] } == nil)
+        #expect(eventually { external.contents.collectors["s1"] == nil })
+        #expect(external.contents.desiredStates["s1"] == nil)
+        #expect(external.manifest("s1") == nil)
+    }
+
+    @Test("a template that fails is FAILED_PRECONDITION to the caller and the sink's provisioning_error; nothing is stored")
+    func templateFailure() throws {
+        let renderer = StubRenderer()
+        renderer.failure.withLock { $0 = "attempt to index a nil value" }
+        let fixture = try CollectorServiceFixture(renderer: renderer)
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        fixture.sink("s1", config: "receivers: {}\n")
+        let error = try #require(throws: CollectorServiceError.self) { try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1") }
+        #expect(error.kind == .failedPrecondition)
+        #expect(error.message.contains("attempt to index a nil value"))
+        #expect(fixture.contents.desiredStates["s1"] == nil)
+        #expect(fixture.statuses("s1") == ["provisioning_error"])
+        #expect(fixture.contents.collectors["s1"]?["error"]?.stringValue?.contains("attempt to index a nil value") == true)
+    }
+
+    @Test("idle removes the objects and keeps the record as idle; activity brings the collector back, provisioning first")
+    func idleAndBack() throws {
+        let fixture = try CollectorServiceFixture()
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        fixture.sink("s1", config: "receivers: {}\n")
+        _ = try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1")
+        #expect(fixture.settled())
+        try fixture.manager.idle(sinkID: "s1")
+        #expect(eventually { fixture.manifest("s1") == nil && fixture.statuses("s1").last == "idle" })
+        #expect(fixture.settled())
+        #expect(fixture.contents.desiredStates["s1"] == nil)
+        #expect(fixture.contents.collectors["s1"]?["status"] == "idle", "an idle sink keeps its record")
+        #expect(fixture.contents.configs["s1"] != nil, "and its config")
+        try fixture.manager.create(sinkID: "s1", ownerID: "o1")
+        #expect(eventually { fixture.manifest("s1") != nil })
+        #expect(fixture.settled())
+        #expect(fixture.statuses("s1") == ["provisioning", "idle", "provisioning"])
+    }
+
+    @Test("records written before intents (schema 1) keep their meaning: a desired state runs, a record without one is finished")
+    func recordsBeforeIntents() throws {
+        let fixture = try CollectorServiceFixture()
+        fixture.sink("old", config: "receivers: {old: {}}\n")
+        fixture.sink("gone", config: "receivers: {}\n")
+        fixture.storage.contents.withLock { contents in
+            // As the previous maestro wrote them: no intent field.
+            contents.desiredStates["old"] = "stale objects"
+            contents.collectors["old"] = ["status": "active", "owner_id": "o1", "schema_version": 1]
+            contents.collectors["gone"] = ["status": "active", "owner_id": "o1", "collector_name": "otel-gone", "namespace": "otel",
+                                           "schema_version": 1]
+            contents.collectors["resting"] = ["status": "idle", "owner_id": "o1", "schema_version": 1]
+        }
+        fixture.sink("resting", config: "receivers: {}\n")
+        try fixture.reconciler.reconcile("resting")
+        #expect(fixture.contents.collectors["resting"]?["status"] == "idle", "an idle collector keeps its record")
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try fixture.reconciler.resync()
+        #expect(eventually { fixture.manifest("old")?.contains("receivers: {old: {}}") == true }, "re-rendered from its config and applied")
+        #expect(eventually { fixture.contents.collectors["gone"] == nil }, "no desired state: a removal the old maestro did not finish")
+        #expect(fixture.contents.desiredStates["old"]?.contains("receivers: {old: {}}") == true)
+    }
+
+    @Test("a create recorded while a removal's reconcile runs is not lost: the record is kept and the collector runs")
+    func createDuringRemoval() throws {
+        let fixture = try CollectorServiceFixture(deleteGuard: .always)
+        fixture.sink("s1", config: "receivers: {}\n")
+        // The removal's pass read `stop`; a create records `run` before the pass forgets the record.
+        fixture.storage.contents.withLock { $0.collectors["s1"] = ["status": "active", "intent": "run"] }
+        #expect(try fixture.storage.forgetCollector(sinkID: "s1") == false)
+        #expect(fixture.contents.collectors["s1"] != nil)
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        try fixture.manager.delete(sinkID: "s1")
+        try fixture.manager.create(sinkID: "s1", ownerID: "o1")
+        #expect(eventually { fixture.manifest("s1") != nil })
+        #expect(fixture.settled())
+        #expect(fixture.manifest("s1") != nil, "the newer create wins")
+    }
+
+    @Test("a create through the API with no reconciler running is UNAVAILABLE after its wait, not a hang")
+    func decisionTimeout() throws {
+        let fixture = try CollectorServiceFixture(decisionTimeout: 0.3)
+        fixture.sink("s1", config: "receivers: {}\n")
+        let error = try #require(throws: CollectorServiceError.self) { try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1") }
+        #expect(error.kind == .unavailable)
     }
 
     @Test("no stored config is NOT_FOUND; a bad sink id is INVALID_ARGUMENT; a storage failure is UNAVAILABLE")
