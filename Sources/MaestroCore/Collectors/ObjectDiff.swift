@@ -71,17 +71,23 @@ public enum ObjectDiff {
         return result
     }
 
-    /// The live value with only the map keys the desired value has; list items pair by position, and
-    /// items the desired list lacks stay (another writer's container is a real difference).
-    static func restricted(_ live: Value, to desired: Value) -> Value {
+    /// The live value with only the map keys the desired value has; list items pair by their merge key
+    /// where Kubernetes merges the list by one (containers by name…), else by position, and items the
+    /// desired list lacks stay (another writer's container is a real difference).
+    static func restricted(_ live: Value, to desired: Value, field: String = "") -> Value {
         switch (live, desired) {
         case (.map(let liveEntries), .map(let desiredEntries)):
             var kept: [String: Value] = [:]
             for (key, value) in liveEntries {
-                if let wanted = desiredEntries[key] { kept[key] = restricted(value, to: wanted) }
+                if let wanted = desiredEntries[key] { kept[key] = restricted(value, to: wanted, field: key) }
             }
             return .map(kept)
         case (.list(let liveItems), .list(let desiredItems)):
+            if let first = desiredItems.first, case .map = first, let key = LiveObjectDrift.mergeKey(field: field, item: first) {
+                return .list(liveItems.map { item in
+                    desiredItems.first { LiveObjectDrift.sameScalar($0[key] ?? .null, item[key] ?? .null) }.map { restricted(item, to: $0) } ?? item
+                })
+            }
             return .list(liveItems.enumerated().map { index, item in index < desiredItems.count ? restricted(item, to: desiredItems[index]) : item })
         default:
             return live
