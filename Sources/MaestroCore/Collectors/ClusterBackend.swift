@@ -1,4 +1,5 @@
 public import MaestroValue
+internal import MaestroRedis
 
 /// One collector as the desired state holds it: the rendered objects of a sink.
 public struct DesiredCollector: Sendable, Equatable {
@@ -57,12 +58,53 @@ public struct ClusterError: Error, CustomStringConvertible, Equatable {
 
 /// What an apply did to the cluster.
 public enum ApplyOutcome: Sendable, Equatable {
-    /// An object was created or changed.
+    /// The desired state changed since the last apply and was written.
     case changed
-    /// Every object was already as desired.
+    /// Every object was already as desired: nothing was written (or a write changed nothing).
     case unchanged
-    /// The backend cannot tell (an object this process has not applied before).
+    /// The desired state had not changed, yet the cluster differed from it (someone edited or deleted
+    /// an object): written again. The paths say what differed, where the backend knows.
+    case drifted(paths: [String])
+    /// The backend cannot tell (an object this process has no record of applying).
     case unknown
+}
+
+/// What maestro's last apply of a collector left, kept in the collector's record so that a restart (or
+/// another replica) knows it: the digest of the desired state applied, and each object's version after
+/// maestro's write (the generation where the object has one — a controller's status write is no change
+/// to what maestro applied — else the resourceVersion).
+public struct AppliedState: Sendable, Equatable {
+    public var desiredDigest: String
+    /// `Kind/name` → version.
+    public var versions: [String: String]
+
+    public init(desiredDigest: String, versions: [String: String] = [:]) {
+        self.desiredDigest = desiredDigest
+        self.versions = versions
+    }
+
+    /// From a collector record's `applied` field.
+    public init?(record: Value?) {
+        guard let applied = record?["applied"], let digest = applied["digest"]?.stringValue else { return nil }
+        desiredDigest = digest
+        versions = (applied["versions"]?.mapValue ?? [:]).compactMapValues(\.stringValue)
+    }
+
+    /// The record's `applied` field.
+    public var recordValue: Value {
+        ["digest": .string(desiredDigest), "versions": .map(versions.mapValues(Value.string))]
+    }
+}
+
+/// An apply's outcome and what it left.
+public struct ApplyResult: Sendable, Equatable {
+    public var outcome: ApplyOutcome
+    public var applied: AppliedState
+
+    public init(outcome: ApplyOutcome, applied: AppliedState) {
+        self.outcome = outcome
+        self.applied = applied
+    }
 }
 
 /// Where collectors are deployed: the Kubernetes API, or a folder of manifests for GitOps tools.
@@ -70,9 +112,9 @@ public enum ApplyOutcome: Sendable, Equatable {
 public protocol ClusterBackend: Sendable {
     var name: String { get }
     /// Creates or updates every object of the collector in place (never delete-then-create); says
-    /// whether the cluster had to change.
-    @discardableResult
-    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome
+    /// whether the cluster had to change, measured against what the last apply left (`previous`, from
+    /// the collector's record; nil when unknown).
+    func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult
     /// Deletes every object of the collector; deleting what is not there succeeds.
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError)
     /// The status the cluster shows for an applied collector, with a message for error states.
@@ -81,4 +123,19 @@ public protocol ClusterBackend: Sendable {
     func managedCollectors() throws(ClusterError) -> [ManagedCollector]
     /// The live objects of a collector, as the cluster has them (empty when absent).
     func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value]
+}
+
+extension ClusterBackend {
+    /// An apply with no record of an earlier one.
+    @discardableResult
+    public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+        try apply(collector, previous: nil).outcome
+    }
+}
+
+extension DesiredCollector {
+    /// The digest `AppliedState` keeps of the desired state the objects were rendered as.
+    public var digest: String {
+        RedisScript.sha1Hex((try? JSON.encode(.list(objects))) ?? "")
+    }
 }

@@ -20,8 +20,18 @@ public struct DirectoryBackend: ClusterBackend {
         "\(root)/\(namespace)/\(name).yaml"
     }
 
-    @discardableResult
-    public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+    public func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
+        let applied = AppliedState(desiredDigest: collector.digest)
+        let written = try writeFile(collector)
+        guard written else { return ApplyResult(outcome: .unchanged, applied: applied) }
+        if let previous, previous.desiredDigest == applied.desiredDigest {
+            return ApplyResult(outcome: .drifted(paths: [path(name: collector.name, namespace: collector.namespace)]), applied: applied)
+        }
+        return ApplyResult(outcome: previous == nil ? .unknown : .changed, applied: applied)
+    }
+
+    /// Writes the file unless it already holds the objects; true when written.
+    private func writeFile(_ collector: DesiredCollector) throws(ClusterError) -> Bool {
         guard CollectorNaming.isDNS1035Label(collector.name), Self.isSafeSegment(collector.namespace) else {
             throw ClusterError(.rejected, "invalid collector name or namespace")
         }
@@ -39,7 +49,7 @@ public struct DirectoryBackend: ClusterBackend {
             throw ClusterError(.failed, "cannot create \(folder): \(error.localizedDescription)")
         }
         let target = path(name: collector.name, namespace: collector.namespace)
-        if let current = FileManager.default.contents(atPath: target), current.elementsEqual(text.utf8) { return .unchanged }
+        if let current = FileManager.default.contents(atPath: target), current.elementsEqual(text.utf8) { return false }
         let temporary = "\(folder)/.\(collector.name).yaml.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else { throw ClusterError(.failed, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
@@ -61,7 +71,7 @@ public struct DirectoryBackend: ClusterBackend {
             unlink(temporary)
             throw ClusterError(.failed, "cannot rename into \(target): \(String(cString: strerror(errno)))")
         }
-        return .changed
+        return true
     }
 
     public func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) {

@@ -88,8 +88,6 @@ public final class Reconciler: Sendable {
         var due: [String: Date] = [:]
         var active: Set<String> = []
         var attempts: [String: Int] = [:]
-        /// The desired state each sink's objects were last applied from (a hash), to tell drift from change.
-        var lastApplied: [String: Int] = [:]
         /// Callers waiting for the next pass over a sink to decide (a gRPC create), and those the
         /// running pass answers.
         var waiting: [String: [ReconcileWaiter]] = [:]
@@ -346,7 +344,6 @@ public final class Reconciler: Sendable {
             try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
             state.withLock { state in
                 state.counters.deleted += 1
-                state.lastApplied[sinkID] = nil
                 state.observations[sinkID] = nil
             }
         }
@@ -364,27 +361,31 @@ public final class Reconciler: Sendable {
         } catch {
             throw ClusterError(.rejected, error.message)
         }
-        let outcome = try backend.apply(collector)
-        let corrected = state.withLock { state -> Bool in
-            state.counters.applied += 1
-            let drifted = outcome == .changed && state.lastApplied[sinkID] == desiredYAML.hashValue
-            state.lastApplied[sinkID] = desiredYAML.hashValue
-            if drifted { state.counters.driftCorrected += 1 }
-            return drifted
-        }
-        if corrected {
+        let result = try backend.apply(collector, previous: AppliedState(record: record))
+        state.withLock { $0.counters.applied += 1 }
+        if case .drifted(let paths) = result.outcome {
+            state.withLock { $0.counters.driftCorrected += 1 }
             Counter(label: "maestro_drift_corrected_total").increment()
-            logger.info("corrected drift: the cluster differed from the desired state", metadata: ["sink.id": "\(sinkID)", "collector.name": "\(collector.name)"])
+            logger.info("corrected drift: the cluster differed from the desired state",
+                        metadata: ["sink.id": "\(sinkID)", "collector.name": "\(collector.name)", "drift.paths": "\(paths.joined(separator: ","))"])
         }
         let observed = try backend.observe(collector)
         // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
         // collector is already seen further along.
         try storage.publish(sinkID: sinkID, CollectorStatusChange(
             observed.status, message: observed.message, ownerID: ownerID,
-            extra: ["collector_name": .string(collector.name), "namespace": .string(collector.namespace),
-                    "applied_at": .string(StatusPublisher.rfc3339(Date()))],
+            extra: appliedFields(collector, result: result, record: record),
             throughProvisioning: true))
         scheduleObservation(sinkID, status: observed.status, attempt: 0)
+    }
+
+    /// The record's fields an apply sets: what it left, and when it last wrote (a pass that wrote nothing
+    /// keeps the time of the last one).
+    private func appliedFields(_ collector: DesiredCollector, result: ApplyResult, record: Value) -> [String: Value] {
+        var fields: [String: Value] = ["collector_name": .string(collector.name), "namespace": .string(collector.namespace),
+                                       "applied": result.applied.recordValue]
+        if result.outcome != .unchanged || record["applied_at"] == nil { fields["applied_at"] = .string(StatusPublisher.rfc3339(Date())) }
+        return fields
     }
 
     /// A collector that is still provisioning on a backend that can see pods is looked at again later.

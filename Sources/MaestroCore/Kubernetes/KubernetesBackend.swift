@@ -11,11 +11,6 @@ public struct KubernetesBackend: ClusterBackend {
     public let createNamespace: Bool
     public let dryRun: Bool
     public var name: String { "kubernetes" }
-    /// What each object's version was after this process last applied it: a server-side apply that
-    /// changes nothing leaves it as it was, so a different one after an apply means the object changed.
-    /// The version is the generation where the object has one (a Deployment): a controller's status write
-    /// changes the resourceVersion but is no change to what maestro applied.
-    private let appliedVersions = AppliedVersions()
     /// Kinds a collector may have: the shipped template's, plus every kind this process applied (a
     /// template may add more); deletes and the orphan sweep cover each.
     private let kinds = CollectorKinds(KubernetesBackend.defaultKinds)
@@ -43,22 +38,24 @@ public struct KubernetesBackend: ClusterBackend {
         self.dryRun = dryRun
     }
 
-    @discardableResult
-    public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
-        var outcome = ApplyOutcome.unchanged
+    /// Server-side applies every object. An object's version after the write (its generation where it
+    /// has one: a controller's status write is no change to what maestro applied; else its
+    /// resourceVersion) is compared with what the last apply left: a write that changed nothing leaves
+    /// it as it was.
+    public func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
+        var applied = AppliedState(desiredDigest: collector.digest)
+        var moved: [String] = []
         for object in collector.objects {
             let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
-            let key = "\(object["kind"]?.stringValue ?? "")/\(collector.namespace)/\(object["metadata"]?["name"]?.stringValue ?? "")"
+            let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
             let version = result?["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
                 ?? result?["metadata"]?["resourceVersion"]?.stringValue
-            switch appliedVersions.exchange(key, version) {
-            case .some(let previous) where previous == version: break
-            case .some: outcome = .changed
-            case .none where outcome == .unchanged: outcome = .unknown
-            case .none: break
-            }
+            if let version { applied.versions[key] = version }
+            if previous?.versions[key] != version { moved.append(key) }
         }
-        return outcome
+        guard !moved.isEmpty else { return ApplyResult(outcome: .unchanged, applied: applied) }
+        guard let previous else { return ApplyResult(outcome: .unknown, applied: applied) }
+        return ApplyResult(outcome: previous.desiredDigest == applied.desiredDigest ? .drifted(paths: moved) : .changed, applied: applied)
     }
 
     /// What the API server would make of the objects (`dryRun=All`): nothing is stored.
@@ -217,19 +214,6 @@ public enum ExporterLogScan {
             searchStart = range.upperBound
         }
         return false
-    }
-}
-
-final class AppliedVersions: Sendable {
-    private let versions = Mutex<[String: String]>([:])
-
-    /// Stores `version` for `key`; returns what was stored before (nil when nothing was).
-    func exchange(_ key: String, _ version: String?) -> String?? {
-        versions.withLock { versions in
-            let previous = versions[key]
-            versions[key] = version
-            return previous.map { .some($0) }
-        }
     }
 }
 

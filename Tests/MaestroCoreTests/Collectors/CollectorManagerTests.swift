@@ -221,6 +221,34 @@ struct CollectorManagerTests {
         #expect(fixture.manifest("s1") != nil, "the newer create wins")
     }
 
+    @Test("drift is an unchanged desired state the cluster differs from; a change is not drift; a restart knows the last apply")
+    func driftAcrossRestarts() throws {
+        let fixture = try CollectorServiceFixture()
+        fixture.sink("s1", config: "receivers: {}\n")
+        _ = try fixture.manager.create(sinkID: "s1", ownerID: "o1")
+        try fixture.reconciler.reconcile("s1")
+        let appliedAt = fixture.contents.collectors["s1"]?["applied_at"]
+        #expect(appliedAt != nil)
+
+        // A restart: a new reconciler over the same storage and folder.
+        let restarted = Reconciler(storage: fixture.storage, backend: fixture.backend, logger: Logger(label: "test"))
+        restarted.templates.replace { StubRenderer() }
+        try restarted.reconcile("s1")
+        #expect(restarted.counters.driftCorrected == 0)
+        #expect(fixture.contents.collectors["s1"]?["applied_at"] == appliedAt, "nothing was written, so the last write's time stays")
+
+        let path = fixture.backend.path(name: "otel-s1", namespace: "otel")
+        try "edited by hand\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try restarted.reconcile("s1")
+        #expect(restarted.counters.driftCorrected == 1)
+        #expect(fixture.manifest("s1")?.contains("receivers: {}") == true, "healed")
+
+        fixture.storage.contents.withLock { $0.configs["s1"] = "receivers: {otlp: {}}\n" }
+        try restarted.reconcile("s1")
+        #expect(fixture.manifest("s1")?.contains("otlp") == true)
+        #expect(restarted.counters.driftCorrected == 1, "a new desired state is a change, not drift")
+    }
+
     @Test("a create through the API with no reconciler running is UNAVAILABLE after its wait, not a hang")
     func decisionTimeout() throws {
         let fixture = try CollectorServiceFixture(decisionTimeout: 0.3)
