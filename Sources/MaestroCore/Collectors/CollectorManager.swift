@@ -102,10 +102,11 @@ public final class CollectorManager: CollectorService {
         }
     }
 
-    /// `create`, then waits for the reconcile to decide and answers with the collector's record (the API).
+    /// `create`, deciding at once (the reconcile's own decision, on the caller's thread) or waiting for
+    /// the pass that holds the sink; answers with the collector's record (the API).
     public func createAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {
-        try want(sinkID: sinkID, ownerID: ownerID)
-        return CollectorInfo(sinkID: sinkID, record: try reconciler.reconcileAndWait(sinkID, timeout: decisionTimeout))
+        try Self.validate(sinkID)
+        return CollectorInfo(sinkID: sinkID, record: try reconciler.wantAndDecide(sinkID, ownerID: ownerID, timeout: decisionTimeout))
     }
 
     public func updateAndGet(sinkID: String, ownerID: String) throws(CollectorServiceError) -> CollectorInfo {

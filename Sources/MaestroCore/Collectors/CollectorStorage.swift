@@ -52,9 +52,15 @@ public protocol CollectorStorage: Sendable {
     func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult
     /// `DesiredStateStore.stop`: the collector should not run.
     func stopWanting(sinkID: String, intent: DesiredStateStore.Intent, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult
-    /// `DesiredStateStore.store`'s guarded write.
+    /// `DesiredStateStore.want`, then, when recorded, the reconcile lock for `token` and the snapshot, in
+    /// one step (a create that decides on its caller's thread); the snapshot is nil when another holds
+    /// the lock.
+    func wantAndLock(sinkID: String, ownerID: String, token: String,
+                     milliseconds: Int) throws(RedisError) -> (intent: DesiredStateStore.IntentResult, snapshot: CollectorSnapshot?)
+    /// `DesiredStateStore.store`'s guarded write; with `releasing`, the reconcile lock that token holds
+    /// is released in the same step.
     func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
-                           extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult
+                           extra: [String: Value], releasing token: String?) throws(RedisError) -> DesiredStateStore.StoreResult
     /// `DesiredStateStore.remove`'s guarded delete.
     func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult
     /// `DesiredStateStore.forgetCollector`: the record goes unless the collector is wanted again.
@@ -129,9 +135,40 @@ public final class RedisCollectorStorage: CollectorStorage {
     }
 
     public func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
-                                  extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult {
+                                  extra: [String: Value], releasing token: String?) throws(RedisError) -> DesiredStateStore.StoreResult {
         try withRedis { redis throws(RedisError) in
-            try DesiredStateStore.store(redis, names: names, sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID, extra: extra)
+            guard let token else {
+                return try DesiredStateStore.store(redis, names: names, sinkID: sinkID, configDigest: configDigest, yaml: yaml,
+                                                   ownerID: ownerID, extra: extra)
+            }
+            let replies = try redis.pipeline([DesiredStateStore.storeCommand(names: names, sinkID: sinkID, configDigest: configDigest, yaml: yaml,
+                                                                             ownerID: ownerID, extra: extra),
+                                              DesiredStateStore.releaseScript.command(keys: [names.reconcileLockPrefix + sinkID], arguments: [token])],
+                                             loading: [DesiredStateStore.storeScript, DesiredStateStore.releaseScript])
+            for case .error(let text) in replies { throw RedisError.fromReply(text) }
+            return try DesiredStateStore.storeResult(replies[0])
+        }
+    }
+
+    public func wantAndLock(sinkID: String, ownerID: String, token: String,
+                            milliseconds: Int) throws(RedisError) -> (intent: DesiredStateStore.IntentResult, snapshot: CollectorSnapshot?) {
+        try withRedis { redis throws(RedisError) in
+            let reply = try redis.eval(DesiredStateStore.claimScript,
+                                       keys: [names.sinksHash, names.configHash, names.collectorsHash, names.deploymentHash,
+                                              names.reconcileLockPrefix + sinkID],
+                                       arguments: [sinkID, ownerID, String(RecordSchema.version), token, String(milliseconds)])
+            let parts = reply.array ?? []
+            switch parts.first?.integer {
+            case 1:
+                guard parts.count == 7, let json = parts[1].string, let record = try? JSON.decode(json) else {
+                    throw RedisError(kind: .protocolViolation, message: "the claim script returned no collector record")
+                }
+                guard parts[2].integer == 1 else { return (.recorded(record: record), nil) }
+                return (.recorded(record: record), try Self.snapshot(Array(parts[3...6])))
+            case 0: return (.tombstoned, nil)
+            case -2: return (.noConfig, nil)
+            default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the claim script")
+            }
         }
     }
 
@@ -221,14 +258,12 @@ public final class RedisCollectorStorage: CollectorStorage {
         }
     }
 
-    private static let unlockScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-
     /// A connection that broke is not pooled again, so a second try runs on a fresh one: a Redis hiccup
     /// does not leave the sink locked until the lock expires.
     public func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) {
         let release = { () throws(RedisError) in
             _ = try self.withRedis { redis throws(RedisError) in
-                try redis.eval(Self.unlockScript, keys: [self.names.reconcileLockPrefix + sinkID], arguments: [token])
+                try redis.eval(DesiredStateStore.releaseScript, keys: [self.names.reconcileLockPrefix + sinkID], arguments: [token])
             }
         }
         do {
@@ -236,5 +271,12 @@ public final class RedisCollectorStorage: CollectorStorage {
         } catch {
             try release()
         }
+    }
+}
+
+extension CollectorStorage {
+    public func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
+                                  extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult {
+        try storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID, extra: extra, releasing: nil)
     }
 }

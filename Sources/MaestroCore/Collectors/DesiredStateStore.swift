@@ -114,6 +114,45 @@ public enum DesiredStateStore {
     return {1, encoded}
     """)
 
+    /// KEYS: sinks hash, config hash, collectors hash, deployment hash, the sink's reconcile lock.
+    /// ARGV: sink id, owner id, schema version, lock token, lock milliseconds. `want`, then — when the
+    /// intent was recorded — the reconcile lock (taken, or already held by this token: a re-run after
+    /// NOSCRIPT takes it again) and the snapshot, in one step. Replies {code, record, locked, sink,
+    /// config, desired state, collector record}; code as `want`'s.
+    static let claimScript = RedisScript("""
+    local sink = redis.call('HGET', KEYS[1], ARGV[1])
+    if sink then
+      local ok, record = pcall(cjson.decode, sink)
+      if ok and type(record) == 'table' and record.removed == true then return {0} end
+    end
+    local config = redis.call('HGET', KEYS[2], ARGV[1])
+    if not config then return {-2} end
+    local current = redis.call('HGET', KEYS[3], ARGV[1])
+    local collector = {}
+    if current then
+      local ok, decoded = pcall(cjson.decode, current)
+      if ok and type(decoded) == 'table' then collector = decoded end
+    end
+    if ARGV[2] ~= '' then collector.owner_id = ARGV[2] end
+    if collector.status == nil then collector.status = 'unknown' end
+    collector.intent = 'run'
+    collector.schema_version = tonumber(ARGV[3])
+    local encoded = cjson.encode(collector)
+    redis.call('HSET', KEYS[3], ARGV[1], encoded)
+    local holder = redis.call('GET', KEYS[5])
+    local locked = 0
+    if holder == ARGV[4] then
+      locked = 1
+    elseif not holder then
+      redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[5])
+      locked = 1
+    end
+    return {1, encoded, locked, sink or false, config, redis.call('HGET', KEYS[4], ARGV[1]) or false, encoded}
+    """)
+
+    /// KEYS: the sink's reconcile lock. ARGV: token. Releases the lock if the token holds it.
+    static let releaseScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+
     /// KEYS: sinks hash, collectors hash, deployment hash. ARGV: sink id, guard, intent (`stop` or
     /// `idle`), the records' schema version. Records that the collector should not run: -1 when refused
     /// (the guard and a live sink), 0 when there is nothing to stop (no record, no desired state), 1.
@@ -148,9 +187,19 @@ public enum DesiredStateStore {
     /// whose digest is given, merging `extra` into the collector's record in the same step.
     public static func store(_ redis: RedisConnection, names: RedisNames, sinkID: String, configDigest: String, yaml: String,
                              ownerID: String, extra: [String: Value]) throws(RedisError) -> StoreResult {
-        let reply = try redis.eval(storeScript, keys: [names.sinksHash, names.configHash, names.deploymentHash, names.collectorsHash],
-                                   arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID,
-                                               String(RecordSchema.version)])
+        let reply = try redis.pipeline([storeCommand(names: names, sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID,
+                                                     extra: extra)], loading: [storeScript])[0]
+        if case .error(let text) = reply { throw RedisError.fromReply(text) }
+        return try storeResult(reply)
+    }
+
+    static func storeCommand(names: RedisNames, sinkID: String, configDigest: String, yaml: String, ownerID: String,
+                             extra: [String: Value]) -> [String] {
+        storeScript.command(keys: [names.sinksHash, names.configHash, names.deploymentHash, names.collectorsHash],
+                            arguments: [sinkID, configDigest, yaml, (try? JSON.encode(.map(extra))) ?? "{}", ownerID, String(RecordSchema.version)])
+    }
+
+    static func storeResult(_ reply: RedisReply) throws(RedisError) -> StoreResult {
         let parts = reply.array ?? []
         switch parts.first?.integer {
         case 1:

@@ -55,8 +55,9 @@ public final class InMemoryCollectorStorage: CollectorStorage {
     public func sinkIDsWithDesiredState() throws(RedisError) -> [String] { try access { Array($0.desiredStates.keys) } }
 
     public func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
-                                  extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult {
+                                  extra: [String: Value], releasing token: String?) throws(RedisError) -> DesiredStateStore.StoreResult {
         try access { contents in
+            defer { if let token, contents.reconcileLocks[sinkID] == token { contents.reconcileLocks[sinkID] = nil } }
             if contents.sinks[sinkID]?.removed == true {
                 contents.desiredStates[sinkID] = nil
                 return .tombstoned
@@ -94,6 +95,13 @@ public final class InMemoryCollectorStorage: CollectorStorage {
             CollectorSnapshot(sink: contents.sinks[sinkID], config: contents.configs[sinkID], desiredState: contents.desiredStates[sinkID],
                               record: contents.collectors[sinkID].map(Value.map))
         }
+    }
+
+    public func wantAndLock(sinkID: String, ownerID: String, token: String,
+                            milliseconds: Int) throws(RedisError) -> (intent: DesiredStateStore.IntentResult, snapshot: CollectorSnapshot?) {
+        let intent = try want(sinkID: sinkID, ownerID: ownerID)
+        guard case .recorded = intent else { return (intent, nil) }
+        return (intent, try acquireReconcileLock(sinkID: sinkID, token: token, milliseconds: milliseconds))
     }
 
     public func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult {

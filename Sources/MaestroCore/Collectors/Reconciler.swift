@@ -280,9 +280,14 @@ public final class Reconciler: Sendable {
                 try stopCollector(sinkID, snapshot: snapshot, idle: idle)
                 return
             case .run(let ownerID, let config):
-                guard let (desiredYAML, record) = try storeDesiredState(sinkID, snapshot: snapshot, ownerID: ownerID, config: config) else {
-                    continue
+                let stored: StoredDesiredState
+                do {
+                    stored = try storeDesiredState(sinkID, snapshot: snapshot, ownerID: ownerID, config: config, releasing: nil)
+                } catch let failure as RenderFailed {
+                    answer(sinkID, .failure(CollectorServiceError(.failedPrecondition, failure.message)))
+                    throw failure
                 }
+                guard case .current(let desiredYAML, let record, _) = stored else { continue }
                 answer(sinkID, .success(record))
                 try applyDesiredState(sinkID, yaml: desiredYAML, ownerID: ownerID, record: record)
                 return
@@ -291,10 +296,72 @@ public final class Reconciler: Sendable {
         throw ClusterError(.failed, "the config of sink \(sinkID) kept changing while it was rendered")
     }
 
-    /// Renders the config and stores the objects when they differ from the desired state; nil when the
-    /// sink changed meanwhile (decide again). A template that fails is the sink's provisioning error.
-    private func storeDesiredState(_ sinkID: String, snapshot: CollectorSnapshot, ownerID: String,
-                                   config: String) throws -> (yaml: String, record: Value)? {
+    /// A create's pass up to its decision, on the caller's thread, so that a gRPC create's answer waits
+    /// neither for a free worker nor for other sinks' applies: the intent and the sink's lock (and what
+    /// the pass reads) in one step, the render, the desired state stored and the lock released in
+    /// another; the apply is left to a worker. When another pass holds the lock, or the config changed
+    /// while it was rendered, the answer is the next worker pass's decision.
+    public func wantAndDecide(_ sinkID: String, ownerID: String, timeout: Double = 30) throws(CollectorServiceError) -> Value {
+        let token = UUID().uuidString
+        let claimed: (intent: DesiredStateStore.IntentResult, snapshot: CollectorSnapshot?)
+        do {
+            claimed = try storage.wantAndLock(sinkID: sinkID, ownerID: ownerID, token: token, milliseconds: Int(options.lockTimeout * 1000))
+        } catch {
+            throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error.message)")
+        }
+        switch claimed.intent {
+        case .tombstoned:
+            // Its reconcile deletes whatever the removed sink still has.
+            enqueue(sinkID)
+            throw CollectorServiceError(.notFound, "sink \(sinkID) was removed")
+        case .noConfig:
+            throw CollectorServiceError(.notFound, "sink \(sinkID) has no stored config")
+        case .recorded:
+            break
+        }
+        guard let snapshot = claimed.snapshot else { return try reconcileAndWait(sinkID, timeout: timeout) }
+        var holdsLock = true
+        defer {
+            if holdsLock { try? storage.releaseReconcileLock(sinkID: sinkID, token: token) }
+            enqueue(sinkID)
+        }
+        switch Self.decide(sinkID, snapshot) {
+        case .stop(_, let why):
+            throw CollectorServiceError(.notFound, why)
+        case .run(let owner, let config):
+            let stored: StoredDesiredState
+            do {
+                stored = try storeDesiredState(sinkID, snapshot: snapshot, ownerID: owner, config: config, releasing: token)
+            } catch let failure as RenderFailed {
+                throw CollectorServiceError(.failedPrecondition, failure.message)
+            } catch {
+                throw CollectorServiceError(.unavailable, "Redis is unavailable: \(error)")
+            }
+            switch stored {
+            case .current(_, let record, let released):
+                holdsLock = !released
+                return record
+            case .superseded:
+                holdsLock = false
+                enqueue(sinkID)
+                return try reconcileAndWait(sinkID, timeout: timeout)
+            }
+        }
+    }
+
+    enum StoredDesiredState {
+        /// The desired state is the one rendered now (stored by this pass, or already); `releasedLock`
+        /// when the store released the lock too.
+        case current(yaml: String, record: Value, releasedLock: Bool)
+        /// The sink changed while it was rendered: decide again.
+        case superseded
+    }
+
+    /// Renders the config and stores the objects when they differ from the desired state (releasing the
+    /// lock `releasing` holds in the same step, whatever the store decided). A template that fails is the
+    /// sink's provisioning error.
+    private func storeDesiredState(_ sinkID: String, snapshot: CollectorSnapshot, ownerID: String, config: String,
+                                   releasing token: String?) throws -> StoredDesiredState {
         let rendered: RenderedCollector
         do {
             rendered = try templates.render(CollectorInputs(sinkID: sinkID, ownerID: ownerID, configYAML: config,
@@ -304,11 +371,10 @@ public final class Reconciler: Sendable {
         } catch {
             logger.warning("the template failed", metadata: ["sink.id": "\(sinkID)", "error": "\(error)"])
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "the template failed: \(error)", ownerID: ownerID))
-            answer(sinkID, .failure(CollectorServiceError(.failedPrecondition, "the template failed: \(error)")))
-            throw RenderFailed()
+            throw RenderFailed(message: "the template failed: \(error)")
         }
         if rendered.yaml == snapshot.desiredState, let record = snapshot.record, record["collector_name"] != nil {
-            return (rendered.yaml, record)
+            return .current(yaml: rendered.yaml, record: record, releasedLock: false)
         }
         let configHash = rendered.objects.lazy.compactMap {
             $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
@@ -317,15 +383,17 @@ public final class Reconciler: Sendable {
                                              ownerID: rendered.ownerID, extra: [
                                                  "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
                                                  "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
-                                             ]) {
-        case .stored(let record): return (rendered.yaml, record)
-        case .configChanged, .tombstoned, .noConfig: return nil
+                                             ], releasing: token) {
+        case .stored(let record): return .current(yaml: rendered.yaml, record: record, releasedLock: token != nil)
+        case .configChanged, .tombstoned, .noConfig: return .superseded
         }
     }
 
     /// A template failure is reported as the sink's status and not retried: the next trigger (a fixed
     /// config, a template reload, the resync) tries again.
-    struct RenderFailed: Error {}
+    struct RenderFailed: Error {
+        let message: String
+    }
 
     private func hasher() throws(RedisError) -> ConfigHasher {
         if let key = hashKey.withLock({ $0 }) { return ConfigHasher(keyHex: key) }

@@ -249,12 +249,28 @@ struct CollectorManagerTests {
         #expect(restarted.counters.driftCorrected == 1, "a new desired state is a change, not drift")
     }
 
-    @Test("a create through the API with no reconciler running is UNAVAILABLE after its wait, not a hang")
+    @Test("a create through the API decides on its own thread: answered with no worker free, applied once one is")
+    func decidesWithoutAWorker() throws {
+        let fixture = try CollectorServiceFixture()
+        fixture.sink("s1", config: "receivers: {}\n")
+        let info = try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1")
+        #expect(info.collectorName == "otel-s1")
+        #expect(fixture.contents.desiredStates["s1"] != nil)
+        #expect(fixture.contents.reconcileLocks.isEmpty, "the lock is released with the store")
+        #expect(fixture.manifest("s1") == nil, "the apply is a worker's")
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
+        #expect(eventually { fixture.manifest("s1") != nil })
+    }
+
+    @Test("a create whose sink another pass holds waits for the next pass; with none coming, UNAVAILABLE after its wait, not a hang")
     func decisionTimeout() throws {
         let fixture = try CollectorServiceFixture(decisionTimeout: 0.3)
         fixture.sink("s1", config: "receivers: {}\n")
+        fixture.storage.contents.withLock { $0.reconcileLocks["s1"] = "another replica" }
         let error = try #require(throws: CollectorServiceError.self) { try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1") }
         #expect(error.kind == .unavailable)
+        #expect(fixture.contents.collectors["s1"]?["intent"] == "run", "the intent is recorded: the next pass acts on it")
     }
 
     @Test("no stored config is NOT_FOUND; a bad sink id is INVALID_ARGUMENT; a storage failure is UNAVAILABLE")
