@@ -1,4 +1,4 @@
-internal import Foundation
+public import Foundation
 internal import Logging
 public import MaestroValue
 internal import Synchronization
@@ -10,6 +10,11 @@ public struct KubernetesBackend: ClusterBackend {
     public let namespace: String
     public let createNamespace: Bool
     public let dryRun: Bool
+    /// How long a pod may wait for a node (PodScheduled=False, Unschedulable) before the collector is
+    /// `error`: a cluster autoscaler adds nodes in a minute or two.
+    public let unschedulableGrace: TimeInterval
+    /// How far back the logs are read for exporter failures: an old failure that stopped is no error.
+    public let logWindowSeconds: Int
     public var name: String { "kubernetes" }
     /// What each object's version was after this process last applied it: a server-side apply that
     /// changes nothing leaves it as it was, so a different one after an apply means the object changed.
@@ -36,18 +41,20 @@ public struct KubernetesBackend: ClusterBackend {
         kinds.insert(ObjectKind(apiVersion: apiVersion, kind: kind))
     }
 
-    public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false) {
+    public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false,
+                unschedulableGrace: TimeInterval = 120, logWindowSeconds: Int = 600) {
         self.client = client
         self.namespace = namespace
         self.createNamespace = createNamespace
         self.dryRun = dryRun
+        self.unschedulableGrace = unschedulableGrace
+        self.logWindowSeconds = logWindowSeconds
     }
 
     @discardableResult
     public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
         var outcome = ApplyOutcome.unchanged
-        for object in collector.objects {
-            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
+        for (object, result, _) in try applyOwnedByDeployment(collector) {
             let key = "\(object["kind"]?.stringValue ?? "")/\(collector.namespace)/\(object["metadata"]?["name"]?.stringValue ?? "")"
             let version = result?["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
                 ?? result?["metadata"]?["resourceVersion"]?.stringValue
@@ -63,12 +70,53 @@ public struct KubernetesBackend: ClusterBackend {
 
     /// What the API server would make of the objects (`dryRun=All`): nothing is stored.
     public func dryRunApply(_ collector: DesiredCollector) throws(ClusterError) -> [Value] {
-        let dry = KubernetesBackend(client: client, namespace: namespace, createNamespace: false, dryRun: true)
-        var results: [Value] = []
-        for object in collector.objects {
-            results.append(try dry.applyOne(object, namespace: collector.namespace, allowNamespaceCreation: false) ?? object)
+        let dry = KubernetesBackend(client: client, namespace: namespace, createNamespace: false, dryRun: true,
+                                    unschedulableGrace: unschedulableGrace, logWindowSeconds: logWindowSeconds)
+        let applied = try dry.applyOwnedByDeployment(collector, allowNamespaceCreation: false)
+        return collector.objects.indices.map { index in applied.first { $0.index == index }.flatMap(\.result) ?? collector.objects[index] }
+    }
+
+    /// Applies the collector's Deployment first, then every other namespaced object of it with an
+    /// ownerReference to the Deployment (its uid is known only once it exists), so that Kubernetes'
+    /// garbage collector removes them with it. Answers each object as applied, with the server's answer.
+    private func applyOwnedByDeployment(_ collector: DesiredCollector, allowNamespaceCreation: Bool? = nil)
+        throws(ClusterError) -> [(object: Value, result: Value?, index: Int)]
+    {
+        let deployments = collector.objects.indices.filter { collector.objects[$0]["kind"] == .string("Deployment") }
+        let ownerIndex = deployments.first { collector.objects[$0]["metadata"]?["name"]?.stringValue == collector.name } ?? deployments.first
+        var order = collector.objects.indices.filter { $0 != ownerIndex }
+        if let ownerIndex { order.insert(ownerIndex, at: 0) }
+        var owner: (reference: Value, namespace: String)?
+        var applied: [(object: Value, result: Value?, index: Int)] = []
+        for index in order {
+            var object = collector.objects[index]
+            if let owner, index != ownerIndex, Self.ownable(object, in: owner.namespace, defaultNamespace: collector.namespace) {
+                object = Self.adding(ownerReference: owner.reference, to: object)
+            }
+            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
+            if index == ownerIndex, let uid = result?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
+                owner = (["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid),
+                          "controller": true, "blockOwnerDeletion": true],
+                         object["metadata"]?["namespace"]?.stringValue ?? collector.namespace)
+            }
+            applied.append((object, result, index))
         }
-        return results
+        return applied
+    }
+
+    /// An owner reference must name an object of the same namespace; cluster-scoped objects and
+    /// Deployments (owned by no one) get none.
+    static func ownable(_ object: Value, in ownerNamespace: String, defaultNamespace: String) -> Bool {
+        guard let kind = object["kind"]?.stringValue, kind != "Deployment", !KubeResourcePath.clusterScoped.contains(kind) else { return false }
+        return (object["metadata"]?["namespace"]?.stringValue ?? defaultNamespace) == ownerNamespace
+    }
+
+    static func adding(ownerReference: Value, to object: Value) -> Value {
+        guard case .map(var entries) = object, case .map(var metadata)? = entries["metadata"] else { return object }
+        let others = (metadata["ownerReferences"]?.listValue ?? []).filter { $0["uid"] != ownerReference["uid"] }
+        metadata["ownerReferences"] = .list(others + [ownerReference])
+        entries["metadata"] = .map(metadata)
+        return .map(entries)
     }
 
     @discardableResult
@@ -120,29 +168,36 @@ public struct KubernetesBackend: ClusterBackend {
         }
     }
 
-    /// `active` when the Deployment has available replicas (the probes make that mean a healthy
-    /// collector) and its logs show no exporter failures; `error` for a failed rollout or Orb's error
-    /// codes in the logs (401, 404, 502, 504), `warning` for throttling (429, 400).
+    /// The status by the rules of `CollectorHealth` (a complete rollout, failing pods of the current
+    /// template); a collector that is otherwise active is then `error` or `warning` by Orb's rules for
+    /// exporter failures in its recent logs.
     public func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) {
         let response = try client.request("GET", KubeResourcePath.object(apiVersion: "apps/v1", kind: "Deployment",
                                                                          namespace: collector.namespace, name: collector.name))
         guard response.status == 200 else { return (.provisioning, "") }
-        let status = response.body["status"]
-        let conditions = status?["conditions"]?.listValue ?? []
-        if conditions.contains(where: { $0["type"] == .string("Progressing") && $0["reason"] == .string("ProgressDeadlineExceeded") }) {
-            return (.error, "the collector's rollout failed (ProgressDeadlineExceeded)")
-        }
-        guard (status?["availableReplicas"]?.intValue ?? 0) > 0 else { return (.provisioning, "") }
         let pods = try client.request("GET", KubeResourcePath.collection(apiVersion: "v1", kind: "Pod", namespace: collector.namespace),
-                                      query: [("labelSelector", "app.kubernetes.io/instance=\(collector.name)")])
-        for pod in pods.body["items"]?.listValue ?? [] {
+                                      query: [("labelSelector", Self.selector(of: response.body) ?? "app.kubernetes.io/instance=\(collector.name)")])
+        guard pods.status == 200 else {
+            throw ClusterError(.failed, "cannot list the pods of \(collector.name): HTTP \(pods.status)")
+        }
+        let podItems = pods.body["items"]?.listValue ?? []
+        let health = CollectorHealth.evaluate(deployment: response.body, pods: podItems, now: Date(), unschedulableGrace: unschedulableGrace)
+        guard health.status == .active else { return health }
+        for pod in podItems {
             guard let podName = pod["metadata"]?["name"]?.stringValue else { continue }
             let log = try client.request("GET", KubeResourcePath.object(apiVersion: "v1", kind: "Pod", namespace: collector.namespace, name: podName) + "/log",
-                                         query: [("tailLines", "200")])
+                                         query: [("tailLines", "200"), ("sinceSeconds", String(logWindowSeconds))])
             guard log.status == 200, let found = ExporterLogScan.scan(log.text) else { continue }
             return found
         }
-        return (.active, "")
+        return health
+    }
+
+    /// The Deployment's `matchLabels` as a label selector (its pods, whatever labels a template gives them).
+    static func selector(of deployment: Value) -> String? {
+        guard let labels = deployment["spec"]?["selector"]?["matchLabels"]?.mapValue, !labels.isEmpty,
+              deployment["spec"]?["selector"]?["matchExpressions"]?.listValue?.isEmpty ?? true else { return nil }
+        return labels.sorted { $0.key < $1.key }.compactMap { key, value in value.stringValue.map { "\(key)=\($0)" } }.joined(separator: ",")
     }
 
     /// Objects of every collector kind labelled `managed-by: maestro`, grouped by their sink: a Secret
