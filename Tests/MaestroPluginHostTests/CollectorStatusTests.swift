@@ -176,4 +176,67 @@ struct CollectorStatusTests {
         let containers = try fixture.object(fixture.apps + "otel-s1")?["spec"]?["template"]?["spec"]?["containers"]?.listValue ?? []
         #expect(Set(containers.compactMap { $0["name"]?.stringValue }) == ["otel-collector", "proxy"])
     }
+
+    @Test("a collector Orb's maestro made with kubectl apply is taken over: same objects, maestro's labels and fields, nothing duplicated")
+    func adoptsOrbsCollector() throws {
+        let fixture = try StatusFixture()
+        let sinkID = "orb1"
+        // Orb's objects (reference §5), written as `kubectl apply` (client-side) writes them.
+        let podLabels: Value = ["app": "opentelemetry", "component": .string("otel-collector-\(sinkID)")]
+        let orbDeployment: Value = [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": ["name": .string("otel-\(sinkID)"), "namespace": "otelcollectors",
+                         "annotations": ["kubectl.kubernetes.io/last-applied-configuration": "{}"]],
+            "spec": ["replicas": 1, "selector": ["matchLabels": podLabels],
+                     "template": ["metadata": ["labels": podLabels,
+                                               "annotations": ["prometheus.io/scrape": "true", "prometheus.io/port": "8888", "prometheus.io/path": "/metrics"]],
+                                  "spec": ["containers": [["name": "otel-collector", "image": "otel/opentelemetry-collector-contrib:0.91.0",
+                                                           "ports": [["containerPort": 13133], ["containerPort": 8888]],
+                                                           "volumeMounts": [["name": "orb-config", "mountPath": "/etc/otelcol-contrib/config.yaml",
+                                                                             "subPath": "config.yaml"]]]],
+                                           "volumes": [["name": "orb-config", "configMap": ["name": .string("otel-collector-config-\(sinkID)")]]]]]],
+        ]
+        let orbService: Value = [
+            "apiVersion": "v1", "kind": "Service", "metadata": ["name": .string("otel-\(sinkID)"), "namespace": "otelcollectors"],
+            "spec": ["type": "ClusterIP", "selector": ["component": .string("otel-collector-\(sinkID)")],
+                     "ports": [["name": "metrics", "port": 8888, "targetPort": 8888], ["name": "healthcheck", "port": 13133, "targetPort": 13133]]],
+        ]
+        let orbConfigMap: Value = ["apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": ["name": .string("otel-collector-config-\(sinkID)"), "namespace": "otelcollectors"],
+                                   "data": ["config.yaml": "receivers: {}\n"]]
+        let csa = [("fieldManager", "kubectl-client-side-apply")]
+        #expect(try fixture.client.request("POST", "/apis/apps/v1/namespaces/otelcollectors/deployments", query: csa, body: orbDeployment).status == 201)
+        #expect(try fixture.client.request("POST", fixture.core + "services", query: csa, body: orbService).status == 201)
+        #expect(try fixture.client.request("POST", fixture.core + "configmaps", query: csa, body: orbConfigMap).status == 201)
+        let deploymentPath = fixture.apps + "otel-\(sinkID)"
+        let servicePath = fixture.core + "services/otel-\(sinkID)"
+        #expect(fixture.observe(try fixture.collector(sinkID), until: .active)?.status == .active, "Orb's collector runs")
+        let uids = try [deploymentPath, servicePath].map { try fixture.object($0)?["metadata"]?["uid"] }
+
+        let collector = try fixture.collector(sinkID)
+        try fixture.backend.apply(collector)
+        try fixture.backend.apply(collector)
+        let deployment = try #require(try fixture.object(deploymentPath))
+        let service = try #require(try fixture.object(servicePath))
+        #expect([deployment["metadata"]?["uid"], service["metadata"]?["uid"]] == uids, "the same objects, not new ones")
+        for object in [deployment, service] {
+            #expect(object["metadata"]?["labels"]?["app.kubernetes.io/managed-by"] == .string("maestro"))
+            #expect(object["metadata"]?["annotations"]?["maestro.orb.community/sink-id"] == .string(sinkID))
+            #expect(object["metadata"]?["annotations"]?["kubectl.kubernetes.io/last-applied-configuration"] == nil)
+        }
+        #expect(deployment["spec"]?["selector"]?["matchLabels"] == podLabels, "a Deployment's selector is immutable: Orb's stays")
+        let podSpec = deployment["spec"]?["template"]?["spec"]
+        #expect(podSpec?["volumes"]?.listValue?.compactMap { $0["name"]?.stringValue } == ["config", "tmp"], "Orb's ConfigMap volume is gone")
+        #expect(podSpec?["volumes"]?.listValue?.first?["secret"]?["secretName"] == .string("otel-\(sinkID)"))
+        #expect(podSpec?["containers"]?.listValue?.count == 1)
+        #expect(deployment["metadata"]?["managedFields"]?.listValue?.contains { $0["manager"] == .string("maestro") && $0["operation"] == .string("Apply") } == true)
+        #expect(try fixture.double.get("/apis/apps/v1/namespaces/otelcollectors/deployments").body["items"]?.listValue?.count == 1)
+        #expect(try fixture.double.get(fixture.core + "services").body["items"]?.listValue?.count == 1)
+        #expect(try fixture.object(fixture.core + "secrets/otel-\(sinkID)")?["metadata"]?["ownerReferences"]?.listValue?.first?["uid"] == uids[0])
+        #expect(fixture.observe(collector, until: .active)?.status == .active, "maestro's template rolled out on the adopted Deployment")
+        // A later process (a restart) finds the objects its own: the same apply goes through.
+        let restarted = KubernetesBackend(client: fixture.client, namespace: "otelcollectors")
+        try restarted.apply(collector)
+        #expect(try fixture.object(deploymentPath)?["metadata"]?["generation"] == deployment["metadata"]?["generation"], "nothing changed")
+    }
 }

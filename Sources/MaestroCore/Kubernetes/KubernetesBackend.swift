@@ -24,6 +24,9 @@ public struct KubernetesBackend: ClusterBackend {
     /// Kinds a collector may have: the shipped template's, plus every kind this process applied (a
     /// template may add more); deletes and the orphan sweep cover each.
     private let kinds = CollectorKinds(KubernetesBackend.defaultKinds)
+    /// Selectors of Deployments that were made before maestro applied them (Orb's, with its own labels): a
+    /// Deployment's selector is immutable, so maestro keeps the live one.
+    private let adoptedSelectors = AdoptedSelectors()
 
     struct ObjectKind: Equatable, Sendable {
         let apiVersion: String
@@ -93,6 +96,11 @@ public struct KubernetesBackend: ClusterBackend {
             if let owner, index != ownerIndex, Self.ownable(object, in: owner.namespace, defaultNamespace: collector.namespace) {
                 object = Self.adding(ownerReference: owner.reference, to: object)
             }
+            let key = "\(object["kind"]?.stringValue ?? "")/\(collector.namespace)/\(object["metadata"]?["name"]?.stringValue ?? "")"
+            if !dryRun && !appliedVersions.contains(key) {
+                try adopt(object, key: key, namespace: collector.namespace)
+            }
+            if let selector = adoptedSelectors.get(key) { object = Self.keeping(selector: selector, in: object) }
             let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
             if index == ownerIndex, let uid = result?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
                 owner = (["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid),
@@ -102,6 +110,57 @@ public struct KubernetesBackend: ClusterBackend {
             applied.append((object, result, index))
         }
         return applied
+    }
+
+    /// Takes over an object another tool made before this process first applies it: a Deployment's live
+    /// selector is kept (it is immutable), and an object `kubectl apply` (client-side) manages and maestro
+    /// never applied is replaced once by maestro's version, so the fields only the old tool set (Orb's
+    /// ConfigMap volume, its last-applied annotation) go instead of lingering under the old manager.
+    /// Server-side apply then owns every field maestro sets.
+    private func adopt(_ rendered: Value, key: String, namespace: String) throws(ClusterError) {
+        guard let apiVersion = rendered["apiVersion"]?.stringValue, let kind = rendered["kind"]?.stringValue,
+              let name = rendered["metadata"]?["name"]?.stringValue else { return }
+        let path = KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: rendered["metadata"]?["namespace"]?.stringValue ?? namespace,
+                                           name: name)
+        let response = try client.request("GET", path)
+        guard response.status == 200 else { return }
+        let live = response.body
+        var object = rendered
+        if kind == "Deployment", let selector = live["spec"]?["selector"], selector != rendered["spec"]?["selector"] {
+            adoptedSelectors.set(key, selector)
+            object = Self.keeping(selector: selector, in: object)
+        }
+        let managers = live["metadata"]?["managedFields"]?.listValue ?? []
+        let appliedByMaestro = managers.contains { $0["manager"] == .string("maestro") && $0["operation"] == .string("Apply") }
+        let clientSideApplied = managers.contains { $0["manager"] == .string("kubectl-client-side-apply") }
+            || live["metadata"]?["annotations"]?["kubectl.kubernetes.io/last-applied-configuration"] != nil
+        guard clientSideApplied && !appliedByMaestro else { return }
+        guard case .map(var entries) = object, case .map(var metadata)? = entries["metadata"] else { return }
+        metadata["resourceVersion"] = live["metadata"]?["resourceVersion"]
+        entries["metadata"] = .map(metadata)
+        let replaced = try client.request("PUT", path, query: [("fieldManager", "maestro")], body: .map(entries))
+        switch replaced.status {
+        case 200, 201: return
+        case 409: throw ClusterError(.failed, "\(kind) \(name): changed while maestro took it over, will retry")
+        case 400, 403, 404, 422: throw ClusterError(.rejected, "\(kind) \(name): cannot take over: \(replaced.body["message"]?.stringValue ?? "HTTP \(replaced.status)")")
+        default: throw ClusterError(.failed, "\(kind) \(name): cannot take over: HTTP \(replaced.status)")
+        }
+    }
+
+    /// The Deployment with the live selector, its pod template labelled to match it.
+    static func keeping(selector: Value, in deployment: Value) -> Value {
+        guard case .map(var entries) = deployment, case .map(var spec)? = entries["spec"] else { return deployment }
+        spec["selector"] = selector
+        if case .map(var template)? = spec["template"] {
+            var metadata = template["metadata"]?.mapValue ?? [:]
+            var labels = metadata["labels"]?.mapValue ?? [:]
+            for (label, value) in selector["matchLabels"]?.mapValue ?? [:] { labels[label] = value }
+            metadata["labels"] = .map(labels)
+            template["metadata"] = .map(metadata)
+            spec["template"] = .map(template)
+        }
+        entries["spec"] = .map(spec)
+        return .map(entries)
     }
 
     /// An owner reference must name an object of the same namespace; cluster-scoped objects and
@@ -278,6 +337,8 @@ public enum ExporterLogScan {
 final class AppliedVersions: Sendable {
     private let versions = Mutex<[String: String]>([:])
 
+    func contains(_ key: String) -> Bool { versions.withLock { $0[key] != nil } }
+
     /// Stores `version` for `key`; returns what was stored before (nil when nothing was).
     func exchange(_ key: String, _ version: String?) -> String?? {
         versions.withLock { versions in
@@ -286,6 +347,13 @@ final class AppliedVersions: Sendable {
             return previous.map { .some($0) }
         }
     }
+}
+
+final class AdoptedSelectors: Sendable {
+    private let selectors = Mutex<[String: Value]>([:])
+
+    func get(_ key: String) -> Value? { selectors.withLock { $0[key] } }
+    func set(_ key: String, _ selector: Value) { selectors.withLock { $0[key] = selector } }
 }
 
 final class CollectorKinds: Sendable {
