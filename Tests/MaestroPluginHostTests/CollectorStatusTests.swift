@@ -3,6 +3,7 @@ import Logging
 import MaestroCore
 import MaestroTestSupport
 import MaestroValue
+import MaestroYAML
 import Testing
 
 @testable import MaestroPluginHost
@@ -214,8 +215,25 @@ struct CollectorStatusTests {
         let uids = try [deploymentPath, servicePath].map { try fixture.object($0)?["metadata"]?["uid"] }
 
         let collector = try fixture.collector(sinkID)
+        try fixture.double.post("/_double/reset-audit", .map([:]))
         try fixture.backend.apply(collector)
         try fixture.backend.apply(collector)
+        // The takeover needs nothing maestro's Role (deploy/kubernetes/20-rbac.yaml) does not grant.
+        let documents = try YAML.parseAll(try String(contentsOfFile: repositoryRoot + "/deploy/kubernetes/20-rbac.yaml", encoding: .utf8))
+        var granted: Set<[String]> = []
+        for rule in documents.first(where: { $0["kind"] == "Role" })?["rules"]?.listValue ?? [] {
+            for group in rule["apiGroups"]?.listValue ?? [] {
+                for resource in rule["resources"]?.listValue ?? [] {
+                    for verb in rule["verbs"]?.listValue ?? [] {
+                        granted.insert([group.stringValue ?? "", resource.stringValue ?? "", verb.stringValue ?? ""])
+                    }
+                }
+            }
+        }
+        let used = Set(try fixture.double.post("/_double/audit", .map([:]))["requests"]?.listValue?.map {
+            [$0["apiGroup"]?.stringValue ?? "", $0["resource"]?.stringValue ?? "", $0["verb"]?.stringValue ?? ""]
+        } ?? [])
+        #expect(!used.isEmpty && used.isSubset(of: granted), "not granted: \(used.subtracting(granted))")
         let deployment = try #require(try fixture.object(deploymentPath))
         let service = try #require(try fixture.object(servicePath))
         #expect([deployment["metadata"]?["uid"], service["metadata"]?["uid"]] == uids, "the same objects, not new ones")

@@ -114,7 +114,7 @@ public struct KubernetesBackend: ClusterBackend {
 
     /// Takes over an object another tool made before this process first applies it: a Deployment's live
     /// selector is kept (it is immutable), and an object `kubectl apply` (client-side) manages and maestro
-    /// never applied is replaced once by maestro's version, so the fields only the old tool set (Orb's
+    /// never applied has its contents replaced once by maestro's version, so the fields only the old tool set (Orb's
     /// ConfigMap volume, its last-applied annotation) go instead of lingering under the old manager.
     /// Server-side apply then owns every field maestro sets.
     private func adopt(_ rendered: Value, key: String, namespace: String) throws(ClusterError) {
@@ -135,10 +135,21 @@ public struct KubernetesBackend: ClusterBackend {
         let clientSideApplied = managers.contains { $0["manager"] == .string("kubectl-client-side-apply") }
             || live["metadata"]?["annotations"]?["kubectl.kubernetes.io/last-applied-configuration"] != nil
         guard clientSideApplied && !appliedByMaestro else { return }
-        guard case .map(var entries) = object, case .map(var metadata)? = entries["metadata"] else { return }
-        metadata["resourceVersion"] = live["metadata"]?["resourceVersion"]
-        entries["metadata"] = .map(metadata)
-        let replaced = try client.request("PUT", path, query: [("fieldManager", "maestro")], body: .map(entries))
+        // A JSON patch rather than a PUT: it needs only the `patch` verb maestro's Role grants, and replaces
+        // each part as a whole (nothing of Orb's merged in); the test makes it lose to a concurrent write.
+        var operations: [Value] = [["op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]?["resourceVersion"] ?? .null]]
+        let unmanaged: Set<String> = ["apiVersion", "kind", "metadata", "status"]
+        for (field, value) in (object.mapValue ?? [:]).sorted(by: { $0.key < $1.key }) where !unmanaged.contains(field) {
+            operations.append(["op": "add", "path": .string("/" + field), "value": value])
+        }
+        for field in (live.mapValue ?? [:]).keys.sorted() where !unmanaged.contains(field) && object[field] == nil {
+            operations.append(["op": "remove", "path": .string("/" + field)])
+        }
+        for field in ["labels", "annotations"] {
+            operations.append(["op": "add", "path": .string("/metadata/" + field), "value": object["metadata"]?[field] ?? .map([:])])
+        }
+        let replaced = try client.request("PATCH", path, query: [("fieldManager", "maestro")], body: .list(operations),
+                                          contentType: "application/json-patch+json")
         switch replaced.status {
         case 200, 201: return
         case 409: throw ClusterError(.failed, "\(kind) \(name): changed while maestro took it over, will retry")
