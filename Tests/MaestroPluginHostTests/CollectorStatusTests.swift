@@ -99,6 +99,22 @@ struct CollectorStatusTests {
         #expect(fixture.observe(changed, until: .active)?.status == .active)
     }
 
+    @Test("exporter logs count only for a collector that is otherwise active: a stalled rollout with a 401 in its log is provisioning")
+    func logsOnlyWhenActive() throws {
+        let fixture = try StatusFixture()
+        try fixture.backend.apply(try fixture.collector("s1"))
+        #expect(fixture.observe(try fixture.collector("s1"), until: .active)?.status == .active)
+        try fixture.double.setLogs("otel-s1", "2026-12-07T10:00:05Z error exporterhelper: Exporting failed: HTTP 401 Unauthorized\n")
+        try fixture.double.setRollout("otel-s1", "Stalled")
+        let changed = try fixture.collector("s1", config: "receivers: {otlp: {}}\n", hash: "h2")
+        try fixture.backend.apply(changed)
+        #expect(try eventually { try fixture.controllerSettled("otel-s1") })
+        #expect(try fixture.backend.observe(changed) == (.provisioning, ""), "the rollout decides first")
+        try fixture.double.setRollout("otel-s1", nil)
+        let healed = fixture.observe(changed, until: .error)
+        #expect(healed?.status == .error && healed?.message.contains("401") == true, "then Orb's log rule: \(String(describing: healed))")
+    }
+
     @Test("a config change the controller has not observed (paused) is provisioning, not active from the old pods")
     func unobservedGeneration() throws {
         let fixture = try StatusFixture()
