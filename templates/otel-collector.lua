@@ -17,7 +17,10 @@ local template = {
     fields = {
       namespace = { type = "string", default = "otelcollectors", description = "Namespace of the collectors." },
       image = { type = "string", default = "otel/opentelemetry-collector-contrib:0.91.0", description = "Collector image." },
-      replicas = { type = "integer", default = 1, description = "Pods per collector." },
+      replicas = {
+        type = "integer",
+        description = "Pods per collector. Unset, the Deployment does not say (the API server's default is 1), so an HPA or `kubectl scale` may own it.",
+      },
       resources = { type = "map", description = "Container resources (requests, limits)." },
       node_selector = { type = "string_map", description = "Pod nodeSelector." },
       tolerations = { type = "list", description = "Pod tolerations." },
@@ -170,6 +173,8 @@ function template.render(values)
       kind = "Deployment",
       metadata = metadata(),
       spec = {
+        -- nil when no value sets it: a field maestro applies is a field maestro owns, and its next apply
+        -- would undo another manager's scaling.
         replicas = values.replicas,
         selector = { matchLabels = selector },
         template = {

@@ -44,6 +44,14 @@ public final class KubeAPIDouble: @unchecked Sendable {
     public func setAvailable(_ deployment: String, _ available: Bool, failed: Bool = false) throws {
         try post("/_double/available", ["name": .string(deployment), "available": .bool(available), "failed": .bool(failed)])
     }
+    /// How the Deployment's pods of the current template behave: `CrashLoopBackOff`, `OOMKilled`,
+    /// `ImagePullBackOff`, `Unschedulable`, `ReplicaFailure`, `Stalled`, `ProgressDeadlineExceeded`,
+    /// `NotReady`, or nil for healthy (Tests/Support/README.md).
+    public func setRollout(_ deployment: String, _ mode: String?) throws {
+        try post("/_double/rollout", ["name": .string(deployment), "mode": mode.map(Value.string) ?? .null])
+    }
+    /// The controller's settings: `paused`, `delay_seconds`, `pod_start_seconds`, …
+    public func controller(_ settings: [String: Value]) throws { try post("/_double/controller", .map(settings)) }
     public func setLogs(_ deployment: String, _ text: String) throws { try post("/_double/logs", ["name": .string(deployment), "text": .string(text)]) }
     public func stats() throws -> Value { try post("/_double/stats", .map([:])) }
 

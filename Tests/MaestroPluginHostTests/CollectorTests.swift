@@ -71,11 +71,12 @@ struct TemplateTests {
         #expect(rendered.namespace == "otelcollectors")
     }
 
-    @Test("defaults: one replica, Orb's image, ClusterIP")
+    @Test("defaults: replicas left to the cluster (an HPA or kubectl scale may own them), Orb's image, ClusterIP")
     func defaults() throws {
         let rendered = try shippedRenderer().render(CollectorInputs(sinkID: "s", ownerID: "o", configYAML: "a: 1\n", configHash: "h"))
         let deployment = rendered.objects[1]
-        #expect(deployment["spec"]?["replicas"] == .int(1))
+        #expect(deployment["spec"]?["replicas"] == nil)
+        #expect(deployment["spec"]?["selector"] != nil)
         #expect(deployment["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"] == .string("otel/opentelemetry-collector-contrib:0.91.0"))
         #expect(deployment["spec"]?["template"]?["spec"]?["nodeSelector"] == nil)
         #expect(rendered.objects[2]["spec"]?["type"] == .string("ClusterIP"))

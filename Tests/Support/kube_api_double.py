@@ -925,6 +925,8 @@ def reconcile_deployment(key):
                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
                                                      "controller": True, "blockOwnerDeletion": True}]},
                    "spec": copy.deepcopy(template.get("spec", {})), "status": pod_status(mode, False)}
+            if template.get("metadata", {}).get("annotations"):
+                pod["metadata"]["annotations"] = dict(template["metadata"]["annotations"])
             default_pod_spec(pod["spec"])
             if mode != "Unschedulable":
                 pod["spec"]["nodeName"] = "double-node-1"

@@ -310,6 +310,21 @@ class ControllerTests(unittest.TestCase):
         self.assertEqual(call("DELETE", path)[0], 200)
         self.assertTrue(eventually(lambda: self.pods(namespace, "ctl") == []))
 
+    def test_pods_carry_the_template_metadata_and_the_new_replica_sets_hash(self):
+        namespace = new_namespace()
+        path = self.deployment_path(namespace, "meta")
+        annotated = deployment("meta")
+        annotated["spec"]["template"]["metadata"]["annotations"] = {"maestro.orb.community/config-hash": "h1"}
+        apply(path, annotated)
+        live = eventually(lambda: (lambda d: d if d.get("status", {}).get("availableReplicas") == 1 else None)(call("GET", path)[1]))
+        self.assertTrue(live)
+        pods = self.pods(namespace, "meta")
+        self.assertEqual(pods[0]["metadata"]["annotations"], {"maestro.orb.community/config-hash": "h1"})
+        self.assertEqual(pods[0]["metadata"]["labels"]["app.kubernetes.io/instance"], "meta")
+        # The Progressing condition names the new ReplicaSet, <deployment>-<pod-template-hash>.
+        progressing = [c for c in live["status"]["conditions"] if c["type"] == "Progressing"][0]
+        self.assertIn(f'"meta-{pods[0]["metadata"]["labels"]["pod-template-hash"]}"', progressing["message"])
+
     def test_failing_rollouts(self):
         namespace = new_namespace()
         cases = {

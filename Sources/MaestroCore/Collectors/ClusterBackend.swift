@@ -77,10 +77,14 @@ public struct AppliedState: Sendable, Equatable {
     public var desiredDigest: String
     /// `Kind/name` → version.
     public var versions: [String: String]
+    /// `Kind/name` → the selector a Deployment made before maestro applied it keeps (Orb's, with its
+    /// own labels: a Deployment's selector is immutable).
+    public var adoptedSelectors: [String: Value]
 
-    public init(desiredDigest: String, versions: [String: String] = [:]) {
+    public init(desiredDigest: String, versions: [String: String] = [:], adoptedSelectors: [String: Value] = [:]) {
         self.desiredDigest = desiredDigest
         self.versions = versions
+        self.adoptedSelectors = adoptedSelectors
     }
 
     /// From a collector record's `applied` field.
@@ -88,11 +92,14 @@ public struct AppliedState: Sendable, Equatable {
         guard let applied = record?["applied"], let digest = applied["digest"]?.stringValue else { return nil }
         desiredDigest = digest
         versions = (applied["versions"]?.mapValue ?? [:]).compactMapValues(\.stringValue)
+        adoptedSelectors = applied["adopted_selectors"]?.mapValue ?? [:]
     }
 
     /// The record's `applied` field.
     public var recordValue: Value {
-        ["digest": .string(desiredDigest), "versions": .map(versions.mapValues(Value.string))]
+        var value: [String: Value] = ["digest": .string(desiredDigest), "versions": .map(versions.mapValues(Value.string))]
+        if !adoptedSelectors.isEmpty { value["adopted_selectors"] = .map(adoptedSelectors) }
+        return .map(value)
     }
 }
 

@@ -1,4 +1,4 @@
-internal import Foundation
+public import Foundation
 internal import Logging
 public import MaestroValue
 internal import Synchronization
@@ -10,6 +10,11 @@ public struct KubernetesBackend: ClusterBackend {
     public let namespace: String
     public let createNamespace: Bool
     public let dryRun: Bool
+    /// How long a pod may wait for a node (PodScheduled=False, Unschedulable) before the collector is
+    /// `error`: a cluster autoscaler adds nodes in a minute or two.
+    public let unschedulableGrace: TimeInterval
+    /// How far back the logs are read for exporter failures: an old failure that stopped is no error.
+    public let logWindowSeconds: Int
     public var name: String { "kubernetes" }
     /// Kinds a collector may have: the shipped template's, plus every kind this process applied (a
     /// template may add more); deletes and the orphan sweep cover each.
@@ -31,22 +36,24 @@ public struct KubernetesBackend: ClusterBackend {
         kinds.insert(ObjectKind(apiVersion: apiVersion, kind: kind))
     }
 
-    public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false) {
+    public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false,
+                unschedulableGrace: TimeInterval = 120, logWindowSeconds: Int = 600) {
         self.client = client
         self.namespace = namespace
         self.createNamespace = createNamespace
         self.dryRun = dryRun
+        self.unschedulableGrace = unschedulableGrace
+        self.logWindowSeconds = logWindowSeconds
     }
 
-    /// Server-side applies every object. An object's version after the write (its generation where it
-    /// has one: a controller's status write is no change to what maestro applied; else its
-    /// resourceVersion) is compared with what the last apply left: a write that changed nothing leaves
-    /// it as it was.
+    /// Server-side applies every object, the Deployment first (see `applyOwnedByDeployment`). An
+    /// object's version after the write (its generation where it has one: a controller's status write is
+    /// no change to what maestro applied; else its resourceVersion) is compared with what the last apply
+    /// left: a write that changed nothing leaves it as it was.
     public func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
-        var applied = AppliedState(desiredDigest: collector.digest)
+        var applied = AppliedState(desiredDigest: collector.digest, adoptedSelectors: previous?.adoptedSelectors ?? [:])
         var moved: [String] = []
-        for object in collector.objects {
-            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: createNamespace)
+        for (object, result, _) in try applyOwnedByDeployment(collector, previous: previous, adoptedSelectors: &applied.adoptedSelectors) {
             let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
             let version = result?["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
                 ?? result?["metadata"]?["resourceVersion"]?.stringValue
@@ -60,12 +67,125 @@ public struct KubernetesBackend: ClusterBackend {
 
     /// What the API server would make of the objects (`dryRun=All`): nothing is stored.
     public func dryRunApply(_ collector: DesiredCollector) throws(ClusterError) -> [Value] {
-        let dry = KubernetesBackend(client: client, namespace: namespace, createNamespace: false, dryRun: true)
-        var results: [Value] = []
-        for object in collector.objects {
-            results.append(try dry.applyOne(object, namespace: collector.namespace, allowNamespaceCreation: false) ?? object)
+        let dry = KubernetesBackend(client: client, namespace: namespace, createNamespace: false, dryRun: true,
+                                    unschedulableGrace: unschedulableGrace, logWindowSeconds: logWindowSeconds)
+        var selectors: [String: Value] = [:]
+        let applied = try dry.applyOwnedByDeployment(collector, previous: nil, adoptedSelectors: &selectors, allowNamespaceCreation: false)
+        return collector.objects.indices.map { index in applied.first { $0.index == index }.flatMap(\.result) ?? collector.objects[index] }
+    }
+
+    /// Applies the collector's Deployment first, then every other namespaced object of it with an
+    /// ownerReference to the Deployment (its uid is known only once it exists), so that Kubernetes'
+    /// garbage collector removes them with it. An object the last apply did not leave (`previous`) is
+    /// taken over first (`adopt`). Answers each object as applied, with the server's answer.
+    private func applyOwnedByDeployment(_ collector: DesiredCollector, previous: AppliedState?, adoptedSelectors: inout [String: Value],
+                                        allowNamespaceCreation: Bool? = nil)
+        throws(ClusterError) -> [(object: Value, result: Value?, index: Int)]
+    {
+        let deployments = collector.objects.indices.filter { collector.objects[$0]["kind"] == .string("Deployment") }
+        let ownerIndex = deployments.first { collector.objects[$0]["metadata"]?["name"]?.stringValue == collector.name } ?? deployments.first
+        var order = collector.objects.indices.filter { $0 != ownerIndex }
+        if let ownerIndex { order.insert(ownerIndex, at: 0) }
+        var owner: (reference: Value, namespace: String)?
+        var applied: [(object: Value, result: Value?, index: Int)] = []
+        for index in order {
+            var object = collector.objects[index]
+            if let owner, index != ownerIndex, Self.ownable(object, in: owner.namespace, defaultNamespace: collector.namespace) {
+                object = Self.adding(ownerReference: owner.reference, to: object)
+            }
+            let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
+            if !dryRun && previous?.versions[key] == nil {
+                if let selector = try adopt(object, namespace: collector.namespace) { adoptedSelectors[key] = selector }
+            }
+            if let selector = adoptedSelectors[key] { object = Self.keeping(selector: selector, in: object) }
+            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
+            if index == ownerIndex, let uid = result?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
+                owner = (["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid),
+                          "controller": true, "blockOwnerDeletion": true],
+                         object["metadata"]?["namespace"]?.stringValue ?? collector.namespace)
+            }
+            applied.append((object, result, index))
         }
-        return results
+        return applied
+    }
+
+    /// Takes over an object another tool made before this process first applies it: a Deployment's live
+    /// selector is kept (it is immutable), and an object `kubectl apply` (client-side) manages and maestro
+    /// never applied has its contents replaced once by maestro's version, so the fields only the old tool set (Orb's
+    /// ConfigMap volume, its last-applied annotation) go instead of lingering under the old manager.
+    /// Server-side apply then owns every field maestro sets.
+    /// Answers the live selector a Deployment keeps, if it differs from the rendered one.
+    private func adopt(_ rendered: Value, namespace: String) throws(ClusterError) -> Value? {
+        guard let apiVersion = rendered["apiVersion"]?.stringValue, let kind = rendered["kind"]?.stringValue,
+              let name = rendered["metadata"]?["name"]?.stringValue else { return nil }
+        let path = KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: rendered["metadata"]?["namespace"]?.stringValue ?? namespace,
+                                           name: name)
+        let response = try client.request("GET", path)
+        guard response.status == 200 else { return nil }
+        let live = response.body
+        var object = rendered
+        var keptSelector: Value?
+        if kind == "Deployment", let selector = live["spec"]?["selector"], selector != rendered["spec"]?["selector"] {
+            keptSelector = selector
+            object = Self.keeping(selector: selector, in: object)
+        }
+        let managers = live["metadata"]?["managedFields"]?.listValue ?? []
+        let appliedByMaestro = managers.contains { $0["manager"] == .string("maestro") && $0["operation"] == .string("Apply") }
+        let clientSideApplied = managers.contains { $0["manager"] == .string("kubectl-client-side-apply") }
+            || live["metadata"]?["annotations"]?["kubectl.kubernetes.io/last-applied-configuration"] != nil
+        guard clientSideApplied && !appliedByMaestro else { return keptSelector }
+        // A JSON patch rather than a PUT: it needs only the `patch` verb maestro's Role grants, and replaces
+        // each part as a whole (nothing of Orb's merged in); the test makes it lose to a concurrent write.
+        var operations: [Value] = [["op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]?["resourceVersion"] ?? .null]]
+        let unmanaged: Set<String> = ["apiVersion", "kind", "metadata", "status"]
+        for (field, value) in (object.mapValue ?? [:]).sorted(by: { $0.key < $1.key }) where !unmanaged.contains(field) {
+            operations.append(["op": "add", "path": .string("/" + field), "value": value])
+        }
+        for field in (live.mapValue ?? [:]).keys.sorted() where !unmanaged.contains(field) && object[field] == nil {
+            operations.append(["op": "remove", "path": .string("/" + field)])
+        }
+        for field in ["labels", "annotations"] {
+            operations.append(["op": "add", "path": .string("/metadata/" + field), "value": object["metadata"]?[field] ?? .map([:])])
+        }
+        let replaced = try client.request("PATCH", path, query: [("fieldManager", "maestro")], body: .list(operations),
+                                          contentType: "application/json-patch+json")
+        switch replaced.status {
+        case 200, 201: return keptSelector
+        case 409: throw ClusterError(.failed, "\(kind) \(name): changed while maestro took it over, will retry")
+        case 400, 403, 404, 422: throw ClusterError(.rejected, "\(kind) \(name): cannot take over: \(replaced.body["message"]?.stringValue ?? "HTTP \(replaced.status)")")
+        default: throw ClusterError(.failed, "\(kind) \(name): cannot take over: HTTP \(replaced.status)")
+        }
+    }
+
+    /// The Deployment with the live selector, its pod template labelled to match it.
+    static func keeping(selector: Value, in deployment: Value) -> Value {
+        guard case .map(var entries) = deployment, case .map(var spec)? = entries["spec"] else { return deployment }
+        spec["selector"] = selector
+        if case .map(var template)? = spec["template"] {
+            var metadata = template["metadata"]?.mapValue ?? [:]
+            var labels = metadata["labels"]?.mapValue ?? [:]
+            for (label, value) in selector["matchLabels"]?.mapValue ?? [:] { labels[label] = value }
+            metadata["labels"] = .map(labels)
+            template["metadata"] = .map(metadata)
+            spec["template"] = .map(template)
+        }
+        entries["spec"] = .map(spec)
+        return .map(entries)
+    }
+
+    /// An owner reference must name an object of the same namespace; cluster-scoped objects and
+    /// Deployments (owned by no one) get none.
+    static func ownable(_ object: Value, in ownerNamespace: String, defaultNamespace: String) -> Bool {
+        guard let kind = object["kind"]?.stringValue, kind != "Deployment", !KubeResourcePath.clusterScoped.contains(kind) else { return false }
+        return (object["metadata"]?["namespace"]?.stringValue ?? defaultNamespace) == ownerNamespace
+    }
+
+    static func adding(ownerReference: Value, to object: Value) -> Value {
+        guard case .map(var entries) = object, case .map(var metadata)? = entries["metadata"] else { return object }
+        let others = (metadata["ownerReferences"]?.listValue ?? []).filter { $0["uid"] != ownerReference["uid"] }
+        metadata["ownerReferences"] = .list(others + [ownerReference])
+        entries["metadata"] = .map(metadata)
+        return .map(entries)
     }
 
     @discardableResult
@@ -117,29 +237,36 @@ public struct KubernetesBackend: ClusterBackend {
         }
     }
 
-    /// `active` when the Deployment has available replicas (the probes make that mean a healthy
-    /// collector) and its logs show no exporter failures; `error` for a failed rollout or Orb's error
-    /// codes in the logs (401, 404, 502, 504), `warning` for throttling (429, 400).
+    /// The status by the rules of `CollectorHealth` (a complete rollout, failing pods of the current
+    /// template); a collector that is otherwise active is then `error` or `warning` by Orb's rules for
+    /// exporter failures in its recent logs.
     public func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) {
         let response = try client.request("GET", KubeResourcePath.object(apiVersion: "apps/v1", kind: "Deployment",
                                                                          namespace: collector.namespace, name: collector.name))
         guard response.status == 200 else { return (.provisioning, "") }
-        let status = response.body["status"]
-        let conditions = status?["conditions"]?.listValue ?? []
-        if conditions.contains(where: { $0["type"] == .string("Progressing") && $0["reason"] == .string("ProgressDeadlineExceeded") }) {
-            return (.error, "the collector's rollout failed (ProgressDeadlineExceeded)")
-        }
-        guard (status?["availableReplicas"]?.intValue ?? 0) > 0 else { return (.provisioning, "") }
         let pods = try client.request("GET", KubeResourcePath.collection(apiVersion: "v1", kind: "Pod", namespace: collector.namespace),
-                                      query: [("labelSelector", "app.kubernetes.io/instance=\(collector.name)")])
-        for pod in pods.body["items"]?.listValue ?? [] {
+                                      query: [("labelSelector", Self.selector(of: response.body) ?? "app.kubernetes.io/instance=\(collector.name)")])
+        guard pods.status == 200 else {
+            throw ClusterError(.failed, "cannot list the pods of \(collector.name): HTTP \(pods.status)")
+        }
+        let podItems = pods.body["items"]?.listValue ?? []
+        let health = CollectorHealth.evaluate(deployment: response.body, pods: podItems, now: Date(), unschedulableGrace: unschedulableGrace)
+        guard health.status == .active else { return health }
+        for pod in podItems {
             guard let podName = pod["metadata"]?["name"]?.stringValue else { continue }
             let log = try client.request("GET", KubeResourcePath.object(apiVersion: "v1", kind: "Pod", namespace: collector.namespace, name: podName) + "/log",
-                                         query: [("tailLines", "200")])
+                                         query: [("tailLines", "200"), ("sinceSeconds", String(logWindowSeconds))])
             guard log.status == 200, let found = ExporterLogScan.scan(log.text) else { continue }
             return found
         }
-        return (.active, "")
+        return health
+    }
+
+    /// The Deployment's `matchLabels` as a label selector (its pods, whatever labels a template gives them).
+    static func selector(of deployment: Value) -> String? {
+        guard let labels = deployment["spec"]?["selector"]?["matchLabels"]?.mapValue, !labels.isEmpty,
+              deployment["spec"]?["selector"]?["matchExpressions"]?.listValue?.isEmpty ?? true else { return nil }
+        return labels.sorted { $0.key < $1.key }.compactMap { key, value in value.stringValue.map { "\(key)=\($0)" } }.joined(separator: ",")
     }
 
     /// Objects of every collector kind labelled `managed-by: maestro`, grouped by their sink: a Secret
