@@ -196,6 +196,23 @@ struct KubeInformerTests {
         #expect(Date().timeIntervalSince(started) < 4, "curl is asked about the stop about once a second")
     }
 
+    @Test("a server that closes every watch at once is not asked again in a tight loop")
+    func closedAtOnce() throws {
+        let double = try KubeAPIDouble()
+        let heard = HeardChanges()
+        // timeoutSeconds 0: the double ends each watch as soon as it starts.
+        let cache = informer(double, options: KubeInformerOptions(watchTimeoutSeconds: 0, backoff: Backoff(first: 0.5, maximum: 1)), heard: heard)
+        cache.start()
+        defer { cache.stop() }
+        #expect(cache.waitUntilSynced(timeout: 20))
+        let started = Date()
+        #expect(eventually { cache.counters.watches >= 4 })
+        let elapsed = Date().timeIntervalSince(started)
+        // At least three pauses of 0.5 s between the first watch and the fourth.
+        #expect(elapsed >= 1.4, "\(cache.counters.watches) watches in \(elapsed) s")
+        #expect(cache.counters.failures == 0, "a closed watch is no failure")
+    }
+
     @Test("bookmarks move the resourceVersion on while nothing the informer watches changes")
     func bookmarks() throws {
         let double = try KubeAPIDouble()

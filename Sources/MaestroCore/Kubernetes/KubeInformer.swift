@@ -77,6 +77,8 @@ public final class KubeInformer: Sendable {
     private let store = Mutex<[String: Value]>([:])
     private let version = Mutex("")
     private let tally = Mutex(KubeInformerCounters())
+    /// Watch events received, bookmarks included.
+    private let received = Mutex(0)
     /// Guards `synced`; waiters for the first list wait on it.
     private let syncCondition = NSCondition()
     private nonisolated(unsafe) var synced = false
@@ -164,6 +166,8 @@ public final class KubeInformer: Sendable {
                 if !from.isEmpty { query.append(("resourceVersion", from)) }
                 if let labelSelector, !labelSelector.isEmpty { query.append(("labelSelector", labelSelector)) }
                 tally.withLock { $0.watches += 1 }
+                let opened = Date()
+                let eventsBefore = received.withLock { $0 }
                 let end = try client.watch(path, query: query, accept: metadataOnly ? Self.metadataWatchAccept : "application/json",
                                            idleTimeoutSeconds: options.idleTimeoutSeconds, shouldStop: { [threads] in threads.isStopping }) { type, object in
                     self.receive(type, object)
@@ -176,6 +180,10 @@ public final class KubeInformer: Sendable {
                     tally.withLock { $0.expirations += 1 }
                     logger.debug("watch resourceVersion expired, listing again", metadata: ["kube.kind": "\(kind)", "kube.resource_version": "\(from)"])
                     mustList = true
+                case .closed where Date().timeIntervalSince(opened) < 1 && received.withLock({ $0 }) == eventsBefore:
+                    // A server that closes every watch at once would otherwise be asked again and again
+                    // in a tight loop (the rate limiter may be off).
+                    threads.pause(options.backoff.first)
                 case .closed, .stopped:
                     break
                 }
@@ -224,6 +232,7 @@ public final class KubeInformer: Sendable {
     }
 
     private func receive(_ type: String, _ raw: Value) {
+        received.withLock { $0 += 1 }
         if let seen = Self.version(of: raw), !seen.isEmpty { version.withLock { $0 = seen } }
         switch type {
         case "ADDED", "MODIFIED":
