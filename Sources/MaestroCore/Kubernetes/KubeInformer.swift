@@ -63,6 +63,10 @@ public struct KubeInformerCounters: Sendable, Equatable {
 /// Secret informer unless told otherwise) asks the server for `PartialObjectMetadata` and keeps nothing
 /// but `metadata` — without `kubectl.kubernetes.io/last-applied-configuration`, which repeats a Secret's
 /// data — so tenants' credentials are never held in maestro's memory.
+///
+/// The gauge `maestro_kube_cached_objects{kind}` shows the cache's size: one informer per kind is
+/// expected (two of one kind would report over each other). `start()` once; a stopped informer stays
+/// stopped (`BackgroundService` can run it in the service group: start, then stop on shutdown).
 public final class KubeInformer: Sendable {
     public let apiVersion: String
     public let kind: String
