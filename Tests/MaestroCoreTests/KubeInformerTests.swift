@@ -249,6 +249,24 @@ struct KubeInformerTests {
         #expect(elapsed >= 2, "two pauses of at least Retry-After's second: \(elapsed) s")
     }
 
+    @Test("the informer waits what a 429's Retry-After asks before it watches again")
+    func informerHonoursRetryAfter() throws {
+        let double = try KubeAPIDouble()
+        let heard = HeardChanges()
+        // Its own backoff would wait 0.1 s, then 0.2 s; watches end every second so the faults meet the next one.
+        let cache = informer(double, options: KubeInformerOptions(watchTimeoutSeconds: 1, backoff: Backoff(first: 0.1, maximum: 10)), heard: heard)
+        cache.start()
+        defer { cache.stop() }
+        #expect(cache.waitUntilSynced(timeout: 20))
+        try double.faults(["error429": 1.0, "retry_after": 2])
+        #expect(eventually { cache.counters.failures >= 1 })
+        let first = Date()
+        #expect(eventually { cache.counters.failures >= 3 })
+        let elapsed = Date().timeIntervalSince(first)
+        try double.faults(["error429": 0.0])
+        #expect(elapsed >= 3.9, "two pauses of Retry-After's 2 s between the first failure and the third: \(elapsed) s")
+    }
+
     @Test("every request takes a token: 5 requests with a burst of 2 at 1 a second wait 3 s of the limiter's clock")
     func clientUsesTheLimiter() throws {
         let double = try KubeAPIDouble()
