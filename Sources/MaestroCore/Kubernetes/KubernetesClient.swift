@@ -17,6 +17,11 @@ public struct KubeList: Sendable {
     public var items: [Value]
     /// The list's `metadata.resourceVersion`: a watch from it misses nothing and repeats nothing.
     public var resourceVersion: String
+
+    public init(items: [Value], resourceVersion: String) {
+        self.items = items
+        self.resourceVersion = resourceVersion
+    }
 }
 
 /// How a watch (`KubernetesClient.watch`) ended without an error.
