@@ -4,6 +4,9 @@
 #include <curl/curl.h>
 
 typedef size_t (*maestro_curl_data_callback)(char *data, size_t size, size_t count, void *context);
+// CURLOPT_XFERINFOFUNCTION: called about once a second even while no byte moves; non-zero aborts.
+typedef int (*maestro_curl_xferinfo_callback)(void *context, curl_off_t download_total, curl_off_t downloaded,
+                                              curl_off_t upload_total, curl_off_t uploaded);
 
 static inline CURLcode maestro_curl_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -19,6 +22,9 @@ static inline CURLcode maestro_curl_setopt_slist(CURL *handle, CURLoption option
 }
 static inline CURLcode maestro_curl_setopt_callback(CURL *handle, CURLoption option, maestro_curl_data_callback value) {
     return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode maestro_curl_setopt_xferinfo(CURL *handle, maestro_curl_xferinfo_callback value) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, value);
 }
 // The blob options (PEM in memory) take a struct; CURL_BLOB_COPY makes curl keep its own copy.
 static inline CURLcode maestro_curl_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {

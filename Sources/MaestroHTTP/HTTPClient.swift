@@ -36,6 +36,25 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+/// How a streamed request (`HTTPClient.stream`) ended.
+public struct HTTPStreamResult: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    /// The body of an answer that was not streamed (not 2xx); empty otherwise.
+    public var body: [UInt8]
+    /// Whether the caller ended it (its data callback returned false, or `shouldStop` said so) rather
+    /// than the server.
+    public var endedByCaller: Bool
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+
+    /// The first header with this name, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        let wanted = name.lowercased()
+        return headers.first { $0.name.lowercased() == wanted }?.value
+    }
+}
+
 /// Where a PEM document comes from: a file, or bytes in memory (curl's blob options).
 public enum PEMSource: Sendable, Equatable {
     case file(String)
@@ -148,14 +167,43 @@ public final class HTTPClient {
         let limit: Int
         var exceeded = false
         init(limit: Int) { self.limit = limit }
+
+        /// A streamed transfer's: a 2xx body goes to `deliver` as it arrives instead of into `body`.
+        var deliver: (([UInt8]) -> Bool)?
+        var shouldStop: () -> Bool = { false }
+        var handle: UnsafeMutableRawPointer?
+        var endedByCaller = false
+
+        func record(headerLine data: UnsafeMutablePointer<CChar>?, length: Int) {
+            guard let data else { return }
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+            if line.hasPrefix("HTTP/") {
+                // A new response (after a redirect or 100 Continue): only the last one's headers count.
+                headers.removeAll()
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = String(line[..<colon])
+                let value = String(line[line.index(after: colon)...]).trimmed(of: " \t\r\n")
+                headers.append((name, value))
+            }
+        }
     }
 
-    public func perform(_ request: HTTPRequest) throws(HTTPError) -> HTTPResponse {
-        curl_easy_reset(handle)
-        let transfer = Transfer(limit: options.maximumResponseBytes)
-        let context = Unmanaged.passUnretained(transfer).toOpaque()
-        var headerList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headerList) }
+    /// The lists curl reads during a transfer: they live until the transfer is over.
+    private final class CurlLists {
+        var headers: UnsafeMutablePointer<curl_slist>?
+        var resolve: UnsafeMutablePointer<curl_slist>?
+        var connectTo: UnsafeMutablePointer<curl_slist>?
+        deinit {
+            curl_slist_free_all(headers)
+            curl_slist_free_all(resolve)
+            curl_slist_free_all(connectTo)
+        }
+    }
+
+    /// Everything of a request but its timeouts and callbacks: the URL and header checks, method, body,
+    /// TLS, resolution and proxies. The handle must have been reset.
+    private func configure(_ request: HTTPRequest) throws(HTTPError) -> CurlLists {
+        let lists = CurlLists()
 
         // A Swift string reaches curl as a C string, which ends at a NUL: what curl would read must be
         // all there is. Printable ASCII only (control characters, spaces and non-ASCII bytes are
@@ -168,7 +216,6 @@ public final class HTTPClient {
         try check(maestro_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"), "protocols")
         try check(maestro_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1), "nosignal")
         try check(maestro_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds), "connect timeout")
-        try check(maestro_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, options.totalTimeoutMilliseconds), "timeout")
         if options.followRedirects {
             try check(maestro_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 1), "redirects")
             try check(maestro_curl_setopt_long(handle, CURLOPT_MAXREDIRS, options.maximumRedirects), "redirects")
@@ -204,36 +251,41 @@ public final class HTTPClient {
             }
             if header.name.lowercased() == "authorization" { hasAuthorization = true }
             if header.name.lowercased() == "content-type" { hasContentType = true }
-            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+            lists.headers = curl_slist_append(lists.headers, "\(header.name): \(header.value)")
         }
         if let token = options.bearerToken, !hasAuthorization {
-            headerList = curl_slist_append(headerList, "Authorization: Bearer \(token)")
+            lists.headers = curl_slist_append(lists.headers, "Authorization: Bearer \(token)")
         }
         if request.body != nil && !hasContentType {
             // curl would otherwise claim application/x-www-form-urlencoded.
-            headerList = curl_slist_append(headerList, "Content-Type: application/octet-stream")
+            lists.headers = curl_slist_append(lists.headers, "Content-Type: application/octet-stream")
         }
         // Disable curl's automatic "Expect: 100-continue", which stalls large bodies by a second.
-        headerList = curl_slist_append(headerList, "Expect:")
-        try check(maestro_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList), "headers")
+        lists.headers = curl_slist_append(lists.headers, "Expect:")
+        try check(maestro_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, lists.headers), "headers")
 
         try configureTLS()
-        var resolveList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(resolveList) }
         if !options.resolve.isEmpty {
-            for entry in options.resolve { resolveList = curl_slist_append(resolveList, entry) }
-            try check(maestro_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolveList), "resolve")
+            for entry in options.resolve { lists.resolve = curl_slist_append(lists.resolve, entry) }
+            try check(maestro_curl_setopt_slist(handle, CURLOPT_RESOLVE, lists.resolve), "resolve")
         }
-        var connectToList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(connectToList) }
         if !options.connectTo.isEmpty {
-            for entry in options.connectTo { connectToList = curl_slist_append(connectToList, entry) }
-            try check(maestro_curl_setopt_slist(handle, CURLOPT_CONNECT_TO, connectToList), "connect-to")
+            for entry in options.connectTo { lists.connectTo = curl_slist_append(lists.connectTo, entry) }
+            try check(maestro_curl_setopt_slist(handle, CURLOPT_CONNECT_TO, lists.connectTo), "connect-to")
         }
         if options.ignoreProxies {
             try check(maestro_curl_setopt_string(handle, CURLOPT_PROXY, ""), "proxy")
         }
 
+        return lists
+    }
+
+    public func perform(_ request: HTTPRequest) throws(HTTPError) -> HTTPResponse {
+        curl_easy_reset(handle)
+        let transfer = Transfer(limit: options.maximumResponseBytes)
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        let lists = try configure(request)
+        try check(maestro_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, options.totalTimeoutMilliseconds), "timeout")
         try check(maestro_curl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
             let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
             let length = size * count
@@ -245,24 +297,9 @@ public final class HTTPClient {
             return length
         }), "write callback")
         try check(maestro_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context), "write data")
-        try check(maestro_curl_setopt_callback(handle, CURLOPT_HEADERFUNCTION, { data, size, count, context in
-            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
-            let length = size * count
-            guard let data else { return length }
-            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-            if line.hasPrefix("HTTP/") {
-                // A new response (after a redirect or 100 Continue): only the last one's headers count.
-                transfer.headers.removeAll()
-            } else if let colon = line.firstIndex(of: ":") {
-                let name = String(line[..<colon])
-                let value = String(line[line.index(after: colon)...]).trimmed(of: " \t\r\n")
-                transfer.headers.append((name, value))
-            }
-            return length
-        }), "header callback")
-        try check(maestro_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context), "header data")
+        try setHeaderCallback(context)
 
-        let result = curl_easy_perform(handle)
+        let result = withExtendedLifetime(lists) { curl_easy_perform(handle) }
         if transfer.exceeded {
             throw HTTPError(kind: .responseTooLarge, message: "response from \(Self.redact(request.url)) exceeds \(options.maximumResponseBytes) bytes", code: Int(result.rawValue))
         }
@@ -270,6 +307,78 @@ public final class HTTPClient {
         var status = 0
         _ = maestro_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
+    }
+
+    private func setHeaderCallback(_ context: UnsafeMutableRawPointer) throws(HTTPError) {
+        try check(maestro_curl_setopt_callback(handle, CURLOPT_HEADERFUNCTION, { data, size, count, context in
+            Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().record(headerLine: data, length: size * count)
+            return size * count
+        }), "header callback")
+        try check(maestro_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context), "header data")
+    }
+
+    /// A request whose response body is handed to `onData` in pieces as they arrive — a Kubernetes
+    /// watch: a chunked answer that lasts minutes. It has no total timeout and no size limit; instead a
+    /// connection that carries no byte for `idleTimeoutSeconds` fails with `.timeout` (a dead peer is
+    /// noticed; a watch's server sends bookmarks well within that). The transfer ends early, without an
+    /// error, when `onData` returns false or `shouldStop` returns true; curl asks `shouldStop` about once
+    /// a second even while nothing arrives, so a blocked stream ends within about a second of a stop.
+    /// Only a 2xx body is streamed: any other answer's body (an error Status) is returned whole, within
+    /// `maximumResponseBytes`, in the response.
+    public func stream(_ request: HTTPRequest, idleTimeoutSeconds: Int, shouldStop: @escaping () -> Bool = { false },
+                       onData: @escaping ([UInt8]) -> Bool) throws(HTTPError) -> HTTPStreamResult {
+        curl_easy_reset(handle)
+        let transfer = Transfer(limit: options.maximumResponseBytes)
+        transfer.deliver = onData
+        transfer.shouldStop = shouldStop
+        transfer.handle = handle
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        let lists = try configure(request)
+        try check(maestro_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, 0), "timeout")
+        try check(maestro_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1), "idle timeout")
+        try check(maestro_curl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, idleTimeoutSeconds)), "idle timeout")
+        try check(maestro_curl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let length = size * count
+            var status = 0
+            _ = maestro_curl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
+            if (200..<300).contains(status), let deliver = transfer.deliver {
+                let chunk = data.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
+                guard !transfer.shouldStop(), deliver(chunk) else {
+                    transfer.endedByCaller = true
+                    return 0
+                }
+                return length
+            }
+            if transfer.body.count + length > transfer.limit {
+                transfer.exceeded = true
+                return 0
+            }
+            if let data { transfer.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length)) }
+            return length
+        }), "write callback")
+        try check(maestro_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context), "write data")
+        try setHeaderCallback(context)
+        try check(maestro_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0), "progress")
+        try check(maestro_curl_setopt_xferinfo(handle, { context, _, _, _, _ in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            guard transfer.shouldStop() else { return 0 }
+            transfer.endedByCaller = true
+            return 1
+        }), "progress callback")
+        try check(maestro_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context), "progress data")
+
+        let result = withExtendedLifetime(lists) { curl_easy_perform(handle) }
+        var status = 0
+        _ = maestro_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        if transfer.endedByCaller {
+            return HTTPStreamResult(status: status, headers: transfer.headers, body: transfer.body, endedByCaller: true)
+        }
+        if transfer.exceeded {
+            throw HTTPError(kind: .responseTooLarge, message: "response from \(Self.redact(request.url)) exceeds \(options.maximumResponseBytes) bytes", code: Int(result.rawValue))
+        }
+        guard result == CURLE_OK else { throw Self.error(result, url: request.url) }
+        return HTTPStreamResult(status: status, headers: transfer.headers, body: transfer.body, endedByCaller: false)
     }
 
     /// RFC 9110 `tchar`.

@@ -125,10 +125,15 @@ extension Wiring {
             ? "kubernetes" : "directory"
     }
 
+    /// `--kube-qps` and `--kube-burst`; nil when the limit is off (qps 0).
+    public var kubeRateLimiter: KubeRateLimiter? {
+        settings.kubeQPS > 0 ? KubeRateLimiter(queriesPerSecond: Double(settings.kubeQPS), burst: settings.kubeBurst) : nil
+    }
+
     public func kubernetesClient(logger: Logger) throws -> KubernetesClient {
         do {
             let credentials = try KubeConfigLoader.load(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
-            return KubernetesClient(credentials: credentials, logger: logger)
+            return KubernetesClient(credentials: credentials, rateLimiter: kubeRateLimiter, logger: logger)
         } catch {
             throw InvalidInput("cannot use the Kubernetes API: \(error)")
         }

@@ -63,6 +63,17 @@ public final class KubeAPIDouble: @unchecked Sendable {
         return (response.status, (try? JSON.decode(bytes: response.body)) ?? .null)
     }
 
+    /// A write (or any request) to the API that faults never touch (`X-Double-Control: 1`): a test's own
+    /// changes while it injects faults into maestro's requests.
+    @discardableResult
+    public func send(_ method: String, _ path: String, _ body: Value? = nil, contentType: String = "application/json") throws -> (status: Int, body: Value) {
+        var headers: [(name: String, value: String)] = [("X-Double-Control", "1")]
+        if body != nil { headers.append(("Content-Type", contentType)) }
+        let response = try control.perform(HTTPRequest(method: method, url: server + path, headers: headers,
+                                                       body: try body.map { Array(try JSON.encode($0).utf8) }))
+        return (response.status, (try? JSON.decode(bytes: response.body)) ?? .null)
+    }
+
     /// A kubeconfig pointing at this double.
     public func kubeconfig(in directory: TemporaryDirectory, user: String = "token: test-token", cluster extra: String = "") throws -> String {
         try directory.write("kubeconfig", """

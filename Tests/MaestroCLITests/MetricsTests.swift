@@ -52,6 +52,12 @@ struct MetricsTests {
             #expect(total <= Double(seen?[verb]?.intValue ?? 0), "\(verb): maestro counted \(total), the API saw \(seen?[verb] ?? .null)")
         }
 
+        // Each request is counted under the resource its path names: the template's Deployment and Service.
+        for resource in ["deployments", "services"] {
+            #expect(samples(counted, "maestro_kube_requests_total", [#"verb="PATCH""#, #"resource="\#(resource)""#]).reduce(0, +) > 0,
+                    "no PATCH of \(resource) counted:\n\(counted)")
+        }
+
         // Deleted behind maestro's back: the next resync re-creates it and counts the drift.
         #expect(samples(metrics(), "maestro_drift_corrected_total").reduce(0, +) == 0)
         #expect(try runProgram([try executable("curl"), "-s", "-X", "DELETE", double.server + service]).code == 0)

@@ -1,7 +1,8 @@
 """A loopback HTTP(S) server for maestro's HTTP client tests.
 
 Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
-seconds, /redirect answers 302 to /echo, /status/N answers N, /requests answers how many other
+seconds, /redirect answers 302 to /echo, /stream?lines=N&interval=S&hold=H answers chunked: N lines
+("line 1\n", …) S seconds apart, then keeps the connection open sending nothing for H seconds, /status/N answers N, /requests answers how many other
 requests it has received; GET /_received lists every earlier request (method, path, headers, body) so a
 test can see what the server got. With --cert/--key it speaks TLS; with --client-ca it requires a client
 certificate signed by that CA; --bind sets the loopback address (127.0.0.1, 127.0.0.2, ::1). The first
@@ -14,6 +15,7 @@ import ssl
 import sys
 import threading
 import time
+from urllib.parse import parse_qs, urlparse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 received = 0
@@ -59,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
                              "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
         if self.path == "/slow":
             time.sleep(2)
+        if self.path.startswith("/stream"):
+            return self.stream(parse_qs(urlparse(self.path).query))
         if self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/echo")
@@ -86,6 +90,26 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def stream(self, query):
+        lines = int(query.get("lines", ["3"])[0])
+        interval = float(query.get("interval", ["0"])[0])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for index in range(1, lines + 1):
+                if index > 1:
+                    time.sleep(interval)
+                line = f"line {index}\n".encode()
+                self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                self.wfile.flush()
+            time.sleep(float(query.get("hold", ["0"])[0]))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = handle_any
 

@@ -33,6 +33,9 @@ public struct MaestroSettings: Sendable {
     /// nil: chosen by what is found (a kubeconfig or a service account: kubernetes).
     public var kubeBackend: String?
     public var kubeconfig: String?
+    /// Requests a second to the Kubernetes API after a burst of `kubeBurst`; 0: no client-side limit.
+    public var kubeQPS: Int
+    public var kubeBurst: Int
     public var createNamespace: Bool
     public var manifestsDir: String
     public var namespace: String
@@ -86,6 +89,8 @@ public struct MaestroSettings: Sendable {
         resolvesCollectorEndpoints = read.text("collector-endpoint-resolution") == "on"
         kubeBackend = configuration.string("kube-backend")
         kubeconfig = configuration.string("kubeconfig")
+        kubeQPS = read.integer("kube-qps")
+        kubeBurst = read.integer("kube-burst")
         createNamespace = read.boolean("create-namespace")
         manifestsDir = read.text("manifests-dir")
         namespace = read.text("namespace")
