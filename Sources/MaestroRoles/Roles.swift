@@ -153,11 +153,16 @@ public struct Roles {
         } catch {
             throw InvalidInput("the collector template cannot be loaded: \(error)")
         }
+        let kubernetes = started.reconciler.backend as? KubernetesBackend
         var services: [any Service] = [BackgroundService("reconciler", start: {
+            kubernetes?.caches?.start()
+            kubernetes?.logWatch?.start()
             started.lease.start()
             started.reconciler.start()
         }, drain: {
             _ = started.reconciler.stop(timeout: shutdownTimeout)
+            kubernetes?.logWatch?.stop()
+            kubernetes?.caches?.stop()
             started.lease.stop()
         })]
         let apiConfiguration = wiring.apiServerConfiguration()

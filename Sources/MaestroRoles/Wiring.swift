@@ -149,6 +149,25 @@ extension Wiring {
         }
     }
 
+    /// The maestro role's backend: on Kubernetes, with the watch caches of what it manages and the
+    /// rate-bounded log reads (both to be started and stopped with the reconciler).
+    public func watchingClusterBackend(logger: Logger) throws -> any ClusterBackend {
+        switch backendName {
+        case "kubernetes":
+            let client = try kubernetesClient(logger: logger)
+            let caches = KubeCaches(client: client, namespace: collectorNamespace,
+                                    kinds: KubernetesBackend.collectorKindNames, logger: logger)
+            let logs = ExporterLogWatch(client: client, readsPerSecond: Double(settings.kubeLogReadsPerSecond),
+                                        podNames: { name, namespace throws(ClusterError) in
+                                            try KubernetesBackend(client: client, namespace: namespace, caches: caches).podNames(name: name, namespace: namespace)
+                                        })
+            return KubernetesBackend(client: client, namespace: collectorNamespace, createNamespace: settings.createNamespace,
+                                     caches: caches, logWatch: logs)
+        default:
+            return DirectoryBackend(root: absolute(settings.manifestsDir))
+        }
+    }
+
     public func reconcilerOptions() -> ReconcilerOptions {
         ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
                           orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
@@ -162,7 +181,7 @@ extension Wiring {
         let makeRenderer = templateFactory(root: templatesRoot ?? self.templatesRoot, logger: logger)
         // Fail at start, not at the first event, when the template is broken.
         _ = try makeRenderer()
-        let backend = try clusterBackend(logger: logger)
+        let backend = try watchingClusterBackend(logger: logger)
         let lease: any LeaderLease
         if let kubernetes = backend as? KubernetesBackend {
             lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
@@ -174,6 +193,11 @@ extension Wiring {
                                     isLeader: { lease.isLeader })
         let manager = CollectorManager(reconciler: reconciler, logger: logger, deleteGuard: createPolicy == .eager ? .unlessLive : .always,
                                        makeRenderer: makeRenderer)
+        // A watched change and a new log verdict are triggers like any other: they queue the sink.
+        if let kubernetes = backend as? KubernetesBackend {
+            kubernetes.caches?.onChange { [reconciler] sinkID in reconciler.enqueue(sinkID) }
+            kubernetes.logWatch?.onVerdictChange { [reconciler] sinkID in reconciler.enqueue(sinkID) }
+        }
         return (manager, reconciler, lease)
     }
 

@@ -14,7 +14,7 @@ struct ExporterLogOrderTests {
     @Test("new and changed collectors first, in the order they came; then the one read longest ago")
     func order() {
         let logs = watch()
-        for sinkID in ["a", "b", "c"] { logs.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "n", urgent: false) }
+        for sinkID in ["a", "b", "c"] { logs.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "n", fingerprint: "1") }
         #expect(logs.nextCollector()?.0 == "a", "a new collector is read first")
         logs.markRead("a")
         #expect(logs.nextCollector()?.0 == "b")
@@ -23,7 +23,7 @@ struct ExporterLogOrderTests {
         logs.markRead("c")
         #expect(logs.nextCollector()?.0 == "a", "then each in turn, the one read longest ago first")
         logs.markRead("a")
-        logs.watch(sinkID: "c", name: "otel-c", namespace: "n", urgent: true)
+        logs.watch(sinkID: "c", name: "otel-c", namespace: "n", fingerprint: "2")
         #expect(logs.nextCollector()?.0 == "c", "a changed collector goes before b, though b waited longer")
         logs.markRead("c")
         #expect(logs.nextCollector()?.0 == "b")

@@ -42,7 +42,7 @@ struct ExporterLogWatchTests {
         let watch = ExporterLogWatch(client: fixture.client, readsPerSecond: 50, podNames: { name, _ throws(ClusterError) in
             try podNames(fixture, name)
         }, verdictChanged: { sinkID in announced.withLock { $0.append(sinkID) } })
-        for sinkID in ["l1", "l2", "l3"] { watch.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "otelcollectors", urgent: false) }
+        for sinkID in ["l1", "l2", "l3"] { watch.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "otelcollectors", fingerprint: "1") }
         watch.start()
         defer { watch.stop() }
         #expect(eventually { watch.verdict(sinkID: "l2")?.status == .error })
@@ -53,8 +53,8 @@ struct ExporterLogWatchTests {
         #expect(watch.verdict(sinkID: "l1") == nil && watch.verdict(sinkID: "l3") == nil)
 
         try fixture.double.setLogs("otel-l2", "2026-11-29T10:10:00Z info all good\n")
-        watch.watch(sinkID: "l2", name: "otel-l2", namespace: "otelcollectors", urgent: true)
-        #expect(eventually { watch.verdict(sinkID: "l2") == nil }, "a changed collector is read again first")
+        watch.watch(sinkID: "l2", name: "otel-l2", namespace: "otelcollectors", fingerprint: "2")
+        #expect(eventually { watch.verdict(sinkID: "l2") == nil }, "a changed collector (a new fingerprint) is read again first")
         #expect(announced.withLock { $0 } == ["l2", "l2"])
         watch.forget(sinkID: "l2")
         #expect(watch.verdict(sinkID: "l2") == nil)
@@ -69,7 +69,7 @@ struct ExporterLogWatchTests {
         let watch = ExporterLogWatch(client: fixture.client, readsPerSecond: rate, podNames: { name, _ throws(ClusterError) in
             try podNames(fixture, name)
         }, verdictChanged: { _ in })
-        for sinkID in sinkIDs { watch.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "otelcollectors", urgent: true) }
+        for sinkID in sinkIDs { watch.watch(sinkID: sinkID, name: "otel-\(sinkID)", namespace: "otelcollectors", fingerprint: "1") }
         let started = Date()
         watch.start()
         #expect(eventually { watch.reads >= 8 })

@@ -133,6 +133,14 @@ public protocol ClusterBackend: Sendable {
 }
 
 extension ClusterBackend {
+    /// Whether the backend hears of cluster changes itself (watches) and names the sinks to reconcile:
+    /// then nothing is polled.
+    public var watchesChanges: Bool { false }
+
+    /// Waits until the backend's view of the cluster is complete (its caches hold their first lists),
+    /// so that a first resync compares instead of writing; false when `timeout` passed first.
+    public func waitUntilReady(timeout: Double) -> Bool { true }
+
     /// An apply with no record of an earlier one.
     @discardableResult
     public func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {

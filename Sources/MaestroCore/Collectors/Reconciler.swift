@@ -459,7 +459,7 @@ public final class Reconciler: Sendable {
     /// A collector that is still provisioning on a backend that can see pods is looked at again later.
     private func scheduleObservation(_ sinkID: String, status: SinkStatus, attempt: Int) {
         state.withLock { state in
-            guard status == .provisioning, backend.name != "directory" else {
+            guard status == .provisioning, backend.name != "directory", !backend.watchesChanges else {
                 state.observations[sinkID] = nil
                 return
             }
@@ -491,6 +491,16 @@ public final class Reconciler: Sendable {
 
     private func runResync() {
         var lastResync = Date.distantPast
+        // The first resync compares against complete caches rather than writing every collector again
+        // (waited for in short turns, so that a stop is not held up).
+        let readyBy = Date().addingTimeInterval(options.resyncInterval)
+        while !backend.waitUntilReady(timeout: 1) {
+            if threads.isStopping { return }
+            if Date() >= readyBy {
+                logger.warning("the caches of the cluster are not complete; resyncing from the API")
+                break
+            }
+        }
         while !threads.isStopping {
             if isLeader() {
                 do {

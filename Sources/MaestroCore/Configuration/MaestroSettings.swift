@@ -36,6 +36,8 @@ public struct MaestroSettings: Sendable {
     /// Requests a second to the Kubernetes API after a burst of `kubeBurst`; 0: no client-side limit.
     public var kubeQPS: Int
     public var kubeBurst: Int
+    /// Collector logs read a second across the fleet (ExporterLogWatch); 0: none.
+    public var kubeLogReadsPerSecond: Int
     public var createNamespace: Bool
     public var manifestsDir: String
     public var namespace: String
@@ -91,6 +93,7 @@ public struct MaestroSettings: Sendable {
         kubeconfig = configuration.string("kubeconfig")
         kubeQPS = read.integer("kube-qps")
         kubeBurst = read.integer("kube-burst")
+        kubeLogReadsPerSecond = read.integer("kube-log-reads-per-second")
         createNamespace = read.boolean("create-namespace")
         manifestsDir = read.text("manifests-dir")
         namespace = read.text("namespace")

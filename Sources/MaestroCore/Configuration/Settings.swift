@@ -67,6 +67,8 @@ public enum Settings {
                           help: "Requests a second maestro sends the Kubernetes API after a burst (a client-side token bucket; 0: no limit, for clusters relying on API Priority and Fairness)."),
         SettingDefinition(key: "kube-burst", kind: .integer(1...100_000), defaultValue: "40",
                           help: "Requests maestro may send the Kubernetes API at once before --kube-qps paces them."),
+        SettingDefinition(key: "kube-log-reads-per-second", kind: .integer(0...1_000), defaultValue: "2",
+                          help: "Collector logs read a second across the fleet for exporter errors (healthy collectors only, changed ones first); 0 reads none."),
         SettingDefinition(key: "create-namespace", kind: .boolean, defaultValue: "false",
                           help: "Create the collector namespace when it is missing (otherwise its absence is a clear error and a status)."),
         SettingDefinition(key: "manifests-dir", defaultValue: "./manifests",

@@ -15,13 +15,18 @@ public final class ExporterLogWatch: Sendable {
     /// The names of a collector's pods (from the pod cache, or a LIST).
     private let podNames: @Sendable (_ name: String, _ namespace: String) throws(ClusterError) -> [String]
     /// Told when a collector's verdict changed, so its status is published.
-    private let verdictChanged: @Sendable (_ sinkID: String) -> Void
+    private let verdictChanged = VerdictHandler()
+
+    final class VerdictHandler: Sendable {
+        let notify = Mutex<@Sendable (_ sinkID: String) -> Void>({ _ in })
+    }
     private let state = Mutex(State())
     private let threads = BackgroundThreads()
 
     struct Watched {
         var name: String
         var namespace: String
+        var fingerprint: String
         var lastRead: Date?
         var verdict: (status: SinkStatus, message: String)?
     }
@@ -35,30 +40,39 @@ public final class ExporterLogWatch: Sendable {
 
     public init(client: KubernetesClient, readsPerSecond: Double, tailLines: Int = 200, sinceSeconds: Int = 600,
                 podNames: @escaping @Sendable (_ name: String, _ namespace: String) throws(ClusterError) -> [String],
-                verdictChanged: @escaping @Sendable (_ sinkID: String) -> Void) {
+                verdictChanged: @escaping @Sendable (_ sinkID: String) -> Void = { _ in }) {
         self.client = client
         self.readsPerSecond = readsPerSecond
         self.tailLines = tailLines
         self.sinceSeconds = sinceSeconds
         self.podNames = podNames
-        self.verdictChanged = verdictChanged
+        self.verdictChanged.notify.withLock { $0 = verdictChanged }
+    }
+
+    /// Who hears that a collector's verdict changed (the reconciler's queue).
+    public func onVerdictChange(_ notify: @escaping @Sendable (_ sinkID: String) -> Void) {
+        verdictChanged.notify.withLock { $0 = notify }
     }
 
     /// Log reads done so far (one per pod log).
     public var reads: Int { state.withLock { $0.reads } }
 
-    /// A healthy collector whose logs are to be read; `urgent` when it just became healthy, changed or
-    /// restarted (read before the others). Watching one already watched keeps its verdict.
-    public func watch(sinkID: String, name: String, namespace: String, urgent: Bool) {
-        let added = state.withLock { state -> Bool in
-            let isNew = state.watched[sinkID] == nil
-            if isNew || state.watched[sinkID]!.name != name || state.watched[sinkID]!.namespace != namespace {
-                state.watched[sinkID] = Watched(name: name, namespace: namespace)
+    /// A healthy collector whose logs are to be read. It is read before the others when it is new here
+    /// or its `fingerprint` (what identifies its rollout and pods: a generation, restart counts, pod
+    /// names) changed: it just became healthy, changed or restarted.
+    public func watch(sinkID: String, name: String, namespace: String, fingerprint: String) {
+        let urgent = state.withLock { state -> Bool in
+            let current = state.watched[sinkID]
+            let changed = current == nil || current!.fingerprint != fingerprint || current!.name != name || current!.namespace != namespace
+            if changed {
+                // The verdict stays until the next read: a restart does not clear an exporter's error.
+                state.watched[sinkID] = Watched(name: name, namespace: namespace, fingerprint: fingerprint, lastRead: current?.lastRead,
+                                                verdict: current?.verdict)
+                if !state.urgent.contains(sinkID) { state.urgent.append(sinkID) }
             }
-            if (urgent || isNew) && !state.urgent.contains(sinkID) { state.urgent.append(sinkID) }
-            return isNew || urgent
+            return changed
         }
-        if added { threads.wake() }
+        if urgent { threads.wake() }
     }
 
     /// A collector that is gone or no longer healthy: no more reads, no verdict.
@@ -147,7 +161,7 @@ public final class ExporterLogWatch: Sendable {
             state.watched[sinkID]!.verdict = found
             return before?.status != found?.status || before?.message != found?.message
         }
-        if changed { verdictChanged(sinkID) }
+        if changed { verdictChanged.notify.withLock { $0 }(sinkID) }
         return count
     }
 }

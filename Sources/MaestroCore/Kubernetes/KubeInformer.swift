@@ -25,9 +25,12 @@ public struct KubeInformerOptions: Sendable {
     public var backoff: Backoff
     /// Cache metadata only (`PartialObjectMetadata`): nil decides by kind — Secrets are metadata only.
     public var metadataOnly: Bool?
+    /// The top-level fields the cache keeps (a pod's `status` and `metadata`, not its `spec`); nil keeps all.
+    public var keptFields: Set<String>?
 
     public init(pageSize: Int = 500, watchTimeoutSeconds: Int = 300, idleTimeoutSeconds: Int = 120,
-                backoff: Backoff = Backoff(first: 0.5, maximum: 30), metadataOnly: Bool? = nil) {
+                backoff: Backoff = Backoff(first: 0.5, maximum: 30), metadataOnly: Bool? = nil, keptFields: Set<String>? = nil) {
+        self.keptFields = keptFields
         self.pageSize = pageSize
         self.watchTimeoutSeconds = watchTimeoutSeconds
         self.idleTimeoutSeconds = idleTimeoutSeconds
@@ -107,6 +110,14 @@ public final class KubeInformer: Sendable {
     /// Starts listing and watching on the informer's thread.
     public func start() {
         threads.spawn("kube-informer-\(kind.lowercased())") { [self] in run() }
+    }
+
+    /// Asks the informer to stop without waiting (several informers then stop together).
+    public func requestStop() {
+        threads.requestStop()
+        syncCondition.lock()
+        syncCondition.broadcast()
+        syncCondition.unlock()
     }
 
     /// Ends the watch (within about a second, even while it waits for an event) and the thread; true
@@ -285,6 +296,8 @@ public final class KubeInformer: Sendable {
                 metadata["annotations"] = .map(annotations)
             }
             fields = ["apiVersion": .string(apiVersion), "kind": .string(kind)]
+        } else if let kept = options.keptFields {
+            fields = fields.filter { kept.contains($0.key) }
         }
         fields["metadata"] = .map(metadata)
         return .map(fields)

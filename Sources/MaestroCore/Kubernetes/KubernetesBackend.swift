@@ -25,6 +25,9 @@ public struct KubernetesBackend: ClusterBackend {
         let kind: String
     }
 
+    /// The kinds of the shipped template's objects, which the caches watch.
+    public static var collectorKindNames: [(apiVersion: String, kind: String)] { defaultKinds.map { ($0.apiVersion, $0.kind) } }
+
     static let defaultKinds: [ObjectKind] = [
         ObjectKind(apiVersion: "apps/v1", kind: "Deployment"), ObjectKind(apiVersion: "v1", kind: "Service"),
         ObjectKind(apiVersion: "v1", kind: "Secret"), ObjectKind(apiVersion: "v1", kind: "ConfigMap"),
@@ -36,14 +39,28 @@ public struct KubernetesBackend: ClusterBackend {
         kinds.insert(ObjectKind(apiVersion: apiVersion, kind: kind))
     }
 
+    /// The watch-based caches the apply, the status and the sweep read instead of the API (nil: the API).
+    public let caches: KubeCaches?
+    /// Reads healthy collectors' logs at a bounded rate (nil: read at each status look).
+    public let logWatch: ExporterLogWatch?
+
     public init(client: KubernetesClient, namespace: String, createNamespace: Bool = false, dryRun: Bool = false,
-                unschedulableGrace: TimeInterval = 120, logWindowSeconds: Int = 600) {
+                unschedulableGrace: TimeInterval = 120, logWindowSeconds: Int = 600, caches: KubeCaches? = nil,
+                logWatch: ExporterLogWatch? = nil) {
+        self.caches = caches
+        self.logWatch = logWatch
         self.client = client
         self.namespace = namespace
         self.createNamespace = createNamespace
         self.dryRun = dryRun
         self.unschedulableGrace = unschedulableGrace
         self.logWindowSeconds = logWindowSeconds
+    }
+
+    public var watchesChanges: Bool { caches != nil }
+
+    public func waitUntilReady(timeout: Double) -> Bool {
+        caches?.waitUntilSynced(timeout: timeout) ?? true
     }
 
     /// Server-side applies every object, the Deployment first (see `applyOwnedByDeployment`). An
@@ -55,8 +72,13 @@ public struct KubernetesBackend: ClusterBackend {
         var moved: [String] = []
         for (object, result, _) in try applyOwnedByDeployment(collector, previous: previous, adoptedSelectors: &applied.adoptedSelectors) {
             let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
-            let version = result?["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
-                ?? result?["metadata"]?["resourceVersion"]?.stringValue
+            guard let result else {
+                // Not written: the cached object already is as rendered.
+                if let version = previous?.versions[key] { applied.versions[key] = version }
+                continue
+            }
+            let version = result["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
+                ?? result["metadata"]?["resourceVersion"]?.stringValue
             if let version { applied.versions[key] = version }
             if previous?.versions[key] != version { moved.append(key) }
         }
@@ -98,8 +120,15 @@ public struct KubernetesBackend: ClusterBackend {
                 if let selector = try adopt(object, namespace: collector.namespace) { adoptedSelectors[key] = selector }
             }
             if let selector = adoptedSelectors[key] { object = Self.keeping(selector: selector, in: object) }
-            let result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
-            if index == ownerIndex, let uid = result?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
+            var result: Value?
+            var uidSource: Value?
+            if let live = unchangedLive(object, key: key, collector: collector, previous: previous) {
+                uidSource = live
+            } else {
+                result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
+                uidSource = result
+            }
+            if index == ownerIndex, let uid = uidSource?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
                 owner = (["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid),
                           "controller": true, "blockOwnerDeletion": true],
                          object["metadata"]?["namespace"]?.stringValue ?? collector.namespace)
@@ -107,6 +136,19 @@ public struct KubernetesBackend: ClusterBackend {
             applied.append((object, result, index))
         }
         return applied
+    }
+
+    /// The cached live object when nothing needs writing: the desired state is the one the last apply
+    /// wrote, and the live object holds every field as rendered (`LiveObjectDrift`) — for a Secret,
+    /// whose values the cache does not hold, also the resourceVersion maestro's last write produced.
+    /// Nil means write.
+    private func unchangedLive(_ object: Value, key: String, collector: DesiredCollector, previous: AppliedState?) -> Value? {
+        guard !dryRun, let caches, let previous, previous.desiredDigest == collector.digest,
+              let kind = object["kind"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue,
+              (object["metadata"]?["namespace"]?.stringValue ?? collector.namespace) == namespace,
+              case .present(let live) = caches.lookup(kind: kind, name: name) else { return nil }
+        if kind == "Secret", live["metadata"]?["resourceVersion"]?.stringValue != previous.versions[key] { return nil }
+        return LiveObjectDrift.differences(rendered: object, live: live).isEmpty ? live : nil
     }
 
     /// Takes over an object another tool made before this process first applies it: a Deployment's live
@@ -241,18 +283,34 @@ public struct KubernetesBackend: ClusterBackend {
     /// template); a collector that is otherwise active is then `error` or `warning` by Orb's rules for
     /// exporter failures in its recent logs.
     public func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) {
-        let response = try client.request("GET", KubeResourcePath.object(apiVersion: "apps/v1", kind: "Deployment",
-                                                                         namespace: collector.namespace, name: collector.name))
-        guard response.status == 200 else { return (.provisioning, "") }
-        let pods = try client.request("GET", KubeResourcePath.collection(apiVersion: "v1", kind: "Pod", namespace: collector.namespace),
-                                      query: [("labelSelector", Self.selector(of: response.body) ?? "app.kubernetes.io/instance=\(collector.name)")])
-        guard pods.status == 200 else {
-            throw ClusterError(.failed, "cannot list the pods of \(collector.name): HTTP \(pods.status)")
+        let deployment: Value
+        switch caches?.lookup(kind: "Deployment", name: collector.name) ?? .unknown {
+        case .present(let cached):
+            deployment = cached
+        case .absent:
+            logWatch?.forget(sinkID: collector.sinkID)
+            return (.provisioning, "")
+        case .unknown:
+            let response = try client.request("GET", KubeResourcePath.object(apiVersion: "apps/v1", kind: "Deployment",
+                                                                             namespace: collector.namespace, name: collector.name))
+            guard response.status == 200 else { return (.provisioning, "") }
+            deployment = response.body
         }
-        let podItems = pods.body["items"]?.listValue ?? []
-        let health = CollectorHealth.evaluate(deployment: response.body, pods: podItems, now: Date(), unschedulableGrace: unschedulableGrace)
-        guard health.status == .active else { return health }
-        for pod in podItems {
+        let pods = try self.pods(of: deployment, collector: collector)
+        let health = CollectorHealth.evaluate(deployment: deployment, pods: pods, now: Date(), unschedulableGrace: unschedulableGrace)
+        guard health.status == .active else {
+            logWatch?.forget(sinkID: collector.sinkID)
+            return health
+        }
+        if let logWatch {
+            // Read first when the rollout or a pod changed (a new generation, a restart).
+            let restarts = pods.flatMap { $0["status"]?["containerStatuses"]?.listValue ?? [] }.compactMap { $0["restartCount"]?.intValue }.reduce(0, +)
+            let podNames = pods.compactMap { $0["metadata"]?["name"]?.stringValue }.joined(separator: ",")
+            let fingerprint = "\(deployment["metadata"]?["generation"]?.intValue ?? 0)/\(restarts)/\(podNames)"
+            logWatch.watch(sinkID: collector.sinkID, name: collector.name, namespace: collector.namespace, fingerprint: fingerprint)
+            return logWatch.verdict(sinkID: collector.sinkID) ?? health
+        }
+        for pod in pods {
             guard let podName = pod["metadata"]?["name"]?.stringValue else { continue }
             let log = try client.request("GET", KubeResourcePath.object(apiVersion: "v1", kind: "Pod", namespace: collector.namespace, name: podName) + "/log",
                                          query: [("tailLines", "200"), ("sinceSeconds", String(logWindowSeconds))])
@@ -260,6 +318,35 @@ public struct KubernetesBackend: ClusterBackend {
             return found
         }
         return health
+    }
+
+    /// The Deployment's pods: from the pod cache, else listed by its selector.
+    func pods(of deployment: Value, collector: DesiredCollector) throws(ClusterError) -> [Value] {
+        if let matchLabels = deployment["spec"]?["selector"]?["matchLabels"]?.mapValue, !matchLabels.isEmpty,
+           deployment["spec"]?["selector"]?["matchExpressions"]?.listValue?.isEmpty ?? true,
+           let cached = caches?.pods(matching: matchLabels) {
+            return cached
+        }
+        let response = try client.request("GET", KubeResourcePath.collection(apiVersion: "v1", kind: "Pod", namespace: collector.namespace),
+                                          query: [("labelSelector", Self.selector(of: deployment) ?? "app.kubernetes.io/instance=\(collector.name)")])
+        guard response.status == 200 else {
+            throw ClusterError(.failed, "cannot list the pods of \(collector.name): HTTP \(response.status)")
+        }
+        return response.body["items"]?.listValue ?? []
+    }
+
+    /// The pod names of a collector, for the log watch: from the pod cache, else listed.
+    public func podNames(name: String, namespace: String) throws(ClusterError) -> [String] {
+        let selector: [String: Value] = ["app.kubernetes.io/instance": .string(name)]
+        let pods: [Value]
+        if let cached = caches?.pods(matching: selector) {
+            pods = cached
+        } else {
+            let response = try client.request("GET", KubeResourcePath.collection(apiVersion: "v1", kind: "Pod", namespace: namespace),
+                                              query: [("labelSelector", "app.kubernetes.io/instance=\(name)")])
+            pods = response.body["items"]?.listValue ?? []
+        }
+        return pods.filter { $0["metadata"]?["deletionTimestamp"] == nil }.compactMap { $0["metadata"]?["name"]?.stringValue }
     }
 
     /// The Deployment's `matchLabels` as a label selector (its pods, whatever labels a template gives them).
@@ -275,25 +362,29 @@ public struct KubernetesBackend: ClusterBackend {
     public func managedCollectors() throws(ClusterError) -> [ManagedCollector] {
         var groups: [String: ManagedCollector] = [:]
         var order: [String] = []
-        for objectKind in collectorKinds {
+        // The caches when they hold the kind (a kind a template added later may have none), else a LIST.
+        let cached = caches?.managedObjects()
+        var items = cached ?? []
+        for objectKind in collectorKinds where cached == nil || caches?.caches(kind: objectKind.kind) != true {
             let response = try client.request("GET", KubeResourcePath.collection(apiVersion: objectKind.apiVersion, kind: objectKind.kind, namespace: namespace),
-                                              query: [("labelSelector", "app.kubernetes.io/managed-by=maestro")])
+                                              query: [("labelSelector", KubeCaches.managedSelector)])
             guard response.status == 200 else {
                 throw ClusterError(.failed, "cannot list \(objectKind.kind) objects: HTTP \(response.status)")
             }
-            for item in response.body["items"]?.listValue ?? [] {
-                guard let name = item["metadata"]?["name"]?.stringValue,
-                      let sinkID = item["metadata"]?["annotations"]?["maestro.orb.community/sink-id"]?.stringValue else { continue }
-                let objectNamespace = item["metadata"]?["namespace"]?.stringValue ?? namespace
-                let created = item["metadata"]?["creationTimestamp"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) }?.timeIntervalSince1970
-                let key = "\(objectNamespace)/\(name)/\(sinkID)"
-                if var group = groups[key] {
-                    if let created { group.createdAt = max(group.createdAt ?? created, created) }
-                    groups[key] = group
-                } else {
-                    groups[key] = ManagedCollector(sinkID: sinkID, name: name, namespace: objectNamespace, createdAt: created)
-                    order.append(key)
-                }
+            items += response.body["items"]?.listValue ?? []
+        }
+        for item in items {
+            guard let name = item["metadata"]?["name"]?.stringValue,
+                  let sinkID = item["metadata"]?["annotations"]?[KubeCaches.sinkIDAnnotation]?.stringValue else { continue }
+            let objectNamespace = item["metadata"]?["namespace"]?.stringValue ?? namespace
+            let created = item["metadata"]?["creationTimestamp"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) }?.timeIntervalSince1970
+            let key = "\(objectNamespace)/\(name)/\(sinkID)"
+            if var group = groups[key] {
+                if let created { group.createdAt = max(group.createdAt ?? created, created) }
+                groups[key] = group
+            } else {
+                groups[key] = ManagedCollector(sinkID: sinkID, name: name, namespace: objectNamespace, createdAt: created)
+                order.append(key)
             }
         }
         return order.compactMap { groups[$0] }
@@ -304,6 +395,11 @@ public struct KubernetesBackend: ClusterBackend {
         for object in collector.objects {
             guard let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue,
                   let name = object["metadata"]?["name"]?.stringValue else { continue }
+            // A cached Secret has no values to compare: it is read from the API.
+            if kind != "Secret", collector.namespace == namespace, let lookup = caches?.lookup(kind: kind, name: name), lookup != .unknown {
+                if case .present(let cached) = lookup { objects.append(cached) }
+                continue
+            }
             let response = try client.request("GET", KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: collector.namespace, name: name))
             if response.status == 200 { objects.append(response.body) }
         }
