@@ -269,3 +269,101 @@ struct ForgetDefectTests {
         #expect(!FileManager.default.fileExists(atPath: backend.inner.path(name: "otel-s1", namespace: "otel")))
     }
 }
+
+/// A storage that runs a test's step before a chosen status publish (a replica paused there).
+final class HookedStorage: CollectorStorage {
+    let inner: any CollectorStorage
+    let beforePublish = Mutex<(@Sendable (CollectorStatusChange) -> Bool)?>(nil)
+    init(_ inner: any CollectorStorage) { self.inner = inner }
+
+    func config(of sinkID: String) throws(RedisError) -> (yaml: String, ownerID: String)? { try inner.config(of: sinkID) }
+    func installationKey() throws(RedisError) -> String { try inner.installationKey() }
+    func desiredState(of sinkID: String) throws(RedisError) -> String? { try inner.desiredState(of: sinkID) }
+    func sinkIDsWithDesiredState() throws(RedisError) -> [String] { try inner.sinkIDsWithDesiredState() }
+    func snapshot(of sinkID: String) throws(RedisError) -> CollectorSnapshot { try inner.snapshot(of: sinkID) }
+    func want(sinkID: String, ownerID: String) throws(RedisError) -> DesiredStateStore.IntentResult { try inner.want(sinkID: sinkID, ownerID: ownerID) }
+    func stopWanting(sinkID: String, intent: DesiredStateStore.Intent,
+                     guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult {
+        try inner.stopWanting(sinkID: sinkID, intent: intent, guard: removalGuard)
+    }
+    func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
+                           extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult {
+        try inner.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID, extra: extra)
+    }
+    func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult {
+        try inner.removeDesiredState(sinkID: sinkID, guard: removalGuard)
+    }
+    func forgetCollector(sinkID: String) throws(RedisError) -> Bool { try inner.forgetCollector(sinkID: sinkID) }
+    func publish(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int {
+        if let step = beforePublish.withLock({ $0 }), step(change) { beforePublish.withLock { $0 = nil } }
+        return try inner.publish(sinkID: sinkID, change)
+    }
+    func collectorRecord(of sinkID: String) throws(RedisError) -> Value? { try inner.collectorRecord(of: sinkID) }
+    func collectorRecords() throws(RedisError) -> [String: Value] { try inner.collectorRecords() }
+    func sinkRecords() throws(RedisError) -> [String: SinkRecord] { try inner.sinkRecords() }
+    func acquireReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> CollectorSnapshot? {
+        try inner.acquireReconcileLock(sinkID: sinkID, token: token, milliseconds: milliseconds)
+    }
+    func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) { try inner.releaseReconcileLock(sinkID: sinkID, token: token) }
+}
+
+/// A backend whose next apply is rejected (HTTP 422, an invalid object).
+final class RejectingBackend: ClusterBackend {
+    let inner: DirectoryBackend
+    let rejectNext = Mutex(false)
+    init(root: String) { inner = DirectoryBackend(root: root) }
+    var name: String { inner.name }
+    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+        if rejectNext.withLock({ current in defer { current = false }; return current }) { throw ClusterError(.rejected, "422 invalid object") }
+        return try inner.apply(collector)
+    }
+    func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) { try inner.delete(sinkID: sinkID, name: name, namespace: namespace) }
+    func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) { try inner.observe(collector) }
+    func managedCollectors() throws(ClusterError) -> [ManagedCollector] { try inner.managedCollectors() }
+    func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value] { try inner.live(collector) }
+}
+
+@Suite("FAILING: the rejected apply's status, published after the lock", .testThreads, .timeLimit(.minutes(3)))
+struct RejectedStatusDefectTests {
+    @Test("replica A's apply of v1 is rejected; replica B applies v2 before A publishes: the status is not A's stale provisioning_error")
+    func staleRejection() throws {
+        let storage = InMemoryCollectorStorage()
+        let folder = try TemporaryDirectory()
+        let hooked = HookedStorage(storage)
+        let rejecting = RejectingBackend(root: folder.path)
+        let options = ReconcilerOptions(resyncInterval: 3_600, workers: 1, maximumBackoff: 0.5)
+        let replicaA = Reconciler(storage: hooked, backend: rejecting, options: options, logger: Logger(label: "a"))
+        let replicaB = Reconciler(storage: storage, backend: DirectoryBackend(root: folder.path), options: options, logger: Logger(label: "b"))
+        let managerA = CollectorManager(reconciler: replicaA, logger: Logger(label: "a")) { TaggedRenderer(tag: "t1") }
+        let managerB = CollectorManager(reconciler: replicaB, logger: Logger(label: "b")) { TaggedRenderer(tag: "t1") }
+        replicaA.start()
+        replicaB.start()
+        defer {
+            replicaA.stop()
+            replicaB.stop()
+        }
+        try SharedStore.memory(storage).setSink("s1", config: config("s1", version: 1), removed: false, entry: 1)
+        let publishing = Gate(), release = Gate()
+        rejecting.rejectNext.withLock { $0 = true }
+        hooked.beforePublish.withLock {
+            $0 = { change in
+                guard change.status == .provisioningError else { return false }
+                publishing.open()
+                _ = release.wait()
+                return true
+            }
+        }
+        try managerA.create(sinkID: "s1", ownerID: "o1")
+        #expect(publishing.wait(), "replica A's apply was rejected; its pass ended and released the lock")
+        // A fixed config arrives; replica B reconciles it (the lock is free) and applies it.
+        try SharedStore.memory(storage).setSink("s1", config: config("s1", version: 2), removed: false, entry: 2)
+        try managerB.update(sinkID: "s1", ownerID: "o1")
+        #expect(eventually { replicaB.backlog == 0 && replicaB.counters.applied == 1 })
+        release.open()
+        #expect(eventually { replicaA.backlog == 0 && replicaA.counters.rejected == 1 })
+        let manifestPath = rejecting.inner.path(name: "otel-s1", namespace: "otel")
+        #expect((try? String(contentsOfFile: manifestPath, encoding: .utf8))?.contains("version: 2}") == true, "replica B applied v2")
+        #expect(storage.contents.withLock { $0.collectors["s1"]?["status"] } == "provisioning",
+                "v2 runs, yet the status is A's stale rejection of v1: \(String(describing: storage.contents.withLock { $0.collectors["s1"] }))")
+    }
+}
