@@ -486,3 +486,63 @@ struct StorageParityTests {
     }
 }
 
+
+@Suite("Attacks: a crash at the worst moment, then the resync", .testThreads, .timeLimit(.minutes(3)))
+struct CrashAttackTests {
+    /// A replica that records and stores as a pass would, and dies (its reconciler never runs).
+    static func crashed(_ storage: InMemoryCollectorStorage) throws -> Replicas {
+        try Replicas(store: .memory(storage), count: 1, renderer: { TaggedRenderer(tag: "t1") })
+    }
+
+    @Test("killed after the intent, after storing the desired state, in a removal's and in an idle's delete: the restarted replica's resync converges")
+    func crashPoints() throws {
+        let storage = InMemoryCollectorStorage()
+        let store = SharedStore.memory(storage)
+        // Running collectors first (one replica that then stops cleanly).
+        let before = try Replicas(store: store, count: 1, renderer: { TaggedRenderer(tag: "t1") })
+        before.start()
+        for sinkID in ["removing", "idling"] {
+            try store.setSink(sinkID, config: config(sinkID, version: 1), removed: false, entry: 1)
+            _ = try before.managers[0].createAndGet(sinkID: sinkID, ownerID: "o1")
+        }
+        #expect(before.settled())
+        before.stop()
+        #expect(before.manifest("removing") != nil && before.manifest("idling") != nil)
+
+        let dead = try Self.crashed(storage)
+        // 1. Killed between recording the intent and its reconcile.
+        try store.setSink("wanted", config: config("wanted", version: 1), removed: false, entry: 1)
+        try dead.managers[0].create(sinkID: "wanted", ownerID: "o1")
+        // 2. Killed between storing the desired state and applying it.
+        try store.setSink("stored", config: config("stored", version: 1), removed: false, entry: 1)
+        try dead.managers[0].create(sinkID: "stored", ownerID: "o1")
+        let rendered = try dead.managers[0].render(sinkID: "stored", ownerID: "o1")
+        guard case .stored = try storage.storeDesiredState(sinkID: "stored", configDigest: DesiredStateStore.digest(ofConfig: config("stored", version: 1)),
+                                                           yaml: rendered.yaml, ownerID: "o1",
+                                                           extra: ["collector_name": .string(rendered.name), "namespace": "otel"]) else {
+            Issue.record("not stored")
+            return
+        }
+        // 3. A removal killed after deleting the desired state, before deleting the objects.
+        try store.setSink("removing", config: nil, removed: true, entry: 2)
+        try dead.managers[0].remove(sinkID: "removing")
+        _ = try storage.removeDesiredState(sinkID: "removing", guard: .always)
+        // 4. An idle killed at the same point.
+        try dead.managers[0].idle(sinkID: "idling")
+        _ = try storage.removeDesiredState(sinkID: "idling", guard: .always)
+
+        let restarted = try Replicas(store: store, count: 1, renderer: { TaggedRenderer(tag: "t1") })
+        restarted.start()
+        defer { restarted.stop() }
+        try restarted.reconcilers[0].resync()
+        #expect(restarted.settled())
+        #expect(restarted.manifest("wanted")?.contains("version: 1}") == true)
+        #expect(restarted.manifest("stored")?.contains("version: 1}") == true)
+        #expect(restarted.manifest("removing") == nil)
+        #expect(storage.contents.withLock { $0.collectors["removing"] } == nil)
+        #expect(restarted.manifest("idling") == nil)
+        #expect(storage.contents.withLock { $0.collectors["idling"]?["status"] } == "idle")
+        #expect(try store.statuses("idling") == ["provisioning", "idle"])
+        #expect(try store.statuses("stored") == ["provisioning"])
+    }
+}
