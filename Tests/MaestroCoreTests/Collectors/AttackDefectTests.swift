@@ -367,3 +367,50 @@ struct RejectedStatusDefectTests {
                 "v2 runs, yet the status is A's stale rejection of v1: \(String(describing: storage.contents.withLock { $0.collectors["s1"] }))")
     }
 }
+
+/// A backend that can see pods: provisioning until the test says the collector is up.
+final class PolledBackend: ClusterBackend {
+    let inner: DirectoryBackend
+    let available = Mutex(false)
+    let observed = Mutex(0)
+    init(root: String) { inner = DirectoryBackend(root: root) }
+    var name: String { "polled" }
+    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome { try inner.apply(collector) }
+    func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) { try inner.delete(sinkID: sinkID, name: name, namespace: namespace) }
+    func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) {
+        observed.withLock { $0 += 1 }
+        return available.withLock { $0 } ? (.active, "") : (.provisioning, "")
+    }
+    func managedCollectors() throws(ClusterError) -> [ManagedCollector] { try inner.managedCollectors() }
+    func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value] { try inner.live(collector) }
+}
+
+@Suite("FAILING: status polling of a follower's apply", .testThreads, .timeLimit(.minutes(3)))
+struct FollowerPollingDefectTests {
+    @Test("a collector applied by a follower replica becomes active within the polling backoff, not at the next resync")
+    func followerApplyIsPolled() throws {
+        let storage = InMemoryCollectorStorage()
+        let folder = try TemporaryDirectory()
+        let backend = PolledBackend(root: folder.path)
+        let options = ReconcilerOptions(resyncInterval: 3_600, workers: 1, maximumBackoff: 0.5)
+        let leader = Reconciler(storage: storage, backend: backend, options: options, logger: Logger(label: "leader"), isLeader: { true })
+        let follower = Reconciler(storage: storage, backend: backend, options: options, logger: Logger(label: "follower"), isLeader: { false })
+        _ = CollectorManager(reconciler: leader, logger: Logger(label: "leader")) { TaggedRenderer(tag: "t1") }
+        let followerManager = CollectorManager(reconciler: follower, logger: Logger(label: "follower")) { TaggedRenderer(tag: "t1") }
+        leader.start()
+        follower.start()
+        defer {
+            leader.stop()
+            follower.stop()
+        }
+        #expect(eventually { leader.counters.resyncs == 1 }, "the leader's first resync, at its start, is over")
+        try SharedStore.memory(storage).setSink("s1", config: config("s1", version: 1), removed: false, entry: 1)
+        // The gRPC call (or the sinker's hand-off) reached the follower.
+        _ = try followerManager.createAndGet(sinkID: "s1", ownerID: "o1")
+        #expect(eventually { follower.backlog == 0 && storage.contents.withLock { $0.collectors["s1"]?["status"] } == "provisioning" })
+        backend.available.withLock { $0 = true }
+        // The first poll comes 2 s after the apply, the next 4 s later.
+        #expect(eventually(timeout: 10) { storage.contents.withLock { $0.collectors["s1"]?["status"] } == "active" },
+                "nobody polls the follower's collector: it stays provisioning until the next resync (\(backend.observed.withLock { $0 }) observations)")
+    }
+}
