@@ -82,9 +82,10 @@ struct StalePassDefectTests {
         let folder = try TemporaryDirectory()
         let options = ReconcilerOptions(resyncInterval: 3_600, workers: 1, maximumBackoff: 0.5, lockTimeout: 0.5)
         let paused = HeldBackend(root: folder.path)
-        let replicaA = Reconciler(storage: store.storageForReplica(), backend: paused, options: options, logger: Logger(label: "a"))
+        // Followers: no resync of their own to add passes.
+        let replicaA = Reconciler(storage: store.storageForReplica(), backend: paused, options: options, logger: Logger(label: "a"), isLeader: { false })
         let replicaB = Reconciler(storage: store.storageForReplica(), backend: DirectoryBackend(root: folder.path), options: options,
-                                  logger: Logger(label: "b"))
+                                  logger: Logger(label: "b"), isLeader: { false })
         let managerA = CollectorManager(reconciler: replicaA, logger: Logger(label: "a")) { TaggedRenderer(tag: "t1") }
         let managerB = CollectorManager(reconciler: replicaB, logger: Logger(label: "b")) { TaggedRenderer(tag: "t1") }
         replicaA.start()
@@ -332,8 +333,10 @@ struct RejectedStatusDefectTests {
         let hooked = HookedStorage(storage)
         let rejecting = RejectingBackend(root: folder.path)
         let options = ReconcilerOptions(resyncInterval: 3_600, workers: 1, maximumBackoff: 0.5)
-        let replicaA = Reconciler(storage: hooked, backend: rejecting, options: options, logger: Logger(label: "a"))
-        let replicaB = Reconciler(storage: storage, backend: DirectoryBackend(root: folder.path), options: options, logger: Logger(label: "b"))
+        // Followers: no resync of their own to add passes.
+        let replicaA = Reconciler(storage: hooked, backend: rejecting, options: options, logger: Logger(label: "a"), isLeader: { false })
+        let replicaB = Reconciler(storage: storage, backend: DirectoryBackend(root: folder.path), options: options, logger: Logger(label: "b"),
+                                  isLeader: { false })
         let managerA = CollectorManager(reconciler: replicaA, logger: Logger(label: "a")) { TaggedRenderer(tag: "t1") }
         let managerB = CollectorManager(reconciler: replicaB, logger: Logger(label: "b")) { TaggedRenderer(tag: "t1") }
         replicaA.start()
