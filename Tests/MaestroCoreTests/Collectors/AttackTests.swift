@@ -546,3 +546,38 @@ struct CrashAttackTests {
         #expect(try store.statuses("stored") == ["provisioning"])
     }
 }
+
+@Suite("Attacks: a gRPC create against a Redis that is gone or hangs", .serialized, .testThreads, .timeLimit(.minutes(3)))
+struct RedisOutageAttackTests {
+    @Test("Redis killed: UNAVAILABLE within the connect timeout; Redis frozen (SIGSTOP): UNAVAILABLE within the command timeout plus the decision timeout")
+    func outage() throws {
+        let server = try LocalRedisServer.start()
+        defer { server.stop(hard: true) }
+        let url = try RedisURL(parsing: server.url)
+        let names = RedisNames()
+        let redis = try RedisConnection(url: url)
+        let folder = try TemporaryDirectory()
+        let reconciler = Reconciler(redisURL: url, names: names, backend: DirectoryBackend(root: folder.path),
+                                    options: ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 0.5), logger: Logger(label: "test"))
+        let manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test"), decisionTimeout: 2) { TaggedRenderer(tag: "t1") }
+        reconciler.start()
+        defer { reconciler.stop() }
+        _ = try redis.hset(names.configHash, field: "s1", value: config("s1", version: 1))
+        _ = try manager.createAndGet(sinkID: "s1", ownerID: "o1")
+        redis.close()
+
+        // Frozen: every command waits for its timeout (5 s).
+        server.process.signal(SIGSTOP)
+        var started = Date()
+        let frozen = try #require(throws: CollectorServiceError.self) { try manager.createAndGet(sinkID: "s1", ownerID: "o1") }
+        server.process.signal(SIGCONT)
+        #expect(frozen.kind == .unavailable)
+        #expect(Date().timeIntervalSince(started) < 5 + 2 + 2, "bounded by the command timeout and the decision timeout")
+
+        server.stop(hard: true)
+        started = Date()
+        let gone = try #require(throws: CollectorServiceError.self) { try manager.createAndGet(sinkID: "s1", ownerID: "o1") }
+        #expect(gone.kind == .unavailable)
+        #expect(Date().timeIntervalSince(started) < 4)
+    }
+}
