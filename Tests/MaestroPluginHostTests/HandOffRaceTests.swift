@@ -170,8 +170,14 @@ struct HandOffRaceTests {
         #expect(try redis.hget(names.deploymentHash, field: "g") == nil, "a tombstoned sink's desired state is removed")
         #expect(try DesiredStateStore.remove(redis, names: names, sinkID: "g", guard: .unlessLive) == .absent)
         #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g"))
-        // A create's intent, recorded while a removal's reconcile ran, keeps the record the removal would forget.
+        // A create's (or an idle event's) intent, recorded for a sink live again while a removal's
+        // reconcile ran, keeps the record the removal would forget; a removed sink's record goes whatever it says.
         try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"active","intent":"run"}"#)
+        #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == true, "the sink is still removed")
+        try redis.hset(names.sinksHash, field: "g", value: live.json)
+        try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"active","intent":"run"}"#)
+        #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == false)
+        try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"idle","intent":"idle"}"#)
         #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == false)
         try redis.hset(names.collectorsHash, field: "g", value: #"{"status":"active","intent":"stop"}"#)
         #expect(try DesiredStateStore.forgetCollector(redis, names: names, sinkID: "g") == true)

@@ -76,6 +76,9 @@ public protocol CollectorStorage: Sendable {
     /// Takes the per-sink reconcile lock (with an expiry) for `token` and, when taken, reads the sink's
     /// snapshot in the same step; nil when another holds the lock.
     func acquireReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> CollectorSnapshot?
+    /// Extends the lock if `token` still holds it; false when the pass lost it (it outlived the lock's
+    /// expiry and another pass may have taken the sink): it must then write nothing more.
+    func extendReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> Bool
     /// Releases the lock if `token` still holds it.
     func releaseReconcileLock(sinkID: String, token: String) throws(RedisError)
 }
@@ -255,6 +258,12 @@ public final class RedisCollectorStorage: CollectorStorage {
             if case .error(let text) = replies[0] { throw RedisError.fromReply(text) }
             guard replies[0] != .null else { return nil }
             return try Self.snapshot(Array(replies.dropFirst()))
+        }
+    }
+
+    public func extendReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> Bool {
+        try withRedis { redis throws(RedisError) in
+            try redis.eval(DesiredStateStore.extendScript, keys: [names.reconcileLockPrefix + sinkID], arguments: [token, String(milliseconds)]).integer == 1
         }
     }
 

@@ -15,6 +15,9 @@ public final class CollectorTemplates: Sendable {
         current = Mutex((1, makeRenderer))
     }
 
+    /// Which template is in use: it grows with each replacement.
+    public var generation: Int { current.withLock { $0.generation } }
+
     /// Switches to another template (already checked by the caller).
     public func replace(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
         current.withLock { $0 = ($0.generation + 1, makeRenderer) }

@@ -76,15 +76,24 @@ public enum DesiredStateStore {
     return redis.call('HDEL', KEYS[2], ARGV[1])
     """)
 
-    /// KEYS: deployment hash, collectors hash. ARGV: sink id. Deletes the collector's record only while
-    /// the sink still has no desired state and nobody asked for the collector since the caller looked
-    /// (a create records its intent without the reconcile lock).
+    /// KEYS: deployment hash, collectors hash, sinks hash. ARGV: sink id. Deletes the collector's record
+    /// only while the sink has no desired state and either its sink is removed or nobody asked for the
+    /// collector since the caller looked (the intent is `stop`, or absent as before intents): a create or
+    /// an idle event records its intent without the reconcile lock.
     static let forgetScript = RedisScript("""
     if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-    local current = redis.call('HGET', KEYS[2], ARGV[1])
-    if current then
-      local ok, record = pcall(cjson.decode, current)
-      if ok and type(record) == 'table' and record.intent == 'run' then return 0 end
+    local sink = redis.call('HGET', KEYS[3], ARGV[1])
+    local removed = false
+    if sink then
+      local ok, decoded = pcall(cjson.decode, sink)
+      removed = ok and type(decoded) == 'table' and decoded.removed == true
+    end
+    if not removed then
+      local current = redis.call('HGET', KEYS[2], ARGV[1])
+      if current then
+        local ok, record = pcall(cjson.decode, current)
+        if ok and type(record) == 'table' and (record.intent == 'run' or record.intent == 'idle') then return 0 end
+      end
     end
     return redis.call('HDEL', KEYS[2], ARGV[1])
     """)
@@ -149,6 +158,10 @@ public enum DesiredStateStore {
     end
     return {1, encoded, locked, sink or false, config, redis.call('HGET', KEYS[4], ARGV[1]) or false, encoded}
     """)
+
+    /// KEYS: the sink's reconcile lock. ARGV: token, milliseconds. Extends the lock if the token still
+    /// holds it (1), else 0: the pass lost it (it outlived the lock) and must not write.
+    static let extendScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0")
 
     /// KEYS: the sink's reconcile lock. ARGV: token. Releases the lock if the token holds it.
     static let releaseScript = RedisScript("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
@@ -281,10 +294,10 @@ public enum DesiredStateStore {
         }
     }
 
-    /// Deletes the collector's record unless the sink has a desired state again or a create asked for
-    /// it since; true when deleted.
+    /// Deletes the collector's record unless the sink has a desired state again, or is live and a create
+    /// or an idle event asked for the collector since; true when deleted.
     @discardableResult
     public static func forgetCollector(_ redis: RedisConnection, names: RedisNames, sinkID: String) throws(RedisError) -> Bool {
-        try redis.eval(forgetScript, keys: [names.deploymentHash, names.collectorsHash], arguments: [sinkID]).integer == 1
+        try redis.eval(forgetScript, keys: [names.deploymentHash, names.collectorsHash, names.sinksHash], arguments: [sinkID]).integer == 1
     }
 }

@@ -135,8 +135,11 @@ public final class InMemoryCollectorStorage: CollectorStorage {
     @discardableResult
     public func forgetCollector(sinkID: String) throws(RedisError) -> Bool {
         try access { contents in
-            guard contents.desiredStates[sinkID] == nil,
-                  contents.collectors[sinkID]?["intent"] != .string(DesiredStateStore.Intent.run.rawValue) else { return false }
+            guard contents.desiredStates[sinkID] == nil else { return false }
+            let intent = contents.collectors[sinkID]?["intent"]?.stringValue
+            if contents.sinks[sinkID]?.removed != true, intent == DesiredStateStore.Intent.run.rawValue || intent == DesiredStateStore.Intent.idle.rawValue {
+                return false
+            }
             return contents.collectors.removeValue(forKey: sinkID) != nil
         }
     }
@@ -175,6 +178,10 @@ public final class InMemoryCollectorStorage: CollectorStorage {
             return CollectorSnapshot(sink: contents.sinks[sinkID], config: contents.configs[sinkID], desiredState: contents.desiredStates[sinkID],
                                      record: contents.collectors[sinkID].map(Value.map))
         }
+    }
+
+    public func extendReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> Bool {
+        try access { $0.reconcileLocks[sinkID] == token }
     }
 
     public func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) {

@@ -92,6 +92,9 @@ public final class Reconciler: Sendable {
         /// running pass answers.
         var waiting: [String: [ReconcileWaiter]] = [:]
         var answering: [String: [ReconcileWaiter]] = [:]
+        /// Collectors an apply wrote after its pass had lost the sink's lock (an apply cannot be fenced):
+        /// the next pass deletes them if the sink is not to run, even when no record names them any more.
+        var strays: [String: (name: String, namespace: String)] = [:]
         var started = false
         var counters = ReconcilerCounters()
     }
@@ -220,7 +223,6 @@ public final class Reconciler: Sendable {
                 }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "rejected")]).increment()
                 logger.warning("objects rejected", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
-                _ = try? storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "objects rejected: \(error.message)"))
             } catch {
                 let attempt = state.withLock { state -> Int in
                     state.counters.failed += 1
@@ -244,7 +246,23 @@ public final class Reconciler: Sendable {
             throw SinkBusy()
         }
         defer { try? storage.releaseReconcileLock(sinkID: sinkID, token: token) }
-        try reconcileLocked(sinkID, snapshot: snapshot)
+        do {
+            try reconcileLocked(sinkID, snapshot: snapshot, token: token)
+        } catch let error as ClusterError where error.kind == .rejected {
+            // Published under the lock: a newer pass's status is never overwritten by this one's.
+            try holdLock(sinkID, token: token)
+            try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "objects rejected: \(error.message)"))
+            throw error
+        }
+    }
+
+    /// Extends the sink's lock before a write; a pass that outlived its lock (paused past its expiry,
+    /// another pass may have taken the sink since) stops here and is retried, writing nothing.
+    private func holdLock(_ sinkID: String, token: String) throws {
+        guard try storage.extendReconcileLock(sinkID: sinkID, token: token, milliseconds: Int(options.lockTimeout * 1000)) else {
+            logger.warning("a reconcile outlived its lock; it stops and runs again", metadata: ["sink.id": "\(sinkID)"])
+            throw SinkBusy()
+        }
     }
 
     /// What a pass decided for a sink.
@@ -252,13 +270,21 @@ public final class Reconciler: Sendable {
         case run(ownerID: String, config: String)
         /// Not running; `idle` keeps the record (Orb's idle sinks); `why` answers a waiting create.
         case stop(idle: Bool, why: String)
+
+        var runs: Bool {
+            if case .run = self { return true }
+            return false
+        }
     }
 
     /// Whether the collector runs: it is wanted (its record's intent; a record without one was written
     /// by a maestro before intents, when a desired state meant "wanted"), the sink is not removed and
     /// its config is stored.
     static func decide(_ sinkID: String, _ snapshot: CollectorSnapshot) -> Decision {
-        let intent = snapshot.record?["intent"]?.stringValue.flatMap(DesiredStateStore.Intent.init(rawValue:))
+        // A record last written by a maestro before intents (schema 1) may carry an intent a newer
+        // replica wrote before: the older one's later writes (an idle, a create) did not change it.
+        let current = (snapshot.record?[RecordSchema.field]?.intValue ?? 0) >= 2
+        let intent = current ? snapshot.record?["intent"]?.stringValue.flatMap(DesiredStateStore.Intent.init(rawValue:)) : nil
         let wanted = intent.map { $0 == .run } ?? (snapshot.desiredState != nil)
         if snapshot.sink?.removed == true { return .stop(idle: false, why: "sink \(sinkID) was removed") }
         // Before intents, an idle collector was one whose record said so.
@@ -271,13 +297,13 @@ public final class Reconciler: Sendable {
 
     static let renderAttempts = 5
 
-    private func reconcileLocked(_ sinkID: String, snapshot first: CollectorSnapshot) throws {
+    private func reconcileLocked(_ sinkID: String, snapshot first: CollectorSnapshot, token: String) throws {
         for attempt in 0..<Self.renderAttempts {
             let snapshot = attempt == 0 ? first : try storage.snapshot(of: sinkID)
             switch Self.decide(sinkID, snapshot) {
             case .stop(let idle, let why):
                 answer(sinkID, .failure(CollectorServiceError(.notFound, why)))
-                try stopCollector(sinkID, snapshot: snapshot, idle: idle)
+                try stopCollector(sinkID, snapshot: snapshot, idle: idle, token: token)
                 return
             case .run(let ownerID, let config):
                 let stored: StoredDesiredState
@@ -289,7 +315,7 @@ public final class Reconciler: Sendable {
                 }
                 guard case .current(let desiredYAML, let record, _) = stored else { continue }
                 answer(sinkID, .success(record))
-                try applyDesiredState(sinkID, yaml: desiredYAML, ownerID: ownerID, record: record)
+                try applyDesiredState(sinkID, yaml: desiredYAML, ownerID: ownerID, record: record, token: token)
                 return
             }
         }
@@ -363,6 +389,12 @@ public final class Reconciler: Sendable {
     private func storeDesiredState(_ sinkID: String, snapshot: CollectorSnapshot, ownerID: String, config: String,
                                    releasing token: String?) throws -> StoredDesiredState {
         let rendered: RenderedCollector
+        let generation = templates.generation
+        defer {
+            // A template replaced while this pass rendered: the reload queued only sinks with a desired
+            // state then, so this one renders again with the new template.
+            if templates.generation != generation { enqueue(sinkID) }
+        }
         do {
             rendered = try templates.render(CollectorInputs(sinkID: sinkID, ownerID: ownerID, configYAML: config,
                                                             configHash: try hasher().hash(config)))
@@ -402,19 +434,23 @@ public final class Reconciler: Sendable {
         return ConfigHasher(keyHex: key)
     }
 
-    private func stopCollector(_ sinkID: String, snapshot: CollectorSnapshot, idle: Bool) throws {
+    private func stopCollector(_ sinkID: String, snapshot: CollectorSnapshot, idle: Bool, token: String) throws {
+        try holdLock(sinkID, token: token)
         if snapshot.desiredState != nil { _ = try storage.removeDesiredState(sinkID: sinkID, guard: .always) }
         let named = snapshot.record.flatMap { record -> (String, String)? in
             guard let name = record["collector_name"]?.stringValue, let namespace = record["namespace"]?.stringValue else { return nil }
             return (name, namespace)
         } ?? snapshot.desiredState.flatMap { try? DesiredCollector(sinkID: sinkID, desiredStateYAML: $0) }.map { ($0.name, $0.namespace) }
+            ?? state.withLock { $0.strays[sinkID] }
         if let (name, namespace) = named {
             try backend.delete(sinkID: sinkID, name: name, namespace: namespace)
             state.withLock { state in
                 state.counters.deleted += 1
                 state.observations[sinkID] = nil
+                state.strays[sinkID] = nil
             }
         }
+        try holdLock(sinkID, token: token)
         if idle {
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.idle))
         } else if snapshot.record != nil {
@@ -422,13 +458,14 @@ public final class Reconciler: Sendable {
         }
     }
 
-    private func applyDesiredState(_ sinkID: String, yaml desiredYAML: String, ownerID: String, record: Value) throws {
+    private func applyDesiredState(_ sinkID: String, yaml desiredYAML: String, ownerID: String, record: Value, token: String) throws {
         let collector: DesiredCollector
         do {
             collector = try DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML)
         } catch {
             throw ClusterError(.rejected, error.message)
         }
+        try holdLock(sinkID, token: token)
         let result = try backend.apply(collector, previous: AppliedState(record: record))
         state.withLock { $0.counters.applied += 1 }
         if case .drifted(let paths) = result.outcome {
@@ -437,14 +474,22 @@ public final class Reconciler: Sendable {
             logger.info("corrected drift: the cluster differed from the desired state",
                         metadata: ["sink.id": "\(sinkID)", "collector.name": "\(collector.name)", "drift.paths": "\(paths.joined(separator: ","))"])
         }
+        do {
+            try holdLock(sinkID, token: token)
+        } catch {
+            state.withLock { $0.strays[sinkID] = (collector.name, collector.namespace) }
+            throw error
+        }
+        state.withLock { $0.strays[sinkID] = nil }
         let observed = try backend.observe(collector)
+        try holdLock(sinkID, token: token)
         // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
         // collector is already seen further along.
         try storage.publish(sinkID: sinkID, CollectorStatusChange(
             observed.status, message: observed.message, ownerID: ownerID,
             extra: appliedFields(collector, result: result, record: record),
             throughProvisioning: true))
-        scheduleObservation(sinkID, status: observed.status, attempt: 0)
+        scheduleObservation(sinkID, status: observed.status)
     }
 
     /// The record's fields an apply sets: what it left, and when it last wrote (a pass that wrote nothing
@@ -456,35 +501,30 @@ public final class Reconciler: Sendable {
         return fields
     }
 
-    /// A collector that is still provisioning on a backend that can see pods is looked at again later.
-    private func scheduleObservation(_ sinkID: String, status: SinkStatus, attempt: Int) {
+    /// A collector still provisioning on a backend that can see pods but does not watch them is looked
+    /// at again later, backing off to once a minute.
+    private func scheduleObservation(_ sinkID: String, status: SinkStatus) {
         state.withLock { state in
             guard status == .provisioning, backend.name != "directory", !backend.watchesChanges else {
                 state.observations[sinkID] = nil
                 return
             }
-            // `attempt` counts the looks already taken: the first comes 2 s after the apply.
-            let delay = Backoff(first: 2, maximum: 60).delay(attempt: attempt + 1)
-            state.observations[sinkID] = (Date().addingTimeInterval(delay), attempt + 1)
+            let attempt = (state.observations[sinkID]?.attempt ?? 0) + 1
+            state.observations[sinkID] = (Date().addingTimeInterval(Backoff(first: 2, maximum: 60).delay(attempt: attempt)), attempt)
         }
     }
 
-    /// Polls the status of due collectors (bounded: each backs off to once a minute).
-    private func observeDue() throws {
+    /// Queues the collectors whose look is due: the reconcile looks, under the sink's lock (a look and a
+    /// publish of its own could land after a newer pass removed the sink). Every replica polls what it
+    /// applied.
+    private func observeDue() {
         let now = Date()
-        let due = state.withLock { state -> [(String, Int)] in
-            state.observations.filter { $0.value.due <= now }.map { ($0.key, $0.value.attempt) }
+        let due = state.withLock { state -> [String] in
+            let due = state.observations.filter { $0.value.due <= now }.map(\.key)
+            for sinkID in due { state.observations[sinkID]?.due = .distantFuture }
+            return due
         }
-        for (sinkID, attempt) in due {
-            guard let desiredYAML = try storage.desiredState(of: sinkID),
-                  let collector = try? DesiredCollector(sinkID: sinkID, desiredStateYAML: desiredYAML) else {
-                state.withLock { $0.observations[sinkID] = nil }
-                continue
-            }
-            let observed = try backend.observe(collector)
-            try storage.publish(sinkID: sinkID, CollectorStatusChange(observed.status, message: observed.message))
-            scheduleObservation(sinkID, status: observed.status, attempt: attempt)
-        }
+        for sinkID in due { enqueue(sinkID) }
     }
 
     // MARK: resync and orphan sweep
@@ -502,13 +542,7 @@ public final class Reconciler: Sendable {
             }
         }
         while !threads.isStopping {
-            if isLeader() {
-                do {
-                    try observeDue()
-                } catch {
-                    logger.warning("status polling failed", metadata: ["error": "\(error)"])
-                }
-            }
+            observeDue()
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
                 lastResync = Date()
                 if isLeader() {
@@ -530,12 +564,14 @@ public final class Reconciler: Sendable {
         // A record without desired state: a removal whose delete did not finish (the process died
         // between its retries), or a create whose pass never ran. Idle collectors keep their record
         // on purpose and need nothing.
-        for (sinkID, record) in try storage.collectorRecords() where !desired.contains(sinkID) {
-            if record["status"]?.stringValue != SinkStatus.idle.rawValue || record["intent"]?.stringValue == DesiredStateStore.Intent.run.rawValue {
+        let records = try storage.collectorRecords()
+        for (sinkID, record) in records where !desired.contains(sinkID) {
+            let intent = record["intent"]?.stringValue
+            if record["status"]?.stringValue != SinkStatus.idle.rawValue || (intent != nil && intent != DesiredStateStore.Intent.idle.rawValue) {
                 enqueue(sinkID)
             }
         }
-        if options.checksEagerInvariant { try checkInvariant(desired: desired) }
+        if options.checksEagerInvariant { try checkInvariant(desired: desired, records: records) }
         state.withLock { $0.counters.resyncs += 1 }
         Counter(label: "maestro_resyncs_total").increment()
 
@@ -549,8 +585,14 @@ public final class Reconciler: Sendable {
                            metadata: ["orphans.count": "\(orphans.count)", "orphans.limit": "\(limit)", "orphans.managed": "\(managed.count)"])
         }
         for orphan in orphans.prefix(limit) {
-            // A sink that got a desired state since the scan is not an orphan.
-            if try storage.desiredState(of: orphan.sinkID) != nil { continue }
+            // Under the sink's lock, so that no pass stores and applies between the check and the
+            // delete; a sink that got a desired state (or a create asked for one) since the scan is not
+            // an orphan.
+            let token = UUID().uuidString
+            guard let snapshot = try storage.acquireReconcileLock(sinkID: orphan.sinkID, token: token,
+                                                                  milliseconds: Int(options.lockTimeout * 1000)) else { continue }
+            defer { try? storage.releaseReconcileLock(sinkID: orphan.sinkID, token: token) }
+            if snapshot.desiredState != nil || Self.decide(orphan.sinkID, snapshot).runs { continue }
             try backend.delete(sinkID: orphan.sinkID, name: orphan.name, namespace: orphan.namespace)
             state.withLock { $0.counters.orphansDeleted += 1 }
             Counter(label: "maestro_orphans_deleted_total").increment()
@@ -561,7 +603,7 @@ public final class Reconciler: Sendable {
     /// DESIGN "One reconcile, many triggers": under `eager`, every live sink with a stored config has
     /// a desired state and no tombstoned sink has one. A breach means an event's effect was lost
     /// somewhere; it is repaired through the same intent and reconcile as any trigger, logged and counted.
-    private func checkInvariant(desired: Set<String>) throws {
+    private func checkInvariant(desired: Set<String>, records: [String: Value]) throws {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for (sinkID, record) in try storage.sinkRecords() {
             // A younger breach may be an entry still on its way through the sinker.
@@ -570,7 +612,10 @@ public final class Reconciler: Sendable {
                 guard desired.contains(sinkID) else { continue }
                 repaired(sinkID, kind: "tombstoned_with_desired_state")
                 enqueue(sinkID)
-            } else if !desired.contains(sinkID), try storage.desiredState(of: sinkID) == nil {
+            } else if !desired.contains(sinkID),
+                      // A template that fails is the sink's provisioning error, not a lost effect.
+                      records[sinkID]?["status"]?.stringValue != SinkStatus.provisioningError.rawValue,
+                      try storage.desiredState(of: sinkID) == nil {
                 guard case .recorded = try storage.want(sinkID: sinkID, ownerID: record.ownerID) else { continue }
                 repaired(sinkID, kind: "live_without_desired_state")
                 enqueue(sinkID)

@@ -11,7 +11,7 @@ import Testing
 // Attacks that FAIL on the code under test: each is a defect of DESIGN "One reconcile, many triggers"
 // (see the attack report). They share the helpers of AttackTests.swift.
 
-@Suite("FAILING: random interleavings with idle events", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: random interleavings with idle events", .testThreads, .timeLimit(.minutes(3)))
 struct RandomWithIdleDefectTests {
     @Test("random interleavings of every trigger, idle included, from three replicas end as the last event says (fails now and then: the forget defect)",
           arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
@@ -20,7 +20,7 @@ struct RandomWithIdleDefectTests {
     }
 }
 
-@Suite("FAILING: crash and template reload", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: crash and template reload", .testThreads, .timeLimit(.minutes(3)))
 struct ReconcileDefectTests {
     @Test("an idle sink removed by a replica that dies before its reconcile: the restarted replica's resync removes the record")
     func idleThenRemovedAcrossACrash() throws {
@@ -72,7 +72,7 @@ struct ReconcileDefectTests {
 }
 
 
-@Suite("FAILING: stale passes outside the lock", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: stale passes outside the lock", .testThreads, .timeLimit(.minutes(3)))
 struct StalePassDefectTests {
     @Test("a replica paused in its apply beyond the lock's expiry: the removal that ran meanwhile is not undone (Redis)")
     func pausedApplyOutlivesTheLock() throws {
@@ -137,9 +137,10 @@ struct StalePassDefectTests {
         #expect(observing.wait(timeout: 20), "the poll of the provisioning collector started")
         try SharedStore.memory(storage).setSink("s1", config: nil, removed: true, entry: 2)
         try manager.remove(sinkID: "s1")
+        // The poll is a reconcile under the sink's lock: the removal's pass runs after it, not beside it.
+        release.open()
         #expect(eventually { storage.contents.withLock { $0.collectors["s1"] == nil && $0.desiredStates["s1"] == nil } },
                 "\(storage.contents.withLock { ($0.collectors, $0.desiredStates.keys, $0.reconcileLocks) }) backlog \(reconciler.backlog)")
-        release.open()
         let statuses = { storage.contents.withLock { $0.statusEvents.filter { $0.sinkID == "s1" }.map(\.status) } }
         _ = eventually(timeout: 5) { statuses().count > 1 }
         #expect(statuses() == ["provisioning"], "a status event for a removed sink's collector")
@@ -149,7 +150,7 @@ struct StalePassDefectTests {
 }
 
 
-@Suite("FAILING: a rolling upgrade, old and new replicas side by side", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: a rolling upgrade, old and new replicas side by side", .testThreads, .timeLimit(.minutes(3)))
 struct RollingUpgradeDefectTests {
     /// The previous maestro's writes merge into the record (its scripts keep fields they do not know,
     /// `intent` too) and stamp schema_version 1 (RecordSchema.version before intents).
@@ -205,7 +206,7 @@ struct RollingUpgradeDefectTests {
     }
 }
 
-@Suite("FAILING: the eager invariant check", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: the eager invariant check", .testThreads, .timeLimit(.minutes(3)))
 struct InvariantCheckDefectTests {
     @Test("a sink whose template fails has no desired state by design: the resync does not count it as a lost effect")
     func templateFailureIsNoBreach() throws {
@@ -214,10 +215,12 @@ struct InvariantCheckDefectTests {
         let fixture = try CollectorServiceFixture(renderer: renderer,
                                                   options: ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 0.5,
                                                                              checksEagerInvariant: true, invariantGrace: 0))
-        fixture.reconciler.start()
-        defer { fixture.reconciler.stop() }
+        // The create decides on its own thread; the reconciler (and its first resync) starts after it, so
+        // no resync sees the sink in the moment between its config and its create.
         fixture.sink("s1", config: "receivers: {}\n")
         #expect(throws: CollectorServiceError.self) { try fixture.manager.createAndGet(sinkID: "s1", ownerID: "o1") }
+        fixture.reconciler.start()
+        defer { fixture.reconciler.stop() }
         #expect(fixture.settled())
         try fixture.reconciler.resync()
         #expect(fixture.settled())
@@ -229,7 +232,7 @@ struct InvariantCheckDefectTests {
     }
 }
 
-@Suite("FAILING: a removal's pass against newer intents", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: a removal's pass against newer intents", .testThreads, .timeLimit(.minutes(3)))
 struct ForgetDefectTests {
     @Test("remove, then create and idle while the removal's pass deletes the objects: the idle sink keeps its record (in memory and Redis)",
           arguments: [false, true])
@@ -288,8 +291,15 @@ final class HookedStorage: CollectorStorage {
         try inner.stopWanting(sinkID: sinkID, intent: intent, guard: removalGuard)
     }
     func storeDesiredState(sinkID: String, configDigest: String, yaml: String, ownerID: String,
-                           extra: [String: Value]) throws(RedisError) -> DesiredStateStore.StoreResult {
-        try inner.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID, extra: extra)
+                           extra: [String: Value], releasing token: String?) throws(RedisError) -> DesiredStateStore.StoreResult {
+        try inner.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: yaml, ownerID: ownerID, extra: extra, releasing: token)
+    }
+    func wantAndLock(sinkID: String, ownerID: String, token: String,
+                     milliseconds: Int) throws(RedisError) -> (intent: DesiredStateStore.IntentResult, snapshot: CollectorSnapshot?) {
+        try inner.wantAndLock(sinkID: sinkID, ownerID: ownerID, token: token, milliseconds: milliseconds)
+    }
+    func extendReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> Bool {
+        try inner.extendReconcileLock(sinkID: sinkID, token: token, milliseconds: milliseconds)
     }
     func removeDesiredState(sinkID: String, guard removalGuard: DesiredStateStore.RemovalGuard) throws(RedisError) -> DesiredStateStore.RemovalResult {
         try inner.removeDesiredState(sinkID: sinkID, guard: removalGuard)
@@ -314,9 +324,9 @@ final class RejectingBackend: ClusterBackend {
     let rejectNext = Mutex(false)
     init(root: String) { inner = DirectoryBackend(root: root) }
     var name: String { inner.name }
-    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+    func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
         if rejectNext.withLock({ current in defer { current = false }; return current }) { throw ClusterError(.rejected, "422 invalid object") }
-        return try inner.apply(collector)
+        return try inner.apply(collector, previous: previous)
     }
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) { try inner.delete(sinkID: sinkID, name: name, namespace: namespace) }
     func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) { try inner.observe(collector) }
@@ -324,7 +334,7 @@ final class RejectingBackend: ClusterBackend {
     func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value] { try inner.live(collector) }
 }
 
-@Suite("FAILING: the rejected apply's status, published after the lock", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: the rejected apply's status, published after the lock", .testThreads, .timeLimit(.minutes(3)))
 struct RejectedStatusDefectTests {
     @Test("replica A's apply of v1 is rejected; replica B applies v2 before A publishes: the status is not A's stale provisioning_error")
     func staleRejection() throws {
@@ -357,12 +367,14 @@ struct RejectedStatusDefectTests {
             }
         }
         try managerA.create(sinkID: "s1", ownerID: "o1")
-        #expect(publishing.wait(), "replica A's apply was rejected; its pass ended and released the lock")
-        // A fixed config arrives; replica B reconciles it (the lock is free) and applies it.
+        #expect(publishing.wait(), "replica A's apply was rejected; it publishes the rejection")
+        // A fixed config arrives while A publishes; replica B reconciles it. The rejection is published
+        // under A's lock, so B's pass comes after it, whatever the timing.
         try SharedStore.memory(storage).setSink("s1", config: config("s1", version: 2), removed: false, entry: 2)
         try managerB.update(sinkID: "s1", ownerID: "o1")
-        #expect(eventually { replicaB.backlog == 0 && replicaB.counters.applied == 1 })
+        #expect(storage.contents.withLock { $0.reconcileLocks["s1"] } != nil, "A still holds the sink while it publishes")
         release.open()
+        #expect(eventually { replicaB.backlog == 0 && replicaB.counters.applied == 1 })
         #expect(eventually { replicaA.backlog == 0 && replicaA.counters.rejected == 1 })
         let manifestPath = rejecting.inner.path(name: "otel-s1", namespace: "otel")
         #expect((try? String(contentsOfFile: manifestPath, encoding: .utf8))?.contains("version: 2}") == true, "replica B applied v2")
@@ -378,7 +390,7 @@ final class PolledBackend: ClusterBackend {
     let observed = Mutex(0)
     init(root: String) { inner = DirectoryBackend(root: root) }
     var name: String { "polled" }
-    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome { try inner.apply(collector) }
+    func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult { try inner.apply(collector, previous: previous) }
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) { try inner.delete(sinkID: sinkID, name: name, namespace: namespace) }
     func observe(_ collector: DesiredCollector) throws(ClusterError) -> (status: SinkStatus, message: String) {
         observed.withLock { $0 += 1 }
@@ -388,7 +400,7 @@ final class PolledBackend: ClusterBackend {
     func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value] { try inner.live(collector) }
 }
 
-@Suite("FAILING: status polling of a follower's apply", .testThreads, .timeLimit(.minutes(3)))
+@Suite("Attack: status polling of a follower's apply", .testThreads, .timeLimit(.minutes(3)))
 struct FollowerPollingDefectTests {
     @Test("a collector applied by a follower replica becomes active within the polling backoff, not at the next resync")
     func followerApplyIsPolled() throws {

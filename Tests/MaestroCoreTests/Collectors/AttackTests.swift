@@ -390,9 +390,9 @@ final class HeldBackend: ClusterBackend {
         self.name = name
     }
 
-    func apply(_ collector: DesiredCollector) throws(ClusterError) -> ApplyOutcome {
+    func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
         if let step = holdApply.withLock({ current in defer { current = nil }; return current }) { step() }
-        return try inner.apply(collector)
+        return try inner.apply(collector, previous: previous)
     }
 
     func delete(sinkID: String, name: String, namespace: String) throws(ClusterError) {
