@@ -130,15 +130,19 @@ public protocol ClusterBackend: Sendable {
     func managedCollectors() throws(ClusterError) -> [ManagedCollector]
     /// The live objects of a collector, as the cluster has them (empty when absent).
     func live(_ collector: DesiredCollector) throws(ClusterError) -> [Value]
+    /// Whether the backend hears of cluster changes itself (watches) and names the sinks to reconcile:
+    /// then nothing is polled.
+    var watchesChanges: Bool { get }
+    /// Waits until the backend's view of the cluster is complete (its caches hold their first lists),
+    /// so that the first passes compare instead of writing; false when `timeout` passed first.
+    func waitUntilReady(timeout: Double) -> Bool
 }
 
 extension ClusterBackend {
-    /// Whether the backend hears of cluster changes itself (watches) and names the sinks to reconcile:
-    /// then nothing is polled.
+    /// A backend without watches is polled.
     public var watchesChanges: Bool { false }
 
-    /// Waits until the backend's view of the cluster is complete (its caches hold their first lists),
-    /// so that a first resync compares instead of writing; false when `timeout` passed first.
+    /// A backend without caches is always ready.
     public func waitUntilReady(timeout: Double) -> Bool { true }
 
     /// An apply with no record of an earlier one.

@@ -193,7 +193,26 @@ public final class Reconciler: Sendable {
         }
     }
 
+    /// Waits (in short turns, so that a stop is not held up) until the backend's view of the cluster is
+    /// complete, so that the first passes compare with the caches instead of writing what is already
+    /// there — at most `readinessWait` seconds: a cluster whose caches cannot fill is then worked
+    /// through the API. False when stopping.
+    private func waitForBackend() -> Bool {
+        let readyBy = Date().addingTimeInterval(Self.readinessWait)
+        while !backend.waitUntilReady(timeout: 1) {
+            if threads.isStopping { return false }
+            if Date() >= readyBy {
+                logger.warning("the caches of the cluster are not complete; working through the API")
+                return true
+            }
+        }
+        return !threads.isStopping
+    }
+
+    static let readinessWait: Double = 60
+
     private func runWorker() {
+        guard waitForBackend() else { return }
         while let sinkID = next() {
             defer {
                 // Every pass answers its waiters; one that ended before deciding answers here.
@@ -531,16 +550,7 @@ public final class Reconciler: Sendable {
 
     private func runResync() {
         var lastResync = Date.distantPast
-        // The first resync compares against complete caches rather than writing every collector again
-        // (waited for in short turns, so that a stop is not held up).
-        let readyBy = Date().addingTimeInterval(options.resyncInterval)
-        while !backend.waitUntilReady(timeout: 1) {
-            if threads.isStopping { return }
-            if Date() >= readyBy {
-                logger.warning("the caches of the cluster are not complete; resyncing from the API")
-                break
-            }
-        }
+        guard waitForBackend() else { return }
         while !threads.isStopping {
             observeDue()
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {

@@ -116,7 +116,8 @@ public struct KubernetesBackend: ClusterBackend {
                 object = Self.adding(ownerReference: owner.reference, to: object)
             }
             let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
-            if !dryRun && previous?.versions[key] == nil {
+            // An object the cache knows is not there is created, not taken over: no look first.
+            if !dryRun && previous?.versions[key] == nil && !cachedAbsent(object, collector: collector) {
                 if let selector = try adopt(object, namespace: collector.namespace) { adoptedSelectors[key] = selector }
             }
             if let selector = adoptedSelectors[key] { object = Self.keeping(selector: selector, in: object) }
@@ -138,6 +139,12 @@ public struct KubernetesBackend: ClusterBackend {
         return applied
     }
 
+    private func cachedAbsent(_ object: Value, collector: DesiredCollector) -> Bool {
+        guard let caches, let kind = object["kind"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue,
+              (object["metadata"]?["namespace"]?.stringValue ?? collector.namespace) == namespace else { return false }
+        return caches.lookup(kind: kind, name: name) == .absent
+    }
+
     /// The cached live object when nothing needs writing: the desired state is the one the last apply
     /// wrote, and the live object holds every field as rendered (`LiveObjectDrift`) — for a Secret,
     /// whose values the cache does not hold, also the resourceVersion maestro's last write produced.
@@ -147,7 +154,12 @@ public struct KubernetesBackend: ClusterBackend {
               let kind = object["kind"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue,
               (object["metadata"]?["namespace"]?.stringValue ?? collector.namespace) == namespace,
               case .present(let live) = caches.lookup(kind: kind, name: name) else { return nil }
-        if kind == "Secret", live["metadata"]?["resourceVersion"]?.stringValue != previous.versions[key] { return nil }
+        if kind == "Secret" {
+            // Cached as metadata only: the values (and the immutable type) are known by the resourceVersion
+            // maestro's last write produced, the rest compared as for any object.
+            guard live["metadata"]?["resourceVersion"]?.stringValue == previous.versions[key] else { return nil }
+            return LiveObjectDrift.differences(rendered: ["metadata": object["metadata"] ?? .null], live: live).isEmpty ? live : nil
+        }
         return LiveObjectDrift.differences(rendered: object, live: live).isEmpty ? live : nil
     }
 

@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroRedis
+import MaestroTestSupport
+import MaestroValue
+import Testing
+
+@testable import MaestroPluginHost
+
+/// The maestro role as `maestro run` assembles it on Kubernetes: watch caches feeding the reconciler,
+/// against the API double. A second fixture over the same double and Redis is a restart.
+final class WatchingFixture: Sendable {
+    let double: KubeAPIDouble
+    let pipeline: PipelineFixture
+    let client: KubernetesClient
+    let caches: KubeCaches
+    let backend: KubernetesBackend
+    let reconciler: Reconciler
+    let manager: CollectorManager
+
+    init(double existing: KubeAPIDouble? = nil, pipeline existingPipeline: PipelineFixture? = nil,
+         options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 1)) throws {
+        double = try existing ?? KubeAPIDouble()
+        pipeline = try existingPipeline ?? PipelineFixture()
+        client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
+        caches = KubeCaches(client: client, namespace: "otelcollectors", kinds: KubernetesBackend.collectorKindNames, logger: Logger(label: "test"))
+        let client = client
+        let caches = caches
+        let logs = ExporterLogWatch(client: client, readsPerSecond: 2, podNames: { name, namespace throws(ClusterError) in
+            try KubernetesBackend(client: client, namespace: namespace, caches: caches).podNames(name: name, namespace: namespace)
+        })
+        backend = KubernetesBackend(client: client, namespace: "otelcollectors", caches: caches, logWatch: logs)
+        reconciler = Reconciler(redisURL: try RedisURL(parsing: pipeline.redisURL), names: pipeline.names, backend: backend, options: options,
+                                logger: Logger(label: "test"))
+        manager = CollectorManager(reconciler: reconciler, logger: Logger(label: "test")) {
+            try TemplateRenderer(root: repositoryRoot + "/templates", settings: .map([:]))
+        }
+        caches.onChange { [reconciler] sinkID in reconciler.enqueue(sinkID) }
+        logs.onVerdictChange { [reconciler] sinkID in reconciler.enqueue(sinkID) }
+    }
+
+    func start() {
+        caches.start()
+        backend.logWatch?.start()
+        reconciler.start()
+    }
+
+    func stop() {
+        reconciler.stop()
+        backend.logWatch?.stop()
+        caches.stop()
+    }
+
+    func status(_ sinkID: String) -> String? { try? manager.get(sinkID: sinkID).status }
+
+    func errorMessage(_ sinkID: String) -> String { (try? manager.get(sinkID: sinkID).errorMessage) ?? "" }
+
+    func create(_ redis: RedisConnection, _ sinkIDs: [String]) throws {
+        for sinkID in sinkIDs {
+            try redis.hset(pipeline.names.configHash, field: sinkID, value: "exporters: {otlphttp: {endpoint: https://\(sinkID).example}}\n")
+            try manager.create(sinkID: sinkID, ownerID: "o")
+        }
+    }
+
+    /// Requests the double answered, by method (faults and control calls aside).
+    func requests() throws -> [String: Int] {
+        (try double.stats()["requests"]?.mapValue ?? [:]).compactMapValues { $0.intValue.map(Int.init) }
+    }
+
+    func deployment(_ name: String) throws -> Value? {
+        let (status, body) = try double.get("/apis/apps/v1/namespaces/otelcollectors/deployments/\(name)")
+        return status == 200 ? body : nil
+    }
+}
+
+@Suite("The Kubernetes controller: watches, caches, true status", .serialized, .testThreads, .timeLimit(.minutes(4)))
+struct KubeControllerTests {
+    @Test("an image edited behind maestro's back is restored from the watch event, no resync; the controller's status writes are no drift")
+    func driftFromWatch() throws {
+        let fixture = try WatchingFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.start()
+        defer { fixture.stop() }
+        try fixture.create(redis, ["w1"])
+        #expect(eventually { fixture.status("w1") == "active" })
+        let image = try #require(try fixture.deployment("otel-w1")?["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"]?.stringValue)
+        #expect(eventually { fixture.reconciler.backlog == 0 })
+        let patchesBefore = try fixture.requests()["PATCH", default: 0]
+
+        // Pods stop being ready and come back: the controller writes status, the watches report it.
+        try fixture.double.setRollout("otel-w1", "NotReady")
+        #expect(eventually { fixture.status("w1") == "provisioning" })
+        try fixture.double.setRollout("otel-w1", nil)
+        #expect(eventually { fixture.status("w1") == "active" })
+        #expect(eventually { fixture.reconciler.backlog == 0 })
+        #expect(try fixture.requests()["PATCH", default: 0] == patchesBefore, "status changes are read, nothing is written")
+        #expect(fixture.reconciler.counters.driftCorrected == 0, "a controller's status write is no drift")
+
+        let edit: Value = ["spec": ["template": ["spec": ["containers": [["name": "otel-collector", "image": "evil/collector:1"]]]]]]
+        let edited = try fixture.client.request("PATCH", "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-w1",
+                                                query: [("fieldManager", "kubectl-edit")], body: edit,
+                                                contentType: "application/strategic-merge-patch+json")
+        #expect(edited.status == 200)
+        #expect(eventually { (try? fixture.deployment("otel-w1"))??["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"]?.stringValue == image },
+                "the image is restored")
+        #expect(fixture.reconciler.counters.driftCorrected == 1)
+        #expect(fixture.reconciler.counters.resyncs == 1, "healed by the watch event, not a resync (only the start's)")
+    }
+
+    @Test("a crash loop is error with its reason within seconds of the pods' change; healed, active again")
+    func crashLoopFromWatch() throws {
+        let fixture = try WatchingFixture()
+        let redis = try fixture.pipeline.connect()
+        fixture.start()
+        defer { fixture.stop() }
+        try fixture.create(redis, ["c1"])
+        #expect(eventually { fixture.status("c1") == "active" })
+        try fixture.double.setRollout("otel-c1", "CrashLoopBackOff")
+        #expect(eventually { fixture.status("c1") == "error" })
+        #expect(fixture.errorMessage("c1").contains("CrashLoopBackOff"), "\(fixture.errorMessage("c1"))")
+        try fixture.double.setRollout("otel-c1", nil)
+        #expect(eventually { fixture.status("c1") == "active" })
+        let events = try redis.xrange(fixture.pipeline.names.statusStream).filter { $0["sink_id"] == "c1" }.map { $0["status"] ?? "" }
+        #expect(events == ["provisioning", "active", "error", "active"], "each transition once: \(events)")
+    }
+
+    @Test("a restart with collectors already running lists each kind, compares, and writes nothing")
+    func restartWritesNothing() throws {
+        let first = try WatchingFixture()
+        let redis = try first.pipeline.connect()
+        let sinkIDs = (0..<30).map { "r\($0)" }
+        first.start()
+        #expect(first.caches.waitUntilSynced(timeout: 20))
+        try first.double.post("/_double/reset-stats", .map([:]))
+        try first.create(redis, sinkIDs)
+        #expect(eventually(timeout: 60) { sinkIDs.allSatisfy { first.status($0) == "active" } })
+        #expect(eventually { first.reconciler.backlog == 0 })
+        let firstSync = try first.requests()
+        // Per new collector: three server-side applies; status and pods come from the watches.
+        #expect(firstSync["PATCH", default: 0] == 3 * sinkIDs.count, "\(firstSync)")
+        #expect(firstSync["GET", default: 0] < sinkIDs.count, "no look per object before creating it: \(firstSync)")
+        first.stop()
+
+        try first.double.post("/_double/reset-stats", .map([:]))
+        let restarted = try WatchingFixture(double: first.double, pipeline: first.pipeline)
+        restarted.start()
+        defer { restarted.stop() }
+        #expect(eventually { restarted.reconciler.counters.resyncs == 1 && restarted.reconciler.counters.applied >= sinkIDs.count
+                && restarted.reconciler.backlog == 0 })
+        let requests = try restarted.requests()
+        #expect(requests["PATCH", default: 0] == 0 && requests["POST", default: 0] == 0 && requests["DELETE", default: 0] == 0,
+                "nothing changed, nothing written: \(requests)")
+        // One list per cached kind and its watch, a few log reads (2 a second): not a request per collector.
+        #expect(requests["GET", default: 0] < sinkIDs.count, "\(requests)")
+        #expect(restarted.reconciler.counters.driftCorrected == 0)
+    }
+
+    @Test("with 20% of requests failing, every collector converges and becomes active")
+    func convergesUnderFaults() throws {
+        let fixture = try WatchingFixture()
+        let redis = try fixture.pipeline.connect()
+        try fixture.double.faults(["error500": 0.2])
+        fixture.start()
+        defer { fixture.stop() }
+        let sinkIDs = (0..<20).map { "f\($0)" }
+        try fixture.create(redis, sinkIDs)
+        #expect(eventually(timeout: 90) { sinkIDs.allSatisfy { fixture.status($0) == "active" } },
+                "\(sinkIDs.map { "\($0): \(fixture.status($0) ?? "-")" })")
+        try fixture.double.faults(["error500": 0])
+    }
+}
