@@ -321,6 +321,177 @@ def grpc():
         redis.stop()
 
 
+# ── P6 ──────────────────────────────────────────────────────────────────────────────────────────────
+def controller():
+    say("\n== P6 the Kubernetes controller against the API double: requests, status latency, memory, faults")
+    fleets = (50, 200) if QUICK else (200, 2_000)
+    steady, first_sync = {}, {}
+
+    def kubeconfig_for(port):
+        path = os.path.join(WORK, f"kubeconfig-{port}")
+        with open(path, "w") as handle:
+            handle.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: bench, user: {{token: bench}}}}]
+contexts: [{{name: bench, context: {{cluster: double, user: bench, namespace: otelcollectors}}}}]
+current-context: bench
+""")
+        return path
+
+    def double_post(port, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", "X-Double-Control": "1"})
+        return json.loads(urllib.request.urlopen(request, timeout=30).read() or b"{}")
+
+    def requests_served(port):
+        return sum(double_post(port, "/_double/stats").get("requests", {}).values())
+
+    def writes_served(port):
+        counts = double_post(port, "/_double/stats").get("requests", {})
+        return sum(counts.get(method, 0) for method in ("POST", "PUT", "PATCH", "DELETE"))
+
+    def start_maestro(redis, kubeconfig, grpc_port, resync="15s"):
+        log = open(os.path.join(WORK, f"maestro-{grpc_port}.log"), "a")
+        process = subprocess.Popen([MAESTRO, "run", "--redis-url", redis.url, "--role", "maestro", "--kube-backend", "kubernetes",
+                                    "--kubeconfig", kubeconfig, "--create-namespace", "--resync-interval", resync, "--create-policy", "external",
+                                    "--grpc-listen", f"127.0.0.1:{grpc_port}", "--log-level", "warning", "--kube-qps", "0"],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", grpc_port), timeout=0.2).close()
+                return process
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("maestro did not start")
+
+    def active_count(redis):
+        values = subprocess.run(["redis-cli", "-p", str(redis.port), "HVALS", "orb.maestro.collectors"], capture_output=True, text=True).stdout
+        return sum(1 for line in values.splitlines() if '"status":"active"' in line)
+
+    def wait_active(redis, count, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if active_count(redis) >= count:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def create(redis, grpc_port, prefix, count):
+        commands = "".join(f'HSET orb.sinker.otelConfigYaml {prefix}{i} "receivers: {{}}"\n' for i in range(count))
+        subprocess.run(["redis-cli", "-p", str(redis.port)], input=commands, text=True, capture_output=True, check=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Support", "grpc_bench.py"), "maestro", f"127.0.0.1:{grpc_port}", prefix,
+                        str(count), "8"], capture_output=True, text=True, check=True)
+
+    for fleet in fleets:
+        double, port = start_double()
+        redis = RedisServer()
+        grpc_port = free_port()
+        maestro = None
+        try:
+            kubeconfig = kubeconfig_for(port)
+            maestro = start_maestro(redis, kubeconfig, grpc_port)
+            time.sleep(2)
+            before = requests_served(port)
+            started = time.time()
+            create(redis, grpc_port, "c-", fleet)
+            if not wait_active(redis, fleet, 120 + fleet / 5):
+                sys.exit(f"P6: {fleet} collectors did not become active")
+            first_sync[fleet] = (requests_served(port) - before) / fleet
+            say(f"  {fleet} collectors active in {time.time() - started:.1f} s; {first_sync[fleet]:.2f} requests per collector")
+            # Steady state: nothing changes for two resync intervals (15 s each).
+            time.sleep(5)
+            before = requests_served(port)
+            time.sleep(30)
+            steady[fleet] = (requests_served(port) - before) / fleet / 2
+            say(f"  steady state: {steady[fleet]:.3f} requests per collector per resync interval")
+            if fleet == fleets[-1]:
+                # Restart with the collectors running: a list per kind, no writes.
+                maestro.send_signal(signal.SIGTERM)
+                maestro.wait()
+                before, writes_before = requests_served(port), writes_served(port)
+                maestro = start_maestro(redis, kubeconfig, grpc_port)
+                time.sleep(20)
+                restart_requests = requests_served(port) - before
+                restart_writes = writes_served(port) - writes_before
+                say(f"  restart with {fleet} collectors: {restart_requests} requests, {restart_writes} writes in 20 s")
+                row(f"P6 restart with {fleet:,} collectors running: requests (writes)", f"{restart_requests} ({restart_writes})", "—", "—",
+                    "≈ one LIST page per kind, no writes", f"{restart_requests}")
+                # Status latency: a Deployment's pods stop being ready, then come back; time to the status event.
+                latencies = []
+                for index in range(20 if not QUICK else 5):
+                    sink = f"c-{index}"
+                    deployment = subprocess.run(["redis-cli", "-p", str(redis.port), "HGET", "orb.maestro.collectors", sink],
+                                                capture_output=True, text=True).stdout
+                    collector = json.loads(deployment)["collector_name"]
+                    for mode, wanted in (("NotReady", "provisioning"), (None, "active")):
+                        last = subprocess.run(["redis-cli", "-p", str(redis.port), "XREVRANGE", "orb.maestro.sink_status", "+", "-", "COUNT", "1"],
+                                              capture_output=True, text=True).stdout.split()
+                        last_id = last[0] if last else "0-0"
+                        changed = time.time()
+                        double_post(port, "/_double/rollout", {"name": collector, "mode": mode})
+                        deadline = time.time() + 30
+                        seen = None
+                        while time.time() < deadline and seen is None:
+                            out = subprocess.run(["redis-cli", "-p", str(redis.port), "XREAD", "BLOCK", "1000", "STREAMS",
+                                                  "orb.maestro.sink_status", last_id], capture_output=True, text=True).stdout.split("\n")
+                            for offset, line in enumerate(out):
+                                if line == sink and offset > 0 and out[offset - 1] == "sink_id":
+                                    if wanted in out[offset:offset + 4]:
+                                        seen = time.time()
+                            ids = [line for line in out if re.match(r"^\d+-\d+$", line)]
+                            if ids:
+                                last_id = ids[-1]
+                        if seen is not None:
+                            latencies.append(seen - changed)
+                latencies.sort()
+                p50 = latencies[len(latencies) // 2] if latencies else float("nan")
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
+                say(f"  status latency over {len(latencies)} changes: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+                row("P6 status latency, a Deployment's status change to the status event: p50 / p99",
+                    f"{p50 * 1000:.0f} / {p99 * 1000:.0f} ms", "—", "—", "p99 < 2 s", f"{len(latencies)} changes")
+                rss = peak_rss_mib(maestro.pid)
+                row(f"P6 RSS with {fleet:,} collectors cached", f"{rss:.1f} MiB", "—", "—", "≤ 96 MiB at 10,000", "1 run")
+        finally:
+            if maestro is not None:
+                maestro.send_signal(signal.SIGTERM)
+                maestro.wait()
+            redis.stop()
+            double.terminate()
+            double.wait()
+    for fleet in fleets:
+        row(f"P6 first sync, {fleet:,} collectors: API requests per collector", f"{first_sync[fleet]:.2f}", "6.04 per resync before the caches",
+            "—", "≤ 3.5", "1 run")
+        row(f"P6 steady state, {fleet:,} collectors: requests per collector per resync interval", f"{steady[fleet]:.3f}",
+            "6.04 (maestro before the caches, measured at 200)", f"{steady[fleet] / 6.04:.1%}", "≤ 0.05, flat in the fleet size", "1 run")
+
+    # 1,000 collectors with 20% of requests failing.
+    fleet = 100 if QUICK else 1_000
+    double, port = start_double()
+    redis = RedisServer()
+    grpc_port = free_port()
+    maestro = None
+    try:
+        kubeconfig = kubeconfig_for(port)
+        maestro = start_maestro(redis, kubeconfig, grpc_port)
+        time.sleep(2)
+        double_post(port, "/_double/faults", {"error500": 0.2})
+        started = time.time()
+        create(redis, grpc_port, "f-", fleet)
+        converged = wait_active(redis, fleet, 600)
+        took = time.time() - started
+        say(f"  {fleet} collectors with 20% faults: {'converged' if converged else 'NOT converged'} in {took:.1f} s")
+        row(f"P6 {fleet:,} collectors converged with 20% of requests failing", f"{took:.1f} s" if converged else "not converged", "—", "—",
+            "every collector active", "1 run")
+    finally:
+        if maestro is not None:
+            maestro.send_signal(signal.SIGTERM)
+            maestro.wait()
+        redis.stop()
+        double.terminate()
+        double.wait()
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -358,8 +529,8 @@ def write_report(started):
 
 def main():
     started = time.time()
-    chosen = sys.argv[1:] or ["pipeline", "templates", "apply", "memory", "grpc"]
-    steps = {"pipeline": pipeline, "templates": templates, "apply": apply, "memory": memory_and_start, "grpc": grpc}
+    chosen = sys.argv[1:] or ["pipeline", "templates", "apply", "memory", "grpc", "controller"]
+    steps = {"pipeline": pipeline, "templates": templates, "apply": apply, "memory": memory_and_start, "grpc": grpc, "controller": controller}
     try:
         for name in chosen:
             steps[name]()
