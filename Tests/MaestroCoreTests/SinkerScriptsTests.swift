@@ -34,4 +34,19 @@ struct SinkerScriptsTests {
         }
         #expect(statuses == ["provisioning_error", "unknown"], "each status change of the batch published once")
     }
+
+    @Test("the status of an entry the order guard refused as stale is not written (the script checks the sink's last entry)")
+    func staleEntryPublishesNothing() throws {
+        let redis = try RedisConnection(url: RedisURL(parsing: try RedisTestServer.url))
+        let names = RedisNames().prefixed(RedisTestServer.uniquePrefix("stale-status"))
+        let storage = RedisSinkerStorage(redis: redis, names: names)
+        let current = SinkRecord(ownerID: "o", backend: "prometheus", lastEntryID: "6-0", removed: false, updatedAtMilliseconds: 2)
+        let stale = SinkRecord(ownerID: "o", backend: "prometheus", lastEntryID: "5-0", removed: false, updatedAtMilliseconds: 1)
+        #expect(try storage.store([SinkWrite(sinkID: "s1", orderingID: "6-0", action: .apply, record: current, configYAML: "receivers: {}\n",
+                                             status: SinkerStatusChange(.unknown, mode: .clearError))]) == [.applied])
+        #expect(try storage.store([SinkWrite(sinkID: "s1", orderingID: "5-0", action: .invalid, record: stale,
+                                             status: SinkerStatusChange(.provisioningError, message: "bad"))]) == [.stale])
+        #expect(try redis.command(["XLEN", names.statusStream]).integer == 0)
+        #expect(try redis.hget(names.collectorsHash, field: "s1") == nil, "no collector record for the stale entry's status")
+    }
 }

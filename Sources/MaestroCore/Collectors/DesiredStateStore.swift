@@ -98,37 +98,11 @@ public enum DesiredStateStore {
     return redis.call('HDEL', KEYS[2], ARGV[1])
     """)
 
-    /// KEYS: sinks hash, config hash, collectors hash. ARGV: sink id, owner id (may be empty), the
-    /// records' schema version. Records that the sink's collector should run (`intent: run`) unless the
-    /// sink is removed (0) or has no stored config (-2); replies {1, record}.
-    static let wantScript = RedisScript("""
-    local sink = redis.call('HGET', KEYS[1], ARGV[1])
-    if sink then
-      local ok, record = pcall(cjson.decode, sink)
-      if ok and type(record) == 'table' and record.removed == true then return {0} end
-    end
-    if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {-2} end
-    local current = redis.call('HGET', KEYS[3], ARGV[1])
-    local collector = {}
-    if current then
-      local ok, decoded = pcall(cjson.decode, current)
-      if ok and type(decoded) == 'table' then collector = decoded end
-    end
-    if ARGV[2] ~= '' then collector.owner_id = ARGV[2] end
-    if collector.status == nil then collector.status = 'unknown' end
-    collector.intent = 'run'
-    collector.schema_version = tonumber(ARGV[3])
-    local encoded = cjson.encode(collector)
-    redis.call('HSET', KEYS[3], ARGV[1], encoded)
-    return {1, encoded}
-    """)
-
-    /// KEYS: sinks hash, config hash, collectors hash, deployment hash, the sink's reconcile lock.
-    /// ARGV: sink id, owner id, schema version, lock token, lock milliseconds. `want`, then — when the
-    /// intent was recorded — the reconcile lock (taken, or already held by this token: a re-run after
-    /// NOSCRIPT takes it again) and the snapshot, in one step. Replies {code, record, locked, sink,
-    /// config, desired state, collector record}; code as `want`'s.
-    static let claimScript = RedisScript("""
+    /// The start of `want` and `claim`: unless the sink (KEYS[1]) is removed (replies {0}) or has no
+    /// config (KEYS[2]; replies {-2}), records `intent: run` in the collector's record (KEYS[3]), with the
+    /// owner (ARGV[2], may be empty) and the schema version (ARGV[3]); leaves `sink`, `config` and
+    /// `encoded` (the record) for what follows.
+    private static let recordRunIntent = """
     local sink = redis.call('HGET', KEYS[1], ARGV[1])
     if sink then
       local ok, record = pcall(cjson.decode, sink)
@@ -148,6 +122,20 @@ public enum DesiredStateStore {
     collector.schema_version = tonumber(ARGV[3])
     local encoded = cjson.encode(collector)
     redis.call('HSET', KEYS[3], ARGV[1], encoded)
+
+    """
+
+    /// KEYS: sinks hash, config hash, collectors hash. ARGV: sink id, owner id (may be empty), the
+    /// records' schema version. Records that the sink's collector should run (`intent: run`) unless the
+    /// sink is removed (0) or has no stored config (-2); replies {1, record}.
+    static let wantScript = RedisScript(recordRunIntent + "return {1, encoded}\n")
+
+    /// KEYS: sinks hash, config hash, collectors hash, deployment hash, the sink's reconcile lock.
+    /// ARGV: sink id, owner id, schema version, lock token, lock milliseconds. `want`, then — when the
+    /// intent was recorded — the reconcile lock (taken, or already held by this token: a re-run after
+    /// NOSCRIPT takes it again) and the snapshot, in one step. Replies {code, record, locked, sink,
+    /// config, desired state, collector record}; code as `want`'s.
+    static let claimScript = RedisScript(recordRunIntent + """
     local holder = redis.call('GET', KEYS[5])
     local locked = 0
     if holder == ARGV[4] then

@@ -33,8 +33,9 @@ public final class InMemorySinkerStorage: SinkerStorage {
         try failIfAsked()
         return writes.map { write in
             let result = storeEffect(write)
-            // As in the Redis pipeline, the status goes with the write whatever the order guard decided.
-            if let change = write.status { publish(change, sinkID: write.sinkID) }
+            // As in the Redis pipeline: the status goes with the write when the sink's record names this
+            // entry (applied now, or before), never with an entry the order guard refused as stale.
+            if let change = write.status, sinks[write.sinkID]?.lastEntryID == write.orderingID { publish(change, sinkID: write.sinkID) }
             return result
         }
     }

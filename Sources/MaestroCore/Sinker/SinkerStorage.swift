@@ -86,7 +86,8 @@ public final class RedisSinkerStorage: SinkerStorage {
             isStatus.append(false)
             if let change = write.status {
                 commands.append(StatusPublisher.command(names: names, sinkID: write.sinkID, ownerID: write.record.ownerID, status: change.status,
-                                                        message: change.message, mode: change.mode, streamMaxLength: streamMaxLength))
+                                                        message: change.message, mode: change.mode, streamMaxLength: streamMaxLength,
+                                                        ifCurrentEntry: write.orderingID))
                 isStatus.append(true)
             }
         }

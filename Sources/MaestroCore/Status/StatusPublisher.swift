@@ -21,6 +21,11 @@ public enum StatusPublisher {
     }
 
     public static let script = RedisScript("""
+    if ARGV[11] ~= '' then
+      local sink = redis.call('HGET', KEYS[3], ARGV[1])
+      local ok, decoded = pcall(cjson.decode, sink or '')
+      if not (ok and type(decoded) == 'table' and decoded.last_entry_id == ARGV[11]) then return 0 end
+    end
     local current = redis.call('HGET', KEYS[1], ARGV[1])
     local record = {}
     if current then
@@ -62,14 +67,16 @@ public enum StatusPublisher {
     /// namespace, config hash, times) are merged into the stored record. With `throughProvisioning`, a
     /// collector not yet seen provisioning or running gets the `provisioning` event first, in the same
     /// step (Orb's sequence: the cluster accepted it, then what it shows). The reply is how many status
-    /// events were added (0 when nothing changed).
+    /// events were added (0 when nothing changed). With `ifCurrentEntry`, nothing is written unless the
+    /// sink's record names that stream entry as the last applied (the sinker's status of an entry its
+    /// order guard refused as stale is not published).
     public static func command(names: RedisNames, sinkID: String, ownerID: String, status: SinkStatus, message: String = "",
                                extra: [String: Value] = [:], mode: Mode = .set, throughProvisioning: Bool = false,
-                               streamMaxLength: Int, now: Date = Date()) -> [String] {
-        script.command(keys: [names.collectorsHash, names.statusStream],
+                               streamMaxLength: Int, ifCurrentEntry entryID: String? = nil, now: Date = Date()) -> [String] {
+        script.command(keys: [names.collectorsHash, names.statusStream, names.sinksHash],
                        arguments: [sinkID, status.rawValue, message, ownerID, rfc3339(now), String(streamMaxLength),
                                    (try? JSON.encode(.map(extra))) ?? "{}", mode.rawValue, String(RecordSchema.version),
-                                   throughProvisioning ? "1" : "0"])
+                                   throughProvisioning ? "1" : "0", entryID ?? ""])
     }
 
     /// Publishes now, on its own; answers how many status events were added.

@@ -129,6 +129,17 @@ struct SinkEventProcessorTests {
         #expect(fixture.collectors.calls.withLock { $0 }.isEmpty)
     }
 
+    @Test("the status of a write the order guard refuses as stale is not published (another replica applied a newer entry meanwhile)")
+    func staleWriteStatus() throws {
+        let fixture = SinkerRulesFixture()
+        _ = try fixture.process(sinkCreate("s1", id: "5-0"))
+        let stale = SinkRecord(ownerID: "o1", backend: "prometheus", lastEntryID: "3-0", removed: false, updatedAtMilliseconds: 1)
+        #expect(try fixture.storage.store([SinkWrite(sinkID: "s1", orderingID: "3-0", action: .invalid, record: stale,
+                                                     status: SinkerStatusChange(.provisioningError, message: "bad"))]) == [.stale])
+        #expect(fixture.storage.statusEvents.isEmpty, "\(fixture.storage.statusEvents)")
+        #expect(fixture.storage.statuses["s1"]?.status != .provisioningError)
+    }
+
     @Test("an invalid config keeps the last good one and sets provisioning_error; a good one clears it")
     func invalidConfig() throws {
         let fixture = SinkerRulesFixture()
