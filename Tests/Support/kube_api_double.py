@@ -125,7 +125,7 @@ class Store:
         self.faults = {"error500": 0.0, "error429": 0.0, "reset": 0.0, "delay": 0.0, "delay_seconds": 2.0, "retry_after": 1,
                        "error500_after_commit": 0.0, "reset_after_commit": 0.0, "latency_seconds": 0.0}
         self.controller = {"delay_seconds": 0.02, "pod_start_seconds": 0.02, "paused": False, "namespace_finalize_seconds": 0.05,
-                           "bookmark_seconds": 5.0}
+                           "bookmark_seconds": 5.0, "event_history": 5000}
         self.rollouts = {}  # deployment name -> rollout mode (ROLLOUT_MODES) or absent for healthy
         self.logs = {}  # deployment name -> text
         self.requests = {}
@@ -144,9 +144,10 @@ class Store:
 
     def record(self, key, kind, obj):
         self.events.append((int(obj["metadata"]["resourceVersion"]), key, kind, obj))
-        if len(self.events) > 5000:
-            dropped = self.events[:-5000]
-            self.events = self.events[-5000:]
+        keep = int(self.controller.get("event_history", 5000))
+        if len(self.events) > keep:
+            dropped = self.events[:-keep]
+            self.events = self.events[-keep:]
             self.compacted = max(self.compacted, dropped[-1][0])
         self.lock.notify_all()
 
@@ -1521,11 +1522,17 @@ class Handler(BaseHTTPRequestHandler):
             while time.time() < deadline:
                 with STORE.lock:
                     STORE.lock.wait(timeout=max(0.0, min(deadline, next_bookmark) - time.time()))
+                    # A watcher that fell behind the history (it could not take the events as fast as they
+                    # came) is ended with 410, as the API server's watch cache ends one: its client lists again.
+                    behind = seen < STORE.compacted
                     fresh = [(v, k, t, o) for (v, k, t, o) in STORE.events if v > seen and wanted(k, o)]
                     if STORE.events:
                         seen = max(seen, STORE.events[-1][0])
                     current = STORE.version
                     bookmark_every = STORE.controller["bookmark_seconds"]
+                if behind:
+                    emit("ERROR", status_body(410, "Expired", f"too old resource version: {seen} ({STORE.compacted + 1})"))
+                    break
                 for _, _, kind_of_event, obj in fresh:
                     emit(kind_of_event, obj)
                 if bookmarks and time.time() >= next_bookmark:

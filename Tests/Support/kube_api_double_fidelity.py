@@ -517,6 +517,39 @@ class ListWatchTests(unittest.TestCase):
         self.assertEqual((gone[0]["object"]["code"], gone[0]["object"]["reason"]), (410, "Expired"))
 
 
+    def test_a_watcher_that_falls_behind_the_history_gets_410_not_a_gap(self):
+        namespace = new_namespace()
+        base = f"/api/v1/namespaces/{namespace}/configmaps"
+        status, listed = call("GET", base)
+        since = listed["metadata"]["resourceVersion"]
+        control("controller", {"event_history": 5, "bookmark_seconds": 0.1})
+        count = 40
+        try:
+            # A reader that takes nothing while the events come: the server's writes to it block once the
+            # sockets' buffers are full (40 objects of 256 KiB), and the history moves on without it.
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            connection.request("GET", base + f"?watch=true&resourceVersion={since}&timeoutSeconds=30",
+                               headers={"Authorization": "Bearer admin-token"})
+            response = connection.getresponse()
+            payload = "x" * 262144
+            for index in range(count):
+                call("POST", base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{index}"}, "data": {"blob": payload}})
+            events = []
+            while not events or events[-1]["type"] != "ERROR" and len(events) < count:
+                line = response.readline()
+                if not line:
+                    break
+                if line.strip():
+                    events.append(json.loads(line))
+            connection.close()
+        finally:
+            control("controller", {"event_history": 5000, "bookmark_seconds": 5.0})
+        names = [e["object"]["metadata"]["name"] for e in events if e["type"] == "ADDED"]
+        self.assertEqual(names, [f"c{index}" for index in range(len(names))], "the events that came came in order, with no gap")
+        self.assertTrue(len(names) == count or events[-1]["type"] == "ERROR", "every event, or a 410 that makes the client list again")
+        if events[-1]["type"] == "ERROR":
+            self.assertEqual(events[-1]["object"]["code"], 410)
+
 class AccessAndLifecycleTests(unittest.TestCase):
     def test_rbac_forbids_what_the_role_does_not_grant(self):
         namespace = new_namespace()
