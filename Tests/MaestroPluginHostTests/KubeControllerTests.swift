@@ -104,7 +104,8 @@ struct KubeControllerTests {
         #expect(edited.status == 200)
         #expect(eventually { (try? fixture.deployment("otel-w1"))??["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"]?.stringValue == image },
                 "the image is restored")
-        #expect(fixture.reconciler.counters.driftCorrected == 1)
+        // The image is back as soon as the apply landed; the pass counts the drift when the apply returns.
+        #expect(eventually { fixture.reconciler.counters.driftCorrected == 1 })
         #expect(fixture.reconciler.counters.resyncs == 1, "healed by the watch event, not a resync (only the start's)")
     }
 
@@ -137,8 +138,10 @@ struct KubeControllerTests {
         #expect(eventually(timeout: 60) { sinkIDs.allSatisfy { first.status($0) == "active" } })
         #expect(eventually { first.reconciler.backlog == 0 })
         let firstSync = try first.requests()
-        // Per new collector: three server-side applies; status and pods come from the watches.
-        #expect(firstSync["PATCH", default: 0] == 3 * sinkIDs.count, "\(firstSync)")
+        // Per new collector: three server-side applies (a pass that runs before the watch brought one of the
+        // new objects applies it again: the bound is 3.5 requests per collector); status and pods
+        // come from the watches.
+        #expect(firstSync["PATCH", default: 0] >= 3 * sinkIDs.count && firstSync["PATCH", default: 0] <= 7 * sinkIDs.count / 2, "\(firstSync)")
         #expect(firstSync["GET", default: 0] < sinkIDs.count, "no look per object before creating it: \(firstSync)")
         first.stop()
 
