@@ -161,17 +161,12 @@ public final class RedisCollectorStorage: CollectorStorage {
                                               names.reconcileLockPrefix + sinkID],
                                        arguments: [sinkID, ownerID, String(RecordSchema.version), token, String(milliseconds)])
             let parts = reply.array ?? []
-            switch parts.first?.integer {
-            case 1:
-                guard parts.count == 7, let json = parts[1].string, let record = try? JSON.decode(json) else {
-                    throw RedisError(kind: .protocolViolation, message: "the claim script returned no collector record")
-                }
-                guard parts[2].integer == 1 else { return (.recorded(record: record), nil) }
-                return (.recorded(record: record), try Self.snapshot(Array(parts[3...6])))
-            case 0: return (.tombstoned, nil)
-            case -2: return (.noConfig, nil)
-            default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the claim script")
-            }
+            let intent = try DesiredStateStore.intentResult(parts, of: "claim")
+            // Recorded: the lock's outcome and the snapshot follow the record.
+            guard case .recorded = intent else { return (intent, nil) }
+            guard parts.count == 7 else { throw RedisError(kind: .protocolViolation, message: "the claim script returned no snapshot") }
+            guard parts[2].integer == 1 else { return (intent, nil) }
+            return (intent, try Self.snapshot(Array(parts[3...6])))
         }
     }
 

@@ -203,16 +203,30 @@ public enum DesiredStateStore {
     static func storeResult(_ reply: RedisReply) throws(RedisError) -> StoreResult {
         let parts = reply.array ?? []
         switch parts.first?.integer {
-        case 1:
-            guard let json = parts.dropFirst().first?.string, let record = try? JSON.decode(json) else {
-                throw RedisError(kind: .protocolViolation, message: "the desired-state script returned no collector record")
-            }
-            return .stored(record: record)
+        case 1: return .stored(record: try record(in: parts, of: "desired-state"))
         case 0: return .tombstoned
         case -1: return .configChanged
         case -2: return .noConfig
         default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the desired-state script")
         }
+    }
+
+    /// The reply of `want` or `claim` (which begins as `want`'s).
+    static func intentResult(_ parts: [RedisReply], of script: String) throws(RedisError) -> IntentResult {
+        switch parts.first?.integer {
+        case 1: return .recorded(record: try record(in: parts, of: script))
+        case 0: return .tombstoned
+        case -2: return .noConfig
+        default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the \(script) script")
+        }
+    }
+
+    /// The collector record a script answered with, second in its reply.
+    private static func record(in parts: [RedisReply], of script: String) throws(RedisError) -> Value {
+        guard let json = parts.dropFirst().first?.string, let record = try? JSON.decode(json) else {
+            throw RedisError(kind: .protocolViolation, message: "the \(script) script returned no collector record")
+        }
+        return record
     }
 
     public enum RemovalResult: Sendable, Equatable {
@@ -257,17 +271,7 @@ public enum DesiredStateStore {
     public static func want(_ redis: RedisConnection, names: RedisNames, sinkID: String, ownerID: String) throws(RedisError) -> IntentResult {
         let reply = try redis.eval(wantScript, keys: [names.sinksHash, names.configHash, names.collectorsHash],
                                    arguments: [sinkID, ownerID, String(RecordSchema.version)])
-        let parts = reply.array ?? []
-        switch parts.first?.integer {
-        case 1:
-            guard let json = parts.dropFirst().first?.string, let record = try? JSON.decode(json) else {
-                throw RedisError(kind: .protocolViolation, message: "the intent script returned no collector record")
-            }
-            return .recorded(record: record)
-        case 0: return .tombstoned
-        case -2: return .noConfig
-        default: throw RedisError(kind: .protocolViolation, message: "unexpected reply from the intent script")
-        }
+        return try intentResult(reply.array ?? [], of: "intent")
     }
 
     /// Records that the collector should not run (`stop` or `idle`), within `removalGuard`.
