@@ -143,6 +143,20 @@ def start_double():
     sys.exit("the API double did not start")
 
 
+def kubeconfig_for(port):
+    """A kubeconfig for the API double on this port."""
+    path = os.path.join(WORK, f"kubeconfig-{port}")
+    with open(path, "w") as handle:
+        handle.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: double, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: bench, user: {{token: bench}}}}]
+contexts: [{{name: bench, context: {{cluster: double, user: bench, namespace: otelcollectors}}}}]
+current-context: bench
+""")
+    return path
+
+
 def apply():
     say("\n== P3 apply: collectors through the Kubernetes API (the API double), next to kubectl apply -f per collector")
     say("   (each side and the ceiling get a fresh double: the double slows down as it holds more objects)")
@@ -153,16 +167,7 @@ def apply():
     def with_double(body):
         double, port = start_double()
         try:
-            kubeconfig = os.path.join(WORK, "kubeconfig")
-            with open(kubeconfig, "w") as handle:
-                handle.write(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: double, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
-users: [{{name: bench, user: {{token: bench}}}}]
-contexts: [{{name: bench, context: {{cluster: double, user: bench, namespace: otelcollectors}}}}]
-current-context: bench
-""")
-            return body(port, kubeconfig)
+            return body(port, kubeconfig_for(port))
         finally:
             double.terminate()
             double.wait()
@@ -326,18 +331,6 @@ def controller():
     say("\n== P6 the Kubernetes controller against the API double: requests, status latency, memory, faults")
     fleets = (50, 200) if QUICK else (200, 2_000)
     steady, first_sync = {}, {}
-
-    def kubeconfig_for(port):
-        path = os.path.join(WORK, f"kubeconfig-{port}")
-        with open(path, "w") as handle:
-            handle.write(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: double, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
-users: [{{name: bench, user: {{token: bench}}}}]
-contexts: [{{name: bench, context: {{cluster: double, user: bench, namespace: otelcollectors}}}}]
-current-context: bench
-""")
-        return path
 
     def double_post(port, path, body=None):
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body or {}).encode(), method="POST",
