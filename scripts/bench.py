@@ -2,7 +2,8 @@
 
 Runs every figure a few times, prints progress and a table (figure, maestro, alternative, ratio,
 target, runs), and writes the table to BENCHMARKS.md with how to reproduce it. Environment:
-BENCH_RUNS (default 3), BENCH_QUICK=1 (smaller workloads, for trying the script out).
+BENCH_RUNS (default 3), BENCH_QUICK=1 (smaller workloads, for trying the script out),
+BENCH_CONTROLLER=fleets,memory,faults (the parts of `controller` to run; default all).
 """
 import json
 import os
@@ -406,7 +407,8 @@ def controller():
             self.double.terminate()
             self.double.wait()
 
-    for fleet in fleets:
+    parts = set(os.environ.get("BENCH_CONTROLLER", "fleets,memory,faults").split(","))
+    for fleet in fleets if "fleets" in parts else ():
         with Cluster() as cluster:
             redis, port, grpc_port = cluster.redis, cluster.port, cluster.grpc_port
             before = requests_served(port)
@@ -471,7 +473,7 @@ def controller():
                  "the steady state, not as writes of a restart.")
 
     # Peak RSS with a large fleet cached.
-    if not QUICK:
+    if not QUICK and "memory" in parts:
         fleet = 10_000
         with Cluster(resync="5m") as cluster:
             started = time.time()
@@ -482,7 +484,7 @@ def controller():
             row(f"P6 peak RSS with {fleet:,} collectors cached (maestro run)", f"{rss:.1f} MiB", "—", "—", "≤ 96 MiB",
                 "1 run" if converged else "1 run, not all active")
 
-    for fleet in fleets:
+    for fleet in fleets if "fleets" in parts else ():
         row(f"P6 first sync, {fleet:,} collectors: API requests per collector", f"{first_sync[fleet]:.2f}", "6.04 per resync before the caches",
             "—", "≤ 3.5", "1 run")
         row(f"P6 steady state, {fleet:,} collectors: requests per collector per resync interval", f"{steady[fleet]:.3f}",
@@ -490,6 +492,8 @@ def controller():
 
     # 1,000 collectors with 20% of requests failing.
     fleet = 100 if QUICK else 1_000
+    if "faults" not in parts:
+        return
     with Cluster() as cluster:
         double_post(cluster.port, "/_double/faults", {"error500": 0.2})
         started = time.time()

@@ -20,14 +20,14 @@ final class WatchingFixture: Sendable {
     let manager: CollectorManager
 
     init(double existing: KubeAPIDouble? = nil, pipeline existingPipeline: PipelineFixture? = nil,
-         options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 1)) throws {
+         options: ReconcilerOptions = ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 1), logReadsPerSecond: Double = 2) throws {
         double = try existing ?? KubeAPIDouble()
         pipeline = try existingPipeline ?? PipelineFixture()
         client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
         caches = KubeCaches(client: client, namespace: "otelcollectors", kinds: KubernetesBackend.collectorKindNames, logger: Logger(label: "test"))
         let client = client
         let caches = caches
-        let logs = ExporterLogWatch(client: client, readsPerSecond: 2, podNames: { name, namespace throws(ClusterError) in
+        let logs = ExporterLogWatch(client: client, readsPerSecond: logReadsPerSecond, podNames: { name, namespace throws(ClusterError) in
             try KubernetesBackend(client: client, namespace: namespace, caches: caches).podNames(name: name, namespace: namespace)
         })
         backend = KubernetesBackend(client: client, namespace: "otelcollectors", caches: caches, logWatch: logs)
@@ -109,6 +109,98 @@ struct KubeControllerTests {
         #expect(fixture.reconciler.counters.resyncs == 1, "healed by the watch event, not a resync (only the start's)")
     }
 
+    @Test("a field maestro does not render, changed by another writer (an HPA's replicas), is read once and left alone: no write, no drift; the next pass asks nothing")
+    func otherWritersFieldsAreNoDrift() throws {
+        let fixture = try WatchingFixture(logReadsPerSecond: 0)
+        let redis = try fixture.pipeline.connect()
+        fixture.start()
+        defer { fixture.stop() }
+        try fixture.create(redis, ["h1"])
+        #expect(eventually { fixture.status("h1") == "active" && fixture.reconciler.backlog == 0 })
+        let before = try fixture.requests()
+        let passes = fixture.reconciler.counters.applied
+
+        let scale: Value = ["spec": ["replicas": 2]]
+        let scaled = try fixture.client.request("PATCH", "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-h1",
+                                                query: [("fieldManager", "horizontal-pod-autoscaler")], body: scale,
+                                                contentType: "application/merge-patch+json")
+        #expect(scaled.status == 200)
+        #expect(eventually { fixture.reconciler.counters.applied > passes && fixture.reconciler.backlog == 0 && fixture.status("h1") == "active" })
+        let after = try fixture.requests()
+        #expect(after["PATCH", default: 0] == before["PATCH", default: 0] + 1, "the HPA's write only: \(before) → \(after)")
+        #expect(after["GET", default: 0] == before["GET", default: 0] + 1, "the moved Deployment read once, whole: \(before) → \(after)")
+        #expect(fixture.reconciler.counters.driftCorrected == 0)
+
+        let again = fixture.reconciler.counters.applied
+        fixture.reconciler.enqueue("h1")
+        #expect(eventually { fixture.reconciler.counters.applied > again && fixture.reconciler.backlog == 0 })
+        let last = try fixture.requests()
+        #expect(last == after, "the version read is remembered: a pass compares with the cache only: \(after) → \(last)")
+        #expect(try fixture.deployment("otel-h1")?["spec"]?["replicas"] == 2, "the HPA's replicas stay")
+    }
+
+    @Test("attack: a Deployment deleted and made again by another tool while maestro was down, with another image, is restored at restart")
+    func recreatedBehindMaestrosBack() throws {
+        let first = try WatchingFixture(logReadsPerSecond: 0)
+        let redis = try first.pipeline.connect()
+        first.start()
+        try first.create(redis, ["u1"])
+        #expect(eventually { first.status("u1") == "active" && first.reconciler.backlog == 0 })
+        first.stop()
+        let path = "/apis/apps/v1/namespaces/otelcollectors/deployments/otel-u1"
+        var forged = try #require(try first.deployment("otel-u1"))
+        let image = forged["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"]
+        #expect(try first.client.request("DELETE", path, query: [("propagationPolicy", "Orphan")]).status == 200)
+        #expect(eventually { (try? first.deployment("otel-u1")) == nil })
+        // The same labels and annotations (so maestro's caches select it), generation 1 again, another image.
+        guard case .map(var fields) = forged, case .map(var metadata)? = fields["metadata"] else { Issue.record("no metadata"); return }
+        for generated in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"] { metadata[generated] = nil }
+        fields["metadata"] = .map(metadata)
+        fields["status"] = nil
+        forged = .map(fields)
+        let container: Value = ["name": "otel-collector", "image": "evil/collector:1"]
+        forged = replacing(["spec", "template", "spec", "containers"], in: forged, with: [container])
+        let made = try first.client.request("POST", "/apis/apps/v1/namespaces/otelcollectors/deployments", body: forged)
+        #expect(made.status == 201, "\(made.body)")
+        #expect(try first.deployment("otel-u1")?["metadata"]?["generation"] == 1)
+
+        let restarted = try WatchingFixture(double: first.double, pipeline: first.pipeline, logReadsPerSecond: 0)
+        restarted.start()
+        defer { restarted.stop() }
+        #expect(eventually { (try? restarted.deployment("otel-u1"))??["spec"]?["template"]?["spec"]?["containers"]?.listValue?.first?["image"] == image },
+                "maestro's image is back")
+        #expect(eventually { restarted.reconciler.counters.driftCorrected >= 1 })
+        // The Service and the Secret, orphaned with the old Deployment, now belong to the one that runs.
+        let uid = try #require(try restarted.deployment("otel-u1")?["metadata"]?["uid"])
+        for path in ["/api/v1/namespaces/otelcollectors/services/otel-u1", "/api/v1/namespaces/otelcollectors/secrets/otel-u1"] {
+            #expect(eventually { (try? restarted.double.get(path))?.body["metadata"]?["ownerReferences"]?.listValue?.first?["uid"] == uid }, "\(path)")
+        }
+    }
+
+    @Test("the caches hold what the reconcile and the status read: no pod spec, no Secret values, no last-applied copy, no image digests")
+    func cachesKeepOnlyWhatIsRead() throws {
+        let fixture = try WatchingFixture(logReadsPerSecond: 0)
+        let redis = try fixture.pipeline.connect()
+        fixture.start()
+        defer { fixture.stop() }
+        try fixture.create(redis, ["m1"])
+        #expect(eventually { fixture.status("m1") == "active" && fixture.reconciler.backlog == 0 })
+        guard case .present(let deployment) = fixture.caches.lookup(kind: "Deployment", name: "otel-m1"),
+              case .present(let secret) = fixture.caches.lookup(kind: "Secret", name: "otel-m1"),
+              case .present(let service) = fixture.caches.lookup(kind: "Service", name: "otel-m1"),
+              let pod = fixture.caches.pods(matching: ["app.kubernetes.io/instance": "otel-m1"])?.first else {
+            Issue.record("not cached")
+            return
+        }
+        #expect(deployment["spec"]?["template"]?["spec"] == nil && deployment["status"]?["observedGeneration"] != nil
+                && deployment["spec"]?["selector"] != nil && deployment["metadata"]?["generation"] != nil, "\(deployment)")
+        #expect(deployment["metadata"]?["managedFields"] == nil)
+        #expect(secret["data"] == nil && secret["stringData"] == nil && service["spec"] == nil, "\(secret) \(service)")
+        #expect(pod["spec"] == nil && pod["status"]?["conditions"] != nil, "\(pod)")
+        let containers = pod["status"]?["containerStatuses"]?.listValue ?? []
+        #expect(!containers.isEmpty && containers.allSatisfy { $0["imageID"] == nil && $0["image"] == nil && $0["restartCount"] != nil }, "\(containers)")
+    }
+
     @Test("a crash loop is error with its reason within seconds of the pods' change; healed, active again")
     func crashLoopFromWatch() throws {
         let fixture = try WatchingFixture()
@@ -172,4 +264,12 @@ struct KubeControllerTests {
                 "\(sinkIDs.map { "\($0): \(fixture.status($0) ?? "-")" })")
         try fixture.double.faults(["error500": 0])
     }
+}
+
+/// `value` with the field at `path` replaced.
+private func replacing(_ path: [String], in value: Value, with replacement: Value) -> Value {
+    guard let key = path.first else { return replacement }
+    var entries = value.mapValue ?? [:]
+    entries[key] = replacing(Array(path.dropFirst()), in: entries[key] ?? .map([:]), with: replacement)
+    return .map(entries)
 }

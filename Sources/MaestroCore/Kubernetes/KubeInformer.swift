@@ -25,12 +25,17 @@ public struct KubeInformerOptions: Sendable {
     public var backoff: Backoff
     /// Cache metadata only (`PartialObjectMetadata`): nil decides by kind — Secrets are metadata only.
     public var metadataOnly: Bool?
-    /// The top-level fields the cache keeps (a pod's `status` and `metadata`, not its `spec`); nil keeps all.
-    public var keptFields: Set<String>?
+    /// What the cache keeps of each object, trimmed already (`KubeCaches` keeps of a pod its status, of a
+    /// Deployment what its status is judged by, of the rest some metadata); nil keeps the whole object.
+    public var projection: (@Sendable (Value) -> Value)?
+    /// A label whose value indexes the cache (`objects(labelled:)`): the pods of one collector.
+    public var indexLabel: String?
 
     public init(pageSize: Int = 500, watchTimeoutSeconds: Int = 300, idleTimeoutSeconds: Int = 120,
-                backoff: Backoff = Backoff(first: 0.5, maximum: 30), metadataOnly: Bool? = nil, keptFields: Set<String>? = nil) {
-        self.keptFields = keptFields
+                backoff: Backoff = Backoff(first: 0.5, maximum: 30), metadataOnly: Bool? = nil,
+                projection: (@Sendable (Value) -> Value)? = nil, indexLabel: String? = nil) {
+        self.projection = projection
+        self.indexLabel = indexLabel
         self.pageSize = pageSize
         self.watchTimeoutSeconds = watchTimeoutSeconds
         self.idleTimeoutSeconds = idleTimeoutSeconds
@@ -62,10 +67,14 @@ public struct KubeInformerCounters: Sendable, Equatable {
 /// on that thread, after the cache holds the change, one call at a time. Reads (`get`, `objects`) are
 /// safe from any thread.
 ///
-/// Cached objects are trimmed: `metadata.managedFields` is dropped, and a metadata-only informer (every
-/// Secret informer unless told otherwise) asks the server for `PartialObjectMetadata` and keeps nothing
-/// but `metadata` — without `kubectl.kubernetes.io/last-applied-configuration`, which repeats a Secret's
-/// data — so tenants' credentials are never held in maestro's memory.
+/// Cached objects are trimmed: `metadata.managedFields` and the annotation
+/// `kubectl.kubernetes.io/last-applied-configuration` (which repeats the whole object, a Secret's data
+/// included) are dropped, the rest is cut to the options' `projection`, and a metadata-only informer
+/// (every Secret informer unless told otherwise) asks the server for `PartialObjectMetadata` and keeps
+/// nothing but `metadata` — so tenants' credentials are never held in maestro's memory. Each object is
+/// kept as its JSON text, decoded when read: a tree of `Value`s costs several times the text, and
+/// a cache of 10,000 collectors' objects must stay within tens of MiB. A list is taken page by page,
+/// so not even a re-list holds a whole list of untrimmed objects.
 ///
 /// The gauge `maestro_kube_cached_objects{kind}` shows the cache's size: one informer per kind is
 /// expected (two of one kind would report over each other). `start()` once; a stopped informer stays
@@ -81,7 +90,7 @@ public final class KubeInformer: Sendable {
     private let logger: Logger
     private let onChange: @Sendable (KubeInformerEvent, Value) -> Void
     private let threads = BackgroundThreads()
-    private let store = Mutex<[String: Value]>([:])
+    private let store = Mutex(KubeCacheStore())
     private let version = Mutex("")
     private let tally = Mutex(KubeInformerCounters())
     /// Watch events received, bookmarks included.
@@ -151,12 +160,17 @@ public final class KubeInformer: Sendable {
     }
 
     /// The cached object of this name.
-    public func get(_ name: String) -> Value? { store.withLock { $0[name] } }
+    public func get(_ name: String) -> Value? { store.withLock { $0.objects[name] }?.value }
 
-    /// Every cached object, by name.
-    public var objects: [String: Value] { store.withLock { $0 } }
+    /// Every cached object, by name (each decoded: for tests and rare sweeps).
+    public var objects: [String: Value] { store.withLock { $0.objects }.mapValues(\.value) }
 
-    public var count: Int { store.withLock { $0.count } }
+    /// The cached objects whose `indexLabel` has this value.
+    public func objects(labelled value: String) -> [Value] {
+        store.withLock { store in (store.index[value] ?? []).compactMap { store.objects[$0] } }.map(\.value)
+    }
+
+    public var count: Int { store.withLock { $0.objects.count } }
 
     /// The last resourceVersion the informer saw: of its last list, event or bookmark.
     public var resourceVersion: String { version.withLock { $0 } }
@@ -171,9 +185,7 @@ public final class KubeInformer: Sendable {
         while !threads.isStopping {
             do {
                 if mustList {
-                    let list = try client.list(path, labelSelector: labelSelector, pageSize: options.pageSize,
-                                               accept: metadataOnly ? Self.metadataListAccept : "application/json")
-                    replace(with: list)
+                    try relist()
                     mustList = false
                 }
                 var query: [(String, String)] = [("allowWatchBookmarks", "true"), ("timeoutSeconds", String(options.watchTimeoutSeconds))]
@@ -213,30 +225,30 @@ public final class KubeInformer: Sendable {
         }
     }
 
-    /// A complete list: the cache becomes it, and the handler hears every difference.
-    private func replace(with list: KubeList) {
-        var fresh: [String: Value] = [:]
-        for item in list.items {
-            let object = trimmed(item)
-            guard let name = object["metadata"]?["name"]?.stringValue else { continue }
-            fresh[name] = object
-        }
+    /// Lists again, page by page: the cache becomes the list, and the handler hears every difference.
+    private func relist() throws(ClusterError) {
+        var fresh = KubeCacheStore()
+        let listed = try client.listPages(path, labelSelector: labelSelector, pageSize: options.pageSize,
+                                          accept: metadataOnly ? Self.metadataListAccept : "application/json",
+                                          restarted: { fresh = KubeCacheStore() }, page: { items in
+                                              for item in items { if let (name, object, _) = cached(item) { fresh.insert(object, named: name) } }
+                                          })
         let previous = store.withLock { store in
             let previous = store
             store = fresh
             return previous
         }
-        version.withLock { $0 = list.resourceVersion }
+        version.withLock { $0 = listed }
         tally.withLock { $0.lists += 1 }
-        recordSize(fresh.count)
-        for (name, object) in previous where fresh[name] == nil {
-            onChange(.deleted, object)
+        recordSize(fresh.objects.count)
+        for (name, object) in previous.objects where fresh.objects[name] == nil {
+            onChange(.deleted, object.value)
         }
-        for (name, object) in fresh.sorted(by: { $0.key < $1.key }) {
-            if let old = previous[name] {
-                if Self.version(of: old) != Self.version(of: object) { onChange(.updated, object) }
+        for (name, object) in fresh.objects.sorted(by: { $0.key < $1.key }) {
+            if let old = previous.objects[name] {
+                if old.resourceVersion != object.resourceVersion { onChange(.updated, object.value) }
             } else {
-                onChange(.added, object)
+                onChange(.added, object.value)
             }
         }
         // Synced once the handler has heard the first list too: whoever waited for it may rely on both.
@@ -251,25 +263,20 @@ public final class KubeInformer: Sendable {
         if let seen = Self.version(of: raw), !seen.isEmpty { version.withLock { $0 = seen } }
         switch type {
         case "ADDED", "MODIFIED":
-            let object = trimmed(raw)
-            guard let name = object["metadata"]?["name"]?.stringValue else { return }
-            let (old, size) = store.withLock { store in
-                let old = store.updateValue(object, forKey: name)
-                return (old, store.count)
-            }
+            guard let (name, object, kept) = cached(raw) else { return }
+            let (old, size) = store.withLock { store in (store.insert(object, named: name), store.objects.count) }
             recordSize(size)
             if let old {
                 // The same version again (a watch replaying what the list already had) is no change.
-                if Self.version(of: old) != Self.version(of: object) { onChange(.updated, object) }
+                if old.resourceVersion != object.resourceVersion { onChange(.updated, kept) }
             } else {
-                onChange(.added, object)
+                onChange(.added, kept)
             }
         case "DELETED":
-            let object = trimmed(raw)
-            guard let name = object["metadata"]?["name"]?.stringValue else { return }
-            let (old, size) = store.withLock { store in (store.removeValue(forKey: name), store.count) }
+            guard let (name, _, kept) = cached(raw) else { return }
+            let (old, size) = store.withLock { store in (store.remove(named: name), store.objects.count) }
             recordSize(size)
-            if old != nil { onChange(.deleted, object) }
+            if old != nil { onChange(.deleted, kept) }
         case "BOOKMARK":
             tally.withLock { $0.bookmarks += 1 }
         default:
@@ -285,21 +292,66 @@ public final class KubeInformer: Sendable {
         object["metadata"]?["resourceVersion"]?.stringValue
     }
 
+    /// What the cache keeps of an object (see the type's comment): its name, its stored form and the kept
+    /// fields themselves; nil for an object without a name.
+    private func cached(_ object: Value) -> (String, KubeCachedObject, Value)? {
+        let kept = trimmed(object)
+        guard let name = kept["metadata"]?["name"]?.stringValue, let json = try? JSON.encode(kept) else { return nil }
+        let labelValue = options.indexLabel.flatMap { kept["metadata"]?["labels"]?[$0]?.stringValue }
+        return (name, KubeCachedObject(json: json, resourceVersion: Self.version(of: kept) ?? "", indexValue: labelValue), kept)
+    }
+
     /// What the cache keeps of an object (see the type's comment).
     func trimmed(_ object: Value) -> Value {
         guard case .map(var fields) = object else { return object }
         var metadata = fields["metadata"]?.mapValue ?? [:]
         metadata["managedFields"] = nil
-        if metadataOnly {
-            if case .map(var annotations)? = metadata["annotations"] {
-                annotations["kubectl.kubernetes.io/last-applied-configuration"] = nil
-                metadata["annotations"] = .map(annotations)
-            }
-            fields = ["apiVersion": .string(apiVersion), "kind": .string(kind)]
-        } else if let kept = options.keptFields {
-            fields = fields.filter { kept.contains($0.key) }
+        if case .map(var annotations)? = metadata["annotations"] {
+            annotations["kubectl.kubernetes.io/last-applied-configuration"] = nil
+            metadata["annotations"] = annotations.isEmpty ? nil : .map(annotations)
         }
+        if metadataOnly { fields = [:] }
         fields["metadata"] = .map(metadata)
+        if let projection = options.projection { fields = projection(.map(fields)).mapValue ?? [:] }
+        fields["apiVersion"] = .string(apiVersion)
+        fields["kind"] = .string(kind)
         return .map(fields)
+    }
+}
+
+/// One cached object: its JSON text, and what the informer reads without decoding it.
+struct KubeCachedObject: Sendable {
+    let json: String
+    let resourceVersion: String
+    /// The value of the informer's `indexLabel`.
+    let indexValue: String?
+
+    var value: Value { (try? JSON.decode(json)) ?? .null }
+}
+
+/// An informer's objects by name, and the names by the value of its index label.
+struct KubeCacheStore: Sendable {
+    var objects: [String: KubeCachedObject] = [:]
+    var index: [String: Set<String>] = [:]
+
+    /// Answers the object it replaced.
+    @discardableResult
+    mutating func insert(_ object: KubeCachedObject, named name: String) -> KubeCachedObject? {
+        let old = objects.updateValue(object, forKey: name)
+        if let stale = old?.indexValue, stale != object.indexValue { unindex(name, from: stale) }
+        if let value = object.indexValue { index[value, default: []].insert(name) }
+        return old
+    }
+
+    @discardableResult
+    mutating func remove(named name: String) -> KubeCachedObject? {
+        let old = objects.removeValue(forKey: name)
+        if let value = old?.indexValue { unindex(name, from: value) }
+        return old
+    }
+
+    private mutating func unindex(_ name: String, from value: String) {
+        index[value]?.remove(name)
+        if index[value]?.isEmpty == true { index[value] = nil }
     }
 }

@@ -64,23 +64,22 @@ public struct KubernetesBackend: ClusterBackend {
     }
 
     /// Server-side applies every object, the Deployment first (see `applyOwnedByDeployment`). An
-    /// object's version after the write (its generation where it has one: a controller's status write is
-    /// no change to what maestro applied; else its resourceVersion) is compared with what the last apply
-    /// left: a write that changed nothing leaves it as it was.
+    /// object's version after the write (`version(of:)`) is compared with what the last apply left: a
+    /// write that changed nothing leaves it as it was.
     public func apply(_ collector: DesiredCollector, previous: AppliedState?) throws(ClusterError) -> ApplyResult {
         var applied = AppliedState(desiredDigest: collector.digest, adoptedSelectors: previous?.adoptedSelectors ?? [:])
         var moved: [String] = []
         for (object, result, _) in try applyOwnedByDeployment(collector, previous: previous, adoptedSelectors: &applied.adoptedSelectors) {
             let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
-            guard let result else {
-                // Not written: the cached object already is as rendered.
-                if let version = previous?.versions[key] { applied.versions[key] = version }
-                continue
+            switch result {
+            case .unchanged(let version):
+                // Not written: the live object already is as rendered. Its version is kept even when another
+                // writer moved it (a status write, an HPA's replicas), so the next pass need not look again.
+                if let version = version ?? previous?.versions[key] { applied.versions[key] = version }
+            case .written(_, let version):
+                if let version { applied.versions[key] = version }
+                if previous?.versions[key] != version { moved.append(key) }
             }
-            let version = result["metadata"]?["generation"]?.intValue.map { "generation \($0)" }
-                ?? result["metadata"]?["resourceVersion"]?.stringValue
-            if let version { applied.versions[key] = version }
-            if previous?.versions[key] != version { moved.append(key) }
         }
         guard !moved.isEmpty else { return ApplyResult(outcome: .unchanged, applied: applied) }
         guard let previous else { return ApplyResult(outcome: .unknown, applied: applied) }
@@ -93,7 +92,32 @@ public struct KubernetesBackend: ClusterBackend {
                                     unschedulableGrace: unschedulableGrace, logWindowSeconds: logWindowSeconds)
         var selectors: [String: Value] = [:]
         let applied = try dry.applyOwnedByDeployment(collector, previous: nil, adoptedSelectors: &selectors, allowNamespaceCreation: false)
-        return collector.objects.indices.map { index in applied.first { $0.index == index }.flatMap(\.result) ?? collector.objects[index] }
+        return collector.objects.indices.map { index in
+            guard case .written(let answer, _)? = applied.first(where: { $0.index == index })?.result else { return collector.objects[index] }
+            return answer
+        }
+    }
+
+    /// What one object's apply did, with the object's version (`version(of:ownerUID:)`).
+    enum ObjectApply {
+        /// Written: the server's answer.
+        case written(Value, version: String?)
+        /// Nothing to write: the live object holds what is rendered.
+        case unchanged(version: String?)
+    }
+
+    /// The version maestro records of an object it applied: a Deployment's generation (a controller's
+    /// status write does not move it; a change of its spec does), with its uid (an object deleted and made
+    /// again by someone else starts at generation 1 again); else the resourceVersion, which no other object
+    /// ever has — with the uid of the Deployment that owns it, since a Deployment made again means a new
+    /// owner reference to write.
+    static func version(of object: Value, ownerUID: String?) -> String? {
+        let metadata = object["metadata"]
+        if let generation = metadata?["generation"]?.intValue {
+            return "\(metadata?["uid"]?.stringValue ?? "")/generation \(generation)"
+        }
+        guard let resourceVersion = metadata?["resourceVersion"]?.stringValue else { return nil }
+        return ownerUID.map { "\(resourceVersion) owned by \($0)" } ?? resourceVersion
     }
 
     /// Applies the collector's Deployment first, then every other namespaced object of it with an
@@ -102,18 +126,20 @@ public struct KubernetesBackend: ClusterBackend {
     /// taken over first (`adopt`). Answers each object as applied, with the server's answer.
     private func applyOwnedByDeployment(_ collector: DesiredCollector, previous: AppliedState?, adoptedSelectors: inout [String: Value],
                                         allowNamespaceCreation: Bool? = nil)
-        throws(ClusterError) -> [(object: Value, result: Value?, index: Int)]
+        throws(ClusterError) -> [(object: Value, result: ObjectApply, index: Int)]
     {
         let deployments = collector.objects.indices.filter { collector.objects[$0]["kind"] == .string("Deployment") }
         let ownerIndex = deployments.first { collector.objects[$0]["metadata"]?["name"]?.stringValue == collector.name } ?? deployments.first
         var order = collector.objects.indices.filter { $0 != ownerIndex }
         if let ownerIndex { order.insert(ownerIndex, at: 0) }
         var owner: (reference: Value, namespace: String)?
-        var applied: [(object: Value, result: Value?, index: Int)] = []
+        var applied: [(object: Value, result: ObjectApply, index: Int)] = []
         for index in order {
             var object = collector.objects[index]
+            var ownerUID: String?
             if let owner, index != ownerIndex, Self.ownable(object, in: owner.namespace, defaultNamespace: collector.namespace) {
                 object = Self.adding(ownerReference: owner.reference, to: object)
+                ownerUID = owner.reference["uid"]?.stringValue
             }
             let key = "\(object["kind"]?.stringValue ?? "")/\(object["metadata"]?["name"]?.stringValue ?? "")"
             // An object the cache knows is not there is created, not taken over: no look first.
@@ -121,13 +147,15 @@ public struct KubernetesBackend: ClusterBackend {
                 if let selector = try adopt(object, namespace: collector.namespace) { adoptedSelectors[key] = selector }
             }
             if let selector = adoptedSelectors[key] { object = Self.keeping(selector: selector, in: object) }
-            var result: Value?
-            var uidSource: Value?
-            if let live = unchangedLive(object, key: key, collector: collector, previous: previous) {
+            let result: ObjectApply
+            let uidSource: Value?
+            if let live = try unchangedLive(object, key: key, ownerUID: ownerUID, collector: collector, previous: previous) {
+                result = .unchanged(version: Self.version(of: live, ownerUID: ownerUID))
                 uidSource = live
             } else {
-                result = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
-                uidSource = result
+                let answer = try applyOne(object, namespace: collector.namespace, allowNamespaceCreation: allowNamespaceCreation ?? createNamespace)
+                result = .written(answer, version: Self.version(of: answer, ownerUID: ownerUID))
+                uidSource = answer
             }
             if index == ownerIndex, let uid = uidSource?["metadata"]?["uid"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue {
                 owner = (["apiVersion": "apps/v1", "kind": "Deployment", "name": .string(name), "uid": .string(uid),
@@ -145,22 +173,30 @@ public struct KubernetesBackend: ClusterBackend {
         return caches.lookup(kind: kind, name: name) == .absent
     }
 
-    /// The cached live object when nothing needs writing: the desired state is the one the last apply
-    /// wrote, and the live object holds every field as rendered (`LiveObjectDrift`) — for a Secret,
-    /// whose values the cache does not hold, also the resourceVersion maestro's last write produced.
-    /// Nil means write.
-    private func unchangedLive(_ object: Value, key: String, collector: DesiredCollector, previous: AppliedState?) -> Value? {
+    /// The live object when nothing needs writing: the desired state is the one the last apply wrote and
+    /// the cached object's version (`version(of:ownerUID:)`) is the one maestro's last write left — nobody
+    /// changed what maestro applied (of a Deployment, whose generation its metadata does not move, the
+    /// cached labels and annotations also hold the rendered ones). An object another writer moved since (an
+    /// HPA's replicas, a `kubectl edit`) is read whole and must hold every field as rendered
+    /// (`LiveObjectDrift`), or is written; a Secret, whose values maestro keeps nowhere, is written. Nil
+    /// means write.
+    private func unchangedLive(_ object: Value, key: String, ownerUID: String?, collector: DesiredCollector,
+                               previous: AppliedState?) throws(ClusterError) -> Value? {
         guard !dryRun, let caches, let previous, previous.desiredDigest == collector.digest,
-              let kind = object["kind"]?.stringValue, let name = object["metadata"]?["name"]?.stringValue,
+              let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue,
+              let name = object["metadata"]?["name"]?.stringValue,
               (object["metadata"]?["namespace"]?.stringValue ?? collector.namespace) == namespace,
-              case .present(let live) = caches.lookup(kind: kind, name: name) else { return nil }
-        if kind == "Secret" {
-            // Cached as metadata only: the values (and the immutable type) are known by the resourceVersion
-            // maestro's last write produced, the rest compared as for any object.
-            guard live["metadata"]?["resourceVersion"]?.stringValue == previous.versions[key] else { return nil }
-            return LiveObjectDrift.differences(rendered: ["metadata": object["metadata"] ?? .null], live: live).isEmpty ? live : nil
+              case .present(let cached) = caches.lookup(kind: kind, name: name) else { return nil }
+        if Self.version(of: cached, ownerUID: ownerUID) == previous.versions[key] {
+            guard cached["metadata"]?["generation"] != nil else { return cached }
+            let labelsAndAnnotations: Value = ["metadata": ["labels": object["metadata"]?["labels"] ?? .null,
+                                                            "annotations": object["metadata"]?["annotations"] ?? .null]]
+            return LiveObjectDrift.differences(rendered: labelsAndAnnotations, live: cached).isEmpty ? cached : nil
         }
-        return LiveObjectDrift.differences(rendered: object, live: live).isEmpty ? live : nil
+        guard kind != "Secret" else { return nil }
+        let response = try client.request("GET", KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name))
+        guard response.status == 200 else { return nil }
+        return LiveObjectDrift.differences(rendered: object, live: response.body).isEmpty ? response.body : nil
     }
 
     /// Takes over an object another tool made before this process first applies it: a Deployment's live
@@ -243,7 +279,7 @@ public struct KubernetesBackend: ClusterBackend {
     }
 
     @discardableResult
-    private func applyOne(_ object: Value, namespace: String, allowNamespaceCreation: Bool) throws(ClusterError) -> Value? {
+    private func applyOne(_ object: Value, namespace: String, allowNamespaceCreation: Bool) throws(ClusterError) -> Value {
         guard let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue,
               let name = object["metadata"]?["name"]?.stringValue else {
             throw ClusterError(.rejected, "an object lacks apiVersion, kind or metadata.name")
@@ -407,11 +443,7 @@ public struct KubernetesBackend: ClusterBackend {
         for object in collector.objects {
             guard let apiVersion = object["apiVersion"]?.stringValue, let kind = object["kind"]?.stringValue,
                   let name = object["metadata"]?["name"]?.stringValue else { continue }
-            // A cached Secret has no values to compare: it is read from the API.
-            if kind != "Secret", collector.namespace == namespace, let lookup = caches?.lookup(kind: kind, name: name), lookup != .unknown {
-                if case .present(let cached) = lookup { objects.append(cached) }
-                continue
-            }
+            // Read whole from the API: the caches keep only what the reconcile and the status read.
             let response = try client.request("GET", KubeResourcePath.object(apiVersion: apiVersion, kind: kind, namespace: collector.namespace, name: name))
             if response.status == 200 { objects.append(response.body) }
         }

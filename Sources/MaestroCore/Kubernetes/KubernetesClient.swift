@@ -151,41 +151,45 @@ public final class KubernetesClient: Sendable {
     }
 
     /// Every item of a collection, `pageSize` at a time (`limit`/`continue`), with the list's
-    /// resourceVersion. A continue token that expired meanwhile (410: the server compacted its history)
-    /// starts the list over, as client-go's pager does, a few times at most.
+    /// resourceVersion (see `listPages`).
     public func list(_ path: String, labelSelector: String? = nil, pageSize: Int = 500,
                      accept: String = "application/json") throws(ClusterError) -> KubeList {
+        var items: [Value] = []
+        let resourceVersion = try listPages(path, labelSelector: labelSelector, pageSize: pageSize, accept: accept,
+                                            restarted: { items = [] }, page: { items += $0 })
+        return KubeList(items: items, resourceVersion: resourceVersion)
+    }
+
+    /// Lists a collection `pageSize` items at a time (`limit`/`continue`), handing each page to `page` as it
+    /// arrives — a caller that keeps less than the whole objects never holds a whole list of them — and
+    /// answers the list's resourceVersion. A continue token that expired meanwhile (410: the server
+    /// compacted its history) starts the list over, as client-go's pager does, a few times at most:
+    /// `restarted` is called first, and the caller drops the pages it was given.
+    public func listPages(_ path: String, labelSelector: String? = nil, pageSize: Int = 500, accept: String = "application/json",
+                          restarted: () -> Void, page: ([Value]) -> Void) throws(ClusterError) -> String {
         var restarts = 0
         while true {
-            var items: [Value] = []
             var token: String?
-            var expired = false
             repeat {
                 var query: [(String, String)] = []
                 if let labelSelector, !labelSelector.isEmpty { query.append(("labelSelector", labelSelector)) }
                 if pageSize > 0 { query.append(("limit", String(pageSize))) }
                 if let token { query.append(("continue", token)) }
                 let response = try request("GET", path, query: query, accept: accept)
-                if response.status == 410 && token != nil {
-                    expired = true
-                    break
-                }
+                if response.status == 410 && token != nil { break }
                 guard response.status == 200 else {
                     let message = "cannot list \(path): \(response.body["message"]?.stringValue ?? "HTTP \(response.status)")"
                     throw ClusterError([400, 403, 404].contains(response.status) ? .rejected : .failed, message)
                 }
-                items += response.body["items"]?.listValue ?? []
+                page(response.body["items"]?.listValue ?? [])
                 let metadata = response.body["metadata"]
                 token = metadata?["continue"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
-                if token == nil {
-                    return KubeList(items: items, resourceVersion: metadata?["resourceVersion"]?.stringValue ?? "")
-                }
+                if token == nil { return metadata?["resourceVersion"]?.stringValue ?? "" }
             } while true
-            if expired {
-                restarts += 1
-                guard restarts <= 5 else { throw ClusterError(.failed, "cannot list \(path): its continue token expired \(restarts) times") }
-                logger.debug("list continue token expired, listing again", metadata: ["kube.path": "\(path)"])
-            }
+            restarts += 1
+            guard restarts <= 5 else { throw ClusterError(.failed, "cannot list \(path): its continue token expired \(restarts) times") }
+            logger.debug("list continue token expired, listing again", metadata: ["kube.path": "\(path)"])
+            restarted()
         }
     }
 
