@@ -85,7 +85,7 @@ public final class Reconciler: Sendable {
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
         var observations: [String: (due: Date, attempt: Int)] = [:]
-        var due: [String: Date] = [:]
+        var due = DueSinks()
         var active: Set<String> = []
         var attempts: [String: Int] = [:]
         /// Callers waiting for the next pass over a sink to decide (a gRPC create), and those the
@@ -123,10 +123,7 @@ public final class Reconciler: Sendable {
     /// Asks for a sink to be reconciled (after `delay` seconds); repeated asks collapse into one.
     public func enqueue(_ sinkID: String, after delay: Double = 0) {
         let when = Date().addingTimeInterval(delay)
-        state.withLock { state in
-            if let existing = state.due[sinkID], existing <= when { return }
-            state.due[sinkID] = when
-        }
+        state.withLock { $0.due.schedule(sinkID, at: when) }
         threads.wake()
     }
 
@@ -142,6 +139,8 @@ public final class Reconciler: Sendable {
         state.withLock { state in
             state.waiting[sinkID]?.removeAll { $0 === waiter }
             state.answering[sinkID]?.removeAll { $0 === waiter }
+            if state.waiting[sinkID]?.isEmpty == true { state.waiting[sinkID] = nil }
+            if state.answering[sinkID]?.isEmpty == true { state.answering[sinkID] = nil }
         }
         throw CollectorServiceError(.unavailable, "sink \(sinkID) was not reconciled within \(Int(timeout)) s; try again")
     }
@@ -174,19 +173,14 @@ public final class Reconciler: Sendable {
         while true {
             let (sinkID, wait): (String?, Double) = state.withLock { state in
                 if threads.isStopping { return (nil, 0) }
-                let now = Date()
-                let candidates = state.due.filter { !state.active.contains($0.key) }
-                guard let earliest = candidates.min(by: { $0.value < $1.value }) else { return (nil, 1) }
-                if earliest.value <= now {
-                    state.due[earliest.key] = nil
-                    state.active.insert(earliest.key)
-                    // Whoever waits now is answered by this pass: it reads the state after they wrote it.
-                    if let waiters = state.waiting.removeValue(forKey: earliest.key) {
-                        state.answering[earliest.key, default: []].append(contentsOf: waiters)
-                    }
-                    return (earliest.key, 0)
+                let taken = state.due.takeNext(now: Date(), skipping: state.active)
+                guard let sinkID = taken.sinkID else { return (nil, taken.wait ?? 1) }
+                state.active.insert(sinkID)
+                // Whoever waits now is answered by this pass: it reads the state after they wrote it.
+                if let waiters = state.waiting.removeValue(forKey: sinkID) {
+                    state.answering[sinkID, default: []].append(contentsOf: waiters)
                 }
-                return (nil, earliest.value.timeIntervalSince(now))
+                return (sinkID, 0)
             }
             if let sinkID { return sinkID }
             guard threads.pause(min(max(wait, 0.01), 1)) else { return nil }
@@ -217,7 +211,12 @@ public final class Reconciler: Sendable {
             defer {
                 // Every pass answers its waiters; one that ended before deciding answers here.
                 answer(sinkID, .failure(CollectorServiceError(.unavailable, "the reconcile of sink \(sinkID) ended without a decision; try again")))
-                _ = state.withLock { $0.active.remove(sinkID) }
+                // Asked for again while it ran: its turn is now.
+                let dueAgain = state.withLock { state in
+                    state.active.remove(sinkID)
+                    return state.due.contains(sinkID)
+                }
+                if dueAgain { threads.wake() }
             }
             do {
                 try reconcile(sinkID)

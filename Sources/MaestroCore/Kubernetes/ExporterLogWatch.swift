@@ -33,9 +33,41 @@ public final class ExporterLogWatch: Sendable {
 
     struct State {
         var watched: [String: Watched] = [:]
-        /// Sink ids to read before the round-robin: newly healthy, changed, restarted.
-        var urgent: [String] = []
+        /// Sink ids to read before the round-robin: newly healthy, changed, restarted — in order, each once.
+        var urgent = UrgentQueue()
         var reads = 0
+    }
+
+    /// A first-in first-out queue of sink ids, each at most once, at constant cost per operation: at a
+    /// fleet's first sync thousands of collectors become healthy within seconds.
+    struct UrgentQueue {
+        private var order: [String] = []
+        private var head = 0
+        private var members: Set<String> = []
+
+        var isEmpty: Bool { members.isEmpty }
+
+        mutating func append(_ sinkID: String) {
+            guard members.insert(sinkID).inserted else { return }
+            order.append(sinkID)
+        }
+
+        mutating func remove(_ sinkID: String) { members.remove(sinkID) }
+
+        mutating func popFirst() -> String? {
+            while head < order.count {
+                let sinkID = order[head]
+                head += 1
+                if head > 1_024 && head * 2 > order.count {
+                    order.removeFirst(head)
+                    head = 0
+                }
+                if members.remove(sinkID) != nil { return sinkID }
+            }
+            order.removeAll(keepingCapacity: true)
+            head = 0
+            return nil
+        }
     }
 
     public init(client: KubernetesClient, readsPerSecond: Double, tailLines: Int = 200, sinceSeconds: Int = 600,
@@ -61,6 +93,8 @@ public final class ExporterLogWatch: Sendable {
     /// or its `fingerprint` (what identifies its rollout and pods: a generation, restart counts, pod
     /// names) changed: it just became healthy, changed or restarted.
     public func watch(sinkID: String, name: String, namespace: String, fingerprint: String) {
+        // Reads turned off: nothing would ever be read, so nothing is kept.
+        guard readsPerSecond > 0 else { return }
         let urgent = state.withLock { state -> Bool in
             let current = state.watched[sinkID]
             let changed = current == nil || current!.fingerprint != fingerprint || current!.name != name || current!.namespace != namespace
@@ -68,7 +102,7 @@ public final class ExporterLogWatch: Sendable {
                 // The verdict stays until the next read: a restart does not clear an exporter's error.
                 state.watched[sinkID] = Watched(name: name, namespace: namespace, fingerprint: fingerprint, lastRead: current?.lastRead,
                                                 verdict: current?.verdict)
-                if !state.urgent.contains(sinkID) { state.urgent.append(sinkID) }
+                state.urgent.append(sinkID)
             }
             return changed
         }
@@ -79,7 +113,7 @@ public final class ExporterLogWatch: Sendable {
     public func forget(sinkID: String) {
         state.withLock { state in
             state.watched[sinkID] = nil
-            state.urgent.removeAll { $0 == sinkID }
+            state.urgent.remove(sinkID)
         }
     }
 
@@ -117,8 +151,7 @@ public final class ExporterLogWatch: Sendable {
 
     func nextCollector() -> (String, Watched)? {
         state.withLock { state in
-            while let sinkID = state.urgent.first {
-                state.urgent.removeFirst()
+            while let sinkID = state.urgent.popFirst() {
                 if let watched = state.watched[sinkID] { return (sinkID, watched) }
             }
             return state.watched.min { ($0.value.lastRead ?? .distantPast) < ($1.value.lastRead ?? .distantPast) }

@@ -298,7 +298,7 @@ public final class KubeInformer: Sendable {
         let kept = trimmed(object)
         guard let name = kept["metadata"]?["name"]?.stringValue, let json = try? JSON.encode(kept) else { return nil }
         let labelValue = options.indexLabel.flatMap { kept["metadata"]?["labels"]?[$0]?.stringValue }
-        return (name, KubeCachedObject(json: json, resourceVersion: Self.version(of: kept) ?? "", indexValue: labelValue), kept)
+        return (name, KubeCachedObject(json: ContiguousArray(json.utf8), resourceVersion: Self.version(of: kept) ?? "", indexValue: labelValue), kept)
     }
 
     /// What the cache keeps of an object (see the type's comment).
@@ -321,12 +321,13 @@ public final class KubeInformer: Sendable {
 
 /// One cached object: its JSON text, and what the informer reads without decoding it.
 struct KubeCachedObject: Sendable {
-    let json: String
+    /// Exactly as long as the text: a string built by appending keeps up to twice its length.
+    let json: ContiguousArray<UInt8>
     let resourceVersion: String
     /// The value of the informer's `indexLabel`.
     let indexValue: String?
 
-    var value: Value { (try? JSON.decode(json)) ?? .null }
+    var value: Value { (try? JSON.decode(bytes: Array(json))) ?? .null }
 }
 
 /// An informer's objects by name, and the names by the value of its index label.
