@@ -8,11 +8,23 @@ public final class CollectorTemplates: Sendable {
         public var description: String { "no template is loaded" }
     }
 
-    private let current: Mutex<(generation: Int, make: (@Sendable () throws -> any CollectorRenderer)?)>
+    /// In a class, not a tuple: a closure kept directly in a `Mutex` gains two thunks at every
+    /// `withLock`, once per render (see `SinkCallback`).
+    private final class Template: Sendable {
+        let generation: Int
+        let make: (@Sendable () throws -> any CollectorRenderer)?
+
+        init(generation: Int, make: (@Sendable () throws -> any CollectorRenderer)?) {
+            self.generation = generation
+            self.make = make
+        }
+    }
+
+    private let current: Mutex<Template>
     private let pool = Mutex<[PooledRenderer]>([])
 
     public init(_ makeRenderer: (@Sendable () throws -> any CollectorRenderer)? = nil) {
-        current = Mutex((1, makeRenderer))
+        current = Mutex(Template(generation: 1, make: makeRenderer))
     }
 
     /// Which template is in use: it grows with each replacement.
@@ -20,7 +32,7 @@ public final class CollectorTemplates: Sendable {
 
     /// Switches to another template (already checked by the caller).
     public func replace(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) {
-        current.withLock { $0 = ($0.generation + 1, makeRenderer) }
+        current.withLock { $0 = Template(generation: $0.generation + 1, make: makeRenderer) }
         pool.withLock { $0.removeAll() }
     }
 

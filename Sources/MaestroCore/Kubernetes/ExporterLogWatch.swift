@@ -15,11 +15,7 @@ public final class ExporterLogWatch: Sendable {
     /// The names of a collector's pods (from the pod cache, or a LIST).
     private let podNames: @Sendable (_ name: String, _ namespace: String) throws(ClusterError) -> [String]
     /// Told when a collector's verdict changed, so its status is published.
-    private let verdictChanged = VerdictHandler()
-
-    final class VerdictHandler: Sendable {
-        let notify = Mutex<@Sendable (_ sinkID: String) -> Void>({ _ in })
-    }
+    private let verdictChanged = SinkCallback()
     private let state = Mutex(State())
     private let threads = BackgroundThreads()
 
@@ -78,12 +74,12 @@ public final class ExporterLogWatch: Sendable {
         self.tailLines = tailLines
         self.sinceSeconds = sinceSeconds
         self.podNames = podNames
-        self.verdictChanged.notify.withLock { $0 = verdictChanged }
+        self.verdictChanged.set(verdictChanged)
     }
 
     /// Who hears that a collector's verdict changed (the reconciler's queue).
     public func onVerdictChange(_ notify: @escaping @Sendable (_ sinkID: String) -> Void) {
-        verdictChanged.notify.withLock { $0 = notify }
+        verdictChanged.set(notify)
     }
 
     /// Log reads done so far (one per pod log).
@@ -194,7 +190,7 @@ public final class ExporterLogWatch: Sendable {
             state.watched[sinkID]!.verdict = found
             return before?.status != found?.status || before?.message != found?.message
         }
-        if changed { verdictChanged.notify.withLock { $0 }(sinkID) }
+        if changed { verdictChanged(sinkID) }
         return count
     }
 }

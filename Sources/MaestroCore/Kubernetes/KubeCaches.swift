@@ -20,11 +20,7 @@ public final class KubeCaches: Sendable {
     public static let instanceLabel = "app.kubernetes.io/instance"
 
     private let informers: [String: KubeInformer]
-    private let handler = ChangeHandler()
-
-    final class ChangeHandler: Sendable {
-        let notify = Mutex<(@Sendable (_ sinkID: String) -> Void)?>(nil)
-    }
+    private let changed = SinkCallback()
 
     /// What a cache knows of one object.
     public enum Lookup: Sendable, Equatable {
@@ -36,7 +32,7 @@ public final class KubeCaches: Sendable {
 
     public init(client: KubernetesClient, namespace: String, kinds: [(apiVersion: String, kind: String)], pageSize: Int = 500,
                 logger: Logger) {
-        let handler = self.handler
+        let changed = self.changed
         let deployments = DeploymentLookup()
         let notify: @Sendable (KubeInformerEvent, Value) -> Void = { _, object in
             // A pod carries its template's annotations only; its collector is the Deployment it is an
@@ -44,8 +40,8 @@ public final class KubeCaches: Sendable {
             let sinkID = object["metadata"]?["annotations"]?[Self.sinkIDAnnotation]?.stringValue
                 ?? object["metadata"]?["labels"]?[Self.instanceLabel]?.stringValue
                     .flatMap { deployments.informer.withLock { $0 }?.get($0) }?["metadata"]?["annotations"]?[Self.sinkIDAnnotation]?.stringValue
-            guard let sinkID, let notify = handler.notify.withLock({ $0 }) else { return }
-            notify(sinkID)
+            guard let sinkID else { return }
+            changed(sinkID)
         }
         var informers: [String: KubeInformer] = [:]
         for (apiVersion, kind) in kinds + [("v1", "Pod")] where informers[kind] == nil {
@@ -72,7 +68,7 @@ public final class KubeCaches: Sendable {
 
     /// Who hears that a sink's objects changed (the reconciler's queue).
     public func onChange(_ notify: @escaping @Sendable (_ sinkID: String) -> Void) {
-        handler.notify.withLock { $0 = notify }
+        changed.set(notify)
     }
 
     public func start() {
