@@ -49,6 +49,8 @@ public final class PluginRuntime {
                            modules: modules) { vm throws(LuaError) in
             try vm.loadModule(file: plugin.folder + "/handler.lua", as: "handler",
                               chunkName: PluginCatalog.relative(plugin.folder + "/handler.lua", to: root))
+            // The schema's validate hooks run in this VM, with the handler's module state and limits.
+            try PluginRuntime.loadSchemaHooks(plugin: plugin, root: root, into: vm)
             try vm.sealGlobals()
         }
         machines[plugin.name] = vm
@@ -56,8 +58,17 @@ public final class PluginRuntime {
     }
 }
 
-/// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail` and the
-/// scoped `maestro.redis`.
+extension PluginRuntime {
+    /// Loads `schema.lua` again in a plugin's VM as the module `schema`, and `schema_hooks`, the
+    /// function that runs one of its `validate` hooks (see lua/schema_hooks.lua).
+    static func loadSchemaHooks(plugin: PluginManifest, root: String, into vm: LuaVM) throws(LuaError) {
+        try vm.loadModule(file: plugin.folder + "/schema.lua", as: "schema", chunkName: PluginCatalog.relative(plugin.folder + "/schema.lua", to: root))
+        try vm.loadModule(source: EmbeddedLua.schema_hooks, chunkName: "=schema_hooks", as: "schema_hooks", applyingTo: "schema")
+    }
+}
+
+/// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail`,
+/// `maestro.reject` and the scoped `maestro.redis`.
 enum PluginHostAPI {
     static func modules(plugin: PluginManifest, names: RedisNames, redis: PluginRedisAccess, invocation: PluginInvocation) -> [LuaHostModule] {
         [
@@ -67,6 +78,13 @@ enum PluginHostAPI {
                         throw LuaHostError("maestro.fail: bad argument #1 (string expected)", terminal: true)
                     }
                     throw LuaHostError(message, terminal: true)
+                },
+                LuaHostFunction("reject") { arguments throws(LuaHostError) in
+                    let message = try rejection(arguments)
+                    guard invocation.isBuildingConfig else {
+                        throw LuaHostError("only a sink backend's handler or a schema validate hook may reject a sink's config")
+                    }
+                    throw LuaHostError.rejection(message)
                 },
             ]),
             LuaHostModule(name: "redis", functions: ScopedRedis(plugin: plugin.name, names: names, access: redis, capabilities: plugin.capabilities,
@@ -172,6 +190,21 @@ struct ScopedRedis: Sendable {
             },
         ]
     }
+}
+
+/// `maestro.reject(path, message)`'s arguments as the one line a status shows: `path message`, or the
+/// message alone for an empty path (the whole config); control characters become spaces, long text is cut.
+func rejection(_ arguments: [Value?]) throws(LuaHostError) -> String {
+    guard arguments.count >= 1, case .string(let path)? = arguments[0] else {
+        throw LuaHostError.badArgument(1, "the path of the field, a string such as \"exporter.endpoint\", or \"\" for the whole config")
+    }
+    guard path.utf8.count <= 200 else { throw LuaHostError.badArgument(1, "a field path of at most 200 bytes") }
+    guard arguments.count >= 2, case .string(let message)? = arguments[1], !message.allSatisfy(\.isWhitespace) else {
+        throw LuaHostError.badArgument(2, "a message saying what is wrong, a non-blank string")
+    }
+    let text = path.isEmpty ? message : path + " " + message
+    let line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    return line.count > 500 ? String(line.prefix(497)) + "..." : line
 }
 
 func string(_ arguments: [Value?], _ position: Int) throws(LuaHostError) -> String {

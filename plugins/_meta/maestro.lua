@@ -79,6 +79,12 @@ function maestro.json.decode(text) end
 ---@param message string
 function maestro.fail(message) end
 
+--- The sink's config is the user's mistake: provisioning_error with "path message", the last good config stays.
+--- Only in a sink backend's handler or a schema validate hook; no pcall can catch it.
+---@param path string  the field, e.g. "exporter.tenant"; "" for the whole config
+---@param message string
+function maestro.reject(path, message) end
+
 ---@class maestro.Context
 ---@field plugin string
 ---@field event_id string
