@@ -52,6 +52,17 @@ public struct PluginCatalog: Sendable {
         plugins.first { $0.sinkBackend == backend }
     }
 
+    /// The catalog reduced to the plugins named (`maestro plugins lint|test NAME…`), loaded or failed;
+    /// `unknown` lists the names that are neither.
+    public func only(_ names: [String]) -> (catalog: PluginCatalog, unknown: [String]) {
+        let wanted = Set(names)
+        func folderName(_ failure: PluginLoadFailure) -> String { (failure.folder as NSString).lastPathComponent }
+        let kept = PluginCatalog(root: root, plugins: plugins.filter { wanted.contains($0.name) },
+                                 failures: failures.filter { wanted.contains(folderName($0)) }, limits: limits)
+        let unknown = names.filter { name in !plugins.contains { $0.name == name } && !failures.contains { folderName($0) == name } }
+        return (kept, unknown)
+    }
+
     public func plugin(named name: String) -> PluginManifest? {
         plugins.first { $0.name == name }
     }

@@ -26,13 +26,22 @@ public final class PluginRuntime {
     /// The sink the current call handles: what a plugin may read without a capability.
     public let invocation = PluginInvocation()
 
-    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
+    /// Modules that replace the host's own of the same name (specs: an in-memory `maestro.redis`).
+    let replacedModules: [LuaHostModule]
+
+    public convenience init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
                 cluster: (any PluginCluster)? = nil) {
+        self.init(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster, replacing: [])
+    }
+
+    init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
+         cluster: (any PluginCluster)?, replacing modules: [LuaHostModule]) {
         self.catalog = catalog
         self.names = names
         self.logger = logger
         self.httpPolicy = httpPolicy
         self.cluster = PluginClusterAccess(cluster: cluster)
+        replacedModules = modules
     }
 
     /// The VM of a plugin, loading `handler.lua` the first time (and again after a terminal failure).
@@ -41,8 +50,10 @@ public final class PluginRuntime {
         let root = catalog.root
         var pluginPolicy = httpPolicy
         pluginPolicy.plugin = (plugin.name, plugin.capabilities)
-        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
-            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation)]
+        let replaced = Set(replacedModules.map(\.name))
+        let modules = (PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
+            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation)])
+            .filter { $0.name == nil || !replaced.contains($0.name) } + replacedModules
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
                                                            logger: logger),
