@@ -23,6 +23,8 @@ public struct PluginManifest: Sendable {
     /// What `schema.lua` declares (`capabilities = { ... }`) and the config file grants
     /// (`plugins: {<name>: {grants: [...]}}`).
     public let capabilities: PluginCapabilities
+    /// The metrics it declares (`metrics = { name = { type, help, labels } }`), by name.
+    public let metrics: [String: PluginMetricDeclaration]
 }
 
 /// A plugin that could not be loaded, and why (with file:line where Lua knows it).
@@ -123,9 +125,11 @@ public struct PluginCatalog: Sendable {
         let binds = schema["binds"]?.mapValue ?? [:]
         let sinkSchema: ConfigSchema
         let settingsSchema: ConfigSchema
+        let metrics: [String: PluginMetricDeclaration]
         do {
             sinkSchema = try ConfigSchema(fields: schema["sink"]?["fields"], path: "sink.fields", hooks: true)
             settingsSchema = try ConfigSchema(fields: schema["settings"]?["fields"], path: "settings.fields")
+            metrics = try PluginMetricDeclaration.parse(schema["metrics"], plugin: name)
         } catch {
             throw located(error)
         }
@@ -156,7 +160,7 @@ public struct PluginCatalog: Sendable {
                               description: schema["description"]?.stringValue ?? "", folder: folder,
                               sinkBackend: binds["sink_backend"]?.stringValue,
                               bindings: binds.keys.sorted(), sinkSchema: sinkSchema, settingsSchema: settingsSchema,
-                              settings: validatedSettings, capabilities: capabilities)
+                              settings: validatedSettings, capabilities: capabilities, metrics: metrics)
     }
 
     /// The keys `schema.lua` may hold, and those of its parts: anything else is a mistake (`sinks` for

@@ -28,14 +28,17 @@ public final class PluginRuntime {
 
     /// Modules that replace the host's own of the same name (specs: an in-memory `maestro.redis`).
     let replacedModules: [LuaHostModule]
+    /// Where `maestro.metrics` records: the process's store, or a spec's.
+    let metrics: PluginMetricsStore
 
     public convenience init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
                 cluster: (any PluginCluster)? = nil) {
-        self.init(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster, replacing: [])
+        self.init(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster, replacing: [], metrics: .shared)
     }
 
     init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
-         cluster: (any PluginCluster)?, replacing modules: [LuaHostModule]) {
+         cluster: (any PluginCluster)?, replacing modules: [LuaHostModule], metrics: PluginMetricsStore) {
+        self.metrics = metrics
         self.catalog = catalog
         self.names = names
         self.logger = logger
@@ -52,7 +55,8 @@ public final class PluginRuntime {
         pluginPolicy.plugin = (plugin.name, plugin.capabilities)
         let replaced = Set(replacedModules.map(\.name))
         let modules = (PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
-            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation)])
+            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation),
+               PluginMetricsModule.module(plugin: plugin.name, declarations: plugin.metrics, store: metrics)])
             .filter { $0.name == nil || !replaced.contains($0.name) } + replacedModules
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],

@@ -94,14 +94,19 @@ public enum PluginSpecRunner {
         let logger: Logger
         private var renderer: TemplateRenderer?
 
-        init(plugin: PluginManifest, catalog: PluginCatalog, redis: FakeRedis, cluster: InMemoryPluginCluster, options: SpecOptions, logger: Logger) {
+        let metrics: PluginMetricsStore
+
+        init(plugin: PluginManifest, catalog: PluginCatalog, redis: FakeRedis, cluster: InMemoryPluginCluster, options: SpecOptions, logger: Logger,
+             metrics: PluginMetricsStore = PluginMetricsStore()) {
             self.plugin = plugin
+            self.metrics = metrics
             self.options = options
             self.limits = catalog.limits
             self.logger = logger
             let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: OrbSecretCipher(secret: "orb"), kafkaURL: PluginSpecRunner.defaultKafkaURL,
                                         policy: .eager, collectors: nil, logger: logger)
-            let runtime = PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger, cluster: cluster, replacing: [redis.module()])
+            let runtime = PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger, cluster: cluster, replacing: [redis.module()],
+                                        metrics: metrics)
             builder = CollectorConfigBuilder(context: context, runtime: runtime)
         }
 
@@ -155,6 +160,8 @@ public enum PluginSpecRunner {
         func module() -> LuaHostModule {
             let harness = self
             @Sendable func request(_ arguments: [Value?]) throws(LuaHostError) -> Request {
+                // `{}` is an empty list to the host; as a config it can only mean an empty one.
+                if arguments.first == .list([]) { return try Request(options: arguments.count >= 2 ? arguments[1] : nil, config: .map([:])) }
                 guard arguments.count >= 1, case .map? = arguments[0] else { throw LuaHostError.badArgument(1, "the sink's config, a table, expected") }
                 return try Request(options: arguments.count >= 2 ? arguments[1] : nil, config: arguments[0]!)
             }
@@ -167,11 +174,19 @@ public enum PluginSpecRunner {
                     throw error
                 }
             }
+            // spec.metric(name, labels?): what this spec's calls recorded, for assertions.
+            let metric = LuaHostFunction("metric") { arguments throws(LuaHostError) in
+                guard case .string(let name)? = arguments.first ?? nil else { throw LuaHostError.badArgument(1, "the metric's name, a string, expected") }
+                guard let declaration = harness.plugin.metrics[name] else { throw LuaHostError("metric \(name) is not declared in schema.lua") }
+                let given = arguments.count >= 2 ? arguments[1]?.mapValue ?? [:] : [:]
+                let labels = declaration.labels.map { given[$0]?.stringValue ?? "" }
+                return [harness.metrics.value(plugin: harness.plugin.name, metric: name, labels: labels)]
+            }
             guard plugin.sinkBackend != nil else {
                 let refusal = LuaHostFunction("validate") { _ throws(LuaHostError) in throw LuaHostError("this plugin serves no sink backend") }
-                return LuaHostModule(name: "spec", functions: [refusal, LuaHostFunction("build", refusal.body), LuaHostFunction("render", refusal.body)])
+                return LuaHostModule(name: "spec", functions: [refusal, LuaHostFunction("build", refusal.body), LuaHostFunction("render", refusal.body), metric])
             }
-            return LuaHostModule(name: "spec", functions: [
+            return LuaHostModule(name: "spec", functions: [metric,
                 LuaHostFunction("validate") { arguments throws(LuaHostError) in
                     let wanted = try request(arguments)
                     switch harness.builder(for: wanted).validate(operation: wanted.operation, sinkID: wanted.sinkID, ownerID: wanted.ownerID,
@@ -233,6 +248,7 @@ public enum PluginSpecRunner {
             ]),
             redis.module(), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: PluginInvocation()),
             HTTPHostModule.module(policy: HTTPHostPolicy(allowedHosts: [])), harness.module(),
+            PluginMetricsModule.module(plugin: plugin.name, declarations: plugin.metrics, store: harness.metrics),
         ]
         let configuration = LuaConfiguration(name: "spec:" + plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                              memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [catalog.root], logger: output.logger)
