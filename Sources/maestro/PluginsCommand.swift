@@ -99,7 +99,9 @@ struct PluginsCommand: ParsableCommand {
     static func load(_ settings: SettingsOptions, only names: [String] = []) throws -> PluginCatalog {
         let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .critical) }
-        let catalog = Wiring(configuration: configuration).loadPlugins(logger: Logger(label: "maestro"))
+        let wiring = Wiring(configuration: configuration)
+        try wiring.requireSharedFolders(templates: false)
+        let catalog = wiring.loadPlugins(logger: Logger(label: "maestro"))
         guard !names.isEmpty else { return catalog }
         let (selected, unknown) = catalog.only(names)
         if !unknown.isEmpty {
