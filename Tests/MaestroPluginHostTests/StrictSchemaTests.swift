@@ -268,3 +268,35 @@ struct RejectPipelineTests {
         #expect(try redis.xrange(fixture.names.statusStream).last?["status"] != "provisioning_error")
     }
 }
+
+@Suite("_lib/otel pipelines", .testThreads)
+struct OtelLibraryTests {
+    @Test("an exporter that sends metrics only refuses logs as the user's mistake, naming signals")
+    func unsupportedSignal() throws {
+        let plugins = try lokiPlugins(schema: """
+            local otel = require "_lib.otel"
+            return { name = "loki", binds = { sink_backend = "loki" }, sink = { fields = { signals = otel.signals_field } } }
+            """, handler: """
+            local otel = require "_lib.otel"
+            return { on_sink_create = function(sink)
+              sink.config.authentication = { type = "bearertokenauth", scheme = "Bearer", token = "t" }
+              sink.settings = { topic_prefix = "m-", logs_topic_prefix = "l-", protocol_version = "2.0.0" }
+              return otel.collector_config(sink, "prometheusremotewrite", "https://p", nil, { signals = sink.config.signals, supported = { "metrics" } })
+            end }
+            """)
+        let catalog = PluginCatalog.load(root: plugins.path)
+        guard case .invalid(let message) = builder(catalog: catalog).build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki",
+                                                                           config: ["signals": ["metrics", "logs"]]) else {
+            Issue.record("logs were accepted")
+            return
+        }
+        #expect(message == "signals asks for logs, but the prometheusremotewrite exporter sends metrics only")
+        guard case .config(let config, _) = builder(catalog: catalog).build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki",
+                                                                            config: .map([:])) else {
+            Issue.record("metrics were refused")
+            return
+        }
+        #expect(config["service"]?["pipelines"]?["metrics"]?["receivers"] == ["kafka"])
+        #expect(config["receivers"]?["kafka"]?["topic"] == "m-s1")
+    }
+}
