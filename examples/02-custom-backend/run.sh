@@ -32,6 +32,6 @@ wait_for "the collector is written" test -f "$WORK/manifests/otelcollectors/otel
   --sink-config '{"exporter":{"endpoint":"https://otlp.example.com:4317"},"authentication":{"type":"basicauth","username":"u","password":"p"}}'
 wait_for "the schema's pattern makes the sink a provisioning_error the user sees" \
   sh -c "'$MAESTRO' status | grep grpc-2 | grep provisioning_error | grep -q 'exporter.endpoint must match the pattern'"
-check "nothing was dead-lettered" sh -c "'$MAESTRO' deadletter list | grep -vq grpc-2"
+check "nothing was dead-lettered" sh -c "! '$MAESTRO' deadletter list | grep -q grpc-2"
 stop_maestro
 echo "custom backend: all steps passed"
