@@ -25,6 +25,12 @@ public struct PluginMetricDeclaration: Sendable, Equatable {
     public static let maxLabelValueBytes = 128
     public static let defaultBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+    /// maestro's own metrics about plugins: no plugin's metric may take one of these names (plugin
+    /// `errors` with a metric `total` would).
+    public static let reservedNames: Set<String> = ["maestro_plugin_duration_seconds", "maestro_plugin_errors_total",
+                                                    "maestro_plugin_instructions_total", "maestro_plugin_metric_refused_total",
+                                                    "maestro_plugin_peak_memory_bytes"]
+
     /// `maestro_plugin_<plugin>_<name>`, `-` in the plugin's name as `_`.
     public static func fullName(plugin: String, metric: String) -> String {
         "maestro_plugin_" + plugin.replacingOccurrences(of: "-", with: "_") + "_" + metric
@@ -90,6 +96,11 @@ public struct PluginMetricDeclaration: Sendable, Equatable {
                     }
                 }
                 guard zip(buckets, buckets.dropFirst()).allSatisfy({ $0 < $1 }) else { throw fail("buckets", "must be in increasing order") }
+            }
+            let full = fullName(plugin: plugin, metric: name)
+            // A histogram's series add suffixes: its name and theirs must all be free.
+            for taken in [full, full + "_bucket", full + "_sum", full + "_count"] where reservedNames.contains(taken) {
+                throw fail("", "would be served as \(taken), one of maestro's own metrics: choose another name")
             }
             declarations[name] = PluginMetricDeclaration(name: name, kind: kind, help: help, labels: labels, maxLabelValues: bound, buckets: buckets)
         }

@@ -156,4 +156,21 @@ struct PluginMetricsTests {
         let results = PluginSpecRunner.run(catalog: PluginCatalog.load(root: plugins.path))
         #expect(results.count == 1 && results.first?.failure == nil, "\(results)")
     }
+
+    @Test("two plugins' metrics cannot meet on /metrics, nor take one of maestro's own names")
+    func nameCollisions() throws {
+        let plugins = try lokiPlugins(schema: "return { name = 'loki', metrics = { built_total = { type = 'counter', help = 'x' } } }")
+        try plugins.write("lo/schema.lua", "return { name = 'lo', metrics = { ki_built_total = { type = 'counter', help = 'y' } } }")
+        try plugins.write("lo/handler.lua", "return {}")
+        try plugins.write("lo-ki/schema.lua", "return { name = 'lo-ki', metrics = { built_total = { type = 'counter', help = 'y' } } }")
+        try plugins.write("lo-ki/handler.lua", "return {}")
+        try plugins.write("errors/schema.lua", "return {\n  name = 'errors',\n  metrics = {\n    total = { type = 'counter', help = 'z' },\n  },\n}\n")
+        try plugins.write("errors/handler.lua", "return {}")
+        let catalog = PluginCatalog.load(root: plugins.path)
+        #expect(catalog.plugins.map(\.name) == ["lo", "loki"], "\(catalog.failures)")
+        let messages = catalog.failures.map(\.message).joined(separator: "\n")
+        #expect(messages.contains("lo-ki/schema.lua: metric built_total would be served as maestro_plugin_lo_ki_built_total, as a metric of plugin lo is"),
+                "\(messages)")
+        #expect(messages.contains("errors/schema.lua:4: metrics.total would be served as maestro_plugin_errors_total, one of maestro's own metrics"), "\(messages)")
+    }
 }
