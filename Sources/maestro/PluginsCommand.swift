@@ -85,6 +85,9 @@ struct PluginsCommand: ParsableCommand {
                     }
                 }
                 for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
+                for plugin in catalog.plugins where !results.contains(where: { $0.plugin == plugin.name }) {
+                    print("note  \(plugin.name): no spec case (add spec/*_spec.lua, or spec/golden/<case>.json with <case>.yaml)")
+                }
                 let failures = results.filter { $0.failure != nil }.count + catalog.failures.count
                 print("\(results.count) case\(results.count == 1 ? "" : "s") ran: \(results.count - results.filter { $0.failure != nil }.count) passed, \(failures) failed")
                 if results.isEmpty {

@@ -274,6 +274,8 @@ struct PluginsCommandTests {
 
         let none = try maestro(["plugins", "test", "--plugins-dir", directory.path, "bare"])
         #expect(none.code == 1 && none.output.contains("0 cases ran") && none.output.contains("no spec case ran"), "\(none.output)")
+        let mixed = try maestro(["plugins", "test", "--plugins-dir", directory.path, "bare", "prometheus"])
+        #expect(mixed.code == 0 && mixed.output.contains("note  bare: no spec case"), "\(mixed.output)")
 
         try directory.write("bare/spec/bare_spec.lua", """
         local handler = require "bare.handler"
