@@ -99,7 +99,7 @@ struct PluginsGuideTests {
                         let rows = last.split(separator: "\n")
                         let first = rows.first { $0.contains("logs-1") } ?? ""
                         let second = rows.first { $0.contains("logs-2") } ?? ""
-                        return first.contains("otel-logs-1") && first.contains("provisioning")
+                        return first.contains("otel-logs-1") && first.contains("provisioning") && !first.contains("provisioning_error")
                             && second.contains("provisioning_error") && second.contains("tenant must match the pattern ^t%-%d+$")
                     }
                     #expect(shown, "\(last)\n\((try? String(contentsOfFile: work.path + "/run.log", encoding: .utf8)) ?? "")")
