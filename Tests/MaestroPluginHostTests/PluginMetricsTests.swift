@@ -173,4 +173,23 @@ struct PluginMetricsTests {
                 "\(messages)")
         #expect(messages.contains("errors/schema.lua:4: metrics.total would be served as maestro_plugin_errors_total, one of maestro's own metrics"), "\(messages)")
     }
+
+    @Test("attack: a label value with quotes, a backslash and a newline cannot forge a sample line")
+    func labelValuesEscaped() throws {
+        let plugins = try lokiPlugins(schema: Self.schema, handler: """
+            return { on_sink_create = function(sink)
+              maestro.metrics.inc("built_total", { outcome = 'x"} 1\\nmaestro_forged 99\\\\' })
+              return { ok = true }
+            end }
+            """)
+        let store = PluginMetricsStore()
+        let (builder, _) = try runtime(plugins, store: store)
+        guard case .config = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: .map([:])) else {
+            Issue.record("the build failed")
+            return
+        }
+        let lines = store.exposition().split(separator: "\n")
+        #expect(!lines.contains { $0.hasPrefix("maestro_forged") }, "\(lines)")
+        #expect(lines.contains(#"maestro_plugin_loki_built_total{outcome="x\"} 1\nmaestro_forged 99\\"} 1"#), "\(lines)")
+    }
 }

@@ -83,6 +83,17 @@ struct StrictSchemaTests {
          """, "loki/schema.lua:4: settings.fields.batch.mni is not a rule option (did you mean min?)"),
     ]
 
+    @Test("attack: a schema table that contains itself fails lint instead of looping")
+    func cyclicSchema() throws {
+        let plugins = try lokiPlugins(schema: """
+            local rule = { type = "map" }
+            rule.fields = { again = rule }
+            return { name = "loki", binds = { sink_backend = "loki" }, sink = { fields = { loop = rule } } }
+            """)
+        let message = PluginCatalog.load(root: plugins.path).failures.first?.message ?? ""
+        #expect(message.contains("nests more than 64 tables deep (a table that contains itself?)"), "\(message)")
+    }
+
     @Test("lint names file:line for every schema mistake", arguments: lintMistakes.indices)
     func lintMistake(_ index: Int) throws {
         let (name, schema, expected) = Self.lintMistakes[index]
