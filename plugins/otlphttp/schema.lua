@@ -1,6 +1,8 @@
 local otel = require "_lib.otel"
 
-return {
+-- Typed for editors (plugins/_meta/schema.lua): lua-language-server completes and checks this table.
+---@type maestro.Schema
+local schema = {
   name = "otlphttp",
   version = "1.0.0",
   description = "OTLP over HTTP: the collector exports metrics (and, when the sink asks, logs and traces) with the otlphttp exporter.",
@@ -10,3 +12,5 @@ return {
   },
   settings = { fields = otel.settings_fields },
 }
+
+return schema
