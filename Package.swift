@@ -66,6 +66,8 @@ let package = Package(
             name: "MaestroPluginHost",
             dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroHTTP",
                            .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
+            // lua/ is embedded by scripts/generate-lua (Generated/EmbeddedLua.swift).
+            exclude: ["lua"],
             swiftSettings: swiftSettings
         ),
 

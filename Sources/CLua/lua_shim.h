@@ -17,6 +17,7 @@ enum {
     MAESTRO_LUA_TERMINATED_BUDGET = 1,
     MAESTRO_LUA_TERMINATED_MEMORY = 2,
     MAESTRO_LUA_TERMINATED_FAILED = 3,
+    MAESTRO_LUA_TERMINATED_REJECTED = 4,
 };
 
 // How many VM instructions run between two calls of the count hook.
@@ -91,6 +92,10 @@ static int maestro_lua_raise_terminated(lua_State *L) {
     }
     if (limits->terminated == MAESTRO_LUA_TERMINATED_FAILED) {
         lua_pushliteral(L, "maestro.fail was called");
+        return lua_error(L);
+    }
+    if (limits->terminated == MAESTRO_LUA_TERMINATED_REJECTED) {
+        lua_pushliteral(L, "maestro.reject was called");
         return lua_error(L);
     }
     return luaL_error(L, "instruction budget of %I instructions exceeded", (lua_Integer)limits->budget);
@@ -478,6 +483,11 @@ static inline void maestro_lua_push_make_charged(lua_State *L) { lua_pushcfuncti
 // maestro.fail: a terminal failure that no sandboxed pcall can catch.
 static inline void maestro_lua_mark_failed(lua_State *L) {
     maestro_lua_limits_of(L)->terminated = MAESTRO_LUA_TERMINATED_FAILED;
+}
+
+// maestro.reject: the user's config is wrong; like maestro.fail, no sandboxed pcall can swallow it.
+static inline void maestro_lua_mark_rejected(lua_State *L) {
+    maestro_lua_limits_of(L)->terminated = MAESTRO_LUA_TERMINATED_REJECTED;
 }
 
 // Calls the function below `nargs` arguments with the traceback handler; the handler is removed again.

@@ -14,12 +14,15 @@ public final class OperationsServer: Sendable {
     private let ready: @Sendable () -> Bool
     /// Refreshes the gauges read at scrape time (collectors by status, stream lag and pending).
     private let refresh: @Sendable () -> Void
+    /// Exposition text served after the registry's: the metrics plugins declare and update.
+    private let extra: @Sendable () -> String
     private let logger: Logger
     private let channel = Mutex<(any Channel)?>(nil)
 
     public init(registry: PrometheusCollectorRegistry, logger: Logger, ready: @escaping @Sendable () -> Bool,
-                refresh: @escaping @Sendable () -> Void = {}) {
+                refresh: @escaping @Sendable () -> Void = {}, extra: @escaping @Sendable () -> String = { "" }) {
         self.registry = registry
+        self.extra = extra
         self.logger = logger
         self.ready = ready
         self.refresh = refresh
@@ -31,7 +34,7 @@ public final class OperationsServer: Sendable {
             throw OperationsServerError(description: "--http-listen must be HOST:PORT, got \"\(listen)\"")
         }
         let host = String(listen[..<colon]).isEmpty ? "0.0.0.0" : String(listen[..<colon])
-        let handler = OperationsHandlerContext(registry: registry, ready: ready, refresh: refresh)
+        let handler = OperationsHandlerContext(registry: registry, ready: ready, refresh: refresh, extra: extra)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -64,6 +67,7 @@ struct OperationsHandlerContext: Sendable {
     let registry: PrometheusCollectorRegistry
     let ready: @Sendable () -> Bool
     let refresh: @Sendable () -> Void
+    let extra: @Sendable () -> String
 }
 
 /// One HTTP/1 connection: answers GET /metrics, /healthz and /readyz. Work that may block (Redis)
@@ -110,7 +114,7 @@ final class OperationsHandler: ChannelInboundHandler, @unchecked Sendable {
             return context.ready() ? (.ok, "text/plain", Array("ready\n".utf8)) : (.serviceUnavailable, "text/plain", Array("not ready\n".utf8))
         case "/metrics":
             context.refresh()
-            return (.ok, "text/plain; version=0.0.4; charset=utf-8", context.registry.emitToBuffer())
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", context.registry.emitToBuffer() + Array(context.extra().utf8))
         default:
             return (.notFound, "text/plain", Array("not found\n".utf8))
         }

@@ -11,6 +11,9 @@ public struct LuaError: Error, CustomStringConvertible, Equatable {
         case memoryCap
         /// The code called `maestro.fail(msg)`: a terminal failure, no retry.
         case failed
+        /// The code called `maestro.reject(path, msg)`: the input is the user's mistake (the message
+        /// says which); no retry, and the VM is kept (nothing went wrong inside it).
+        case rejected
         /// A value could not cross between Lua and Swift (a function, a mixed or sparse table, …).
         case conversion
         /// A module file could not be read or has no such function.
@@ -34,7 +37,7 @@ public struct LuaError: Error, CustomStringConvertible, Equatable {
     /// Errors that mean "do not retry": the same input will fail the same way.
     public var isTerminal: Bool {
         switch kind {
-        case .instructionBudget, .memoryCap, .failed, .syntax, .conversion, .notFound: return true
+        case .instructionBudget, .memoryCap, .failed, .rejected, .syntax, .conversion, .notFound: return true
         case .runtime: return false
         }
     }
@@ -45,11 +48,24 @@ public struct LuaHostError: Error, CustomStringConvertible {
     public let message: String
     /// A terminal failure (`maestro.fail`): no sandboxed pcall can catch it and the call fails for good.
     public let isTerminal: Bool
+    /// A rejection of the input (`maestro.reject`): as uncatchable as a terminal failure, reported as
+    /// `LuaError.Kind.rejected` with this message.
+    public let isRejection: Bool
 
     public init(_ message: String, terminal: Bool = false) {
         self.message = message
         self.isTerminal = terminal
+        self.isRejection = false
     }
+
+    private init(rejection message: String) {
+        self.message = message
+        self.isTerminal = true
+        self.isRejection = true
+    }
+
+    /// The user's input is wrong: the call ends, and the caller gets `.rejected` with `message`.
+    public static func rejection(_ message: String) -> LuaHostError { LuaHostError(rejection: message) }
     public var description: String { message }
 
     public static func badArgument(_ position: Int, _ problem: String) -> LuaHostError {

@@ -95,6 +95,8 @@ public final class LuaVM {
     private var needsReset = false
     /// The message given to `maestro.fail` during the current call.
     var failureMessage: String?
+    /// The message of a `maestro.reject` during the current call.
+    var rejectionMessage: String?
 
     public init(configuration: LuaConfiguration, modules: [LuaHostModule] = [],
                 setup: ((LuaVM) throws(LuaError) -> Void)? = nil) throws(LuaError) {
@@ -278,6 +280,22 @@ public final class LuaVM {
         exports[name] = withUncheckedAllowance { luaL_ref(state, maestro_lua_registry_index()) }
     }
 
+    /// Runs source text whose chunk returns a function, calls that function with the module `module`
+    /// (a table Lua holds, not converted) and keeps what it returns under `name`. For host-side Lua that
+    /// works on a plugin's own tables, such as its schema with its `validate` functions.
+    public func loadModule(source: String, chunkName: String, as name: String, applyingTo module: String) throws(LuaError) {
+        try resetIfNeeded()
+        guard let reference = exports[module] else { throw LuaError(kind: .notFound, message: "no module \(module) loaded") }
+        let base = lua_gettop(state)
+        defer { lua_settop(state, base) }
+        try compile(source, chunkName: chunkName)
+        try protectedCall(arguments: 0, results: 1)
+        guard lua_type(state, -1) == LUA_TFUNCTION else { throw LuaError(kind: .conversion, message: "\(chunkName) must return a function") }
+        lua_rawgeti(state, maestro_lua_registry_index(), Int64(reference))
+        try protectedCall(arguments: 1, results: 1)
+        exports[name] = withUncheckedAllowance { luaL_ref(state, maestro_lua_registry_index()) }
+    }
+
     /// Makes the globals read-only; plugins call it implicitly once their files are loaded.
     public func sealGlobals() throws(LuaError) {
         let base = lua_gettop(state)
@@ -409,6 +427,7 @@ public final class LuaVM {
 
     private func protectedCall(arguments: Int32, results: Int32) throws(LuaError) {
         failureMessage = nil
+        rejectionMessage = nil
         maestro_lua_arm(state, Int64(configuration.instructionBudget))
         limits.pointee.peak = limits.pointee.used
         let status = maestro_lua_pcall(state, arguments, results)
@@ -428,6 +447,10 @@ public final class LuaVM {
         if terminated == Int32(MAESTRO_LUA_TERMINATED_MEMORY) || status == LUA_ERRMEM {
             needsReset = true
             throw LuaError(kind: .memoryCap, message: "\(configuration.name): memory cap of \(configuration.memoryLimitBytes) bytes exceeded", traceback: traceback)
+        }
+        if terminated == Int32(MAESTRO_LUA_TERMINATED_REJECTED) {
+            // The input was wrong, not the VM: it stays as it is for the next call.
+            throw LuaError(kind: .rejected, message: rejectionMessage ?? message, traceback: traceback)
         }
         if terminated == Int32(MAESTRO_LUA_TERMINATED_FAILED) {
             needsReset = true
@@ -494,6 +517,12 @@ private let luaHostDispatch: maestro_lua_host_fn = { state, context in
     do throws(LuaHostError) {
         results = try box.function.body(arguments)
     } catch {
+        if error.isRejection {
+            box.vm.rejectionMessage = error.message
+            maestro_lua_mark_rejected(state)
+            stack.pushString(error.message)
+            return -1
+        }
         if error.isTerminal {
             box.vm.failureMessage = error.message
             maestro_lua_mark_failed(state)

@@ -59,23 +59,84 @@ public struct CollectorConfigBuilder {
         self.runtime = runtime
     }
 
-    public func build(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
-                      eventID: String = "", deliveries: Int = 1) -> CollectorConfigResult {
+    /// A sink's config checked the way the pipeline checks it: decryption, the schema, its hooks.
+    public enum Validation {
+        case valid(Value, plugin: PluginManifest)
+        /// The user's mistake: provisioning_error with this message.
+        case invalid(String)
+        case failed(LuaError, plugin: String)
+    }
+
+    /// Decrypts Orb-encrypted credentials, checks the config against the backend's schema, then runs
+    /// the schema's `validate` hooks in the plugin's VM.
+    public func validate(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
+                         eventID: String = "", deliveries: Int = 1) -> Validation {
         guard let plugin = context.catalog.plugin(forBackend: backend) else {
             return .invalid("no plugin serves backend \"\(SinkEvent.sanitizedName(backend))\"")
         }
         let validated: Value
+        var hooks: [ConfigHookCall] = []
         do {
-            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config), endpoints: context.endpointPolicy)
+            validated = try plugin.sinkSchema.validate(context.cipher.decryptCredentials(in: config), endpoints: context.endpointPolicy, hooks: &hooks)
         } catch {
             return .invalid(error.message)
         }
+        guard !hooks.isEmpty else { return .valid(validated, plugin: plugin) }
         do throws(LuaError) {
             let vm = try runtime.machine(for: plugin)
-            try vm.setContext(.map([
-                "plugin": .string(plugin.name), "event_id": .string(eventID), "deliveries": .int(Int64(deliveries)),
-                "sink_id": .string(sinkID), "owner_id": .string(ownerID), "operation": .string(operation.rawValue),
-            ]))
+            try setContext(vm, plugin: plugin, operation: operation, sinkID: sinkID, ownerID: ownerID, eventID: eventID, deliveries: deliveries)
+            // The user's mistakes the hooks find are rejections, like the schema's own; an error inside
+            // one is the plugin's, like a handler's.
+            for hook in hooks {
+                let started = DispatchTime.now()
+                let verdict: [Value?]
+                do throws(LuaError) {
+                    verdict = try runtime.invocation.handling(sinkID, buildingConfig: true) { () throws(LuaError) in
+                        try vm.call("schema_hooks", nil, [.list(hook.rule.map(Value.string)), hook.value, validated])
+                    }
+                    Self.record(plugin: plugin.name, started: started, vm: vm)
+                } catch {
+                    Self.record(plugin: plugin.name, started: started, vm: vm)
+                    if error.kind != .rejected {
+                        Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                    }
+                    throw error
+                }
+                if verdict.first == .bool(false) {
+                    let message = verdict.count > 1 ? verdict[1]?.stringValue ?? "is not valid" : "is not valid"
+                    return .invalid((try? rejection([.string(hook.field), .string(message)])) ?? "\(hook.field) is not valid")
+                }
+            }
+            return .valid(validated, plugin: plugin)
+        } catch {
+            if error.kind == .rejected { return .invalid(error.message) }
+            return .failed(error, plugin: plugin.name)
+        }
+    }
+
+    private func setContext(_ vm: LuaVM, plugin: PluginManifest, operation: SinkEvent.Operation, sinkID: String, ownerID: String,
+                            eventID: String, deliveries: Int) throws(LuaError) {
+        try vm.setContext(.map([
+            "plugin": .string(plugin.name), "event_id": .string(eventID), "deliveries": .int(Int64(deliveries)),
+            "sink_id": .string(sinkID), "owner_id": .string(ownerID), "operation": .string(operation.rawValue),
+        ]))
+    }
+
+    public func build(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
+                      eventID: String = "", deliveries: Int = 1) -> CollectorConfigResult {
+        let plugin: PluginManifest
+        let validated: Value
+        switch validate(operation: operation, sinkID: sinkID, ownerID: ownerID, backend: backend, config: config, eventID: eventID, deliveries: deliveries) {
+        case .valid(let value, let manifest):
+            (validated, plugin) = (value, manifest)
+        case .invalid(let message):
+            return .invalid(message)
+        case .failed(let error, let name):
+            return .failed(error, plugin: name)
+        }
+        do throws(LuaError) {
+            let vm = try runtime.machine(for: plugin)
+            try setContext(vm, plugin: plugin, operation: operation, sinkID: sinkID, ownerID: ownerID, eventID: eventID, deliveries: deliveries)
             let sink: Value = .map([
                 "id": .string(sinkID), "owner_id": .string(ownerID), "backend": .string(backend), "config": validated,
                 "settings": plugin.settings, "kafka_url": .string(context.kafkaURL),
@@ -84,12 +145,14 @@ public struct CollectorConfigBuilder {
             let started = DispatchTime.now()
             let results: [Value?]
             do throws(LuaError) {
-                results = try runtime.invocation.handling(sinkID) { () throws(LuaError) in try vm.call("handler", function, [sink]) }
+                results = try runtime.invocation.handling(sinkID, buildingConfig: true) { () throws(LuaError) in try vm.call("handler", function, [sink]) }
                 Self.record(plugin: plugin.name, started: started, vm: vm)
             } catch {
                 runtime.cluster.discard()
                 Self.record(plugin: plugin.name, started: started, vm: vm)
-                Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                if error.kind != .rejected {
+                    Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                }
                 throw error
             }
             guard case .map? = results.first ?? nil, let config = results.first ?? nil else {
@@ -115,6 +178,8 @@ public struct CollectorConfigBuilder {
             }
             return .config(config, yaml: yaml)
         } catch {
+            // maestro.reject: the user's mistake, reported as the schema reports its own.
+            if error.kind == .rejected { return .invalid(error.message) }
             return .failed(error, plugin: plugin.name)
         }
     }
@@ -171,7 +236,8 @@ public final class PluginConfigSource: CollectorConfigSource {
         case .config(_, let yaml):
             return .config(yaml: yaml)
         case .invalid(let message):
-            return .invalid(message)
+            // A plugin's own rejection may quote the sink's credentials, as its errors may.
+            return .invalid(Self.scrub(message, secretsOf: request.config, plugin: context.catalog.plugin(forBackend: request.backend)))
         case .failed(let error, let plugin):
             let reason = Self.scrub(Self.redactedReason(error), secretsOf: request.config, plugin: context.catalog.plugin(named: plugin))
             return .failed(reason: reason, plugin: plugin, terminal: error.isTerminal)

@@ -99,13 +99,16 @@ public struct PluginCapabilities: Sendable, Equatable {
 
 /// The sink the current plugin call handles (`maestro.ctx.sink_id`), as the host modules see it.
 public final class PluginInvocation: Sendable {
-    private let current = Mutex<String?>(nil)
+    private let current = Mutex<(sinkID: String?, buildingConfig: Bool)>((nil, false))
     public init() {}
-    public var sinkID: String? { current.withLock { $0 } }
+    public var sinkID: String? { current.withLock { $0.sinkID } }
+    /// Whether the call builds a sink's collector config (its handler or a schema hook): the only
+    /// place where `maestro.reject` means something.
+    public var isBuildingConfig: Bool { current.withLock { $0.buildingConfig } }
     /// Runs `body` with `sinkID` as the current sink.
-    func handling<T, E: Error>(_ sinkID: String?, _ body: () throws(E) -> T) throws(E) -> T {
-        current.withLock { $0 = sinkID }
-        defer { current.withLock { $0 = nil } }
+    func handling<T, E: Error>(_ sinkID: String?, buildingConfig: Bool = false, _ body: () throws(E) -> T) throws(E) -> T {
+        current.withLock { $0 = (sinkID, buildingConfig) }
+        defer { current.withLock { $0 = (nil, false) } }
         return try body()
     }
 }

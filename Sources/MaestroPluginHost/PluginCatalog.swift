@@ -23,6 +23,8 @@ public struct PluginManifest: Sendable {
     /// What `schema.lua` declares (`capabilities = { ... }`) and the config file grants
     /// (`plugins: {<name>: {grants: [...]}}`).
     public let capabilities: PluginCapabilities
+    /// The metrics it declares (`metrics = { name = { type, help, labels } }`), by name.
+    public let metrics: [String: PluginMetricDeclaration]
 }
 
 /// A plugin that could not be loaded, and why (with file:line where Lua knows it).
@@ -52,6 +54,17 @@ public struct PluginCatalog: Sendable {
         plugins.first { $0.sinkBackend == backend }
     }
 
+    /// The catalog reduced to the plugins named (`maestro plugins lint|test NAME…`), loaded or failed;
+    /// `unknown` lists the names that are neither.
+    public func only(_ names: [String]) -> (catalog: PluginCatalog, unknown: [String]) {
+        let wanted = Set(names)
+        func folderName(_ failure: PluginLoadFailure) -> String { (failure.folder as NSString).lastPathComponent }
+        let kept = PluginCatalog(root: root, plugins: plugins.filter { wanted.contains($0.name) },
+                                 failures: failures.filter { wanted.contains(folderName($0)) }, limits: limits)
+        let unknown = names.filter { name in !plugins.contains { $0.name == name } && !failures.contains { folderName($0) == name } }
+        return (kept, unknown)
+    }
+
     public func plugin(named name: String) -> PluginManifest? {
         plugins.first { $0.name == name }
     }
@@ -72,6 +85,13 @@ public struct PluginCatalog: Sendable {
                 if let backend = manifest.sinkBackend, let other = plugins.first(where: { $0.sinkBackend == backend }) {
                     throw PluginError("backend \(backend) is served by \(other.name) already")
                 }
+                // Two plugins' metrics must not meet on /metrics (plugin foo's bar_total and foo_bar's total).
+                for metric in manifest.metrics.keys.sorted() {
+                    let served = PluginMetricDeclaration.fullName(plugin: manifest.name, metric: metric)
+                    if let other = plugins.first(where: { other in other.metrics.keys.contains { PluginMetricDeclaration.fullName(plugin: other.name, metric: $0) == served } }) {
+                        throw PluginError("\(relative(folder + "/schema.lua", to: root)): metric \(metric) would be served as \(served), as a metric of plugin \(other.name) is")
+                    }
+                }
                 plugins.append(manifest)
             } catch {
                 failures.append(PluginLoadFailure(folder: folder, message: "\(error)"))
@@ -87,15 +107,39 @@ public struct PluginCatalog: Sendable {
     static func loadOne(folder: String, root: String, settings: [String: Value], limits: LuaLimits, logger: Logger) throws -> PluginManifest {
         let vm = try LuaVM(configuration: LuaConfiguration(name: (folder as NSString).lastPathComponent, instructionBudget: limits.instructionBudget,
                                                            memoryLimitBytes: limits.memoryLimitBytes, moduleRoots: [root], logger: logger))
-        try vm.loadModule(file: folder + "/schema.lua", as: "schema", chunkName: relative(folder + "/schema.lua", to: root))
-        let schema = try vm.moduleValue("schema")
-        guard case .map = schema else { throw PluginError("\(folder)/schema.lua must return a table") }
+        let schemaFile = folder + "/schema.lua"
+        let schemaName = relative(schemaFile, to: root)
+        try vm.loadModule(file: schemaFile, as: "schema", chunkName: schemaName)
+        // Mistakes in the schema are named by file:line: a table keeps no lines, the source is read.
+        func located(_ error: ConfigSchemaError) -> PluginError {
+            PluginError("\(SchemaSourceLocator.locate(error.field, schemaFile: schemaFile, displayName: schemaName, root: root)): \(error.message)")
+        }
+        try vm.loadModule(source: EmbeddedLua.schema_data, chunkName: "=schema_data", as: "schema_data", applyingTo: "schema")
+        if case .map(let problem) = try vm.moduleValue("schema_data", field: "problem"), let path = problem["path"]?.stringValue {
+            guard !path.isEmpty else { throw PluginError("\(schemaName) must return a table") }
+            throw located(ConfigSchemaError(field: path, message: "\(path) \(problem["message"]?.stringValue ?? "is not valid")"))
+        }
+        let schema = try vm.moduleValue("schema_data", field: "data")
+        guard case .map(let topLevel) = schema else { throw PluginError("\(schemaName) must return a table") }
+        do {
+            try checkTopLevel(topLevel)
+        } catch {
+            throw located(error)
+        }
         guard let name = schema["name"]?.stringValue, !name.isEmpty else { throw PluginError("\(folder)/schema.lua: name is required") }
         let expected = (folder as NSString).lastPathComponent
         guard name == expected else { throw PluginError("\(folder)/schema.lua: name \"\(name)\" must match the folder name \"\(expected)\"") }
         let binds = schema["binds"]?.mapValue ?? [:]
-        let sinkSchema = try ConfigSchema(fields: schema["sink"]?["fields"], path: "sink.fields")
-        let settingsSchema = try ConfigSchema(fields: schema["settings"]?["fields"], path: "settings.fields")
+        let sinkSchema: ConfigSchema
+        let settingsSchema: ConfigSchema
+        let metrics: [String: PluginMetricDeclaration]
+        do {
+            sinkSchema = try ConfigSchema(fields: schema["sink"]?["fields"], path: "sink.fields", hooks: true)
+            settingsSchema = try ConfigSchema(fields: schema["settings"]?["fields"], path: "settings.fields")
+            metrics = try PluginMetricDeclaration.parse(schema["metrics"], plugin: name)
+        } catch {
+            throw located(error)
+        }
         let declared = try PluginCapabilities.parse(schema["capabilities"], path: "\(folder)/schema.lua: capabilities")
         // `grants` is the operator's, not the plugin's: it never reaches the settings validation.
         var given = settings[name] ?? .map([:])
@@ -123,7 +167,43 @@ public struct PluginCatalog: Sendable {
                               description: schema["description"]?.stringValue ?? "", folder: folder,
                               sinkBackend: binds["sink_backend"]?.stringValue,
                               bindings: binds.keys.sorted(), sinkSchema: sinkSchema, settingsSchema: settingsSchema,
-                              settings: validatedSettings, capabilities: capabilities)
+                              settings: validatedSettings, capabilities: capabilities, metrics: metrics)
+    }
+
+    /// The keys `schema.lua` may hold, and those of its parts: anything else is a mistake (`sinks` for
+    /// `sink`) that would otherwise silently validate nothing.
+    static let topLevelKeys: Set<String> = ["name", "version", "description", "binds", "sink", "settings", "capabilities", "metrics"]
+    static let bindingKeys: Set<String> = ["sink_backend", "collector_status"]
+
+    static func checkTopLevel(_ schema: [String: Value]) throws(ConfigSchemaError) {
+        func unknown(_ key: String, in allowed: Set<String>, path: String) -> ConfigSchemaError {
+            let where_ = path.isEmpty ? key : path + "." + key
+            var message = "\(where_) is not a schema key"
+            if let guess = ConfigSchema.closest(key, in: allowed) { message += " (did you mean \(guess)?)" }
+            return ConfigSchemaError(field: where_, message: message + "; keys\(path.isEmpty ? "" : " of " + path): " + allowed.sorted().joined(separator: ", "))
+        }
+        for key in schema.keys.sorted() where !topLevelKeys.contains(key) { throw unknown(key, in: topLevelKeys, path: "") }
+        for part in ["sink", "settings"] {
+            guard let value = schema[part] else { continue }
+            if case .list(let items) = value, items.isEmpty { continue }
+            guard case .map(let entries) = value else { throw ConfigSchemaError(field: part, message: "\(part) must be a table: { fields = { ... } }") }
+            for key in entries.keys.sorted() where key != "fields" { throw unknown(key, in: ["fields"], path: part) }
+        }
+        if let binds = schema["binds"] {
+            guard case .map(let entries) = binds else {
+                throw ConfigSchemaError(field: "binds", message: "binds must be a table such as { sink_backend = \"mybackend\" }")
+            }
+            for key in entries.keys.sorted() where !bindingKeys.contains(key) { throw unknown(key, in: bindingKeys, path: "binds") }
+            if let backend = entries["sink_backend"], backend.stringValue?.isEmpty != false {
+                throw ConfigSchemaError(field: "binds.sink_backend", message: "binds.sink_backend must be the backend's name (a string)")
+            }
+            if let status = entries["collector_status"], status != .bool(true) {
+                throw ConfigSchemaError(field: "binds.collector_status", message: "binds.collector_status must be true")
+            }
+        }
+        for key in ["name", "version", "description"] where schema[key] != nil && schema[key]?.stringValue == nil {
+            throw ConfigSchemaError(field: key, message: "\(key) must be a string")
+        }
     }
 
     /// `plugins/prometheus/handler.lua`, as errors should name it.

@@ -26,13 +26,25 @@ public final class PluginRuntime {
     /// The sink the current call handles: what a plugin may read without a capability.
     public let invocation = PluginInvocation()
 
-    public init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
+    /// Modules that replace the host's own of the same name (specs: an in-memory `maestro.redis`).
+    let replacedModules: [LuaHostModule]
+    /// Where `maestro.metrics` records: the process's store, or a spec's.
+    let metrics: PluginMetricsStore
+
+    public convenience init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
                 cluster: (any PluginCluster)? = nil) {
+        self.init(catalog: catalog, names: names, logger: logger, httpPolicy: httpPolicy, cluster: cluster, replacing: [], metrics: .shared)
+    }
+
+    init(catalog: PluginCatalog, names: RedisNames, logger: Logger, httpPolicy: HTTPHostPolicy = HTTPHostPolicy(allowedHosts: []),
+         cluster: (any PluginCluster)?, replacing modules: [LuaHostModule], metrics: PluginMetricsStore) {
+        self.metrics = metrics
         self.catalog = catalog
         self.names = names
         self.logger = logger
         self.httpPolicy = httpPolicy
         self.cluster = PluginClusterAccess(cluster: cluster)
+        replacedModules = modules
     }
 
     /// The VM of a plugin, loading `handler.lua` the first time (and again after a terminal failure).
@@ -41,14 +53,19 @@ public final class PluginRuntime {
         let root = catalog.root
         var pluginPolicy = httpPolicy
         pluginPolicy.plugin = (plugin.name, plugin.capabilities)
-        let modules = PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
-            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation)]
+        let replaced = Set(replacedModules.map(\.name))
+        let modules = (PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
+            + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation),
+               PluginMetricsModule.module(plugin: plugin.name, declarations: plugin.metrics, store: metrics)])
+            .filter { $0.name == nil || !replaced.contains($0.name) } + replacedModules
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
                                                            logger: logger),
                            modules: modules) { vm throws(LuaError) in
             try vm.loadModule(file: plugin.folder + "/handler.lua", as: "handler",
                               chunkName: PluginCatalog.relative(plugin.folder + "/handler.lua", to: root))
+            // The schema's validate hooks run in this VM, with the handler's module state and limits.
+            try PluginRuntime.loadSchemaHooks(plugin: plugin, root: root, into: vm)
             try vm.sealGlobals()
         }
         machines[plugin.name] = vm
@@ -56,8 +73,17 @@ public final class PluginRuntime {
     }
 }
 
-/// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail` and the
-/// scoped `maestro.redis`.
+extension PluginRuntime {
+    /// Loads `schema.lua` again in a plugin's VM as the module `schema`, and `schema_hooks`, the
+    /// function that runs one of its `validate` hooks (see lua/schema_hooks.lua).
+    static func loadSchemaHooks(plugin: PluginManifest, root: String, into vm: LuaVM) throws(LuaError) {
+        try vm.loadModule(file: plugin.folder + "/schema.lua", as: "schema", chunkName: PluginCatalog.relative(plugin.folder + "/schema.lua", to: root))
+        try vm.loadModule(source: EmbeddedLua.schema_hooks, chunkName: "=schema_hooks", as: "schema_hooks", applyingTo: "schema")
+    }
+}
+
+/// The plugin-facing part of the host API that depends on where the code runs: `maestro.fail`,
+/// `maestro.reject` and the scoped `maestro.redis`.
 enum PluginHostAPI {
     static func modules(plugin: PluginManifest, names: RedisNames, redis: PluginRedisAccess, invocation: PluginInvocation) -> [LuaHostModule] {
         [
@@ -67,6 +93,13 @@ enum PluginHostAPI {
                         throw LuaHostError("maestro.fail: bad argument #1 (string expected)", terminal: true)
                     }
                     throw LuaHostError(message, terminal: true)
+                },
+                LuaHostFunction("reject") { arguments throws(LuaHostError) in
+                    let message = try rejection(arguments)
+                    guard invocation.isBuildingConfig else {
+                        throw LuaHostError("only a sink backend's handler or a schema validate hook may reject a sink's config")
+                    }
+                    throw LuaHostError.rejection(message)
                 },
             ]),
             LuaHostModule(name: "redis", functions: ScopedRedis(plugin: plugin.name, names: names, access: redis, capabilities: plugin.capabilities,
@@ -172,6 +205,21 @@ struct ScopedRedis: Sendable {
             },
         ]
     }
+}
+
+/// `maestro.reject(path, message)`'s arguments as the one line a status shows: `path message`, or the
+/// message alone for an empty path (the whole config); control characters become spaces, long text is cut.
+func rejection(_ arguments: [Value?]) throws(LuaHostError) -> String {
+    guard arguments.count >= 1, case .string(let path)? = arguments[0] else {
+        throw LuaHostError.badArgument(1, "the path of the field, a string such as \"exporter.endpoint\", or \"\" for the whole config")
+    }
+    guard path.utf8.count <= 200 else { throw LuaHostError.badArgument(1, "a field path of at most 200 bytes") }
+    guard arguments.count >= 2, case .string(let message)? = arguments[1], !message.allSatisfy(\.isWhitespace) else {
+        throw LuaHostError.badArgument(2, "a message saying what is wrong, a non-blank string")
+    }
+    let text = path.isEmpty ? message : path + " " + message
+    let line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    return line.count > 500 ? String(line.prefix(497)) + "..." : line
 }
 
 func string(_ arguments: [Value?], _ position: Int) throws(LuaHostError) -> String {

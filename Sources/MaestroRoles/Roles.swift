@@ -130,7 +130,8 @@ public struct Roles {
     private static func operationsServer(listen: String, registry: PrometheusCollectorRegistry, names: RedisNames, redisURL: RedisURL,
                                          ready: @escaping @Sendable () -> Bool, logger: Logger) throws -> any Service {
         let server = OperationsServer(registry: registry, logger: logger, ready: ready,
-                                      refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) })
+                                      refresh: { refreshGauges(registry: registry, redisURL: redisURL, names: names) },
+                                      extra: { PluginMetricsStore.shared.exposition() })
         do {
             // The bound port, also when the address asked for port 0 (tests do, to avoid port races).
             let port = try server.start(listen: listen)

@@ -35,8 +35,57 @@ public struct Wiring: Sendable {
         PluginCatalog.LuaLimits(instructionBudget: settings.luaInstructionBudget, memoryLimitBytes: settings.luaMemoryMB << 20)
     }
 
-    public var pluginsRoot: String { absolute(settings.pluginsDir) }
-    public var templatesRoot: String { absolute(settings.templatesDir) }
+    public var pluginsRoot: String { sharedFolder("plugins").path }
+    public var templatesRoot: String { sharedFolder("templates").path }
+
+    /// Where `plugins` or `templates` is: the folder the settings name, or else the first that exists of
+    /// `$MAESTRO_HOME/<name>`, `<binary>/../share/maestro/<name>` (an installed layout, `make install`)
+    /// and `./<name>`; `tried` lists the places looked at, for the error when none exists.
+    public func sharedFolder(_ name: String) -> (path: String, tried: [String], exists: Bool) {
+        let given = name == "plugins" ? settings.pluginsDirIsGiven : settings.templatesDirIsGiven
+        if given {
+            let path = absolute(name == "plugins" ? settings.pluginsDir : settings.templatesDir)
+            return (path, [path], Self.isDirectory(path))
+        }
+        var candidates: [String] = []
+        if let home = ProcessInfo.processInfo.environment["MAESTRO_HOME"], !home.isEmpty {
+            candidates.append(absolute(home) + "/" + name)
+        }
+        if let binary = Self.executablePath {
+            let installed = URL(fileURLWithPath: binary).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("share/maestro/" + name).standardizedFileURL.path
+            candidates.append(installed)
+        }
+        candidates.append(absolute(name))
+        let found = candidates.first(where: Self.isDirectory)
+        return (found ?? candidates.last!, candidates, found != nil)
+    }
+
+    /// Fails with the places looked at and the flag to set when `plugins` (and, with `templates`, the
+    /// templates folder) cannot be found, instead of a file error later.
+    public func requireSharedFolders(templates: Bool = true) throws {
+        for (name, flag) in [("plugins", "--plugins-dir"), ("templates", "--templates-dir")] where name == "plugins" || templates {
+            let folder = sharedFolder(name)
+            guard !folder.exists else { continue }
+            let given = name == "plugins" ? settings.pluginsDirIsGiven : settings.templatesDirIsGiven
+            if given { throw InvalidInput("the \(name) folder \(folder.path) (\(flag)) does not exist") }
+            throw InvalidInput("no \(name) folder found; looked in " + folder.tried.joined(separator: ", ")
+                               + ": set \(flag) (or MAESTRO_\(name.uppercased())_DIR), or MAESTRO_HOME to a folder holding \(name)/")
+        }
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
+    /// This program's file, symbolic links resolved (a linked `bin/maestro` finds its real share/).
+    static var executablePath: String? {
+        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return URL(fileURLWithPath: resolved).resolvingSymlinksInPath().path
+        }
+        return Bundle.main.executablePath.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
+    }
 
     /// `root`: where to load from instead of `plugins-dir` (a snapshot of it, for `maestro run`).
     public func loadPlugins(logger: Logger, root: String? = nil) -> PluginCatalog {

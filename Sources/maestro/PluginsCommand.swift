@@ -32,13 +32,18 @@ struct PluginsCommand: ParsableCommand {
     }
 
     struct Lint: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "lint", abstract: "Check every plugin; exit 1 when one fails to load.")
+        static let configuration = CommandConfiguration(
+            commandName: "lint",
+            abstract: "Load every plugin (or those named) as maestro run would: schemas checked strictly, settings, handlers; exit 1 with file:line when one fails."
+        )
         @OptionGroup var settings: SettingsOptions
+        @Argument(help: "Plugins to check (folder names); all when none is given.")
+        var names: [String] = []
 
         func run() throws {
             var failed = false
             try exitingOnInvalidInput {
-                let catalog = try PluginsCommand.load(settings)
+                let catalog = try PluginsCommand.load(settings, only: names)
                 for plugin in catalog.plugins { print("ok    \(plugin.name) \(plugin.version)") }
                 for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
                 failed = !catalog.failures.isEmpty
@@ -50,34 +55,62 @@ struct PluginsCommand: ParsableCommand {
     struct Test: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "test",
-            abstract: "Run each plugin's spec/*_spec.lua (describe/it/assert) against in-memory Redis and Kubernetes; exit 1 on a failure."
+            abstract: "Run each plugin's spec/*_spec.lua (describe/it/assert, spec.validate|build|render) and golden pairs spec/golden/<case>.json → <case>.yaml; exit 1 on a failure or when no case ran."
         )
         @OptionGroup var settings: SettingsOptions
+        @Argument(help: "Plugins to test (folder names); all when none is given.")
+        var names: [String] = []
+        @Flag(name: .customLong("update-golden"), help: "Write spec/golden/<case>.yaml from what the plugin builds now, where it is missing or differs.")
+        var updateGolden = false
+        @Flag(name: .customLong("verbose"), help: "Show what every case printed and logged (always shown for a failing case).")
+        var verbose = false
 
         func run() throws {
             var failed = false
             try exitingOnInvalidInput {
-                let catalog = try PluginsCommand.load(settings)
-                let results = PluginSpecRunner.run(catalog: catalog)
+                let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
+                let catalog = try PluginsCommand.load(settings, only: names)
+                let wiring = Wiring(configuration: configuration)
+                let options = SpecOptions(updateGolden: updateGolden, templatesRoot: wiring.templatesRoot,
+                                          templateSettings: wiring.templateSettings())
+                let results = PluginSpecRunner.run(catalog: catalog, options: options)
                 for result in results {
                     if let failure = result.failure {
-                        print("FAIL  \(result.location)  \(result.name)\n      \(failure)")
+                        print("FAIL  \(result.location)  \(result.name)\n      " + failure.replacingOccurrences(of: "\n", with: "\n      "))
                     } else {
                         print("ok    \(result.location)  \(result.name)")
                     }
+                    if verbose || result.failure != nil {
+                        for line in result.output { print("      | \(line)") }
+                    }
                 }
                 for failure in catalog.failures { print("FAIL  \(failure.folder): \(failure.message)") }
+                for plugin in catalog.plugins where !results.contains(where: { $0.plugin == plugin.name }) {
+                    print("note  \(plugin.name): no spec case (add spec/*_spec.lua, or spec/golden/<case>.json with <case>.yaml)")
+                }
                 let failures = results.filter { $0.failure != nil }.count + catalog.failures.count
-                print("\(results.count - results.filter { $0.failure != nil }.count) passed, \(failures) failed")
-                failed = failures > 0
+                print("\(results.count) case\(results.count == 1 ? "" : "s") ran: \(results.count - results.filter { $0.failure != nil }.count) passed, \(failures) failed")
+                if results.isEmpty {
+                    print("FAIL  no spec case ran: add spec/*_spec.lua or spec/golden/<case>.json (and <case>.yaml) to the plugin")
+                }
+                failed = failures > 0 || results.isEmpty
             }
             if failed { throw ExitCode(1) }
         }
     }
 
-    static func load(_ settings: SettingsOptions) throws -> PluginCatalog {
+    static func load(_ settings: SettingsOptions, only names: [String] = []) throws -> PluginCatalog {
         let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in MaestroLogHandler(label: label, format: .text, logLevel: .critical) }
-        return Wiring(configuration: configuration).loadPlugins(logger: Logger(label: "maestro"))
+        let wiring = Wiring(configuration: configuration)
+        try wiring.requireSharedFolders(templates: false)
+        let catalog = wiring.loadPlugins(logger: Logger(label: "maestro"))
+        guard !names.isEmpty else { return catalog }
+        let (selected, unknown) = catalog.only(names)
+        if !unknown.isEmpty {
+            let known = (catalog.plugins.map(\.name) + catalog.failures.map { ($0.folder as NSString).lastPathComponent }).sorted()
+            throw InvalidInput("no plugin named " + unknown.joined(separator: ", ") + " in \(catalog.root) (plugins: " + known.joined(separator: ", ") + ")")
+        }
+        return selected
     }
 }

@@ -39,6 +39,7 @@ struct RenderCommand: ParsableCommand {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
             let wiring = Wiring(configuration: configuration)
+            try wiring.requireSharedFolders(templates: objects)
             MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel)
             let logger = Logger(label: "maestro")
             let text = try Wiring.inlineOrFile(sinkConfig, flag: "--sink-config")

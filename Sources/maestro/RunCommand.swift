@@ -20,6 +20,7 @@ struct RunCommand: ParsableCommand {
         try exitingOnInvalidInput {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
             let wiring = Wiring(configuration: configuration)
+            try wiring.requireSharedFolders(templates: wiring.settings.role != .sinker)
             MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel)
             let logger = Logger(label: "maestro")
             let signals = TerminationSignals(logger: logger)

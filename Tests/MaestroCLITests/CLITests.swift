@@ -221,7 +221,15 @@ struct PluginsCommandTests {
             }
         }
         #expect(cases.count >= 8, "the shipped specs: \(cases)")
-        #expect(shipped.output.contains("\(cases.count) passed, 0 failed"), "\(shipped.output)")
+        // And every golden pair of every plugin.
+        var golden = 0
+        for plugin in try FileManager.default.contentsOfDirectory(atPath: repositoryRoot + "/plugins") {
+            let folder = repositoryRoot + "/plugins/\(plugin)/spec/golden"
+            golden += ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".json") }.count
+        }
+        #expect(golden >= 4)
+        let total = cases.count + golden
+        #expect(shipped.output.contains("\(total) cases ran: \(total) passed, 0 failed"), "\(shipped.output)")
         for location in cases { #expect(shipped.output.contains(location), "\(location) did not run:\n\(shipped.output)") }
         let directory = try TemporaryDirectory()
         try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/prometheus", toPath: directory.path + "/prometheus")
@@ -240,5 +248,44 @@ struct PluginsCommandTests {
                 failing.output.contains("broken_spec.lua:2  broken compares"), "\(failing.output)")
         #expect(failing.output.contains("broken_spec.lua:3: expected 1, got 2"), "\(failing.output)")
         #expect(failing.output.contains("ok    ") && failing.output.contains("broken passes"))
+    }
+
+    @Test("lint and test take plugin names; test prints the case count, shows output on failure or with --verbose, and fails when no case ran")
+    func namedPluginsAndCounts() throws {
+        let directory = try TemporaryDirectory()
+        for name in ["prometheus", "otlphttp", "_lib"] {
+            try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/" + name, toPath: directory.path + "/" + name)
+        }
+        try directory.write("broken/schema.lua", "return { name = 'broken', binds = { sink_backend = 'broken' }, sink = { fields = { x = { type = 'word', requried = true } } } }")
+        try directory.write("broken/handler.lua", "return { on_sink_create = function() return {} end }")
+        try directory.write("bare/schema.lua", "return { name = 'bare', binds = { sink_backend = 'bare' } }")
+        try directory.write("bare/handler.lua", "return { on_sink_create = function() print('building') return {} end }")
+
+        let all = try maestro(["plugins", "lint", "--plugins-dir", directory.path])
+        #expect(all.code == 1 && all.output.contains("broken/schema.lua:1: sink.fields.x.requried is not a rule option"), "\(all.output)")
+        let one = try maestro(["plugins", "lint", "--plugins-dir", directory.path, "prometheus"])
+        #expect(one.code == 0 && one.output.contains("ok    prometheus") && !one.output.contains("otlphttp") && !one.output.contains("broken"), "\(one.output)")
+        let unknown = try maestro(["plugins", "test", "--plugins-dir", directory.path, "nosuch"])
+        #expect(unknown.code == 2 && unknown.output.contains("no plugin named nosuch"), "\(unknown.output)")
+
+        let prometheus = try maestro(["plugins", "test", "--plugins-dir", directory.path, "prometheus"])
+        #expect(prometheus.code == 0, "\(prometheus.output)")
+        #expect(prometheus.output.contains("6 cases ran: 6 passed, 0 failed") && !prometheus.output.contains("otlphttp"), "\(prometheus.output)")
+
+        let none = try maestro(["plugins", "test", "--plugins-dir", directory.path, "bare"])
+        #expect(none.code == 1 && none.output.contains("0 cases ran") && none.output.contains("no spec case ran"), "\(none.output)")
+        let mixed = try maestro(["plugins", "test", "--plugins-dir", directory.path, "bare", "prometheus"])
+        #expect(mixed.code == 0 && mixed.output.contains("note  bare: no spec case"), "\(mixed.output)")
+
+        try directory.write("bare/spec/bare_spec.lua", """
+        local handler = require "bare.handler"
+        it("builds quietly", function() handler.on_sink_create({}) end)
+        it("fails loudly", function() print("before the failure") assert(false, "boom") end)
+        """)
+        let quiet = try maestro(["plugins", "test", "--plugins-dir", directory.path, "bare"])
+        #expect(quiet.code == 1 && quiet.output.contains("2 cases ran: 1 passed, 1 failed"), "\(quiet.output)")
+        #expect(quiet.output.contains("      | info: before the failure") && !quiet.output.contains("| info: building"), "\(quiet.output)")
+        let verbose = try maestro(["plugins", "test", "--plugins-dir", directory.path, "--verbose", "bare"])
+        #expect(verbose.output.contains("      | info: building"), "\(verbose.output)")
     }
 }

@@ -30,7 +30,8 @@ wait_for "the collector config is stored" sh -c "${REDIS_CLI[*]} HGET orb.sinker
 wait_for "the collector is written" test -f "$WORK/manifests/otelcollectors/otel-grpc-1.yaml"
 "$MAESTRO" sinks create --sink-id grpc-2 --owner tenant-b --backend otlpgrpc \
   --sink-config '{"exporter":{"endpoint":"https://otlp.example.com:4317"},"authentication":{"type":"basicauth","username":"u","password":"p"}}'
-wait_for "the plugin's maestro.fail dead-letters the event with its message" \
-  sh -c "'$MAESTRO' deadletter list | grep -q 'host:port without a scheme'"
+wait_for "the schema's pattern makes the sink a provisioning_error the user sees" \
+  sh -c "'$MAESTRO' status | grep grpc-2 | grep provisioning_error | grep -q 'exporter.endpoint must match the pattern'"
+check "nothing was dead-lettered" sh -c "! '$MAESTRO' deadletter list | grep -q grpc-2"
 stop_maestro
 echo "custom backend: all steps passed"

@@ -79,6 +79,12 @@ function maestro.json.decode(text) end
 ---@param message string
 function maestro.fail(message) end
 
+--- The sink's config is the user's mistake: provisioning_error with "path message", the last good config stays.
+--- Only in a sink backend's handler or a schema validate hook; no pcall can catch it.
+---@param path string  the field, e.g. "exporter.tenant"; "" for the whole config
+---@param message string
+function maestro.reject(path, message) end
+
 ---@class maestro.Context
 ---@field plugin string
 ---@field event_id string
@@ -200,3 +206,69 @@ function maestro.k8s.apply(object) end
 ---@param name string
 ---@return boolean queued
 function maestro.k8s.delete(kind, name) end
+
+---@class maestro.metrics
+maestro.metrics = {}
+
+--- Adds n (default 1) to a counter or gauge declared in schema.lua (metrics = {...}).
+--- Returns nil, err when the metric already holds max_label_values label-value sets.
+---@param name string
+---@param labels? table<string, string>  a value for every declared label
+---@param n? number
+---@return boolean|nil ok
+---@return string|nil err
+function maestro.metrics.inc(name, labels, n) end
+
+--- Sets a gauge declared in schema.lua.
+---@param name string
+---@param labels? table<string, string>
+---@param value number
+---@return boolean|nil ok
+---@return string|nil err
+function maestro.metrics.set(name, labels, value) end
+
+--- Records a value in a histogram declared in schema.lua.
+---@param name string
+---@param labels? table<string, string>
+---@param value number
+---@return boolean|nil ok
+---@return string|nil err
+function maestro.metrics.observe(name, labels, value) end
+
+--- In specs (maestro plugins test) only: the host's real path for the plugin under test.
+---@class maestro.spec
+spec = {}
+
+---@class maestro.SpecOptions
+---@field sink_id? string
+---@field owner_id? string
+---@field operation? "create"|"update"
+---@field kafka_url? string
+
+--- The schema and its validate hooks: the checked config with defaults, or nil and the rejection's message.
+---@param config table
+---@param options? maestro.SpecOptions
+---@return table|nil config
+---@return string|nil message
+function spec.validate(config, options) end
+
+--- Schema, hooks, handler and YAML, as the pipeline runs them: the stored config and its YAML, or nil and the
+--- rejection's message. A plugin failure raises.
+---@param config table
+---@param options? maestro.SpecOptions
+---@return table|nil collector
+---@return string yaml_or_message
+function spec.build(config, options) end
+
+--- spec.build, then the collector template: the Kubernetes objects, or nil and the rejection's message.
+---@param config table
+---@param options? maestro.SpecOptions
+---@return table[]|nil objects
+---@return string|nil message
+function spec.render(config, options) end
+
+--- What this spec file's calls recorded with maestro.metrics (a histogram: {count, sum}); nil if never updated.
+---@param name string
+---@param labels? table<string, string>
+---@return number|{count: integer, sum: number}|nil
+function spec.metric(name, labels) end

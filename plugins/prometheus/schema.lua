@@ -1,6 +1,8 @@
 local otel = require "_lib.otel"
 
-return {
+-- Typed for editors (plugins/_meta/schema.lua): lua-language-server completes and checks this table.
+---@type maestro.Schema
+local schema = {
   name = "prometheus",
   version = "1.0.0",
   description = "Prometheus remote write: the collector exports metrics with the prometheusremotewrite exporter.",
@@ -11,3 +13,5 @@ return {
   },
   settings = { fields = otel.settings_fields },
 }
+
+return schema

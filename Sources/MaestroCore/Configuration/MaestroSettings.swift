@@ -12,6 +12,10 @@ public struct MaestroSettings: Sendable {
     public var redisURLIsGiven: Bool { redisURLOrigin != .defaultValue }
     public var pluginsDir: String
     public var templatesDir: String
+    /// Whether `plugins-dir` / `templates-dir` were set (flag, environment, file): else maestro looks for
+    /// an installed layout (`Wiring.sharedFolder`).
+    public var pluginsDirIsGiven: Bool
+    public var templatesDirIsGiven: Bool
     public var luaInstructionBudget: Int
     public var luaMemoryMB: Int
     public var kafkaURL: String
@@ -71,6 +75,8 @@ public struct MaestroSettings: Sendable {
         redisURLOrigin = configuration.origin("redis-url") ?? .defaultValue
         pluginsDir = read.text("plugins-dir")
         templatesDir = read.text("templates-dir")
+        pluginsDirIsGiven = configuration.origin("plugins-dir") != .defaultValue
+        templatesDirIsGiven = configuration.origin("templates-dir") != .defaultValue
         luaInstructionBudget = read.integer("lua-instruction-budget")
         luaMemoryMB = read.integer("lua-memory-mb")
         kafkaURL = read.text("kafka-url")

@@ -24,8 +24,10 @@ public enum Settings {
                 }
                 return (url, used)
             }),
-        SettingDefinition(key: "plugins-dir", defaultValue: "./plugins", help: "Folder of Lua plugins (one folder per plugin)."),
-        SettingDefinition(key: "templates-dir", defaultValue: "./templates", help: "Folder of Lua templates."),
+        SettingDefinition(key: "plugins-dir", defaultValue: "./plugins",
+                          help: "Folder of Lua plugins (one folder per plugin). Unset: $MAESTRO_HOME/plugins, then <binary>/../share/maestro/plugins, then ./plugins."),
+        SettingDefinition(key: "templates-dir", defaultValue: "./templates",
+                          help: "Folder of Lua templates. Unset: $MAESTRO_HOME/templates, then <binary>/../share/maestro/templates, then ./templates."),
         SettingDefinition(key: "lua-instruction-budget", kind: .integer(1_000...10_000_000_000), defaultValue: "50000000",
                           help: "Lua instructions one plugin or template call may run before it is stopped."),
         SettingDefinition(key: "lua-memory-mb", kind: .integer(1...4096), defaultValue: "64",

@@ -28,9 +28,13 @@ describe("otlpgrpc", function()
     assert.equals("t", config.extensions["bearertokenauth/withscheme"].token)
   end)
 
-  it("refuses an endpoint with a scheme", function()
-    assert.has_error(function()
-      handler.on_sink_create(sink({ endpoint = "https://otlp.example.com:4317", insecure = false, compression = "gzip" }))
-    end, "host:port without a scheme")
+  it("refuses an endpoint with a scheme or a bad port, as the pipeline would (schema pattern and validate hook)", function()
+    local function with(endpoint)
+      return { exporter = { endpoint = endpoint }, authentication = { type = "bearertokenauth", scheme = "Bearer", token = "t" } }
+    end
+    assert.same({ nil, "exporter.endpoint must match the pattern ^[%w%.%-]+:%d+$" }, { spec.validate(with("https://otlp.example.com:4317")) })
+    assert.same({ nil, "exporter.endpoint must have a port between 1 and 65535" }, { spec.validate(with("otlp.example.com:99999")) })
+    local config = spec.validate(with("otlp.example.com:4317"))
+    assert.equals("gzip", config.exporter.compression)
   end)
 end)
