@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import MaestroCore
+import MaestroLua
+import MaestroTestSupport
+import MaestroValue
+import MaestroYAML
+import Testing
+
+@testable import MaestroPluginHost
+
+/// Red-team attacks on issue 18's guarantees (strict schemas, rejections, specs, plugin metrics).
+@Suite("Attacks on issue 18", .testThreads, .timeLimit(.minutes(2)))
+struct Attack18Tests {
+    static let cipher = OrbSecretCipher(secret: "orb")
+
+    func source(_ plugins: TemporaryDirectory) -> PluginConfigSource {
+        let catalog = PluginCatalog.load(root: plugins.path)
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager,
+                                    collectors: nil, logger: Logger(label: "test"))
+        return PluginConfigSource(context: context)
+    }
+
+    func outcome(_ source: PluginConfigSource, _ config: Value) -> CollectorConfigOutcome {
+        source.collectorConfig(for: CollectorConfigRequest(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: config,
+                                                           eventID: "1-0", deliveries: 1))
+    }
+
+    // MARK: secrets
+
+    static let authSchema = """
+        return {
+          name = "loki", binds = { sink_backend = "loki" },
+          sink = { fields = {
+            mode = { type = "word" },
+            authentication = { type = "map", fields = {
+              password = { type = "string", secret = true,
+                           validate = function(value) if value:sub(1, 4) == "bad-" then return false, "is wrong: " .. value end end },
+            } },
+          } },
+        }
+        """
+
+    @Test("attack: an Orb-encrypted password, decrypted for the plugin and quoted by maestro.reject, a hook or an error, never reaches the status message or the reason")
+    func encryptedCredentialQuoted() throws {
+        let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
+            return { on_sink_create = function(sink)
+              local password = sink.config.authentication.password
+              if sink.config.mode == "reject" then maestro.reject("authentication.password", "is not accepted: " .. password) end
+              if sink.config.mode == "fail" then maestro.fail("cannot log in with " .. password) end
+              if sink.config.mode == "error" then error("cannot log in with " .. password) end
+              return { ok = true }
+            end }
+            """)
+        let source = source(plugins)
+        let plain = "hunter2plaintext"
+        func config(_ mode: String, _ password: String = plain) -> Value {
+            ["mode": .string(mode), "authentication": ["password": .string(Self.cipher.encrypt(password))]]
+        }
+        guard case .invalid(let rejected) = outcome(source, config("reject")) else { Issue.record("reject was not a rejection"); return }
+        #expect(!rejected.contains(plain), "the decrypted password reached the status message: \(rejected)")
+        guard case .invalid(let hooked) = outcome(source, config("ok", "bad-" + plain)) else { Issue.record("the hook did not reject"); return }
+        #expect(!hooked.contains(plain), "the decrypted password reached the status message: \(hooked)")
+        guard case .failed(let failed, _, _) = outcome(source, config("fail")) else { Issue.record("fail was not a failure"); return }
+        #expect(!failed.contains(plain), "the decrypted password reached the dead-letter reason: \(failed)")
+        guard case .failed(let errored, _, _) = outcome(source, config("error")) else { Issue.record("error was not a failure"); return }
+        #expect(!errored.contains(plain), "the decrypted password reached the retry reason: \(errored)")
+    }
+
+    @Test("attack: a secret field inside a list's items (a list of secrets, a list of maps with a secret) is masked in a rejection quoting it")
+    func secretInListItems() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = {
+                pins = { type = "list", items = { type = "string", secret = true } },
+                routes = { type = "list", items = { type = "map", fields = { pin = { type = "string", secret = true } } } },
+              } },
+            }
+            """, handler: """
+            return { on_sink_create = function(sink)
+              if sink.config.pins then maestro.reject("pins", "pin " .. sink.config.pins[1] .. " is not known") end
+              maestro.reject("routes", "pin " .. sink.config.routes[1].pin .. " is not known")
+            end }
+            """)
+        let source = source(plugins)
+        guard case .invalid(let listed) = outcome(source, ["pins": ["pin-4711-secret"]]) else { Issue.record("not rejected"); return }
+        #expect(!listed.contains("pin-4711-secret"), "a secret list item reached the status message: \(listed)")
+        guard case .invalid(let nested) = outcome(source, ["routes": [["pin": "pin-0815-secret"]]]) else { Issue.record("not rejected"); return }
+        #expect(!nested.contains("pin-0815-secret"), "a secret field of a list item reached the status message: \(nested)")
+    }
+
+    @Test("attack: a golden case whose config is rejected with the password quoted: the spec output names no credential")
+    func goldenRejectionMasked() throws {
+        let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
+            return { on_sink_create = function(sink)
+              maestro.reject("authentication.password", "is not accepted: " .. sink.config.authentication.password)
+            end }
+            """)
+        try plugins.write("loki/spec/golden/leak.json", #"{"config": {"mode": "x", "authentication": {"password": "golden-hunter2"}}}"#)
+        try plugins.write("loki/spec/golden/leak.yaml", "ok: true\n")
+        let results = PluginSpecRunner.run(catalog: PluginCatalog.load(root: plugins.path))
+        #expect(results.count == 1, "\(results)")
+        let failure = results.first?.failure ?? ""
+        #expect(failure.contains("rejected"), "\(results)")
+        #expect(!failure.contains("golden-hunter2"), "the sink's password reached the spec output: \(failure)")
+    }
+
+    // MARK: plugin metrics
+
+    func exposition(root plugins: TemporaryDirectory, backends: [String]) throws -> (PluginCatalog, String) {
+        let catalog = PluginCatalog.load(root: plugins.path)
+        let store = PluginMetricsStore()
+        let logger = Logger(label: "test")
+        let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil, logger: logger)
+        let runtime = PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger, cluster: nil, replacing: [], metrics: store)
+        let builder = CollectorConfigBuilder(context: context, runtime: runtime)
+        for backend in backends where catalog.plugin(forBackend: backend) != nil {
+            _ = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: backend, config: .map([:]))
+        }
+        return (catalog, store.exposition())
+    }
+
+    func write(_ plugins: TemporaryDirectory, _ name: String, nameLiteral: String? = nil, metrics: String, handler: String) throws {
+        try plugins.write("\(name)/schema.lua", "return { name = \(nameLiteral ?? "'\(name)'"), binds = { sink_backend = \(nameLiteral ?? "'\(name)'") }, metrics = { \(metrics) } }")
+        try plugins.write("\(name)/handler.lua", "return { on_sink_create = function(sink) \(handler) return { ok = true } end }")
+    }
+
+    @Test("attack: plugin `duration` cannot serve maestro_plugin_duration_seconds_bucket/_count/_sum, the series of maestro's own histogram")
+    func ownHistogramSeries() throws {
+        let plugins = try TemporaryDirectory()
+        try write(plugins, "duration", metrics: """
+            seconds_count = { type = 'gauge', help = 'forged' }, seconds_bucket = { type = 'gauge', help = 'forged', labels = { 'plugin', 'le' } }
+            """, handler: "maestro.metrics.set('seconds_count', 1e9) maestro.metrics.set('seconds_bucket', { plugin = 'prometheus', le = '+Inf' }, 1e9)")
+        let (catalog, text) = try exposition(root: plugins, backends: ["duration"])
+        #expect(!catalog.plugins.contains { $0.name == "duration" }, "a plugin took the names of maestro's own maestro_plugin_duration_seconds series")
+        #expect(!text.contains("maestro_plugin_duration_seconds_"), "\(text)")
+    }
+
+    @Test("attack: a histogram's _bucket/_count/_sum series cannot be taken by another metric of the same plugin")
+    func histogramSuffixInOnePlugin() throws {
+        let plugins = try TemporaryDirectory()
+        try write(plugins, "loki", metrics: """
+            latency = { type = 'histogram', help = 'h' }, latency_count = { type = 'gauge', help = 'forged' }
+            """, handler: "maestro.metrics.observe('latency', nil, 1) maestro.metrics.set('latency_count', 42)")
+        let (catalog, text) = try exposition(root: plugins, backends: ["loki"])
+        let countLines = text.split(separator: "\n").filter { $0.hasPrefix("maestro_plugin_loki_latency_count") }
+        #expect(!catalog.plugins.contains { $0.name == "loki" } || countLines.count <= 1,
+                "two metrics are served under one name, /metrics is corrupt:\n\(text)")
+    }
+
+    @Test("attack: plugin loki_latency's counter `bucket` cannot meet plugin loki's histogram `latency` series on /metrics")
+    func histogramSuffixAcrossPlugins() throws {
+        let plugins = try TemporaryDirectory()
+        try write(plugins, "loki", metrics: "latency = { type = 'histogram', help = 'h' }", handler: "maestro.metrics.observe('latency', nil, 1)")
+        try write(plugins, "loki_latency", metrics: "bucket = { type = 'gauge', help = 'forged', labels = { 'le' } }",
+                  handler: "maestro.metrics.set('bucket', { le = '+Inf' }, 99)")
+        let (catalog, text) = try exposition(root: plugins, backends: ["loki", "loki_latency"])
+        #expect(catalog.plugins.count == 1, "both loaded: loki_latency forges loki's histogram buckets:\n\(text)")
+    }
+
+    /// Every line of a Prometheus text exposition, checked against the format's grammar.
+    static func invalidLines(_ text: String) -> [String] {
+        let name = "[a-zA-Z_:][a-zA-Z0-9_:]*"
+        let comment = try! Regex("^# (HELP|TYPE) \(name)( .*)?$")
+        let sample = try! Regex(#"^"# + name + #"(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? [^ ]+$"#)
+        return text.split(separator: "\n").map(String.init).filter { line in
+            (try? comment.wholeMatch(in: line)) == nil && (try? sample.wholeMatch(in: line)) == nil
+        }
+    }
+
+    @Test("attack: a plugin whose name is not a metric name (a dot, a space, a newline) cannot corrupt or forge /metrics", arguments: ["loki.v2", "lo ki", "lo\nmaestro_forged 1\n#"])
+    func pluginNameInMetricName(_ name: String) throws {
+        let plugins = try TemporaryDirectory()
+        let literal = "'" + name.replacingOccurrences(of: "\n", with: "\\n") + "'"
+        try write(plugins, name, nameLiteral: literal, metrics: "built_total = { type = 'counter', help = 'Configs built.' }", handler: "maestro.metrics.inc('built_total')")
+        let (_, text) = try exposition(root: plugins, backends: [name])
+        #expect(Self.invalidLines(text).isEmpty, "/metrics is not valid exposition:\n\(text)")
+        #expect(!text.split(separator: "\n").contains { $0.hasPrefix("maestro_forged") }, "\(text)")
+    }
+
+    @Test("the exposition of ordinary plugin metrics passes the grammar check (the checker itself is sound)")
+    func grammarCheckerSound() throws {
+        let plugins = try TemporaryDirectory()
+        try write(plugins, "loki", metrics: """
+            latency = { type = 'histogram', help = 'h\\\\ with \\n newline' }, built_total = { type = 'counter', help = 'c', labels = { 'outcome' } }
+            """, handler: "maestro.metrics.observe('latency', nil, 0.3) maestro.metrics.inc('built_total', { outcome = 'a\"b\\\\c\\nd' })")
+        let (catalog, text) = try exposition(root: plugins, backends: ["loki"])
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        #expect(text.contains("maestro_plugin_loki_latency_count 1"), "\(text)")
+        #expect(Self.invalidLines(text).isEmpty, "\(Self.invalidLines(text))")
+    }
+
+    // MARK: strict schemas
+
+    @Test("attack: a NaN default (0/0) on a number field with min and max breaks its rule: lint fails")
+    func nanDefault() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = {
+                ratio = { type = "number", min = 0, max = 1, default = 0/0 },
+              } },
+            }
+            """)
+        let failures = PluginCatalog.load(root: plugins.path).failures
+        #expect(failures.first?.message.contains("loki/schema.lua:4") == true, "a NaN default outside [0, 1] passed lint: \(failures)")
+    }
+
+    @Test("attack: a NaN bound (min = 0/0) would silently check nothing: lint fails")
+    func nanBound() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = {
+                ratio = { type = "number", min = 0/0 },
+              } },
+            }
+            """)
+        let failures = PluginCatalog.load(root: plugins.path).failures
+        #expect(failures.first?.message.contains("loki/schema.lua:4") == true, "min = NaN passed lint: \(failures)")
+    }
+
+    @Test("attack: hostile values against backtracking patterns are refused or accepted quickly, as the user's error, never held",
+          arguments: [("^(.-)(.-)(.-)(.-)(.-)x$", String(repeating: "a", count: 200_000)),
+                      ("^(a*)*b$", String(repeating: "a", count: 100_000)),
+                      ("^(.*)%1%1$", String(repeating: "ab", count: 50_000)),
+                      ("^%b()$", String(repeating: "(", count: 200_000)),
+                      ("^[%w_%-]+@[%w%.]+$", String(repeating: "a", count: 300_000) + "!")])
+    func boundedPatterns(_ pattern: String, _ value: String) throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = { tenant = { type = "string", pattern = [==[\(pattern)]==] } } },
+            }
+            """)
+        let source = source(plugins)
+        let started = Date()
+        let result = outcome(source, ["tenant": .string(value)])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed < 2, "matching \(pattern) took \(elapsed)s")
+        if case .failed = result { Issue.record("a value checked against a pattern failed the plugin: \(result)") }
+        if case .invalid(let message) = result { #expect(message.hasPrefix("tenant "), "\(message)") }
+    }
+}
