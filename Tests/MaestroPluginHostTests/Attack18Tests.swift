@@ -243,4 +243,77 @@ struct Attack18Tests {
         if case .failed = result { Issue.record("a value checked against a pattern failed the plugin: \(result)") }
         if case .invalid(let message) = result { #expect(message.hasPrefix("tenant "), "\(message)") }
     }
+    // MARK: patterns: the same answers as Lua's string.find
+
+    @Test("attack: LuaPattern answers as Lua 5.4's string.find on random patterns and subjects (differential)")
+    func patternDifferential() throws {
+        let vm = try LuaVM(configuration: LuaConfiguration(name: "diff", instructionBudget: 0, memoryLimitBytes: 64 << 20))
+        var generator = SystemRandomNumberGenerator()
+        let atoms = ["a", "b", ".", "%a", "%d", "%w", "%s", "%p", "%x", "%u", "%l", "%c", "%g", "%A", "%D", "[ab]", "[^a]", "[a-c]", "[%d_]", "[]]",
+                     "[^]]", "[a-]", "[-a]", "[%]]", "%%", "%.", "%-", "x", "-", "]", "^", "$", "%z"]
+        let quantifiers = ["", "", "*", "+", "-", "?"]
+        let alphabet: [Character] = ["a", "b", "c", "1", "9", " ", "-", "_", "]", "[", "%", "^", "$", ".", "A", "Z", "(", ")", "x", "\t"]
+        var mismatches: [String] = []
+        var compared = 0
+        var luaErrors: [String] = []
+        for _ in 0..<3000 {
+            var pattern = Bool.random(using: &generator) ? "^" : ""
+            var open = 0
+            for _ in 0..<Int.random(in: 1...5, using: &generator) {
+                let roll = Int.random(in: 0..<10, using: &generator)
+                if roll == 0 && open < 2 { pattern += "("; open += 1; continue }
+                if roll == 1 && open > 0 { pattern += ")"; open -= 1; continue }
+                if roll == 2 { pattern += "%b()"; continue }
+                if roll == 3 { pattern += "%f[%w]"; continue }
+                pattern += atoms.randomElement(using: &generator)! + quantifiers.randomElement(using: &generator)!
+            }
+            pattern += String(repeating: ")", count: open)
+            if Bool.random(using: &generator) { pattern += "$" }
+            let subject = String((0..<Int.random(in: 0...8, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+            guard let compiled = try? LuaPattern(pattern) else { continue }
+            let quotedPattern = pattern.unicodeScalars.map { "\\" + String($0.value) }.joined()
+            let quotedSubject = subject.unicodeScalars.map { "\\" + String($0.value) }.joined()
+            let lua: Bool
+            do {
+                lua = try vm.evaluate("return string.find(\"\(quotedSubject)\", \"\(quotedPattern)\") ~= nil").first??.boolValue ?? false
+            } catch {
+                luaErrors.append("\(error)")
+                continue
+            }
+            compared += 1
+            let swift = try? compiled.matches(subject)
+            if swift != lua { mismatches.append("\(pattern) on \(subject.debugDescription): Lua \(lua), LuaPattern \(swift.map(String.init) ?? "error")") }
+        }
+        #expect(compared > 1000, "only \(compared) cases compared; Lua errors: \(luaErrors.prefix(3))")
+        #expect(mismatches.isEmpty, "\(mismatches.count) mismatches, e.g. \(mismatches.prefix(10).joined(separator: "\n"))")
+    }
+
+    // MARK: hooks under the plugin's budget
+
+    @Test("attack: a config with many list items cannot multiply a validate hook's work past the plugin's instruction budget")
+    func hookBudgetPerEvent() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = {
+                brokers = { type = "list", items = { type = "string",
+                  validate = function(value) local n = 0 for i = 1, 20000 do n = n + i end return true end } },
+              } },
+            }
+            """)
+        let catalog = PluginCatalog.load(root: plugins.path, limits: PluginCatalog.LuaLimits(instructionBudget: 200_000, memoryLimitBytes: 16 << 20))
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil,
+                                    logger: Logger(label: "test"))
+        let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: Logger(label: "test")))
+        // One item costs well under the budget; 2,000 of them cost a thousand budgets.
+        guard case .config = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: ["brokers": ["one"]]) else {
+            Issue.record("one item failed"); return
+        }
+        let started = Date()
+        let many = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki",
+                                 config: ["brokers": .list(Array(repeating: "b", count: 2_000))])
+        let elapsed = Date().timeIntervalSince(started)
+        if case .config = many { Issue.record("2,000 hook calls ran \(elapsed)s of plugin code for one event, 1,000 times the plugin's budget") }
+    }
 }
