@@ -316,4 +316,52 @@ struct Attack18Tests {
         let elapsed = Date().timeIntervalSince(started)
         if case .config = many { Issue.record("2,000 hook calls ran \(elapsed)s of plugin code for one event, 1,000 times the plugin's budget") }
     }
+    // MARK: secrets in spec output and /metrics
+
+    @Test("attack: a handler that logs or prints the sink's password during spec.build: the spec output names no credential")
+    func specOutputMasked() throws {
+        let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
+            return { on_sink_create = function(sink)
+              maestro.log.info("logging in with " .. sink.config.authentication.password)
+              print("password is " .. sink.config.authentication.password)
+              return { ok = true }
+            end }
+            """)
+        try plugins.write("loki/spec/leak_spec.lua", """
+            it("builds", function()
+              spec.build({ mode = "x", authentication = { password = "spec-hunter2" } })
+              assert(false, "shown with its output")
+            end)
+            """)
+        let results = PluginSpecRunner.run(catalog: PluginCatalog.load(root: plugins.path))
+        #expect(results.count == 1 && results.first?.failure != nil, "\(results)")
+        let shown = (results.first?.output ?? []).joined(separator: "\n") + (results.first?.failure ?? "")
+        #expect(shown.contains("logging in with"), "the log line was not captured: \(shown)")
+        #expect(!shown.contains("spec-hunter2"), "the sink's password reached the spec output: \(shown)")
+    }
+
+    @Test("attack: a label value that quotes the sink's password does not put the credential on /metrics")
+    func metricLabelMasked() throws {
+        let plugins = try TemporaryDirectory()
+        try plugins.write("loki/schema.lua", """
+            return { name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = { authentication = { type = "map", fields = { password = { type = "string", secret = true } } } } },
+              metrics = { logins_total = { type = "counter", help = "Logins.", labels = { "user" } } } }
+            """)
+        try plugins.write("loki/handler.lua", """
+            return { on_sink_create = function(sink)
+              maestro.metrics.inc("logins_total", { user = sink.config.authentication.password })
+              return { ok = true }
+            end }
+            """)
+        let catalog = PluginCatalog.load(root: plugins.path)
+        #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+        let store = PluginMetricsStore()
+        let logger = Logger(label: "test")
+        let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil, logger: logger)
+        let builder = CollectorConfigBuilder(context: context,
+                                             runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger, cluster: nil, replacing: [], metrics: store))
+        _ = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: ["authentication": ["password": "metric-hunter2"]])
+        #expect(!store.exposition().contains("metric-hunter2"), "the sink's password is served on /metrics: \(store.exposition())")
+    }
 }
