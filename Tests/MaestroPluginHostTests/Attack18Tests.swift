@@ -364,4 +364,38 @@ struct Attack18Tests {
         _ = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: ["authentication": ["password": "metric-hunter2"]])
         #expect(!store.exposition().contains("metric-hunter2"), "the sink's password is served on /metrics: \(store.exposition())")
     }
+    @Test("attack: a rejection or error long enough to be cut at 500 characters does not leak the part of the password before the cut")
+    func truncatedSecret() throws {
+        let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
+            return { on_sink_create = function(sink)
+              local message = string.rep("x", 470) .. " " .. sink.config.authentication.password
+              if sink.config.mode == "reject" then maestro.reject("", message) end
+              error(message, 0)
+            end }
+            """)
+        let source = source(plugins)
+        let password = "Sup3rSecretPassw0rdThatIsLong-0123456789"
+        let head = String(password.prefix(12))
+        let config: Value = ["mode": "reject", "authentication": ["password": .string(password)]]
+        guard case .invalid(let rejected) = outcome(source, config) else { Issue.record("not rejected"); return }
+        #expect(!rejected.contains(head), "the first characters of the password reached the status message: …\(rejected.suffix(40))")
+        guard case .failed(let reason, _, _) = outcome(source, ["mode": "error", "authentication": ["password": .string(password)]]) else {
+            Issue.record("not failed"); return
+        }
+        #expect(!reason.contains(head), "the first characters of the password reached the failure reason: …\(reason.suffix(40))")
+    }
+
+    @Test("attack: a password holding a tab, quoted by maestro.reject (which turns control characters into spaces), is still masked")
+    func controlCharacterSecret() throws {
+        let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
+            return { on_sink_create = function(sink)
+              maestro.reject("authentication.password", "is not accepted: " .. sink.config.authentication.password)
+            end }
+            """)
+        let source = source(plugins)
+        guard case .invalid(let rejected) = outcome(source, ["mode": "x", "authentication": ["password": "tab\tsecret-4711"]]) else {
+            Issue.record("not rejected"); return
+        }
+        #expect(!rejected.contains("secret-4711"), "the password reached the status message: \(rejected)")
+    }
 }
