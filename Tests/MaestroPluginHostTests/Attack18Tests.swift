@@ -398,4 +398,23 @@ struct Attack18Tests {
         }
         #expect(!rejected.contains("secret-4711"), "the password reached the status message: \(rejected)")
     }
+    @Test("attack: metrics a reloaded plugin no longer declares are not served (nor kept) after 20 reloads that each rename them")
+    func reloadedDeclarationsDoNotAccumulate() throws {
+        let store = PluginMetricsStore()
+        let plugins = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins/_lib", toPath: plugins.path + "/_lib")
+        let logger = Logger(label: "test")
+        for generation in 1...20 {
+            try write(plugins, "loki", metrics: "gen\(generation)_total = { type = 'counter', help = 'g', labels = { 'tenant' }, max_label_values = 1000 }",
+                      handler: "for i = 1, 1000 do maestro.metrics.inc('gen\(generation)_total', { tenant = 't' .. i }) end")
+            let catalog = PluginCatalog.load(root: plugins.path)
+            #expect(catalog.failures.isEmpty, "\(catalog.failures)")
+            let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil, logger: logger)
+            let builder = CollectorConfigBuilder(context: context,
+                                                 runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: logger, cluster: nil, replacing: [], metrics: store))
+            _ = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: .map([:]))
+        }
+        let families = Set(store.exposition().split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] })
+        #expect(families == ["maestro_plugin_loki_gen20_total"], "undeclared metrics of earlier generations are still served: \(families.sorted())")
+    }
 }
