@@ -417,4 +417,35 @@ struct Attack18Tests {
         let families = Set(store.exposition().split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] })
         #expect(families == ["maestro_plugin_loki_gen20_total"], "undeclared metrics of earlier generations are still served: \(families.sorted())")
     }
+    @Test("attack: lint names the line of the broken rule, not an earlier nested field of the same name",
+          arguments: [("b = { type = \"wrod\" },", "sink.fields.b.type must be one of"),
+                      ("b = { type = \"word\", default = 5 },", "(the default breaks the field's own rule)"),
+                      ("b = { type = \"word\", requried = true },", "sink.fields.b.requried is not a rule option")])
+    func lintLineOfSameNamedField(_ broken: String, _ expected: String) throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = {
+                a = { type = "map", fields = { b = { type = "word", default = "x" } } },
+                \(broken)
+              } },
+            }
+            """)
+        let message = PluginCatalog.load(root: plugins.path).failures.first?.message ?? ""
+        #expect(message.contains(expected), "\(message)")
+        #expect(message.contains("loki/schema.lua:5: "), "the wrong line is named: \(message)")
+    }
+
+    @Test("attack: an unknown capability in schema.lua is a lint error naming file:line, as every other schema mistake")
+    func capabilityLine() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              capabilities = { "sinks:raed" },
+            }
+            """)
+        let message = PluginCatalog.load(root: plugins.path).failures.first?.message ?? ""
+        #expect(message.contains("unknown capability"), "\(message)")
+        #expect(message.contains("loki/schema.lua:3"), "no file:line: \(message)")
+    }
 }
