@@ -449,3 +449,36 @@ struct Attack18Tests {
         #expect(message.contains("loki/schema.lua:3"), "no file:line: \(message)")
     }
 }
+
+@Suite("Attacks on issue 18 through the pipeline", .serialized, .testThreads, .timeLimit(.minutes(3)))
+struct Attack18PipelineTests {
+    @Test("attack: a sink whose create was rejected was never created: its next update acts as a create (on_sink_create), as in Orb")
+    func rejectedCreateThenUpdate() throws {
+        let plugins = try lokiPlugins(schema: """
+            return {
+              name = "loki", binds = { sink_backend = "loki" },
+              sink = { fields = { tenant = { type = "word", required = true, pattern = "^t%-%d+$" } } },
+            }
+            """, handler: """
+            return {
+              on_sink_create = function(sink) return { exporters = { loki = { tenant = sink.config.tenant, via = "create" } } } end,
+              on_sink_update = function(sink) return { exporters = { loki = { tenant = sink.config.tenant, via = "update" } } } end,
+            }
+            """)
+        let fixture = try PipelineFixture(plugins: plugins.path)
+        let redis = try fixture.connect()
+        let consumer = try fixture.consumer()
+        consumer.start()
+        defer { consumer.stop() }
+        try fixture.add(redis, create("r9", #"{"tenant":"acme"}"#, backend: "loki"))
+        #expect(try fixture.waitUntilDrained(redis))
+        #expect(try redis.xrange(fixture.names.statusStream).last?["status"] == "provisioning_error")
+        #expect(try redis.hget(fixture.names.configHash, field: "r9") == nil)
+        try fixture.add(redis, update("r9", #"{"tenant":"t-9"}"#))
+        #expect(try fixture.waitUntilDrained(redis))
+        let stored = try redis.hget(fixture.names.configHash, field: "r9") ?? ""
+        #expect(stored.contains("t-9"), "\(stored)")
+        #expect(stored.contains("create"), "the sink was never created, yet its plugin was asked to update it: \(stored)")
+        #expect(try fixture.deadLetters(redis).isEmpty)
+    }
+}
