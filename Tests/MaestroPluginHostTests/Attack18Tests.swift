@@ -450,6 +450,21 @@ struct Attack18Tests {
     }
 }
 
+extension Attack18Tests {
+    @Test("attack: a golden .yaml whose .json is missing (renamed, misspelled) is reported, not silently left unchecked")
+    func orphanGoldenYAML() throws {
+        let plugins = try lokiPlugins(schema: "return { name = 'loki', binds = { sink_backend = 'loki' } }",
+                                      handler: "return { on_sink_create = function(sink) return { tenant = sink.config.tenant } end }")
+        try plugins.write("loki/spec/golden/basic.json", #"{"config": {"tenant": "t-1"}}"#)
+        try plugins.write("loki/spec/golden/basic.yaml", "tenant: t-1\n")
+        try plugins.write("loki/spec/golden/second.jsn", #"{"config": {"tenant": "t-2"}}"#)
+        try plugins.write("loki/spec/golden/second.yaml", "tenant: WRONG\n")
+        let results = PluginSpecRunner.run(catalog: PluginCatalog.load(root: plugins.path))
+        #expect(results.contains { $0.failure != nil && ($0.location.contains("second") || ($0.failure ?? "").contains("second")) },
+                "second.yaml has no input and was never checked: \(results)")
+    }
+}
+
 @Suite("Attacks on issue 18 through the pipeline", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct Attack18PipelineTests {
     @Test("attack: a sink whose create was rejected was never created: its next update acts as a create (on_sink_create), as in Orb")
