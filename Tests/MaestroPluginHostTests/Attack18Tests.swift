@@ -465,6 +465,33 @@ extension Attack18Tests {
     }
 }
 
+extension Attack18Tests {
+    static let globalWrites = ["rawset(_G, 'leak', 1)", "_G.leak = 1", "_ENV.leak = 1", "local g = _G g['leak'] = 1",
+                               "setmetatable(_G, nil) leak = 1", "debug.setmetatable(_G, nil) leak = 1", "load('leak = 1')()",
+                               "string.leak = 1", "maestro.leak = 1", "require('loki.handler').x = 1 return true"]
+
+    @Test("attack: every way of writing a global from a spec case fails the case, as it fails in production", arguments: globalWrites.indices)
+    func specGlobalWrites(_ index: Int) throws {
+        let write = Self.globalWrites[index]
+        let plugins = try lokiPlugins(schema: "return { name = 'loki', binds = { sink_backend = 'loki' } }")
+        try plugins.write("loki/spec/global_spec.lua", "it('writes', function() \(write) end)\n")
+        let results = PluginSpecRunner.run(catalog: PluginCatalog.load(root: plugins.path))
+        // The handler's module table is the plugin's own (module-level state persists): writing it is allowed.
+        if write.hasPrefix("require") { #expect(results.first?.failure == nil, "\(results)"); return }
+        #expect(results.count == 1 && results.first?.failure != nil, "\(write) passed in a spec: \(results)")
+        // Production: the same write from the handler is refused.
+        let production = try lokiPlugins(schema: "return { name = 'loki', binds = { sink_backend = 'loki' } }",
+                                         handler: "return { on_sink_create = function(sink) \(write) return {} end }")
+        let catalog = PluginCatalog.load(root: production.path)
+        let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil,
+                                    logger: Logger(label: "test"))
+        let builder = CollectorConfigBuilder(context: context, runtime: PluginRuntime(catalog: catalog, names: RedisNames(), logger: Logger(label: "test")))
+        if case .config = builder.build(operation: .create, sinkID: "s1", ownerID: "o", backend: "loki", config: .map([:])) {
+            Issue.record("\(write) passed in production")
+        }
+    }
+}
+
 @Suite("Attacks on issue 18 through the pipeline", .serialized, .testThreads, .timeLimit(.minutes(3)))
 struct Attack18PipelineTests {
     @Test("attack: a sink whose create was rejected was never created: its next update acts as a create (on_sink_create), as in Orb")
