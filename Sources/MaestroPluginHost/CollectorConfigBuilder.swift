@@ -236,26 +236,14 @@ public final class PluginConfigSource: CollectorConfigSource {
         case .config(_, let yaml):
             return .config(yaml: yaml)
         case .invalid(let message):
-            // A plugin's own rejection may quote the sink's credentials, as its errors may.
-            return .invalid(Self.scrub(message, secretsOf: request.config, plugin: context.catalog.plugin(forBackend: request.backend)))
+            // A plugin's own rejection may quote the sink's credentials (decrypted for it), as its errors may.
+            return .invalid(SinkMessage(config: request.config, plugin: context.catalog.plugin(forBackend: request.backend), cipher: context.cipher)
+                .statusLine(message))
         case .failed(let error, let plugin):
-            let reason = Self.scrub(Self.redactedReason(error), secretsOf: request.config, plugin: context.catalog.plugin(named: plugin))
+            // Tracebacks name values only by their type, but a plugin's own `error()` text is its own: one line.
+            let reason = SinkMessage(config: request.config, plugin: context.catalog.plugin(named: plugin), cipher: context.cipher).reasonLine(error.message)
             return .failed(reason: reason, plugin: plugin, terminal: error.isTerminal)
         }
-    }
-
-    /// A plugin's message may quote the sink's credentials (`error("bad password " .. p)`): every value
-    /// the one masker deems secret — the schema's secret paths, header values, credential-looking
-    /// keys — is scrubbed from the reason before it is stored.
-    static func scrub(_ reason: String, secretsOf config: Value?, plugin: PluginManifest?) -> String {
-        SecretMasker(secretPaths: plugin?.sinkSchema.secretPaths ?? []).scrub(reason, secretsOf: config)
-    }
-
-    /// A plugin's error message without anything after the first line (tracebacks name values only
-    /// by their type, but a plugin's own `error()` text is its own; keep the reason to one line).
-    static func redactedReason(_ error: LuaError) -> String {
-        let firstLine = error.message.split(separator: "\n").first.map(String.init) ?? error.message
-        return String(firstLine.prefix(500))
     }
 }
 

@@ -207,8 +207,9 @@ struct ScopedRedis: Sendable {
     }
 }
 
-/// `maestro.reject(path, message)`'s arguments as the one line a status shows: `path message`, or the
-/// message alone for an empty path (the whole config); control characters become spaces, long text is cut.
+/// `maestro.reject(path, message)`'s arguments as the text a status shows: `path message`, or the
+/// message alone for an empty path (the whole config). Made one line and cut only once the sink's secrets
+/// are out of it (`SinkMessage.statusLine`).
 func rejection(_ arguments: [Value?]) throws(LuaHostError) -> String {
     guard arguments.count >= 1, case .string(let path)? = arguments[0] else {
         throw LuaHostError.badArgument(1, "the path of the field, a string such as \"exporter.endpoint\", or \"\" for the whole config")
@@ -217,9 +218,7 @@ func rejection(_ arguments: [Value?]) throws(LuaHostError) -> String {
     guard arguments.count >= 2, case .string(let message)? = arguments[1], !message.allSatisfy(\.isWhitespace) else {
         throw LuaHostError.badArgument(2, "a message saying what is wrong, a non-blank string")
     }
-    let text = path.isEmpty ? message : path + " " + message
-    let line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
-    return line.count > 500 ? String(line.prefix(497)) + "..." : line
+    return path.isEmpty ? message : path + " " + message
 }
 
 func string(_ arguments: [Value?], _ position: Int) throws(LuaHostError) -> String {

@@ -141,7 +141,12 @@ public enum PluginSpecRunner {
             }
         }
 
+        /// The secrets of every config a case built or checked: masked in what the spec shows, as the
+        /// pipeline masks them in statuses and reasons.
+        private(set) var secrets: Set<String> = []
+
         func builder(for request: Request) -> CollectorConfigBuilder {
+            secrets.formUnion(SinkMessage.secrets(of: request.config, plugin: plugin, cipher: builder.context.cipher))
             var context = builder.context
             context.kafkaURL = request.kafkaURL
             return CollectorConfigBuilder(context: context, runtime: builder.runtime)
@@ -253,8 +258,19 @@ public enum PluginSpecRunner {
         let configuration = LuaConfiguration(name: "spec:" + plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                              memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [catalog.root], logger: output.logger)
         let handler = FileManager.default.fileExists(atPath: plugin.folder + "/handler.lua") ? plugin.name + ".handler" : nil
-        return runCases(path, location: PluginCatalog.relative(path, to: catalog.root), owner: plugin.name, configuration: configuration,
-                        modules: modules, preload: handler, output: output)
+        let results = runCases(path, location: PluginCatalog.relative(path, to: catalog.root), owner: plugin.name, configuration: configuration,
+                               modules: modules, preload: handler, output: output)
+        return results.map { masked($0, secrets: harness.secrets) }
+    }
+
+    /// The result with the given secrets out of its failure and its output.
+    static func masked(_ result: SpecResult, secrets: Set<String>) -> SpecResult {
+        guard !secrets.isEmpty else { return result }
+        let message = SinkMessage(secrets: secrets)
+        var masked = result
+        masked.failure = result.failure.map(message.scrubbed)
+        masked.output = result.output.map(message.scrubbed)
+        return masked
     }
 
     /// Runs a spec of the sandbox itself (`Sources/MaestroLua/lua/spec/`) in a VM with the sandbox and
@@ -308,8 +324,9 @@ public enum PluginSpecRunner {
     /// `updateGolden`, `<case>.yaml` is written when it is missing or differs.
     static func runGolden(plugin: PluginManifest, catalog: PluginCatalog, options: SpecOptions, logger: Logger) -> [SpecResult] {
         let folder = plugin.folder + "/spec/golden"
-        let inputs = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
-        guard !inputs.isEmpty else { return [] }
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        let inputs = files.filter { $0.hasSuffix(".json") }
+        guard !files.isEmpty else { return [] }
         let output = CapturedOutput()
         let harness = Harness(plugin: plugin, catalog: catalog, redis: FakeRedis(prefix: RedisNames().pluginKeyPrefix + plugin.name + ":"),
                               cluster: InMemoryPluginCluster(namespace: "otelcollectors"), options: options, logger: output.logger)
@@ -358,8 +375,14 @@ public enum PluginSpecRunner {
             } catch {
                 failure = "\(error)"
             }
-            results.append(SpecResult(plugin: plugin.name, location: location, name: "golden \(name)" + (updated ? ": wrote \(yamlLocation)" : ""),
-                                      failure: failure, output: output.take()))
+            results.append(masked(SpecResult(plugin: plugin.name, location: location, name: "golden \(name)" + (updated ? ": wrote \(yamlLocation)" : ""),
+                                             failure: failure, output: output.take()), secrets: harness.secrets))
+        }
+        // A pair whose input is misnamed would never be checked.
+        for orphan in files.filter({ $0.hasSuffix(".yaml") && !inputs.contains(String($0.dropLast(".yaml".count)) + ".json") }) {
+            let location = PluginCatalog.relative(folder + "/" + orphan, to: catalog.root)
+            results.append(SpecResult(plugin: plugin.name, location: location, name: "golden \(orphan.dropLast(".yaml".count))",
+                                      failure: "\(location) has no input \(orphan.dropLast(".yaml".count)).json beside it: name its input so, or remove it"))
         }
         return results
     }

@@ -359,16 +359,24 @@ public struct ConfigSchema: Sendable, Equatable {
     private static func secretPaths(_ fields: [String: Value], prefix: String) -> [String] {
         var paths: [String] = []
         for (name, rule) in fields {
-            let path = prefix.isEmpty ? name : prefix + "." + name
-            if rule["secret"] == .bool(true) { paths.append(path) }
-            if case .map(let nested)? = rule["fields"] { paths += secretPaths(nested, prefix: path) }
-            if case .map(let cases)? = rule["variants"]?["cases"] {
-                for (_, caseFields) in cases {
-                    if case .map(let nested) = caseFields { paths += secretPaths(nested, prefix: path) }
-                }
-            }
+            paths += secretPaths(rule: rule, path: prefix.isEmpty ? name : prefix + "." + name)
         }
         return Array(Set(paths)).sorted()
+    }
+
+    /// A list's items share the list's path (the masker walks them so): a list of secrets is a secret
+    /// path, the secret fields of a list of maps are paths below it.
+    private static func secretPaths(rule: Value, path: String) -> [String] {
+        var paths: [String] = []
+        if rule["secret"] == .bool(true) { paths.append(path) }
+        if case .map(let nested)? = rule["fields"] { paths += secretPaths(nested, prefix: path) }
+        if case .map(let cases)? = rule["variants"]?["cases"] {
+            for (_, caseFields) in cases {
+                if case .map(let nested) = caseFields { paths += secretPaths(nested, prefix: path) }
+            }
+        }
+        if let items = rule["items"], case .map = items { paths += secretPaths(rule: items, path: path) }
+        return paths
     }
 }
 
