@@ -140,7 +140,12 @@ public struct PluginCatalog: Sendable {
         } catch {
             throw located(error)
         }
-        let declared = try PluginCapabilities.parse(schema["capabilities"], path: "\(folder)/schema.lua: capabilities")
+        let declared: [String]
+        do {
+            declared = try PluginCapabilities.parse(schema["capabilities"], path: "capabilities")
+        } catch {
+            throw PluginError("\(SchemaSourceLocator.locate("capabilities", schemaFile: schemaFile, displayName: schemaName, root: root)): \(error.description)")
+        }
         // `grants` is the operator's, not the plugin's: it never reaches the settings validation.
         var given = settings[name] ?? .map([:])
         var granted: [String] = []
