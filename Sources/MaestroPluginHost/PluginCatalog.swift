@@ -85,11 +85,13 @@ public struct PluginCatalog: Sendable {
                 if let backend = manifest.sinkBackend, let other = plugins.first(where: { $0.sinkBackend == backend }) {
                     throw PluginError("backend \(backend) is served by \(other.name) already")
                 }
-                // Two plugins' metrics must not meet on /metrics (plugin foo's bar_total and foo_bar's total).
+                // Two plugins' metrics must not meet on /metrics (plugin foo's bar_total and foo_bar's total;
+                // plugin loki's histogram latency and loki_latency's bucket): every series name is compared.
                 for metric in manifest.metrics.keys.sorted() {
-                    let served = PluginMetricDeclaration.fullName(plugin: manifest.name, metric: metric)
-                    if let other = plugins.first(where: { other in other.metrics.keys.contains { PluginMetricDeclaration.fullName(plugin: other.name, metric: $0) == served } }) {
-                        throw PluginError("\(relative(folder + "/schema.lua", to: root)): metric \(metric) would be served as \(served), as a metric of plugin \(other.name) is")
+                    for served in manifest.metrics[metric]!.servedNames(plugin: manifest.name) {
+                        if let other = plugins.first(where: { other in other.metrics.values.contains { $0.servedNames(plugin: other.name).contains(served) } }) {
+                            throw PluginError("\(relative(folder + "/schema.lua", to: root)): metric \(metric) would be served as \(served), as a metric of plugin \(other.name) is")
+                        }
                     }
                 }
                 plugins.append(manifest)
