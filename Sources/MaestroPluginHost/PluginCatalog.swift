@@ -107,6 +107,11 @@ public struct PluginCatalog: Sendable {
     }
 
     static func loadOne(folder: String, root: String, settings: [String: Value], limits: LuaLimits, logger: Logger) throws -> PluginManifest {
+        // The name is part of the plugin's metric names (and of the folder, which it must match).
+        let folderName = (folder as NSString).lastPathComponent
+        guard PluginMetricDeclaration.isPluginName(folderName) else {
+            throw PluginError("plugin \(String(reflecting: folderName)): a plugin's name (its folder's) must be ASCII letters, digits, _ and -, at most 64 bytes")
+        }
         let vm = try LuaVM(configuration: LuaConfiguration(name: (folder as NSString).lastPathComponent, instructionBudget: limits.instructionBudget,
                                                            memoryLimitBytes: limits.memoryLimitBytes, moduleRoots: [root], logger: logger))
         let schemaFile = folder + "/schema.lua"
