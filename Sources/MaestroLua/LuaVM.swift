@@ -93,6 +93,8 @@ public final class LuaVM {
     /// The `maestro` table behind its read-only proxy, where the host sets `maestro.ctx`.
     private var maestroReference: Int32 = 0
     private var needsReset = false
+    /// Instructions left while calls share one budget (`sharingBudget`); nil when each call has its own.
+    private var sharedBudgetLeft: Int?
     /// The message given to `maestro.fail` during the current call.
     var failureMessage: String?
     /// The message of a `maestro.reject` during the current call.
@@ -416,6 +418,15 @@ public final class LuaVM {
         }
     }
 
+    /// Runs `body` with every call it makes drawing on one instruction budget (an event's validate hooks
+    /// and its handler), instead of a fresh budget per call. Nested, it is the enclosing scope's budget.
+    public func sharingBudget<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        guard sharedBudgetLeft == nil, configuration.instructionBudget > 0 else { return try body() }
+        sharedBudgetLeft = configuration.instructionBudget
+        defer { sharedBudgetLeft = nil }
+        return try body()
+    }
+
     /// Runs a chunk of code in the sandbox and returns its results (tests, `maestro plugins test`).
     public func evaluate(_ code: String, chunkName: String = "=(eval)") throws(LuaError) -> [Value?] {
         try loadModule(source: "return function(...) \(code)\nend", chunkName: chunkName, as: "__eval")
@@ -428,7 +439,12 @@ public final class LuaVM {
     private func protectedCall(arguments: Int32, results: Int32) throws(LuaError) {
         failureMessage = nil
         rejectionMessage = nil
-        maestro_lua_arm(state, Int64(configuration.instructionBudget))
+        let budget = sharedBudgetLeft ?? configuration.instructionBudget
+        if let left = sharedBudgetLeft, left <= 0 {
+            maestro_lua_pop(state, arguments + 1)
+            throw LuaError(kind: .instructionBudget, message: "\(configuration.name): instruction budget of \(configuration.instructionBudget) exceeded")
+        }
+        maestro_lua_arm(state, Int64(budget))
         limits.pointee.peak = limits.pointee.used
         let status = maestro_lua_pcall(state, arguments, results)
         let terminated = limits.pointee.terminated
@@ -436,6 +452,7 @@ public final class LuaVM {
                                        peakMemory: limits.pointee.peak)
         // Plugin code outside a call (none should run) is never budgeted against the next event.
         limits.pointee.budget = 0
+        if let left = sharedBudgetLeft { sharedBudgetLeft = left - Int(limits.pointee.spent) }
         guard status != LUA_OK else { return }
         let raw = LuaStack(state: state).string(at: -1) ?? "(error object is not a string)"
         maestro_lua_pop(state, 1)
@@ -470,6 +487,10 @@ public final class LuaVM {
         needsReset = false
         resets += 1
         configuration.logger.warning("Lua VM rebuilt after a terminal failure", metadata: ["plugin.name": "\(configuration.name)"])
+        // Loading the files again is the VM's own work, not the current event's: it has its own budget.
+        let shared = sharedBudgetLeft
+        sharedBudgetLeft = nil
+        defer { sharedBudgetLeft = shared }
         try build()
     }
 

@@ -86,28 +86,31 @@ public struct CollectorConfigBuilder {
             let vm = try runtime.machine(for: plugin)
             try setContext(vm, plugin: plugin, operation: operation, sinkID: sinkID, ownerID: ownerID, eventID: eventID, deliveries: deliveries)
             // The user's mistakes the hooks find are rejections, like the schema's own; an error inside
-            // one is the plugin's, like a handler's.
-            for hook in hooks {
-                let started = DispatchTime.now()
-                let verdict: [Value?]
-                do throws(LuaError) {
-                    verdict = try runtime.invocation.handling(sinkID, buildingConfig: true) { () throws(LuaError) in
-                        try vm.call("schema_hooks", nil, [.list(hook.rule.map(Value.string)), hook.value, validated])
+            // one is the plugin's, like a handler's. All of them share one instruction budget: many list
+            // items cannot multiply the plugin's work.
+            return try vm.sharingBudget { () throws(LuaError) -> Validation in
+                for hook in hooks {
+                    let started = DispatchTime.now()
+                    let verdict: [Value?]
+                    do throws(LuaError) {
+                        verdict = try runtime.invocation.handling(sinkID, buildingConfig: true) { () throws(LuaError) in
+                            try vm.call("schema_hooks", nil, [.list(hook.rule.map(Value.string)), hook.value, validated])
+                        }
+                        Self.record(plugin: plugin.name, started: started, vm: vm)
+                    } catch {
+                        Self.record(plugin: plugin.name, started: started, vm: vm)
+                        if error.kind != .rejected {
+                            Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                        }
+                        throw error
                     }
-                    Self.record(plugin: plugin.name, started: started, vm: vm)
-                } catch {
-                    Self.record(plugin: plugin.name, started: started, vm: vm)
-                    if error.kind != .rejected {
-                        Counter(label: "maestro_plugin_errors_total", dimensions: [("plugin", plugin.name), ("kind", "\(error.kind)")]).increment()
+                    if verdict.first == .bool(false) {
+                        let message = verdict.count > 1 ? verdict[1]?.stringValue ?? "is not valid" : "is not valid"
+                        return .invalid((try? rejection([.string(hook.field), .string(message)])) ?? "\(hook.field) is not valid")
                     }
-                    throw error
                 }
-                if verdict.first == .bool(false) {
-                    let message = verdict.count > 1 ? verdict[1]?.stringValue ?? "is not valid" : "is not valid"
-                    return .invalid((try? rejection([.string(hook.field), .string(message)])) ?? "\(hook.field) is not valid")
-                }
+                return .valid(validated, plugin: plugin)
             }
-            return .valid(validated, plugin: plugin)
         } catch {
             if error.kind == .rejected { return .invalid(error.message) }
             return .failed(error, plugin: plugin.name)
@@ -122,8 +125,19 @@ public struct CollectorConfigBuilder {
         ]))
     }
 
+    /// Validates the config and runs the handler: one instruction budget for the event, shared by the
+    /// schema's validate hooks and the handler.
     public func build(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
                       eventID: String = "", deliveries: Int = 1) -> CollectorConfigResult {
+        func run() -> CollectorConfigResult {
+            buildOnce(operation: operation, sinkID: sinkID, ownerID: ownerID, backend: backend, config: config, eventID: eventID, deliveries: deliveries)
+        }
+        guard let plugin = context.catalog.plugin(forBackend: backend), let vm = try? runtime.machine(for: plugin) else { return run() }
+        return vm.sharingBudget(run)
+    }
+
+    private func buildOnce(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
+                           eventID: String, deliveries: Int) -> CollectorConfigResult {
         let plugin: PluginManifest
         let validated: Value
         switch validate(operation: operation, sinkID: sinkID, ownerID: ownerID, backend: backend, config: config, eventID: eventID, deliveries: deliveries) {

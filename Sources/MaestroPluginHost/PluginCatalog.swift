@@ -85,11 +85,13 @@ public struct PluginCatalog: Sendable {
                 if let backend = manifest.sinkBackend, let other = plugins.first(where: { $0.sinkBackend == backend }) {
                     throw PluginError("backend \(backend) is served by \(other.name) already")
                 }
-                // Two plugins' metrics must not meet on /metrics (plugin foo's bar_total and foo_bar's total).
+                // Two plugins' metrics must not meet on /metrics (plugin foo's bar_total and foo_bar's total;
+                // plugin loki's histogram latency and loki_latency's bucket): every series name is compared.
                 for metric in manifest.metrics.keys.sorted() {
-                    let served = PluginMetricDeclaration.fullName(plugin: manifest.name, metric: metric)
-                    if let other = plugins.first(where: { other in other.metrics.keys.contains { PluginMetricDeclaration.fullName(plugin: other.name, metric: $0) == served } }) {
-                        throw PluginError("\(relative(folder + "/schema.lua", to: root)): metric \(metric) would be served as \(served), as a metric of plugin \(other.name) is")
+                    for served in manifest.metrics[metric]!.servedNames(plugin: manifest.name) {
+                        if let other = plugins.first(where: { other in other.metrics.values.contains { $0.servedNames(plugin: other.name).contains(served) } }) {
+                            throw PluginError("\(relative(folder + "/schema.lua", to: root)): metric \(metric) would be served as \(served), as a metric of plugin \(other.name) is")
+                        }
                     }
                 }
                 plugins.append(manifest)
@@ -105,6 +107,11 @@ public struct PluginCatalog: Sendable {
     }
 
     static func loadOne(folder: String, root: String, settings: [String: Value], limits: LuaLimits, logger: Logger) throws -> PluginManifest {
+        // The name is part of the plugin's metric names (and of the folder, which it must match).
+        let folderName = (folder as NSString).lastPathComponent
+        guard PluginMetricDeclaration.isPluginName(folderName) else {
+            throw PluginError("plugin \(String(reflecting: folderName)): a plugin's name (its folder's) must be ASCII letters, digits, _ and -, at most 64 bytes")
+        }
         let vm = try LuaVM(configuration: LuaConfiguration(name: (folder as NSString).lastPathComponent, instructionBudget: limits.instructionBudget,
                                                            memoryLimitBytes: limits.memoryLimitBytes, moduleRoots: [root], logger: logger))
         let schemaFile = folder + "/schema.lua"
@@ -140,7 +147,12 @@ public struct PluginCatalog: Sendable {
         } catch {
             throw located(error)
         }
-        let declared = try PluginCapabilities.parse(schema["capabilities"], path: "\(folder)/schema.lua: capabilities")
+        let declared: [String]
+        do {
+            declared = try PluginCapabilities.parse(schema["capabilities"], path: "capabilities")
+        } catch {
+            throw PluginError("\(SchemaSourceLocator.locate("capabilities", schemaFile: schemaFile, displayName: schemaName, root: root)): \(error.description)")
+        }
         // `grants` is the operator's, not the plugin's: it never reaches the settings validation.
         var given = settings[name] ?? .map([:])
         var granted: [String] = []

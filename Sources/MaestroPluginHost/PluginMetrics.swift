@@ -31,6 +31,26 @@ public struct PluginMetricDeclaration: Sendable, Equatable {
                                                     "maestro_plugin_instructions_total", "maestro_plugin_metric_refused_total",
                                                     "maestro_plugin_peak_memory_bytes"]
 
+    /// Every name those metrics are served under: a histogram's `_bucket`, `_sum` and `_count` series
+    /// too (maestro_plugin_duration_seconds is one), so plugin `duration`'s gauge `seconds_count` cannot
+    /// forge them.
+    public static let reservedSeries: Set<String> = reservedNames.union(reservedNames.flatMap { name in histogramSuffixes.map { name + $0 } })
+
+    static let histogramSuffixes = ["_bucket", "_sum", "_count"]
+
+    /// The names this metric is served under on /metrics: its own, and a histogram's series besides.
+    public func servedNames(plugin: String) -> [String] {
+        let full = Self.fullName(plugin: plugin, metric: name)
+        return kind == .histogram ? [full] + Self.histogramSuffixes.map { full + $0 } : [full]
+    }
+
+    /// A plugin's name is part of its metrics' names: ASCII letters, digits, `_` and `-` only (a dot,
+    /// a space or a newline would corrupt /metrics, or forge lines on it).
+    public static func isPluginName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }
+    }
+
     /// `maestro_plugin_<plugin>_<name>`, `-` in the plugin's name as `_`.
     public static func fullName(plugin: String, metric: String) -> String {
         "maestro_plugin_" + plugin.replacingOccurrences(of: "-", with: "_") + "_" + metric
@@ -50,6 +70,8 @@ public struct PluginMetricDeclaration: Sendable, Equatable {
         }
         guard entries.count <= maxMetrics else { throw ConfigSchemaError(field: "metrics", message: "metrics declares \(entries.count) metrics; at most \(maxMetrics)") }
         var declarations: [String: PluginMetricDeclaration] = [:]
+        // Served name → the metric served under it.
+        var served: [String: String] = [:]
         let allowed: Set<String> = ["type", "help", "labels", "max_label_values", "buckets"]
         for name in entries.keys.sorted() {
             let path = "metrics." + name
@@ -97,12 +119,15 @@ public struct PluginMetricDeclaration: Sendable, Equatable {
                 }
                 guard zip(buckets, buckets.dropFirst()).allSatisfy({ $0 < $1 }) else { throw fail("buckets", "must be in increasing order") }
             }
-            let full = fullName(plugin: plugin, metric: name)
-            // A histogram's series add suffixes: its name and theirs must all be free.
-            for taken in [full, full + "_bucket", full + "_sum", full + "_count"] where reservedNames.contains(taken) {
-                throw fail("", "would be served as \(taken), one of maestro's own metrics: choose another name")
+            let declaration = PluginMetricDeclaration(name: name, kind: kind, help: help, labels: labels, maxLabelValues: bound, buckets: buckets)
+            // A histogram's series add suffixes: its name and theirs must all be free, of maestro's own
+            // series and of the plugin's other metrics (histogram `latency` and gauge `latency_count`).
+            for taken in declaration.servedNames(plugin: plugin) {
+                if reservedSeries.contains(taken) { throw fail("", "would be served as \(taken), one of maestro's own metrics: choose another name") }
+                if let other = served[taken] { throw fail("", "would be served as \(taken), as metric \(other) is: choose another name") }
             }
-            declarations[name] = PluginMetricDeclaration(name: name, kind: kind, help: help, labels: labels, maxLabelValues: bound, buckets: buckets)
+            for taken in declaration.servedNames(plugin: plugin) { served[taken] = name }
+            declarations[name] = declaration
         }
         return declarations
     }
@@ -137,9 +162,12 @@ public final class PluginMetricsStore: Sendable {
 
     public init() {}
 
-    /// Makes the plugin's declarations known; a declaration that changed (a reloaded plugin) starts over.
+    /// Makes the plugin's declarations known; a declaration that changed (a reloaded plugin) starts over,
+    /// and the plugin's metrics it no longer declares are dropped (neither served nor kept).
     func register(plugin: String, declarations: [String: PluginMetricDeclaration]) {
         metrics.withLock { metrics in
+            let declared = Set(declarations.values.map { PluginMetricDeclaration.fullName(plugin: plugin, metric: $0.name) })
+            for (name, metric) in metrics where metric.plugin == plugin && !declared.contains(name) { metrics[name] = nil }
             for declaration in declarations.values {
                 let name = PluginMetricDeclaration.fullName(plugin: plugin, metric: declaration.name)
                 if metrics[name]?.declaration == declaration && metrics[name]?.plugin == plugin { continue }

@@ -12,6 +12,8 @@ struct SchemaSourceLocator {
     struct Key: Equatable {
         let name: String
         let line: Int
+        /// How many tables enclose the key (`return { sink = {` puts `sink` at 1).
+        var depth = 0
     }
 
     /// `plugins/x/schema.lua:12`, or the file alone when no key of the path is found.
@@ -37,14 +39,24 @@ struct SchemaSourceLocator {
         return displayName
     }
 
-    /// How many leading keys were found in order, and the line of the last one found.
+    /// How many leading keys were found in order, and the line of the last one found. Each key is looked
+    /// for first among the direct keys of the previous one's table (`b` of `fields`, not the `b` nested
+    /// in an earlier field `a`), then anywhere after it (a rule held in a local variable).
     static func find(_ path: [String], in keys: [Key]) -> (Int, Int?) {
         var position = 0
+        var parent: Int?
         var line: Int?
         var found = 0
         for name in path {
-            guard let index = keys[position...].firstIndex(where: { $0.name == name }) else { break }
+            var match: Int?
+            if let parent {
+                let depth = keys[parent].depth
+                let end = keys[position...].firstIndex { $0.depth <= depth } ?? keys.endIndex
+                match = keys[position..<end].firstIndex { $0.name == name && $0.depth == depth + 1 }
+            }
+            guard let index = match ?? keys[position...].firstIndex(where: { $0.name == name }) else { break }
             position = index + 1
+            parent = index
             line = keys[index].line
             found += 1
         }
@@ -73,14 +85,17 @@ struct SchemaSourceLocator {
     static func keys(in source: String) -> [Key] {
         let tokens = Self.tokens(in: source)
         var keys: [Key] = []
+        var depth = 0
         for index in tokens.indices {
             let token = tokens[index]
+            if token.kind == .symbol && token.text == "{" { depth += 1 }
+            if token.kind == .symbol && token.text == "}" { depth = max(0, depth - 1) }
             if token.kind == .name, index + 1 < tokens.count, tokens[index + 1].text == "=",
                index == 0 || ["{", ",", ";"].contains(tokens[index - 1].text) {
-                keys.append(Key(name: token.text, line: token.line))
+                keys.append(Key(name: token.text, line: token.line, depth: depth))
             } else if token.kind == .string, index >= 1, tokens[index - 1].text == "[", index + 2 < tokens.count,
                       tokens[index + 1].text == "]", tokens[index + 2].text == "=" {
-                keys.append(Key(name: token.text, line: token.line))
+                keys.append(Key(name: token.text, line: token.line, depth: depth))
             }
         }
         return keys

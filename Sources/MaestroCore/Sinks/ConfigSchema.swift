@@ -134,6 +134,8 @@ public struct ConfigSchema: Sendable, Equatable {
         }
         for option in ["min", "max"] where entries[option] != nil {
             switch entries[option]! {
+            // A NaN bound compares false with everything: it would silently check nothing.
+            case .double(let bound) where bound.isNaN: throw fail(option, "must be a number, not NaN")
             case .int, .double: break
             default: throw fail(option, "must be a number")
             }
@@ -275,6 +277,8 @@ public struct ConfigSchema: Sendable, Equatable {
             case .double(let fraction) where type == "number": number = fraction
             default: throw fail(type == "integer" ? "must be a whole number" : "must be a number")
             }
+            // NaN (a default of 0/0) passes every bound, as no comparison with it holds.
+            guard !number.isNaN else { throw fail("must be a number, not NaN") }
             if let minimum = rule["min"]?.numberValue, number < minimum { throw fail("must be at least \(show(rule["min"]!))") }
             if let maximum = rule["max"]?.numberValue, number > maximum { throw fail("must be at most \(show(rule["max"]!))") }
             return value
