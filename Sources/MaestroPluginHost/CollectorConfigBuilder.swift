@@ -74,6 +74,8 @@ public struct CollectorConfigBuilder {
         guard let plugin = context.catalog.plugin(forBackend: backend) else {
             return .invalid("no plugin serves backend \"\(SinkEvent.sanitizedName(backend))\"")
         }
+        // What the plugin logs and labels while it handles this sink is scrubbed of the sink's secrets.
+        runtime.invocation.useSecrets(SinkMessage(config: config, plugin: plugin, cipher: context.cipher))
         let validated: Value
         var hooks: [ConfigHookCall] = []
         do {

@@ -105,6 +105,14 @@ public final class PluginInvocation: Sendable {
     /// Whether the call builds a sink's collector config (its handler or a schema hook): the only
     /// place where `maestro.reject` means something.
     public var isBuildingConfig: Bool { current.withLock { $0.buildingConfig } }
+    /// The secrets of the sink whose config is being built, as sent and as decrypted for the plugin:
+    /// what the plugin logs and the label values it records are scrubbed of them.
+    private let sinkSecrets = Mutex(SinkMessage(secrets: []))
+
+    func useSecrets(_ message: SinkMessage) { sinkSecrets.withLock { $0 = message } }
+
+    func scrubbed(_ text: String) -> String { sinkSecrets.withLock { $0 }.scrubbed(text) }
+
     /// Runs `body` with `sinkID` as the current sink.
     func handling<T, E: Error>(_ sinkID: String?, buildingConfig: Bool = false, _ body: () throws(E) -> T) throws(E) -> T {
         current.withLock { $0 = (sinkID, buildingConfig) }

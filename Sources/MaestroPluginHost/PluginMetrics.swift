@@ -258,7 +258,10 @@ public final class PluginMetricsStore: Sendable {
 
 /// `maestro.metrics.inc|set|observe(name, labels?, value?)` for one plugin.
 enum PluginMetricsModule {
-    static func module(plugin: String, declarations: [String: PluginMetricDeclaration], store: PluginMetricsStore) -> LuaHostModule {
+    /// `scrubbed` takes the sink's secrets out of label values (a plugin that labels by a password puts
+    /// none on /metrics).
+    static func module(plugin: String, declarations: [String: PluginMetricDeclaration], store: PluginMetricsStore,
+                       scrubbed: @escaping @Sendable (String) -> String = { $0 }) -> LuaHostModule {
         store.register(plugin: plugin, declarations: declarations)
         func function(_ operation: String) -> LuaHostFunction {
             LuaHostFunction(operation) { arguments throws(LuaHostError) in
@@ -300,7 +303,7 @@ enum PluginMetricsModule {
                     guard text.utf8.count <= PluginMetricDeclaration.maxLabelValueBytes else {
                         throw LuaHostError("metric \(name): label \(label) is longer than \(PluginMetricDeclaration.maxLabelValueBytes) bytes")
                     }
-                    labels.append(text)
+                    labels.append(scrubbed(text))
                 }
                 let amount: Double
                 switch rest.first ?? nil {

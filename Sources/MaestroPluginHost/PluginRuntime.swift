@@ -56,11 +56,15 @@ public final class PluginRuntime {
         let replaced = Set(replacedModules.map(\.name))
         let modules = (PluginHostAPI.modules(plugin: plugin, names: names, redis: redis, invocation: invocation)
             + [HTTPHostModule.module(policy: pluginPolicy), cluster.module(plugin: plugin.name, capabilities: plugin.capabilities, invocation: invocation),
-               PluginMetricsModule.module(plugin: plugin.name, declarations: plugin.metrics, store: metrics)])
+               PluginMetricsModule.module(plugin: plugin.name, declarations: plugin.metrics, store: metrics,
+                                          scrubbed: { [invocation] in invocation.scrubbed($0) })])
             .filter { $0.name == nil || !replaced.contains($0.name) } + replacedModules
+        let invocation = invocation
+        let base = logger
+        let scrubbingLogger = Logger(label: logger.label) { _ in SinkSecretScrubbingLogHandler(base: base.handler, invocation: invocation) }
         let vm = try LuaVM(configuration: LuaConfiguration(name: plugin.name, instructionBudget: catalog.limits.instructionBudget,
                                                            memoryLimitBytes: catalog.limits.memoryLimitBytes, moduleRoots: [root],
-                                                           logger: logger),
+                                                           logger: scrubbingLogger),
                            modules: modules) { vm throws(LuaError) in
             try vm.loadModule(file: plugin.folder + "/handler.lua", as: "handler",
                               chunkName: PluginCatalog.relative(plugin.folder + "/handler.lua", to: root))

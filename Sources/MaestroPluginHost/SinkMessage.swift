@@ -1,3 +1,4 @@
+internal import Logging
 internal import MaestroCore
 internal import MaestroValue
 
@@ -45,5 +46,34 @@ struct SinkMessage {
         let scrubbed = scrubbed(text)
         let firstLine = scrubbed.split(separator: "\n").first.map(String.init) ?? scrubbed
         return String(firstLine.prefix(Self.limit))
+    }
+}
+
+/// A plugin's log lines, scrubbed of the secrets of the sink it is handling (`PluginInvocation`): a
+/// plugin that logs `"logging in with " .. password` shows no password in maestro's log.
+struct SinkSecretScrubbingLogHandler: LogHandler {
+    var base: any LogHandler
+    let invocation: PluginInvocation
+
+    var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.message = Logger.Message(stringLiteral: invocation.scrubbed("\(event.message)"))
+        event.metadata = event.metadata?.mapValues { .string(invocation.scrubbed("\($0)")) }
+        base.log(event: event)
     }
 }
