@@ -100,7 +100,8 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             let ownerID = event.ownerID.isEmpty ? record?.ownerID ?? "" : event.ownerID
             let newRecord = SinkRecord(ownerID: ownerID, backend: backend, lastEntryID: event.orderingID, removed: false,
                                        updatedAtMilliseconds: now)
-            let operation: SinkEvent.Operation = (record == nil || record!.removed) ? .create : event.operation
+            // An update of a sink never created (its create was invalid) or removed acts as a create.
+            let operation: SinkEvent.Operation = (record == nil || record!.removed || !record!.created) ? .create : event.operation
             let request = CollectorConfigRequest(operation: operation, sinkID: event.sinkID, ownerID: ownerID, backend: backend,
                                                  config: event.config ?? .map([:]), eventID: delivered.entry.id, deliveries: delivered.deliveries)
             switch configSource.collectorConfig(for: request) {
@@ -112,9 +113,11 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                 return .store(effective, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .apply, record: newRecord,
                                                    configYAML: yaml, status: SinkerStatusChange(.unknown, mode: .clearError)))
             case .invalid(let message):
-                // The user's error: the last good config stays; the entry is handled.
+                // The user's error: the last good config stays; the entry is handled. A sink never
+                // created stays so (its next update acts as a create); its record keeps the order guard.
                 var invalidRecord = newRecord
                 invalidRecord.removed = record?.removed ?? false
+                invalidRecord.created = record?.created ?? false
                 records[event.sinkID] = invalidRecord
                 return .store(event, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .invalid, record: invalidRecord,
                                                status: SinkerStatusChange(.provisioningError, message: message)))

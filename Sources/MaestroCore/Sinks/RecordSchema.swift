@@ -7,7 +7,9 @@
 /// - 1: the first versioned records.
 /// - 2: collector records carry `intent` (`run`, `idle`, `stop`: what the triggers asked of the
 ///   collector; the reconcile acts on it). A collector record without one reads as before intents: a
-///   desired state means the collector runs.
+///   desired state means the collector runs. A sink record may carry `created: false` (written only for
+///   a sink whose create was rejected as invalid, so that its next update acts as a create); a reader
+///   that does not know the field reads the record as it did before, so the version stays.
 public enum RecordSchema {
     public static let field = "schema_version"
     public static let version: Int64 = 2

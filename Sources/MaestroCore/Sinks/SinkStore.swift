@@ -2,19 +2,24 @@ public import MaestroRedis
 internal import MaestroValue
 
 /// What maestro keeps per sink in `orb.sinker.sinks` (JSON): who owns it, its backend, the id of the
-/// last stream entry applied to it, and whether it was removed (a tombstone).
+/// last stream entry applied to it, whether it was removed (a tombstone), and whether it was ever
+/// created (`created: false`, written only then: a sink whose create was rejected as invalid).
 public struct SinkRecord: Sendable, Equatable {
     public var ownerID: String
     public var backend: String?
     public var lastEntryID: String
     public var removed: Bool
+    /// False while no create or update of the sink was ever applied (its create was invalid): its next
+    /// update acts as a create, as in Orb. A record without the field was created.
+    public var created: Bool
     public var updatedAtMilliseconds: Int64
 
-    public init(ownerID: String, backend: String?, lastEntryID: String, removed: Bool, updatedAtMilliseconds: Int64) {
+    public init(ownerID: String, backend: String?, lastEntryID: String, removed: Bool, created: Bool = true, updatedAtMilliseconds: Int64) {
         self.ownerID = ownerID
         self.backend = backend
         self.lastEntryID = lastEntryID
         self.removed = removed
+        self.created = created
         self.updatedAtMilliseconds = updatedAtMilliseconds
     }
 
@@ -23,13 +28,15 @@ public struct SinkRecord: Sendable, Equatable {
                                         "removed": .bool(removed), "updated_at": .int(updatedAtMilliseconds),
                                         RecordSchema.field: .int(RecordSchema.version)]
         if let backend { entries["backend"] = .string(backend) }
+        if !created { entries["created"] = .bool(false) }
         return (try? JSON.encode(.map(entries))) ?? "{}"
     }
 
     public init?(json: String) {
         guard let value = try? JSON.decode(json), let lastEntryID = value["last_entry_id"]?.stringValue else { return nil }
         self.init(ownerID: value["owner"]?.stringValue ?? "", backend: value["backend"]?.stringValue, lastEntryID: lastEntryID,
-                  removed: value["removed"]?.boolValue ?? false, updatedAtMilliseconds: value["updated_at"]?.intValue ?? 0)
+                  removed: value["removed"]?.boolValue ?? false, created: value["created"]?.boolValue ?? true,
+                  updatedAtMilliseconds: value["updated_at"]?.intValue ?? 0)
     }
 }
 

@@ -155,6 +155,23 @@ struct SinkEventProcessorTests {
         #expect(fixture.collectors.calls.withLock { $0 } == ["create s1 o1", "update s1 o1"])
     }
 
+    @Test("a sink whose create was invalid stays not created: an invalid update keeps it so, the next good one creates it")
+    func invalidCreateStaysUncreated() throws {
+        let fixture = SinkerRulesFixture()
+        fixture.source.outcomes["s1"] = .invalid("tenant: required")
+        _ = try fixture.process(sinkCreate("s1", id: "1-0"))
+        _ = try fixture.process(sinkUpdate("s1", id: "2-0"))
+        #expect(fixture.storage.sinks["s1"]?.created == false)
+        #expect(fixture.storage.sinks["s1"]?.removed == false)
+        fixture.source.outcomes["s1"] = nil
+        _ = try fixture.process(sinkUpdate("s1", id: "3-0"))
+        #expect(fixture.source.requests.map(\.operation) == [.create, .create, .create])
+        #expect(fixture.storage.sinks["s1"]?.created == true)
+        #expect(fixture.collectors.calls.withLock { $0 } == ["create s1 o1"])
+        _ = try fixture.process(sinkUpdate("s1", id: "4-0"))
+        #expect(fixture.source.requests.last?.operation == .update)
+    }
+
     @Test("a plugin failure is retried, a terminal one dead-lettered; nothing is stored")
     func pluginFailures() throws {
         let fixture = SinkerRulesFixture()
