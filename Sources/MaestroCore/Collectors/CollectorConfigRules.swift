@@ -79,7 +79,7 @@ public enum CollectorConfigRules {
                 throw Violation("\(pipeline) must be a map of receivers, processors and exporters, not \(article(pipelines[name]!))")
             }
             let receivers = try references(parts["receivers"], at: "\(pipeline): receivers")
-            let processors = try references(parts["processors"], at: "\(pipeline): processors")
+            let processors = try references(parts["processors"], at: "\(pipeline): processors", refusingDuplicates: true)
             let exporters = try references(parts["exporters"], at: "\(pipeline): exporters")
             guard !receivers.isEmpty else { throw Violation("\(pipeline) has no receiver (it needs at least one)") }
             guard !exporters.isEmpty else { throw Violation("\(pipeline) has no exporter (it needs at least one)") }
@@ -142,8 +142,9 @@ public enum CollectorConfigRules {
         return ids
     }
 
-    /// A list of component ids (absent or null: none); each id once.
-    private static func references(_ value: Value?, at place: String) throws(Violation) -> [String] {
+    /// A list of component ids (absent or null: none). The collector refuses a processor named twice in
+    /// a pipeline (it would run twice); other lists may repeat an id.
+    private static func references(_ value: Value?, at place: String, refusingDuplicates: Bool = false) throws(Violation) -> [String] {
         guard let value, !value.isNull else { return [] }
         guard case .list(let items) = value else { throw Violation("\(place) must be a list of component ids, not \(article(value))") }
         var seen: Set<String> = []
@@ -151,7 +152,7 @@ public enum CollectorConfigRules {
         for item in items {
             guard let text = item.stringValue else { throw Violation("\(place) must hold component ids, not \(article(item))") }
             _ = try ComponentID(parsing: text, at: place)
-            guard seen.insert(text).inserted else { throw Violation("\(place) names \(quoted(text)) twice") }
+            guard seen.insert(text).inserted || !refusingDuplicates else { throw Violation("\(place) names \(quoted(text)) twice") }
             ids.append(text)
         }
         return ids

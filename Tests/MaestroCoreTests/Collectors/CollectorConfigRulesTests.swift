@@ -184,8 +184,11 @@ struct CollectorConfigRulesTests {
                 == "collector config: pipeline \"metrics\": exporters must be a list of component ids, not a string")
         #expect(try violation(orbConfig.replacingOccurrences(of: "receivers: [kafka]", with: "receivers: [[kafka]]"))
                 == "collector config: pipeline \"metrics\": receivers must hold component ids, not a list")
-        #expect(try violation(orbConfig.replacingOccurrences(of: "receivers: [kafka]", with: "receivers: [kafka, kafka]"))
-                == "collector config: pipeline \"metrics\": receivers names \"kafka\" twice")
+        let batched = orbConfig + "processors:\n  batch: {}\n"
+        #expect(try violation(batched.replacingOccurrences(of: "receivers: [kafka]", with: "receivers: [kafka]\n      processors: [batch, batch]"))
+                == "collector config: pipeline \"metrics\": processors names \"batch\" twice")
+        #expect(try violation(orbConfig.replacingOccurrences(of: "receivers: [kafka]", with: "receivers: [kafka, kafka]")) == nil,
+                "the collector takes a receiver listed twice")
         #expect(try violation("service: 7\n") == "collector config: service must be a map, not an integer")
         #expect(try violation("service: {pipelines: [metrics]}\n") == "collector config: service.pipelines must be a map of pipelines (signal[/name])")
         #expect(try violation("service: {pipelines: {metrics: 1}}\n")
