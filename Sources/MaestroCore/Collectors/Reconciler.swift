@@ -122,7 +122,8 @@ public final class Reconciler: Sendable {
     public var counters: ReconcilerCounters { state.withLock { $0.counters } }
 
     /// Checks every config by the collector's rules from now on, types against these lists (loaded
-    /// and checked by the caller); called again, switches to newer lists for the next passes.
+    /// and checked by the caller; empty lists turn the checks off); called again, switches to newer
+    /// lists for the next passes.
     public func useComponentLists(_ lists: CollectorComponentLists) {
         componentLists.withLock { $0 = lists }
     }
@@ -466,8 +467,8 @@ public final class Reconciler: Sendable {
         }
     }
 
-    /// A template failure (or a config the collector's rules refuse) is reported as the sink's status and not retried: the next trigger (a fixed
-    /// config, a template reload, the resync) tries again.
+    /// A template failure, or a config the collector's rules refuse, is reported as the sink's status and
+    /// not retried: the next trigger (a fixed config, a template reload, the resync) tries again.
     struct RenderFailed: Error {
         let message: String
     }
