@@ -23,6 +23,10 @@ public struct SinkerContext: Sendable {
     public var endpointPolicy: EndpointPolicy = EndpointPolicy.standard
     /// Set when plugins are hot-reloaded: workers switch to its newest catalog between batches.
     public var generations: PluginGenerations?
+    /// The image the collector template runs (its `image` value): configs are checked against the
+    /// component list of this image (`catalog.components`). Nil, or an image without a list: the
+    /// structure is checked, the types are left to the maestro role, which sees the rendered image.
+    public var collectorImage: String?
     public var streamMaxLength: Int
     public var logger: Logger
 
@@ -119,6 +123,11 @@ public struct CollectorConfigBuilder {
         }
     }
 
+    /// The component list of the image the template runs, when one describes it.
+    var collectorComponents: CollectorComponents? {
+        context.collectorImage.flatMap { context.catalog.components.components(forImage: $0) }
+    }
+
     private func setContext(_ vm: LuaVM, plugin: PluginManifest, operation: SinkEvent.Operation, sinkID: String, ownerID: String,
                             eventID: String, deliveries: Int) throws(LuaError) {
         try vm.setContext(.map([
@@ -175,6 +184,13 @@ public struct CollectorConfigBuilder {
                 runtime.cluster.discard()
                 return .failed(LuaError(kind: .conversion, message: "\(plugin.name).\(function) must return the collector config as a table"),
                                plugin: plugin.name)
+            }
+            // A config the collector would refuse is the user's mistake (as a rejection is) and is not
+            // stored: the running collector keeps its config.
+            if context.catalog.components.checksConfigs,
+               let violation = CollectorConfigRules.violation(in: config, components: collectorComponents) {
+                runtime.cluster.discard()
+                return .invalid(violation)
             }
             let yaml: String
             do {

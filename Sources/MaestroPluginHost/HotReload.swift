@@ -49,6 +49,9 @@ public final class HotReloader: @unchecked Sendable {
         public var checkTemplates: @Sendable (String) throws -> Void
         /// Switches the collector manager to the new template and re-renders; returns the collectors changed.
         public var applyTemplates: @Sendable (String) -> Int
+        /// Told of each new generation of plugins once it is in use (the maestro role takes its
+        /// component lists from it).
+        public var pluginsReloaded: (@Sendable (PluginCatalog) -> Void)?
 
         public init(pluginsRoot: String, loadPlugins: @escaping @Sendable (String) -> PluginCatalog, templatesRoot: String?,
                     checkTemplates: @escaping @Sendable (String) throws -> Void, applyTemplates: @escaping @Sendable (String) -> Int) {
@@ -148,6 +151,7 @@ public final class HotReloader: @unchecked Sendable {
         if catalog.plugins.isEmpty && problems.isEmpty { problems.append("no plugins found in \(sources.pluginsRoot)") }
         guard problems.isEmpty else { return refuse("plugins", problems) }
         generations.replace(with: catalog)
+        sources.pluginsReloaded?(catalog)
         Counter(label: "maestro_reloads_total", dimensions: [("what", "plugins"), ("result", "ok")]).increment()
         logger.info("plugins reloaded", metadata: ["plugins.loaded": "\(catalog.plugins.map { "\($0.name)@\($0.version)" }.joined(separator: ","))",
                                                    "plugins.generation": "\(generations.current.number)"])

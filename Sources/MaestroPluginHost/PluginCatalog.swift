@@ -40,6 +40,9 @@ public struct PluginCatalog: Sendable {
     public let plugins: [PluginManifest]
     public let failures: [PluginLoadFailure]
     public let limits: LuaLimits
+    /// The component types of the collector images maestro knows (`_components/*.yaml`): every
+    /// collector config is checked against the list of the image the template runs.
+    public var components = CollectorComponentLists()
 
     public struct LuaLimits: Sendable {
         public var instructionBudget: Int
@@ -59,8 +62,9 @@ public struct PluginCatalog: Sendable {
     public func only(_ names: [String]) -> (catalog: PluginCatalog, unknown: [String]) {
         let wanted = Set(names)
         func folderName(_ failure: PluginLoadFailure) -> String { (failure.folder as NSString).lastPathComponent }
-        let kept = PluginCatalog(root: root, plugins: plugins.filter { wanted.contains($0.name) },
+        var kept = PluginCatalog(root: root, plugins: plugins.filter { wanted.contains($0.name) },
                                  failures: failures.filter { wanted.contains(folderName($0)) }, limits: limits)
+        kept.components = components
         let unknown = names.filter { name in !plugins.contains { $0.name == name } && !failures.contains { folderName($0) == name } }
         return (kept, unknown)
     }
@@ -103,7 +107,17 @@ public struct PluginCatalog: Sendable {
         for unknown in settings.keys.sorted() where !plugins.contains(where: { $0.name == unknown }) && !failures.contains(where: { $0.folder.hasSuffix("/" + unknown) }) {
             failures.append(PluginLoadFailure(folder: root + "/" + unknown, message: "settings are given for plugin \(unknown), which does not exist"))
         }
-        return PluginCatalog(root: root, plugins: plugins, failures: failures, limits: limits)
+        var catalog = PluginCatalog(root: root, plugins: plugins, failures: failures, limits: limits)
+        let componentsFolder = CollectorComponentLists.folder(inPlugins: root)
+        do {
+            catalog.components = try CollectorComponentLists.load(folder: componentsFolder)
+        } catch {
+            // A broken list fails the load like a broken plugin: a reload keeps the lists in use.
+            catalog = PluginCatalog(root: root, plugins: plugins, failures: failures + [PluginLoadFailure(folder: componentsFolder, message: error.message)],
+                                    limits: limits)
+            logger.error("component list failed to load", metadata: ["plugin.folder": "\(componentsFolder)", "error": "\(error.message)"])
+        }
+        return catalog
     }
 
     static func loadOne(folder: String, root: String, settings: [String: Value], limits: LuaLimits, logger: Logger) throws -> PluginManifest {

@@ -53,6 +53,10 @@ public struct Roles {
         defer { if !started { snapshots.removeAll() } }
         let generations = PluginGenerations(wiring.loadPlugins(logger: logger, root: pluginsSnapshot))
         self.generations = generations
+        if !generations.catalog.components.checksConfigs {
+            logger.warning("no component lists in the plugins folder: collector configs are not checked before they are stored or applied",
+                           metadata: ["plugin.folder": "\(CollectorComponentLists.folder(inPlugins: wiring.pluginsRoot))"])
+        }
         for plugin in generations.catalog.plugins {
             logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",
                                                     "plugin.backend": "\(plugin.sinkBackend ?? "-")"])
@@ -70,6 +74,7 @@ public struct Roles {
             let maestro = try Self.maestroRole(wiring: wiring, redisURL: redisURL, templatesRoot: try snapshots.take(wiring.templatesRoot),
                                                shutdownTimeout: shutdownTimeout, ready: ready, logger: logger)
             collectors = maestro.collectors
+            maestro.collectors.reconciler.useComponentLists(generations.catalog.components)
             handOff = maestro.collectors.manager
             services += maestro.services
         } else {

@@ -109,6 +109,7 @@ public struct Wiring: Sendable {
         context.cluster = cluster
         context.httpPolicy = httpPolicy
         context.endpointPolicy = endpointPolicy
+        context.collectorImage = collectorImage
         return context
     }
 
@@ -166,6 +167,16 @@ extension Wiring {
         var values = configuration.templates[name]?.mapValue ?? [:]
         values["namespace"] = .string(collectorNamespace)
         return .map(values)
+    }
+
+    /// The image the collector template runs, for the sinker's check of component types: the config
+    /// file's `templates: {otel-collector: {image: …}}`, else the template's default when the templates
+    /// folder is here (a sinker-only process may have none: then the maestro role checks the types).
+    public var collectorImage: String? {
+        if let image = configuration.templates["otel-collector"]?["image"]?.stringValue { return image }
+        guard sharedFolder("templates").exists,
+              let renderer = try? TemplateRenderer(root: templatesRoot, settings: templateSettings(), limits: luaLimits) else { return nil }
+        return renderer.values["image"]?.stringValue
     }
 
     public var backendName: String {
@@ -259,7 +270,7 @@ extension Wiring {
     /// What a hot reload loads: plugins always; templates where this process renders collectors.
     public func reloadSources(manager: CollectorManager?, logger: Logger) -> HotReloader.Sources {
         let wiring = self
-        return HotReloader.Sources(
+        var sources = HotReloader.Sources(
             pluginsRoot: pluginsRoot,
             loadPlugins: { root in wiring.loadPlugins(logger: logger, root: root) },
             templatesRoot: manager == nil ? nil : templatesRoot,
@@ -270,6 +281,10 @@ extension Wiring {
                                                         configYAML: "receivers: {}\n", configHash: String(repeating: "0", count: 64)))
             },
             applyTemplates: { root in manager?.replaceTemplates(wiring.templateFactory(root: root, logger: logger)) ?? 0 })
+        if let reconciler = manager?.reconciler {
+            sources.pluginsReloaded = { catalog in reconciler.useComponentLists(catalog.components) }
+        }
+        return sources
     }
 }
 

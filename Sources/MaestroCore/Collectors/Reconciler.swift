@@ -81,6 +81,10 @@ public final class Reconciler: Sendable {
     /// The workers and the resync loop.
     private let threads = BackgroundThreads()
     private let hashKey = Mutex<String?>(nil)
+    /// The component types of the images maestro knows (the plugins' `_components`), installed by the
+    /// maestro role's wiring and replaced when the plugins reload. Configs are checked only while there
+    /// are lists: a plugins folder without `_components/` turns the checks off (and maestro says so).
+    private let componentLists = Mutex(CollectorComponentLists())
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -116,6 +120,13 @@ public final class Reconciler: Sendable {
     }
 
     public var counters: ReconcilerCounters { state.withLock { $0.counters } }
+
+    /// Checks every config by the collector's rules from now on, types against these lists (loaded
+    /// and checked by the caller; empty lists turn the checks off); called again, switches to newer
+    /// lists for the next passes.
+    public func useComponentLists(_ lists: CollectorComponentLists) {
+        componentLists.withLock { $0 = lists }
+    }
 
     /// Sinks waiting to be reconciled (and those being reconciled now).
     public var backlog: Int { state.withLock { $0.due.count + $0.active.count } }
@@ -423,6 +434,16 @@ public final class Reconciler: Sendable {
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: "the template failed: \(error)", ownerID: ownerID))
             throw RenderFailed(message: "the template failed: \(error)")
         }
+        // The collector's own rules, for the image the template runs, before anything is stored or
+        // applied: a refused config leaves the desired state and the running collector as they are.
+        let lists = componentLists.withLock { $0 }
+        if lists.checksConfigs,
+           let violation = CollectorConfigRules.violation(inYAML: config, components: Self.collectorImages(in: rendered.objects).lazy
+               .compactMap { lists.components(forImage: $0) }.first) {
+            logger.warning("collector config refused", metadata: ["sink.id": "\(sinkID)", "error": "\(violation)"])
+            try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: violation, ownerID: ownerID))
+            throw RenderFailed(message: violation)
+        }
         if rendered.yaml == snapshot.desiredState, let record = snapshot.record, record["collector_name"] != nil {
             return .current(yaml: rendered.yaml, record: record, releasedLock: false)
         }
@@ -439,8 +460,15 @@ public final class Reconciler: Sendable {
         }
     }
 
-    /// A template failure is reported as the sink's status and not retried: the next trigger (a fixed
-    /// config, a template reload, the resync) tries again.
+    /// The images of the rendered Deployments' containers: the collector image the template runs.
+    static func collectorImages(in objects: [Value]) -> [String] {
+        objects.filter { $0["kind"]?.stringValue == "Deployment" }.flatMap { deployment in
+            (deployment["spec"]?["template"]?["spec"]?["containers"]?.listValue ?? []).compactMap { $0["image"]?.stringValue }
+        }
+    }
+
+    /// A template failure, or a config the collector's rules refuse, is reported as the sink's status and
+    /// not retried: the next trigger (a fixed config, a template reload, the resync) tries again.
     struct RenderFailed: Error {
         let message: String
     }
