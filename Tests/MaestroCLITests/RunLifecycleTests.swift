@@ -85,10 +85,10 @@ struct RunLifecycleTests {
         // Once maestro says it is stopping, it is still running: the first signal waits for the batch in flight.
         #expect(eventually(timeout: 10) { ((try? directory.read("run.log")) ?? "").contains("stopping: no new reads") })
         #expect(run.isRunning, "the first signal waits for the batch in flight")
-        let second = Date()
         run.signal(SIGTERM)
-        #expect(run.wait(timeout: 5))
-        #expect(Date().timeIntervalSince(second) < 3)
+        // Exit code 130 is the second signal's way out; the first waits for the batch, whose 60 slow
+        // entries are still pending below. No bound on the time: a loaded machine is slow either way.
+        #expect(run.wait(timeout: 30))
         #expect(run.exitCode == 130)
         #expect(try redis.xpendingSummary(prefix + "sinks", group: prefix + "group").count > 0)
 
@@ -176,8 +176,13 @@ struct RunLifecycleTests {
         #expect(eventually { config("r3").contains("prometheusremotewrite/reloaded") })
 
         // SIGHUP reloads too (here: nothing changed on disk, the broken file is refused again).
+        func refusals() -> Int {
+            metrics().split(separator: "\n").first { $0.hasPrefix(#"maestro_reloads_total{what="plugins",result="refused"} "#) }
+                .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        }
+        let refusedBefore = refusals()
         run.signal(SIGHUP)
-        #expect(eventually { metrics().contains(#"maestro_reloads_total{what="plugins",result="refused"} 2"#) })
+        #expect(eventually { refusals() > refusedBefore }, "\(metrics())")
         #expect(run.isRunning)
 
         // A template change re-renders the desired state and the reconciler rewrites the objects.
