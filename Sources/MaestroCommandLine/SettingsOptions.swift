@@ -87,6 +87,10 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var kubeQPS: String?
     @Option(name: .customLong("kube-burst"), help: ArgumentHelp(Settings.flagHelp("kube-burst")))
     var kubeBurst: String?
+    @Option(name: .customLong("reconcile-qps"), help: ArgumentHelp(Settings.flagHelp("reconcile-qps")))
+    var reconcileQPS: String?
+    @Option(name: .customLong("reconcile-burst"), help: ArgumentHelp(Settings.flagHelp("reconcile-burst")))
+    var reconcileBurst: String?
     @Option(name: .customLong("kube-log-reads-per-second"), help: ArgumentHelp(Settings.flagHelp("kube-log-reads-per-second")))
     var kubeLogReadsPerSecond: String?
     @Flag(name: .customLong("create-namespace"), help: ArgumentHelp(Settings.flagHelp("create-namespace")))
@@ -128,7 +132,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
-            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
+            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]

@@ -231,7 +231,8 @@ extension Wiring {
     public func reconcilerOptions() -> ReconcilerOptions {
         ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
                           orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
-                          checksEagerInvariant: createPolicy == .eager)
+                          checksEagerInvariant: createPolicy == .eager, passesPerSecond: Double(settings.reconcileQPS),
+                          passBurst: settings.reconcileBurst)
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.

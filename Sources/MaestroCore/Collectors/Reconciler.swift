@@ -25,10 +25,21 @@ public struct ReconcilerOptions: Sendable {
     /// How long one replica may hold a sink's reconcile lock before another may take it (a replica
     /// that died holding it).
     public var lockTimeout: Double
+    /// Passes started a second once `passBurst` have gone at once (DESIGN: one rate-limited queue): a
+    /// storm of triggers — a resync of thousands, a flood of watch events — is spread, not piled on
+    /// Redis and the API at once. 0: no limit.
+    public var passesPerSecond: Double
+    public var passBurst: Int
+    /// The time the pass limiter reads and waits on (a test's own).
+    public var passClock: any KubeRateLimiterClock
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 4,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
-                invariantGrace: Double? = nil, lockTimeout: Double = 30) {
+                invariantGrace: Double? = nil, lockTimeout: Double = 30, passesPerSecond: Double = 100, passBurst: Int = 200,
+                passClock: any KubeRateLimiterClock = MonotonicClock()) {
+        self.passesPerSecond = passesPerSecond
+        self.passBurst = passBurst
+        self.passClock = passClock
         self.resyncInterval = resyncInterval
         self.orphanGrace = orphanGrace
         self.orphanMaxShare = orphanMaxShare
@@ -81,6 +92,7 @@ public final class Reconciler: Sendable {
     /// The workers and the resync loop.
     private let threads = BackgroundThreads()
     private let hashKey = Mutex<String?>(nil)
+    private let passLimiter: KubeRateLimiter
     /// The component types of the images maestro knows (the plugins' `_components`), installed by the
     /// maestro role's wiring and replaced when the plugins reload. Configs are checked only while there
     /// are lists: a plugins folder without `_components/` turns the checks off (and maestro says so).
@@ -110,6 +122,7 @@ public final class Reconciler: Sendable {
         self.options = options
         self.logger = logger
         self.isLeader = isLeader
+        passLimiter = KubeRateLimiter(queriesPerSecond: options.passesPerSecond, burst: options.passBurst, clock: options.passClock)
     }
 
     /// The reconciler on Redis.
@@ -219,6 +232,7 @@ public final class Reconciler: Sendable {
     private func runWorker() {
         guard waitForBackend() else { return }
         while let sinkID = next() {
+            passLimiter.acquire()
             defer {
                 // Every pass answers its waiters; one that ended before deciding answers here.
                 answer(sinkID, .failure(CollectorServiceError(.unavailable, "the reconcile of sink \(sinkID) ended without a decision; try again")))

@@ -42,6 +42,9 @@ public struct MaestroSettings: Sendable {
     public var kubeBurst: Int
     /// Collector logs read a second across the fleet (ExporterLogWatch); 0: none.
     public var kubeLogReadsPerSecond: Int
+    /// Reconcile passes started a second after a burst of `reconcileBurst`; 0: no limit.
+    public var reconcileQPS: Int
+    public var reconcileBurst: Int
     public var createNamespace: Bool
     public var manifestsDir: String
     public var namespace: String
@@ -100,6 +103,8 @@ public struct MaestroSettings: Sendable {
         kubeQPS = read.integer("kube-qps")
         kubeBurst = read.integer("kube-burst")
         kubeLogReadsPerSecond = read.integer("kube-log-reads-per-second")
+        reconcileQPS = read.integer("reconcile-qps")
+        reconcileBurst = read.integer("reconcile-burst")
         createNamespace = read.boolean("create-namespace")
         manifestsDir = read.text("manifests-dir")
         namespace = read.text("namespace")
