@@ -54,8 +54,12 @@ public struct Roles {
         let generations = PluginGenerations(wiring.loadPlugins(logger: logger, root: pluginsSnapshot))
         self.generations = generations
         if !generations.catalog.components.checksConfigs {
-            logger.warning("no component lists in the plugins folder: collector configs are not checked before they are stored or applied",
-                           metadata: ["plugin.folder": "\(CollectorComponentLists.folder(inPlugins: wiring.pluginsRoot))"])
+            let folder = CollectorComponentLists.folder(inPlugins: wiring.pluginsRoot)
+            // A folder that failed to load was logged with its file and error; saying it is missing would mislead.
+            let why = FileManager.default.fileExists(atPath: folder) ? "the component lists failed to load (the error above names the file)"
+                : "no component lists in the plugins folder"
+            logger.warning("\(why): collector configs are not checked before they are stored or applied",
+                           metadata: ["plugin.folder": "\(folder)"])
         }
         for plugin in generations.catalog.plugins {
             logger.info("plugin loaded", metadata: ["plugin.name": "\(plugin.name)", "plugin.version": "\(plugin.version)",

@@ -52,6 +52,27 @@ struct ValidationCommandTests {
         #expect(accepted.output.contains("opensearch"))
     }
 
+    @Test("maestro run with a broken component list says the lists failed to load (naming the file), not that there are none")
+    func brokenListIsNamedAtStart() throws {
+        let prefix = RedisTestServer.uniquePrefix("valid")
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins", toPath: directory.path + "/plugins")
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/templates", toPath: directory.path + "/templates")
+        try directory.write("plugins/_components/broken-1.0.0.yaml", "receivers: [\n")
+        let run = try ChildProcess([maestroBinary(), "run", "--redis-url", try RedisTestServer.url, "--plugins-dir", directory.path + "/plugins",
+                                    "--templates-dir", directory.path + "/templates", "--kube-backend", "directory",
+                                    "--manifests-dir", directory.path + "/manifests"] + MaestroProcess.names(prefix), logPath: directory.path + "/run.log")
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        func log() -> String { (try? directory.read("run.log")) ?? "" }
+        #expect(eventually(timeout: 30) { log().contains("collector configs are not checked") }, "\(log())")
+        #expect(log().contains("the component lists failed to load"), "\(log())")
+        #expect(!log().contains("no component lists in the plugins folder"), "\(log())")
+        #expect(log().contains("broken-1.0.0.yaml"), "the error names the file: \(log())")
+    }
+
     @Test("maestro run: a config written straight into Redis is refused by the maestro role, the collector kept; a reloaded list lets it through")
     func runRefusesThenReloadedListAccepts() throws {
         let prefix = RedisTestServer.uniquePrefix("valid")
