@@ -162,6 +162,19 @@ struct ExpectedSink {
 
 func config(_ sinkID: String, version: Int) -> String { "receivers: {sink: \(sinkID), version: \(version)}\n" }
 
+/// A trigger as its real callers make it: a stream entry is retried, and a gRPC client retries, when
+/// the answer is UNAVAILABLE (Redis slow to answer on a loaded machine). Anything else is the answer.
+func retryingUnavailable<T>(_ body: () throws(CollectorServiceError) -> T) throws(CollectorServiceError) -> T {
+    var attempt = 0
+    while true {
+        do {
+            return try body()
+        } catch where error.kind == .unavailable && attempt < 5 {
+            attempt += 1
+        }
+    }
+}
+
 /// The random interleaving: events for a few sinks, each from a random replica, while every replica's
 /// workers reconcile; then the end state is compared with the model.
 func randomInterleaving(store: SharedStore, seed: UInt64, steps: Int, idle: Bool = true) throws {
@@ -186,14 +199,14 @@ func randomInterleaving(store: SharedStore, seed: UInt64, steps: Int, idle: Bool
             version += 1
             let yaml = config(sinkID, version: version)
             try store.setSink(sinkID, config: yaml, removed: false, entry: entry)
-            try manager.update(sinkID: sinkID, ownerID: "o1")
+            try retryingUnavailable { () throws(CollectorServiceError) in try manager.update(sinkID: sinkID, ownerID: "o1") }
             sink.removed = false
             sink.config = yaml
             sink.wish = .run
             log.append("\(sinkID): sinker create v\(version)")
         case 30..<45:  // the sinker's removal: a tombstone, the config gone; the hand-off
             try store.setSink(sinkID, config: nil, removed: true, entry: entry)
-            try manager.remove(sinkID: sinkID)
+            try retryingUnavailable { () throws(CollectorServiceError) in try manager.remove(sinkID: sinkID) }
             sink.removed = true
             sink.everRemoved = true
             sink.config = nil
@@ -202,12 +215,12 @@ func randomInterleaving(store: SharedStore, seed: UInt64, steps: Int, idle: Bool
         case 45..<62 where !idle:
             log.append("\(sinkID): (no idle)")
         case 45..<62:  // Orb's idle event
-            try manager.idle(sinkID: sinkID)
+            try retryingUnavailable { () throws(CollectorServiceError) in try manager.idle(sinkID: sinkID) }
             if !sink.removed && sink.wish != .none { sink.wish = .idle }
             log.append("\(sinkID): idle")
         case 62..<80:  // Orb's activity event
             do {
-                try manager.create(sinkID: sinkID, ownerID: "o1")
+                try retryingUnavailable { () throws(CollectorServiceError) in try manager.create(sinkID: sinkID, ownerID: "o1") }
                 #expect(!sink.removed && sink.config != nil, "activity accepted for a sink without config or removed: \(log)")
                 sink.wish = .run
             } catch {
@@ -217,7 +230,7 @@ func randomInterleaving(store: SharedStore, seed: UInt64, steps: Int, idle: Bool
             log.append("\(sinkID): activity")
         case 80..<90:  // a gRPC create: it waits for the reconcile to decide
             do {
-                let info = try manager.createAndGet(sinkID: sinkID, ownerID: "o1")
+                let info = try retryingUnavailable { () throws(CollectorServiceError) in try manager.createAndGet(sinkID: sinkID, ownerID: "o1") }
                 #expect(!sink.removed && sink.config != nil, "gRPC create answered for a sink without config or removed: \(log)")
                 #expect(info.collectorName == CollectorNaming.name(forSinkID: sinkID))
                 let desired = try? replicas.inspect.desiredState(of: sinkID)
@@ -231,7 +244,7 @@ func randomInterleaving(store: SharedStore, seed: UInt64, steps: Int, idle: Bool
             log.append("\(sinkID): grpc create")
         case 90..<95:  // a gRPC delete under eager: only a removed sink's
             do {
-                try manager.delete(sinkID: sinkID)
+                try retryingUnavailable { () throws(CollectorServiceError) in try manager.delete(sinkID: sinkID) }
                 #expect(sink.removed || sink.wish == .none, "gRPC delete of a live sink accepted: \(log)")
             } catch {
                 #expect(error.kind == .failedPrecondition)
