@@ -5,7 +5,7 @@ import Testing
 @testable import MaestroCore
 
 /// The schema's own rules: strict options, checked defaults, string/number/list rules, hooks listed.
-@Suite("Config schema rules")
+@Suite("Config schema rules", .timeLimit(.minutes(1)))
 struct ConfigSchemaRulesTests {
     func schemaError(_ fields: Value, hooks: Bool = false) -> String? {
         do {
@@ -116,7 +116,7 @@ struct ConfigSchemaRulesTests {
 }
 
 /// The Lua pattern language, matched by Swift with a bound: answers as Lua 5.4's string.find gives them.
-@Suite("Lua patterns for schemas")
+@Suite("Lua patterns for schemas", .timeLimit(.minutes(1)))
 struct LuaPatternTests {
     // (pattern, subject, whether string.find finds it), checked against Lua 5.4.
     static let cases: [(String, String, Bool)] = [

@@ -178,7 +178,7 @@ struct SpecRunnerTests {
     }
 }
 
-@Suite("MaestroPluginHost's embedded Lua")
+@Suite("MaestroPluginHost's embedded Lua", .timeLimit(.minutes(1)))
 struct PluginHostEmbeddedLuaTests {
     @Test("the generated EmbeddedLua.swift holds each lua/*.lua file exactly (else run scripts/generate-lua)")
     func generatedSourceIsCurrent() throws {

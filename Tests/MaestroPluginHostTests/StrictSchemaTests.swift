@@ -280,7 +280,7 @@ struct RejectPipelineTests {
     }
 }
 
-@Suite("_lib/otel pipelines", .testThreads)
+@Suite("_lib/otel pipelines", .testThreads, .timeLimit(.minutes(1)))
 struct OtelLibraryTests {
     @Test("an exporter that sends metrics only refuses logs as the user's mistake, naming signals")
     func unsupportedSignal() throws {
