@@ -5,7 +5,6 @@ import MaestroLua
 import MaestroTestSupport
 import MaestroValue
 import MaestroYAML
-import Synchronization
 import Testing
 
 @testable import MaestroPluginHost
@@ -527,23 +526,6 @@ struct Attack18PipelineTests {
 }
 
 extension Attack18Tests {
-    final class CapturedLines: Sendable {
-        let lines = Synchronization.Mutex<[String]>([])
-    }
-
-    struct CapturingHandler: LogHandler {
-        let captured: CapturedLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            captured.lines.withLock { $0.append("\(event.message) \(event.metadata ?? [:])") }
-        }
-    }
-
     @Test("a handler or a hook that logs or prints the sink's password (as sent, or decrypted) puts no credential in maestro's log")
     func productionLogMasked() throws {
         let plugins = try lokiPlugins(schema: Self.authSchema, handler: """
@@ -553,9 +535,9 @@ extension Attack18Tests {
               return { ok = true }
             end }
             """)
-        let captured = CapturedLines()
-        var logger = Logger(label: "test") { _ in CapturingHandler(captured: captured) }
-        logger.logLevel = .trace
+        // The spec runner's capture: every line with its fields.
+        let captured = PluginSpecRunner.CapturedOutput()
+        let logger = captured.logger
         let catalog = PluginCatalog.load(root: plugins.path)
         let context = SinkerContext(catalog: catalog, names: RedisNames(), cipher: Self.cipher, kafkaURL: "k:1", policy: .eager, collectors: nil,
                                     logger: logger)
@@ -563,7 +545,7 @@ extension Attack18Tests {
         let plain = "log-hunter2-plain"
         _ = outcome(source, ["mode": "x", "authentication": ["password": .string(Self.cipher.encrypt(plain))]])
         _ = outcome(source, ["mode": "x", "authentication": ["password": "log-hunter2-sent"]])
-        let lines = captured.lines.withLock { $0 }
+        let lines = captured.take()
         #expect(lines.contains { $0.contains("logging in with") }, "the plugin's log line was not logged: \(lines)")
         #expect(!lines.contains { $0.contains(plain) || $0.contains("log-hunter2-sent") }, "a password reached maestro's log: \(lines)")
     }
