@@ -10,7 +10,12 @@ final class ManualClock: KubeRateLimiterClock {
     /// Off: sleeping leaves the time as it is (many threads asking at one instant).
     let sleepingAdvances: Bool
     init(sleepingAdvances: Bool = true) { self.sleepingAdvances = sleepingAdvances }
-    func now() -> Double { time.withLock { $0 } }
+    /// How often the time was read (a limiter reads it once per token taken).
+    let reads = Mutex(0)
+    func now() -> Double {
+        reads.withLock { $0 += 1 }
+        return time.withLock { $0 }
+    }
     func sleep(_ seconds: Double) { if sleepingAdvances { advance(seconds) } }
     func advance(_ seconds: Double) { time.withLock { $0 += seconds } }
 }
