@@ -262,6 +262,10 @@ public final class PluginConfigSource: CollectorConfigSource {
         runtime.redis.connection = redis
     }
 
+    public func pluginFingerprint(forBackend backend: String) -> String? {
+        context.catalog.plugin(forBackend: backend)?.fingerprint
+    }
+
     public func collectorConfig(for request: CollectorConfigRequest) -> CollectorConfigOutcome {
         switch builder.build(operation: request.operation, sinkID: request.sinkID, ownerID: request.ownerID, backend: request.backend,
                              config: request.config, eventID: request.eventID, deliveries: request.deliveries) {

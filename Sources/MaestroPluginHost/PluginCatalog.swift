@@ -25,6 +25,22 @@ public struct PluginManifest: Sendable {
     public let capabilities: PluginCapabilities
     /// The metrics it declares (`metrics = { name = { type, help, labels } }`), by name.
     public let metrics: [String: PluginMetricDeclaration]
+    /// What the configs it builds depend on, as a digest (`fingerprint(folder:root:settings:)`): kept in
+    /// each sink's record, so that a changed plugin rebuilds exactly its own sinks.
+    public internal(set) var fingerprint = ""
+
+    /// The plugin folder (its specs, golden files and Markdown left out: they build nothing), the
+    /// shared `_lib/` when the plugin's Lua mentions it (a change to `_lib/` alone rebuilds only the
+    /// plugins that use it), and the plugin's settings from the config file.
+    static func fingerprint(folder: String, root: String, settings: Value) -> String {
+        let skipped: (String) -> Bool = { path in path == "spec" || path.hasPrefix("spec/") || path.hasSuffix(".md") }
+        var folders = [(label: "plugin", path: folder)]
+        let files = (FileManager.default.enumerator(atPath: folder)?.compactMap { $0 as? String } ?? []).filter { $0.hasSuffix(".lua") && !skipped($0) }
+        if files.contains(where: { (TextFile.read(folder + "/" + $0) ?? "").contains("_lib") }) {
+            folders.append((label: "_lib", path: root + "/_lib"))
+        }
+        return SourceFingerprint.of(folders: folders, extra: (try? JSON.encode(settings)) ?? "", skipping: skipped)
+    }
 }
 
 /// A plugin that could not be loaded, and why (with file:line where Lua knows it).
@@ -85,7 +101,8 @@ public struct PluginCatalog: Sendable {
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue,
                   FileManager.default.fileExists(atPath: folder + "/schema.lua") else { continue }
             do {
-                let manifest = try loadOne(folder: folder, root: root, settings: settings, limits: limits, logger: logger)
+                var manifest = try loadOne(folder: folder, root: root, settings: settings, limits: limits, logger: logger)
+                manifest.fingerprint = PluginManifest.fingerprint(folder: folder, root: root, settings: manifest.settings)
                 if let backend = manifest.sinkBackend, let other = plugins.first(where: { $0.sinkBackend == backend }) {
                     throw PluginError("backend \(backend) is served by \(other.name) already")
                 }

@@ -89,11 +89,31 @@ public struct Roles {
         }
         self.collectors = collectors
 
-        let reloader = HotReloader(sources: wiring.reloadSources(manager: collectors?.manager, logger: logger), snapshots: snapshots,
+        var reloadSources = wiring.reloadSources(manager: collectors?.manager, logger: logger)
+        var rebuilds: SinkRebuildLoop?
+        if role == .all || role == .sinker {
+            // A changed backend plugin rebuilds its sinks: a sweep at start (plugins changed while maestro was
+            // down, or a new version ships new ones) and after every plugin reload.
+            var context = wiring.sinkerContext(catalog: generations.catalog, collectors: handOff,
+                                               cluster: collectors.map { wiring.pluginCluster(backend: $0.reconciler.backend) }, logger: logger)
+            context.generations = generations
+            let loop = SinkRebuildLoop(redisURL: redisURL, ratePerSecond: Double(wiring.settings.rebuildRate), logger: logger,
+                                       makeRebuilder: { [context] in SinkRebuilder(context: context) })
+            let previous = reloadSources.pluginsReloaded
+            reloadSources.pluginsReloaded = { catalog in
+                previous?(catalog)
+                loop.requestSweep()
+            }
+            rebuilds = loop
+        }
+        let reloader = HotReloader(sources: reloadSources, snapshots: snapshots,
                                    generations: generations,
                                    interval: wiring.settings.reloadInterval, logger: logger)
         services.append(BackgroundService("reload", start: reloader.start, drain: reloader.stop))
         services.append(ReloadOnHangup(reloader: reloader))
+        if let rebuilds {
+            services.append(BackgroundService("rebuild", start: rebuilds.start, drain: rebuilds.stop))
+        }
 
         let consumers = Self.consumers(wiring: wiring, redisURL: redisURL, role: role, generations: generations, handOff: handOff,
                                        collectors: collectors, logger: logger)

@@ -9,8 +9,8 @@ import MaestroRoles
 struct PluginsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plugins",
-        abstract: "The plugins of --plugins-dir: list them, lint them (schemas, settings, handlers load), run their specs.",
-        subcommands: [List.self, Lint.self, Test.self]
+        abstract: "The plugins of --plugins-dir: list them, lint them (schemas, settings, handlers load), run their specs, diff them against the stored sinks.",
+        subcommands: [List.self, Lint.self, Test.self, PluginsDiffCommand.self]
     )
 
     struct List: ParsableCommand {

@@ -11,8 +11,8 @@ import MaestroValue
 struct SinksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sinks",
-        abstract: "Emit Orb-format sink events (create, update, remove) on the sinks stream.",
-        subcommands: [Emit.self, Emit.Update.self, Emit.Remove.self]
+        abstract: "Emit Orb-format sink events (create, update, remove) on the sinks stream; rebuild stored sinks with the plugins in use.",
+        subcommands: [Emit.self, Emit.Update.self, Emit.Remove.self, RebuildCommand.self]
     )
 
     struct Emit: ParsableCommand {

@@ -44,6 +44,11 @@ public enum ObjectDiff {
         let before = ((try? YAML.emitAll(live)) ?? "").split(separator: "\n").map(String.init)
         let after = ((try? YAML.emitAll(desired)) ?? "").split(separator: "\n").map(String.init)
         if live.isEmpty { return after.map { "+" + $0 } }
+        return lineDiff(before: before, after: after)
+    }
+
+    /// The lines only in `before` (`-`) and only in `after` (`+`), in order: a line diff without context.
+    public static func lineDiff(before: [String], after: [String]) -> [String] {
         if before == after { return [] }
         // Longest common subsequence; objects are small (a few hundred lines).
         let rows = before.count, columns = after.count

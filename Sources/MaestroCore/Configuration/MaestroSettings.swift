@@ -64,6 +64,8 @@ public struct MaestroSettings: Sendable {
     public var consumerName: String?
     public var shutdownTimeout: Double
     public var reloadInterval: Double
+    /// Sinks rebuilt a second after a backend plugin changed; 0: no pacing.
+    public var rebuildRate: Int
     public var minIdle: Double
     public var maxDeliveries: Int
     public var names: RedisNames
@@ -119,6 +121,7 @@ public struct MaestroSettings: Sendable {
         consumerName = configuration.string("consumer-name").flatMap { $0.isEmpty ? nil : $0 }
         shutdownTimeout = read.duration("shutdown-timeout")
         reloadInterval = read.duration("reload-interval")
+        rebuildRate = read.integer("rebuild-rate")
         minIdle = read.duration("min-idle")
         maxDeliveries = read.integer("max-deliveries")
         var names = RedisNames()

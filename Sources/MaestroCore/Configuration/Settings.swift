@@ -101,6 +101,8 @@ public enum Settings {
                           help: "On SIGTERM, in-flight events and calls get this long to finish before maestro exits (a second signal exits at once)."),
         SettingDefinition(key: "reload-interval", kind: .duration, defaultValue: "2s",
                           help: "How often plugins/ and templates/ are checked for changes (0s: only SIGHUP reloads)."),
+        SettingDefinition(key: "rebuild-rate", kind: .integer(0...10_000), defaultValue: "5",
+                          help: "Sinks a second the sinker rebuilds after a backend plugin changed (each rolls its collector; 0: no pacing)."),
         SettingDefinition(key: "min-idle", kind: .duration, defaultValue: "60s",
                           help: "Entries pending this long with a dead consumer are reclaimed."),
         SettingDefinition(key: "max-deliveries", kind: .integer(1...1000), defaultValue: "5",

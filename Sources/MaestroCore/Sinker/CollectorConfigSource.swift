@@ -44,4 +44,11 @@ public protocol CollectorConfigSource: AnyObject {
     /// source may switch to newer plugins here, never within a batch.
     func beginBatch(redis: RedisConnection)
     func collectorConfig(for request: CollectorConfigRequest) -> CollectorConfigOutcome
+    /// The fingerprint of the plugin serving `backend` in the generation in use (see `beginBatch`),
+    /// kept in the sink's record with the config it built; nil where plugins are not fingerprinted.
+    func pluginFingerprint(forBackend backend: String) -> String?
+}
+
+extension CollectorConfigSource {
+    public func pluginFingerprint(forBackend backend: String) -> String? { nil }
 }

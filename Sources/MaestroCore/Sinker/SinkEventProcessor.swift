@@ -106,6 +106,10 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                                                  config: event.config ?? .map([:]), eventID: delivered.entry.id, deliveries: delivered.deliveries)
             switch configSource.collectorConfig(for: request) {
             case .config(let yaml):
+                // What the config was built from, so that a changed plugin can build it again (`SinkRebuilder`).
+                var newRecord = newRecord
+                newRecord.input = request.config
+                newRecord.pluginFingerprint = configSource.pluginFingerprint(forBackend: backend)
                 records[event.sinkID] = newRecord
                 // An update of a sink never created (or removed) acts as a create, as in Orb.
                 var effective = event
@@ -118,6 +122,9 @@ public final class SinkEventProcessor: StreamBatchProcessor {
                 var invalidRecord = newRecord
                 invalidRecord.removed = record?.removed ?? false
                 invalidRecord.created = record?.created ?? false
+                // The stored config is still the one the previous input built.
+                invalidRecord.input = record?.removed == false ? record?.input : nil
+                invalidRecord.pluginFingerprint = record?.removed == false ? record?.pluginFingerprint : nil
                 records[event.sinkID] = invalidRecord
                 return .store(event, SinkWrite(sinkID: event.sinkID, orderingID: event.orderingID, action: .invalid, record: invalidRecord,
                                                status: SinkerStatusChange(.provisioningError, message: message)))

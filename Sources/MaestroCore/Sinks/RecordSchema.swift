@@ -9,7 +9,11 @@
 ///   collector; the reconcile acts on it). A collector record without one reads as before intents: a
 ///   desired state means the collector runs. A sink record may carry `created: false` (written only for
 ///   a sink whose create was rejected as invalid, so that its next update acts as a create); a reader
-///   that does not know the field reads the record as it did before, so the version stays.
+///   that does not know the field reads the record as it did before, so the version stays. Likewise a
+///   live sink record may carry `input` (the sink config the stored collector config was built from)
+///   and `plugin_fingerprint` (of the plugin that built it): a reader that does not know them ignores
+///   them, and a record an older writer stored without them reads as "no input kept" (the sink is
+///   rebuilt at its next event, not by a plugin change), so the version stays.
 public enum RecordSchema {
     public static let field = "schema_version"
     public static let version: Int64 = 2

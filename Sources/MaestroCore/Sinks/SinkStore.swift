@@ -1,9 +1,11 @@
 public import MaestroRedis
-internal import MaestroValue
+public import MaestroValue
 
 /// What maestro keeps per sink in `orb.sinker.sinks` (JSON): who owns it, its backend, the id of the
 /// last stream entry applied to it, whether it was removed (a tombstone), and whether it was ever
-/// created (`created: false`, written only then: a sink whose create was rejected as invalid).
+/// created (`created: false`, written only then: a sink whose create was rejected as invalid); for a
+/// live sink, the input its collector config was built from and the fingerprint of the plugin that
+/// built it, so that a changed plugin can rebuild the config without a new event (`SinkRebuilder`).
 public struct SinkRecord: Sendable, Equatable {
     public var ownerID: String
     public var backend: String?
@@ -13,14 +15,23 @@ public struct SinkRecord: Sendable, Equatable {
     /// update acts as a create, as in Orb. A record without the field was created.
     public var created: Bool
     public var updatedAtMilliseconds: Int64
+    /// The sink's config as the entry that built the stored collector config carried it (Orb-encrypted
+    /// values still encrypted: it may hold credentials, as the config hash does). Nil in a tombstone,
+    /// and in records written before inputs were kept: such a sink is rebuilt at its next event.
+    public var input: Value?
+    /// The fingerprint of the backend plugin that built the stored config (`PluginManifest.fingerprint`).
+    public var pluginFingerprint: String?
 
-    public init(ownerID: String, backend: String?, lastEntryID: String, removed: Bool, created: Bool = true, updatedAtMilliseconds: Int64) {
+    public init(ownerID: String, backend: String?, lastEntryID: String, removed: Bool, created: Bool = true, updatedAtMilliseconds: Int64,
+                input: Value? = nil, pluginFingerprint: String? = nil) {
         self.ownerID = ownerID
         self.backend = backend
         self.lastEntryID = lastEntryID
         self.removed = removed
         self.created = created
         self.updatedAtMilliseconds = updatedAtMilliseconds
+        self.input = input
+        self.pluginFingerprint = pluginFingerprint
     }
 
     public var json: String {
@@ -29,6 +40,8 @@ public struct SinkRecord: Sendable, Equatable {
                                         RecordSchema.field: .int(RecordSchema.version)]
         if let backend { entries["backend"] = .string(backend) }
         if !created { entries["created"] = .bool(false) }
+        if let input { entries["input"] = input }
+        if let pluginFingerprint { entries["plugin_fingerprint"] = .string(pluginFingerprint) }
         return (try? JSON.encode(.map(entries))) ?? "{}"
     }
 
@@ -36,7 +49,8 @@ public struct SinkRecord: Sendable, Equatable {
         guard let value = try? JSON.decode(json), let lastEntryID = value["last_entry_id"]?.stringValue else { return nil }
         self.init(ownerID: value["owner"]?.stringValue ?? "", backend: value["backend"]?.stringValue, lastEntryID: lastEntryID,
                   removed: value["removed"]?.boolValue ?? false, created: value["created"]?.boolValue ?? true,
-                  updatedAtMilliseconds: value["updated_at"]?.intValue ?? 0)
+                  updatedAtMilliseconds: value["updated_at"]?.intValue ?? 0,
+                  input: value["input"].flatMap { $0.isNull ? nil : $0 }, pluginFingerprint: value["plugin_fingerprint"]?.stringValue)
     }
 }
 
