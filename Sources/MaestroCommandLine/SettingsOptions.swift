@@ -45,6 +45,8 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var shutdownTimeout: String?
     @Option(name: .customLong("reload-interval"), help: ArgumentHelp(Settings.flagHelp("reload-interval")))
     var reloadInterval: String?
+    @Option(name: .customLong("rebuild-rate"), help: ArgumentHelp(Settings.flagHelp("rebuild-rate")))
+    var rebuildRate: String?
     @Option(name: .customLong("max-deliveries"), help: ArgumentHelp(Settings.flagHelp("max-deliveries")))
     var maxDeliveries: String?
     @Option(name: .customLong("sinks-stream"), help: ArgumentHelp(Settings.flagHelp("sinks-stream")))
@@ -133,7 +135,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("orphan-max-share", orphanMaxShare),
-            ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
+            ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("rebuild-rate", rebuildRate), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]
         if createNamespace { result["create-namespace"] = ["true"] }
