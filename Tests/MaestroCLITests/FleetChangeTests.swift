@@ -108,6 +108,32 @@ struct FleetChangeTests {
         #expect(!(try directory.read("run.log")).contains(password))
     }
 
+    @Test("attack: maestro killed, the plugin changed while it was down: the restarted sinker rebuilds the sink without an event")
+    func changedWhileDown() throws {
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins", toPath: directory.path + "/plugins")
+        let manifests = directory.path + "/manifests"
+        let arguments = [maestroBinary(), "run", "--reload-interval", "0s", "--plugins-dir", directory.path + "/plugins",
+                         "--templates-dir", repositoryRoot + "/templates", "--kube-backend", "directory", "--manifests-dir", manifests] + (try common)
+        let first = try ChildProcess(arguments, logPath: directory.path + "/first.log")
+        let redis = try redis()
+        func manifest() -> String { (try? String(contentsOfFile: "\(manifests)/otelcollectors/otel-k1.yaml", encoding: .utf8)) ?? "" }
+        try create("k1")
+        #expect(eventually(timeout: 60) { manifest().contains("prometheusremotewrite") })
+        first.signal(SIGKILL)
+        #expect(first.wait(timeout: 30))
+        let streamLength = try redis.command(["XLEN", prefix + "sinks"]).integer
+
+        try replace(directory.path + "/plugins/prometheus/handler.lua", "\"prometheusremotewrite\"", with: "\"prometheusremotewrite/while-down\"")
+        let second = try ChildProcess(arguments, logPath: directory.path + "/second.log")
+        defer {
+            second.signal(SIGTERM)
+            _ = second.wait(timeout: 30)
+        }
+        #expect(eventually(timeout: 60) { manifest().contains("prometheusremotewrite/while-down") }, "\((try? directory.read("second.log")) ?? "")")
+        #expect(try redis.command(["XLEN", prefix + "sinks"]).integer == streamLength)
+    }
+
     @Test("plugins diff and templates diff on a changed candidate show the difference, secrets masked, exit 1; nothing stored; 0 unchanged, 2 failing")
     func shadowDiffs() throws {
         let directory = try TemporaryDirectory()

@@ -40,8 +40,14 @@ public struct SinkRecord: Sendable, Equatable {
                                         RecordSchema.field: .int(RecordSchema.version)]
         if let backend { entries["backend"] = .string(backend) }
         if !created { entries["created"] = .bool(false) }
-        if let input { entries["input"] = input }
-        if let pluginFingerprint { entries["plugin_fingerprint"] = .string(pluginFingerprint) }
+        if let input {
+            var kept = entries
+            kept["input"] = input
+            if let pluginFingerprint { kept["plugin_fingerprint"] = .string(pluginFingerprint) }
+            if let encoded = try? JSON.encode(.map(kept)) { return encoded }
+            // An input as deep as an entry may carry is one level too deep inside the record: it is not
+            // kept (the sink is rebuilt at its next event), the record and its order guard are.
+        }
         return (try? JSON.encode(.map(entries))) ?? "{}"
     }
 

@@ -142,6 +142,24 @@ struct SinkRebuilderTests {
         #expect(status["error"]?.stringValue?.contains("host is not allowed by plugin v2") == true)
     }
 
+    @Test("attack: an input nested as deep as an entry may be cannot make the record unwritable; the order guard holds, the input is not kept")
+    func deepInputKeepsOrderGuard() throws {
+        let redis = try connect()
+        defer { redis.close() }
+        // As deep as the JSON reader accepts: one level deeper inside the record than the writer allows.
+        let deep = #"{"host":"d.example","a":"# + String(repeating: "[", count: 511) + "1" + String(repeating: "]", count: 511) + "}"
+        #expect((try? JSON.decode(deep)) != nil)
+        try apply(redis, entry([("sink_id", "deep"), ("owner", "o1"), ("backend", "prometheus"), ("config", deep), ("operation", "sinks.create")], id: "500-0"))
+        let record = try #require(try SinkStore.record(redis, names: names, sinkID: "deep"))
+        #expect(record.lastEntryID == "500-0")
+        #expect(record.input == nil)
+        #expect(record.pluginFingerprint == nil)
+        // An older entry is still refused.
+        try apply(redis, update("deep", id: "499-0", host: "older.example"))
+        #expect(try config(redis, "deep") == "exporters: {host: d.example, built_by: v1}\n")
+        #expect(try SinkRebuilder(settings: settings, configSource: source).candidates(redis).map(\.state) == [.noInput])
+    }
+
     @Test("a record stored before inputs were kept reads, is listed as such and left for its next event")
     func recordWithoutInput() throws {
         let redis = try connect()
