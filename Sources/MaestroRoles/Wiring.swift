@@ -232,7 +232,7 @@ extension Wiring {
         ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
                           orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
                           checksEagerInvariant: createPolicy == .eager, passesPerSecond: Double(settings.reconcileQPS),
-                          passBurst: settings.reconcileBurst)
+                          passBurst: settings.reconcileBurst, configHistory: settings.configHistory, rolloutTimeout: settings.rolloutTimeout)
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
