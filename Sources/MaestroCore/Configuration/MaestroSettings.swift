@@ -132,6 +132,8 @@ public struct MaestroSettings: Sendable {
         names.sinksHash = read.text("sinks-hash")
         names.deploymentHash = read.text("deployment-hash")
         names.collectorsHash = read.text("collectors-hash")
+        names.rolloutsHash = read.text("rollouts-hash")
+        names.rollbackRequests = read.text("rollback-requests")
         names.statusStream = read.text("status-stream")
         names.deadLetterStream = read.text("deadletter-stream")
         names.activityStream = read.text("activity-stream")
