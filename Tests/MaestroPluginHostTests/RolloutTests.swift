@@ -47,7 +47,7 @@ struct RolloutTests {
     func crashLoopRolledBack() throws {
         let fixture = try WatchingFixture(options: ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 1, rolloutTimeout: 600))
         let redis = try fixture.pipeline.connect()
-        try fixture.double.controller(["crash_when_config_contains": "crash-me", "surge": true, "pod_start_seconds": 0.5])
+        try fixture.double.controller(["crash_when_config_contains": "crash-me", "surge": true, "pod_start_seconds": 2])
         fixture.start()
         defer { fixture.stop() }
         try redis.hset(fixture.pipeline.names.configHash, field: "r1", value: Self.good)
