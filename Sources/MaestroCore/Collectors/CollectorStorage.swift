@@ -88,6 +88,8 @@ public protocol CollectorStorage: Sendable {
     /// is false.
     @discardableResult
     func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool
+    /// Deletes the sink's rollout history (its collector was removed).
+    func forgetRolloutHistory(sinkID: String) throws(RedisError)
     /// Asks the maestro role to reconcile a sink whose desired state `maestro rollback` changed.
     func requestReconcile(sinkID: String) throws(RedisError)
     /// Takes up to `limit` of those requests.

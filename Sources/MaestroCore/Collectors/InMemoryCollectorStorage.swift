@@ -210,6 +210,10 @@ public final class InMemoryCollectorStorage: CollectorStorage {
         }
     }
 
+    public func forgetRolloutHistory(sinkID: String) throws(RedisError) {
+        try access { _ = $0.rollouts.removeValue(forKey: sinkID) }
+    }
+
     public func requestReconcile(sinkID: String) throws(RedisError) {
         try access { $0.reconcileRequests.append(sinkID) }
     }

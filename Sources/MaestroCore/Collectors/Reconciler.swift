@@ -147,7 +147,23 @@ public final class Reconciler: Sendable {
     /// and checked by the caller; empty lists turn the checks off); called again, switches to newer
     /// lists for the next passes.
     public func useComponentLists(_ lists: CollectorComponentLists) {
-        componentLists.withLock { $0 = lists }
+        let changed = componentLists.withLock { current -> Bool in
+            defer { current = lists }
+            return current != lists
+        }
+        // Other lists decide otherwise about stored configs: a refused one may pass now (its sink has no
+        // desired state, only a provisioning_error), a running one may not. Before the start, the first
+        // resync checks every sink anyway.
+        guard changed, state.withLock({ $0.started }) else { return }
+        do {
+            for sinkID in try storage.sinkIDsWithDesiredState() { enqueue(sinkID) }
+            for (sinkID, record) in try storage.collectorRecords() where record["status"]?.stringValue == SinkStatus.provisioningError.rawValue {
+                enqueue(sinkID)
+            }
+        } catch {
+            logger.warning("cannot queue the collectors after the component lists changed; the next resync checks them",
+                           metadata: ["error": "\(error.message)"])
+        }
     }
 
     /// Sinks waiting to be reconciled (and those being reconciled now).
@@ -526,6 +542,8 @@ public final class Reconciler: Sendable {
             }
         }
         try holdLock(sinkID, token: token)
+        // An idle collector comes back as it was; a removed one starts a new history.
+        if !idle { try storage.forgetRolloutHistory(sinkID: sinkID) }
         if idle {
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.idle))
         } else if snapshot.record != nil {

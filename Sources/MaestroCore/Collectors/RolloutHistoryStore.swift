@@ -52,6 +52,10 @@ extension RedisCollectorStorage {
         }
     }
 
+    public func forgetRolloutHistory(sinkID: String) throws(RedisError) {
+        _ = try withRedis { redis throws(RedisError) in try redis.command(["HDEL", names.rolloutsHash, sinkID]) }
+    }
+
     public func requestReconcile(sinkID: String) throws(RedisError) {
         _ = try withRedis { redis throws(RedisError) in try redis.command(["RPUSH", names.rollbackRequests, sinkID]) }
     }

@@ -284,6 +284,7 @@ final class HookedStorage: CollectorStorage {
     func installationKey() throws(RedisError) -> String { try inner.installationKey() }
     func rolloutHistory(of sinkID: String) throws(RedisError) -> RolloutHistory { try inner.rolloutHistory(of: sinkID) }
     func requestReconcile(sinkID: String) throws(RedisError) { try inner.requestReconcile(sinkID: sinkID) }
+    func forgetRolloutHistory(sinkID: String) throws(RedisError) { try inner.forgetRolloutHistory(sinkID: sinkID) }
     func takeReconcileRequests(limit: Int) throws(RedisError) -> [String] { try inner.takeReconcileRequests(limit: limit) }
     func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool {
         try inner.storeRolloutHistory(history, of: sinkID, desiredState: desiredState)

@@ -160,6 +160,25 @@ struct RolloutHistoryTests {
         #expect(message.contains("was not active within 0 s"), "\(message)")
     }
 
+    @Test("a removed collector's history goes with it; an idle one keeps its history")
+    func historyFollowsTheCollector() throws {
+        let fixture = try CollectorServiceFixture()
+        fixture.reconciler.templates.replace { StubRenderer() }
+        for sinkID in ["gone", "resting"] {
+            fixture.sink(sinkID, config: "receivers: {}\n")
+            _ = try fixture.manager.create(sinkID: sinkID, ownerID: "o1")
+            try fixture.reconciler.reconcile(sinkID)
+            #expect(try fixture.storage.rolloutHistory(of: sinkID).versions.count == 1)
+        }
+        fixture.sink("gone", config: nil, removed: true)
+        try fixture.manager.remove(sinkID: "gone")
+        try fixture.reconciler.reconcile("gone")
+        try fixture.manager.idle(sinkID: "resting")
+        try fixture.reconciler.reconcile("resting")
+        #expect(fixture.contents.rollouts["gone"] == nil)
+        #expect(fixture.contents.rollouts["resting"]?.versions.count == 1)
+    }
+
     @Test("the Event follows events.k8s.io/v1: regarding the Deployment, reason, action, note at most 1 kB, type, eventTime in microseconds")
     func eventShape() throws {
         let deployment: Value = ["metadata": ["name": "otel-s1", "uid": "u-1", "resourceVersion": "42"]]
