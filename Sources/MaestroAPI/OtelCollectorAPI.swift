@@ -143,6 +143,40 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
         }
     }
 
+    public func getOtelCollectorHistory(request: Maestro_V1_GetOtelCollectorHistoryRequest,
+                                        context: ServerContext) async throws -> Maestro_V1_OtelCollectorHistory {
+        try await call {
+            let history = try manager.history(sinkID: request.sinkID)
+            return .with {
+                $0.sinkID = request.sinkID
+                $0.versions = history.versions.map(Self.message)
+                $0.heldBackVersion = Int64(history.failed?.version ?? 0)
+            }
+        }
+    }
+
+    public func rollbackOtelCollector(request: Maestro_V1_RollbackOtelCollectorRequest,
+                                      context: ServerContext) async throws -> Maestro_V1_OtelCollectorVersion {
+        guard request.toVersion >= 0 else { throw RPCError(code: .invalidArgument, message: "to_version must not be negative") }
+        return try await call {
+            Self.message(try manager.rollBack(sinkID: request.sinkID, to: request.toVersion == 0 ? nil : Int(request.toVersion)))
+        }
+    }
+
+    static func message(_ version: RolloutVersion) -> Maestro_V1_OtelCollectorVersion {
+        .with {
+            $0.version = Int64(version.version)
+            $0.digest = version.digest
+            $0.configHash = version.configHash
+            $0.storedAt = StatusPublisher.rfc3339(Date(timeIntervalSince1970: version.storedAt))
+            $0.outcome = version.outcome.rawValue
+            $0.source = version.source.rawValue
+            $0.reason = version.reason
+            $0.rolledBackTo = Int64(version.rolledBackTo ?? 0)
+            $0.kept = version.yaml != nil
+        }
+    }
+
     /// Runs blocking work off the cooperative pool and maps domain errors to status codes.
     func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         do {

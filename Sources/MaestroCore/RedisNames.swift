@@ -7,6 +7,10 @@ public struct RedisNames: Sendable, Equatable {
     public var sinksHash = "orb.sinker.sinks"
     public var deploymentHash = "orb.maestro.otelCollector"
     public var collectorsHash = "orb.maestro.collectors"
+    /// Sink id → JSON: the rollout history (versions, the last good objects) and the failed mark.
+    public var rolloutsHash = "orb.maestro.rollouts"
+    /// Sink ids whose desired state `maestro rollback` changed, for the maestro role to reconcile now.
+    public var rollbackRequests = "maestro:rollback-requests"
     public var statusStream = "orb.maestro.sink_status"
     public var deadLetterStream = "orb.maestro.deadletter"
     public var activityStream = "orb.sink_activity"
@@ -32,6 +36,8 @@ public struct RedisNames: Sendable, Equatable {
         names.sinksHash = prefix + sinksHash
         names.deploymentHash = prefix + deploymentHash
         names.collectorsHash = prefix + collectorsHash
+        names.rolloutsHash = prefix + rolloutsHash
+        names.rollbackRequests = prefix + rollbackRequests
         names.statusStream = prefix + statusStream
         names.deadLetterStream = prefix + deadLetterStream
         names.configHashKey = prefix + configHashKey
@@ -46,6 +52,6 @@ public struct RedisNames: Sendable, Equatable {
 
     /// Every key these names denote (the group is not a key).
     public var keys: [String] {
-        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, statusStream, deadLetterStream, activityStream, idleStream]
+        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, rolloutsHash, rollbackRequests, statusStream, deadLetterStream, activityStream, idleStream]
     }
 }

@@ -27,6 +27,8 @@ public struct SinkerContext: Sendable {
     /// component list of this image (`catalog.components`). Nil, or an image without a list: the
     /// structure is checked, the types are left to the maestro role, which sees the rendered image.
     public var collectorImage: String?
+    /// Where the image is read when the templates can reload (it then wins over `collectorImage`).
+    public var collectorImageSource: CollectorImageSource?
     public var streamMaxLength: Int
     public var logger: Logger
 
@@ -125,7 +127,7 @@ public struct CollectorConfigBuilder {
 
     /// The component list of the image the template runs, when one describes it.
     var collectorComponents: CollectorComponents? {
-        context.collectorImage.flatMap { context.catalog.components.components(forImage: $0) }
+        (context.collectorImageSource.map(\.current) ?? context.collectorImage).flatMap { context.catalog.components.components(forImage: $0) }
     }
 
     private func setContext(_ vm: LuaVM, plugin: PluginManifest, operation: SinkEvent.Operation, sinkID: String, ownerID: String,

@@ -14,6 +14,9 @@ public struct Wiring: Sendable {
     /// In front of every Redis key maestro uses, the leader lease's too: a private namespace on a shared
     /// Redis (the demo's `maestro-demo:`). Empty for `maestro run`.
     public let keyPrefix: String
+    /// The template's image for the sinker's checks, shared by the copies of this wiring: set when the
+    /// sinker's context is made, replaced when the templates reload.
+    let collectorImageSource = CollectorImageSource(nil)
 
     public init(configuration: Configuration, keyPrefix: String = "") {
         self.configuration = configuration
@@ -109,7 +112,8 @@ public struct Wiring: Sendable {
         context.cluster = cluster
         context.httpPolicy = httpPolicy
         context.endpointPolicy = endpointPolicy
-        context.collectorImage = collectorImage
+        collectorImageSource.replace(collectorImage)
+        context.collectorImageSource = collectorImageSource
         return context
     }
 
@@ -173,9 +177,14 @@ extension Wiring {
     /// file's `templates: {otel-collector: {image: …}}`, else the template's default when the templates
     /// folder is here (a sinker-only process may have none: then the maestro role checks the types).
     public var collectorImage: String? {
+        guard sharedFolder("templates").exists else { return configuration.templates["otel-collector"]?["image"]?.stringValue }
+        return collectorImage(templatesRoot: templatesRoot)
+    }
+
+    /// The image of the template in `root` (or the config file's).
+    func collectorImage(templatesRoot root: String) -> String? {
         if let image = configuration.templates["otel-collector"]?["image"]?.stringValue { return image }
-        guard sharedFolder("templates").exists,
-              let renderer = try? TemplateRenderer(root: templatesRoot, settings: templateSettings(), limits: luaLimits) else { return nil }
+        guard let renderer = try? TemplateRenderer(root: root, settings: templateSettings(), limits: luaLimits) else { return nil }
         return renderer.values["image"]?.stringValue
     }
 
@@ -232,7 +241,7 @@ extension Wiring {
         ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
                           orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
                           checksEagerInvariant: createPolicy == .eager, passesPerSecond: Double(settings.reconcileQPS),
-                          passBurst: settings.reconcileBurst)
+                          passBurst: settings.reconcileBurst, configHistory: settings.configHistory, rolloutTimeout: settings.rolloutTimeout)
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.
@@ -281,7 +290,11 @@ extension Wiring {
                 _ = try renderer.render(CollectorInputs(sinkID: "reload-check", ownerID: "reload-check",
                                                         configYAML: "receivers: {}\n", configHash: String(repeating: "0", count: 64)))
             },
-            applyTemplates: { root in manager?.replaceTemplates(wiring.templateFactory(root: root, logger: logger)) ?? 0 })
+            applyTemplates: { root in
+                let queued = manager?.replaceTemplates(wiring.templateFactory(root: root, logger: logger)) ?? 0
+                wiring.collectorImageSource.replace(wiring.collectorImage(templatesRoot: root))
+                return queued
+            })
         if let reconciler = manager?.reconciler {
             sources.pluginsReloaded = { catalog in reconciler.useComponentLists(catalog.components) }
         }

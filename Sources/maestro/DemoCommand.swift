@@ -159,7 +159,37 @@ struct DemoRun {
         let otlpFile = backend.path(name: CollectorNaming.name(forSinkID: otlpID), namespace: wiring.collectorNamespace)
         say(8, "A sinks.remove deleted the otlphttp config, left a tombstone (a late create cannot bring it back), and its collector file is \(FileManager.default.fileExists(atPath: otlpFile) ? "STILL THERE" : "gone").")
 
-        say(9, "State:")
+        // A config can reach Redis by another path than the sinker (a hand edit, an older maestro, a restore):
+        // the maestro role checks it by the collector's own rules before anything is applied.
+        let goodConfig = try redis.hget(names.configHash, field: promID) ?? ""
+        let appliedBefore = TextFile.read(promFile)
+        try redis.hset(names.configHash, field: promID, value: """
+            receivers: {otlp: {protocols: {grpc: {}}}}
+            exporters: {debug: {}}
+            service: {pipelines: {metrics: {receivers: [otlp], exporters: [otlphttp/missing]}}}
+
+            """)
+        try? manager.update(sinkID: promID, ownerID: owner)
+        waitForCollectors(reconciler)
+        let refused = try? manager.get(sinkID: promID)
+        say(9, "A collector config naming an exporter it does not define, written straight into \(names.configHash), is refused before anything is applied: status \(refused?.status ?? "?") — \"\(refused?.errorMessage ?? "")\"; the collector file is \(TextFile.read(promFile) == appliedBefore ? "unchanged" : "CHANGED").")
+        try redis.hset(names.configHash, field: promID, value: goodConfig)
+        try? manager.update(sinkID: promID, ownerID: owner)
+        waitForCollectors(reconciler)
+
+        let history = try RolloutHistoryStore.history(redis, names: names, sinkID: promID)
+        say(10, "Safe rollouts: the history of the prometheus sink's desired states (`maestro history --sink-id \(promID)`):")
+        print(indent(formatTable(["VERSION", "STORED AT", "HASH", "CONFIG HASH", "SOURCE", "OUTCOME", "KEPT", "REASON"], HistoryCommand.rows(history))), terminator: "")
+        print("""
+                On Kubernetes, a version whose pods crash-loop, whose rollout exceeds its progress deadline or that is not
+                active within --rollout-timeout is rolled back to the last version that reached active: status error
+                "rolled back to version N …", an Event on the Deployment, and the failed render held back until the sink's
+                config changes. The directory backend used here never sees pods, so no version becomes active and nothing is
+                rolled back: the GitOps tool reading the folder keeps that history. The crash-looping rollout and its rollback
+                run against the Kubernetes API double in the test suite: swift test --filter RolloutTests.
+            """)
+
+        say(11, "State:")
         var rows: [[String]] = []
         let statuses = try redis.hgetall(names.collectorsHash)
         for (sinkID, json) in try redis.hgetall(names.sinksHash).sorted(by: { $0.key < $1.key }) {
@@ -172,7 +202,7 @@ struct DemoRun {
         let counters = consumer.counters
         print("    events: \(counters.acknowledged) handled, \(counters.deadLettered) dead-lettered")
 
-        say(10, "The Lua sandbox contains hostile plugin code:")
+        say(12, "The Lua sandbox contains hostile plugin code:")
         let vm = try LuaVM(configuration: LuaConfiguration(name: "demo", instructionBudget: wiring.luaLimits.instructionBudget,
                                                            memoryLimitBytes: wiring.luaLimits.memoryLimitBytes))
         for (label, code) in [("while true do end", "while true do end"), ("io.open('/etc/passwd')", "return io.open('/etc/passwd')"),

@@ -121,4 +121,42 @@ struct ValidationCommandTests {
         run.signal(SIGTERM)
         #expect(run.wait(timeout: 30))
     }
+
+    @Test("maestro run: the sinker checks against the image of the template in use; a template reloaded with another image changes what it accepts")
+    func sinkerFollowsReloadedTemplateImage() throws {
+        let prefix = RedisTestServer.uniquePrefix("valid")
+        let plugins = try plugins()
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/templates", toPath: directory.path + "/templates")
+        let run = try ChildProcess([maestroBinary(), "run", "--redis-url", try RedisTestServer.url, "--plugins-dir", plugins.path,
+                                    "--templates-dir", directory.path + "/templates", "--kube-backend", "directory",
+                                    "--manifests-dir", directory.path + "/manifests", "--reload-interval", "200ms"]
+                                   + MaestroProcess.names(prefix), logPath: directory.path + "/run.log")
+        defer {
+            run.signal(SIGTERM)
+            _ = run.wait(timeout: 30)
+        }
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        func create(_ sinkID: String) throws {
+            let created = try runProgram([maestroBinary(), "sinks", "create", "--sink-id", sinkID, "--backend", "relay", "--sink-config",
+                                          #"{"exporter_type":"opensearch"}"#, "--redis-url", try RedisTestServer.url] + MaestroProcess.names(prefix))
+            #expect(created.code == 0, "\(created.output)")
+        }
+        func status(_ sinkID: String) -> StreamEntry? { ((try? redis.xrange(prefix + "status")) ?? []).last { $0["sink_id"] == sinkID } }
+        try create("r1")
+        #expect(eventually(timeout: 30) { status("r1")?["status"] == "provisioning_error" }, "\(String(describing: status("r1")))")
+        #expect(status("r1")?["error_message"]?.contains("not an exporter of the image otel/opentelemetry-collector-contrib:0.91.0") == true)
+        #expect(try redis.hget(prefix + "config", field: "r1") == nil, "the sinker stored nothing")
+
+        // The template moves to contrib 0.100.0, which has the type: after the reload the sinker accepts it.
+        let templatePath = directory.path + "/templates/otel-collector.lua"
+        let template = try String(contentsOfFile: templatePath, encoding: .utf8)
+        try template.replacingOccurrences(of: "otel/opentelemetry-collector-contrib:0.91.0", with: "otel/opentelemetry-collector-contrib:0.100.0")
+            .write(toFile: templatePath, atomically: true, encoding: .utf8)
+        func log() -> String { (try? directory.read("run.log")) ?? "" }
+        #expect(eventually(timeout: 30) { log().contains("template reloaded") }, "\(log())")
+        try create("r2")
+        #expect(eventually(timeout: 30) { ((try? redis.hget(prefix + "config", field: "r2")) ?? nil)?.contains("opensearch") == true },
+                "\(String(describing: status("r2")))")
+    }
 }

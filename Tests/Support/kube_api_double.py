@@ -125,7 +125,7 @@ class Store:
         self.faults = {"error500": 0.0, "error429": 0.0, "reset": 0.0, "delay": 0.0, "delay_seconds": 2.0, "retry_after": 1,
                        "error500_after_commit": 0.0, "reset_after_commit": 0.0, "latency_seconds": 0.0}
         self.controller = {"delay_seconds": 0.02, "pod_start_seconds": 0.02, "paused": False, "namespace_finalize_seconds": 0.05,
-                           "bookmark_seconds": 5.0, "event_history": 5000}
+                           "bookmark_seconds": 5.0, "event_history": 5000, "crash_when_config_contains": "", "surge": False}
         self.rollouts = {}  # deployment name -> rollout mode (ROLLOUT_MODES) or absent for healthy
         self.logs = {}  # deployment name -> text
         self.requests = {}
@@ -135,6 +135,7 @@ class Store:
         self.identities = {}  # bearer token -> user name whose requests RBAC checks (other tokens are admins)
         self.pending = []  # heap of (due time, key) the controller reconciles
         self.pod_ready_at = {}  # pod key -> when its containers have started
+        self.pod_config_modes = {}  # pod key -> the mode its mounted config gave it when its containers started (None: healthy)
         self.next_ip = 10
         self.event_series = {}  # (namespace, regarding uid, reason, note) -> the key of its Event
 
@@ -614,6 +615,7 @@ def commit(key, obj, event_type, dry_run=False):
         STORE.objects.pop(key, None)
         STORE.fieldsets.pop(key, None)
         STORE.pod_ready_at.pop(key, None)
+        STORE.pod_config_modes.pop(key, None)
     else:
         STORE.objects[key] = obj
     STORE.record(key, event_type, obj)
@@ -898,8 +900,11 @@ def reconcile_deployment(key):
     current = {k: p for k, p in pods.items() if p["metadata"].get("labels", {}).get("pod-template-hash") == pod_hash}
     old = {k: p for k, p in pods.items() if k not in current}
     later = []
-    # A stuck rollout keeps the old pods serving (maxUnavailable); otherwise they are replaced.
-    stuck = mode in STUCK_ROLLOUTS and any(pod_ready(p) for p in old.values())
+    # A stuck rollout keeps the old pods serving (maxUnavailable); otherwise they are replaced. With
+    # `surge` (maxSurge 1, maxUnavailable 0: a Deployment's defaults for up to three replicas) old pods
+    # that serve go only once the new ones all are ready.
+    new_ready = len(current) >= replicas and all(pod_ready(p) for p in current.values())
+    stuck = (mode in STUCK_ROLLOUTS or (STORE.controller["surge"] and not new_ready)) and any(pod_ready(p) for p in old.values())
     for pod_key in old:
         if not stuck:
             remove(pod_key)
@@ -945,7 +950,15 @@ def reconcile_deployment(key):
         if mode in STUCK_ROLLOUTS and pod_ready(pod):
             continue  # a stuck rollout is about the pods it starts: one already serving stays ready
         ready_at = STORE.pod_ready_at.get(pod_key, 0)
-        wanted = pod_status(mode, time.time() >= ready_at)
+        started = time.time() >= ready_at
+        pod_mode = mode
+        if pod_mode is None and started:
+            # The collector reads its config once, when its container starts: a config that makes it
+            # crash keeps it crashing, a later change of the Secret does not heal it.
+            if pod_key not in STORE.pod_config_modes:
+                STORE.pod_config_modes[pod_key] = config_crash_mode(pod)
+            pod_mode = STORE.pod_config_modes[pod_key]
+        wanted = pod_status(pod_mode, started)
         if time.time() < ready_at:
             later.append(ready_at - time.time())
         if json.dumps(wanted, sort_keys=True) != json.dumps({k: v for k, v in pod["status"].items() if k != "startTime"}, sort_keys=True) \
@@ -957,9 +970,44 @@ def reconcile_deployment(key):
                 record_event(updated, "BackOff", "Back-off restarting failed container otel-collector", "Warning", "Restarting", "kubelet")
             elif waiting == "ImagePullBackOff":
                 record_event(updated, "Failed", "Error: ImagePullBackOff", "Warning", "Pulling", "kubelet")
+    if STORE.controller["surge"] and mode not in STUCK_ROLLOUTS:
+        # The new pods all ready now: the old ones they replace go.
+        pods = owned_pods(deployment)
+        new = [p for p in pods.values() if p["metadata"]["labels"].get("pod-template-hash") == pod_hash]
+        if len(new) >= replicas and all(pod_ready(p) for p in new):
+            for pod_key, pod in pods.items():
+                if pod["metadata"]["labels"].get("pod-template-hash") != pod_hash:
+                    remove(pod_key)
     write_deployment_status(key, replicas, pod_hash, mode)
     if later:
         STORE.schedule(key, min(later) + 0.001)
+
+
+def config_crash_mode(pod):
+    """CrashLoopBackOff when a Secret or ConfigMap the pod mounts holds the text the test named
+    (`crash_when_config_contains`): a config the collector cannot run with."""
+    marker = STORE.controller.get("crash_when_config_contains") or ""
+    if not marker:
+        return None
+    namespace = pod["metadata"].get("namespace", "default")
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        if "secret" in volume:
+            source = STORE.objects.get(("", "secrets", namespace, volume["secret"].get("secretName", "")))
+        elif "configMap" in volume:
+            source = STORE.objects.get(("", "configmaps", namespace, volume["configMap"].get("name", "")))
+        else:
+            continue
+        if source is None:
+            continue
+        texts = list((source.get("stringData") or {}).values())
+        for value in (source.get("data") or {}).values():
+            try:
+                texts.append(base64.b64decode(value).decode("utf-8", "replace") if "secret" in volume else value)
+            except ValueError:
+                texts.append(value)
+        if any(marker in text for text in texts):
+            return "CrashLoopBackOff"
+    return None
 
 
 def write_deployment_status(key, replicas, pod_hash, mode):

@@ -408,6 +408,43 @@ class ControllerTests(unittest.TestCase):
             control("controller", {"paused": False})
         self.assertTrue(eventually(lambda: call("GET", path)[1]["status"].get("availableReplicas") == 3))
 
+    def test_a_config_the_collector_cannot_run_crash_loops_the_new_pods_while_the_old_ones_serve(self):
+        # A Deployment's defaults for one replica (maxSurge 25% rounds up to 1, maxUnavailable 25% rounds
+        # down to 0): the old pod serves until a new one is ready; a container reads its mounted config when
+        # it starts, so a pod that started with a config it cannot run keeps crashing.
+        namespace = new_namespace()
+        path = self.deployment_path(namespace, "cfg")
+        secret_path = f"/api/v1/namespaces/{namespace}/secrets/cfg"
+
+        def with_config(text, revision):
+            body = deployment("cfg")
+            body["spec"]["template"]["metadata"]["annotations"] = {"revision": revision}
+            body["spec"]["template"]["spec"]["volumes"] = [{"name": "config", "secret": {"secretName": "cfg"}}]
+            apply(secret_path, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cfg"},
+                                "data": {"config.yaml": base64.b64encode(text.encode()).decode()}})
+            apply(path, body)
+
+        control("controller", {"crash_when_config_contains": "cannot-run", "surge": True})
+        try:
+            with_config("receivers: {}", "1")
+            first = eventually(lambda: (lambda p: p if len(p) == 1 and p[0]["status"]["phase"] == "Running"
+                                        and p[0]["status"]["containerStatuses"][0]["ready"] else None)(self.pods(namespace, "cfg")))
+            self.assertTrue(first)
+            with_config("receivers: {cannot-run: {}}", "2")
+
+            def crashing_beside_the_old():
+                pods = {p["metadata"]["name"]: p for p in self.pods(namespace, "cfg")}
+                new = [p for n, p in pods.items() if n != first[0]["metadata"]["name"]]
+                waiting = [p["status"]["containerStatuses"][0].get("state", {}).get("waiting", {}).get("reason") for p in new]
+                return first[0]["metadata"]["name"] in pods and waiting == ["CrashLoopBackOff"]
+            self.assertTrue(eventually(crashing_beside_the_old), self.pods(namespace, "cfg"))
+            self.assertEqual(call("GET", path)[1]["status"].get("availableReplicas"), 1, "the old pod still serves")
+            # Back to the first template and config: the old pod is current again, the crashing one goes.
+            with_config("receivers: {}", "1")
+            self.assertTrue(eventually(lambda: [p["metadata"]["name"] for p in self.pods(namespace, "cfg")] == [first[0]["metadata"]["name"]]))
+        finally:
+            control("controller", {"crash_when_config_contains": "", "surge": False})
+
 
 class ListWatchTests(unittest.TestCase):
     def make_config_maps(self, namespace, count):

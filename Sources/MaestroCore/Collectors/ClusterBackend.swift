@@ -158,3 +158,32 @@ extension DesiredCollector {
         RedisScript.sha1Hex((try? JSON.encode(.list(objects))) ?? "")
     }
 }
+
+/// Something maestro did to a collector, told to the cluster's users where they look (a Kubernetes
+/// Event on the collector's Deployment, so that `kubectl describe` shows it).
+public struct CollectorEvent: Sendable, Equatable {
+    public enum Severity: String, Sendable {
+        case normal = "Normal"
+        case warning = "Warning"
+    }
+
+    /// Machine-readable, UpperCamelCase (`RolledBack`, `CollectorError`).
+    public var reason: String
+    /// What maestro did or tried (`Rollback`, `Observe`).
+    public var action: String
+    /// For people, at most 1 kB.
+    public var note: String
+    public var severity: Severity
+
+    public init(reason: String, action: String, note: String, severity: Severity) {
+        self.reason = reason
+        self.action = action
+        self.note = note
+        self.severity = severity
+    }
+}
+
+/// A backend that can record events about a collector where the cluster's users see them.
+public protocol CollectorEventRecorder: Sendable {
+    func record(_ event: CollectorEvent, about collector: DesiredCollector) throws(ClusterError)
+}

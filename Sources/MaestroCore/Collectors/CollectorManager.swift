@@ -173,6 +173,20 @@ public final class CollectorManager: CollectorService {
 
     /// Only an empty id, one over 253 bytes, or one with control characters is refused; any other id
     /// is mapped to a valid name.
+    /// The sink's rollout history; NOT_FOUND when it has none.
+    public func history(sinkID: String) throws(CollectorServiceError) -> RolloutHistory {
+        try Self.validate(sinkID)
+        let history = try stored { () throws(RedisError) in try storage.rolloutHistory(of: sinkID) }
+        guard !history.versions.isEmpty else { throw CollectorServiceError(.notFound, "sink \(sinkID) has no rollout history") }
+        return history
+    }
+
+    /// `Reconciler.rollBack`: a rollback by hand, reconciled at once.
+    public func rollBack(sinkID: String, to version: Int?) throws(CollectorServiceError) -> RolloutVersion {
+        try Self.validate(sinkID)
+        return try reconciler.rollBack(sinkID: sinkID, to: version)
+    }
+
     static func validate(_ sinkID: String) throws(CollectorServiceError) {
         guard !sinkID.isEmpty else { throw CollectorServiceError(.invalidArgument, "sink_id must not be empty") }
         guard sinkID.utf8.count <= 253 else { throw CollectorServiceError(.invalidArgument, "sink_id is longer than 253 bytes") }

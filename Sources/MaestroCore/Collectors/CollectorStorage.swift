@@ -81,6 +81,19 @@ public protocol CollectorStorage: Sendable {
     func extendReconcileLock(sinkID: String, token: String, milliseconds: Int) throws(RedisError) -> Bool
     /// Releases the lock if `token` still holds it.
     func releaseReconcileLock(sinkID: String, token: String) throws(RedisError)
+    /// The sink's rollout history (`RolloutHistory`); empty when it has none.
+    func rolloutHistory(of sinkID: String) throws(RedisError) -> RolloutHistory
+    /// Writes the history whole (under the sink's lock); with `desiredState` (a rollback), the desired
+    /// state too, in the same step — unless the sink is removed: then nothing is written and the answer
+    /// is false.
+    @discardableResult
+    func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool
+    /// Deletes the sink's rollout history (its collector was removed).
+    func forgetRolloutHistory(sinkID: String) throws(RedisError)
+    /// Asks the maestro role to reconcile a sink whose desired state `maestro rollback` changed.
+    func requestReconcile(sinkID: String) throws(RedisError)
+    /// Takes up to `limit` of those requests.
+    func takeReconcileRequests(limit: Int) throws(RedisError) -> [String]
 }
 
 /// The collector storage in Redis, on pooled connections (one user at a time each; a connection that
@@ -97,7 +110,7 @@ public final class RedisCollectorStorage: CollectorStorage {
         self.statusStreamMaxLength = statusStreamMaxLength
     }
 
-    private func withRedis<R>(_ body: (RedisConnection) throws(RedisError) -> R) throws(RedisError) -> R {
+    func withRedis<R>(_ body: (RedisConnection) throws(RedisError) -> R) throws(RedisError) -> R {
         let redis: RedisConnection
         if let pooled = connections.withLock({ $0.popLast() }) {
             redis = pooled

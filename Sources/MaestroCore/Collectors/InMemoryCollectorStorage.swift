@@ -18,6 +18,10 @@ public final class InMemoryCollectorStorage: CollectorStorage {
         /// The reconcile locks held, by sink (their expiry is not modelled).
         public var reconcileLocks: [String: String] = [:]
         public var installationKey = String(repeating: "0", count: 64)
+        /// `orb.maestro.rollouts`.
+        public var rollouts: [String: RolloutHistory] = [:]
+        /// `maestro:rollback-requests`.
+        public var reconcileRequests: [String] = []
         /// When set, the next call throws it (a Redis failure).
         public var failure: RedisError?
     }
@@ -187,6 +191,38 @@ public final class InMemoryCollectorStorage: CollectorStorage {
     public func releaseReconcileLock(sinkID: String, token: String) throws(RedisError) {
         try access { contents in
             if contents.reconcileLocks[sinkID] == token { contents.reconcileLocks[sinkID] = nil }
+        }
+    }
+
+    public func rolloutHistory(of sinkID: String) throws(RedisError) -> RolloutHistory {
+        try access { $0.rollouts[sinkID] ?? RolloutHistory() }
+    }
+
+    @discardableResult
+    public func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool {
+        try access { contents in
+            if let desiredState {
+                guard contents.sinks[sinkID]?.removed != true else { return false }
+                contents.desiredStates[sinkID] = desiredState
+            }
+            contents.rollouts[sinkID] = history
+            return true
+        }
+    }
+
+    public func forgetRolloutHistory(sinkID: String) throws(RedisError) {
+        try access { _ = $0.rollouts.removeValue(forKey: sinkID) }
+    }
+
+    public func requestReconcile(sinkID: String) throws(RedisError) {
+        try access { $0.reconcileRequests.append(sinkID) }
+    }
+
+    public func takeReconcileRequests(limit: Int) throws(RedisError) -> [String] {
+        try access { contents in
+            let taken = Array(contents.reconcileRequests.prefix(limit))
+            contents.reconcileRequests.removeFirst(taken.count)
+            return taken
         }
     }
 }

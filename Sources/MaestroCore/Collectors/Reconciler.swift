@@ -32,11 +32,17 @@ public struct ReconcilerOptions: Sendable {
     public var passBurst: Int
     /// The time the pass limiter reads and waits on (a test's own).
     public var passClock: any KubeRateLimiterClock
+    /// Desired states that reached `active` kept per sink, and how long a rollout may take before it is
+    /// rolled back (`RolloutWatcher`).
+    public var configHistory: Int
+    public var rolloutTimeout: Double
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 4,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
                 invariantGrace: Double? = nil, lockTimeout: Double = 30, passesPerSecond: Double = 100, passBurst: Int = 200,
-                passClock: any KubeRateLimiterClock = MonotonicClock()) {
+                passClock: any KubeRateLimiterClock = MonotonicClock(), configHistory: Int = 3, rolloutTimeout: Double = 300) {
+        self.configHistory = max(1, configHistory)
+        self.rolloutTimeout = rolloutTimeout
         self.passesPerSecond = passesPerSecond
         self.passBurst = passBurst
         self.passClock = passClock
@@ -97,6 +103,8 @@ public final class Reconciler: Sendable {
     /// maestro role's wiring and replaced when the plugins reload. Configs are checked only while there
     /// are lists: a plugins folder without `_components/` turns the checks off (and maestro says so).
     private let componentLists = Mutex(CollectorComponentLists())
+    /// The rollout history, failed marks and automatic rollbacks.
+    let rollouts: RolloutWatcher
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -122,6 +130,7 @@ public final class Reconciler: Sendable {
         self.options = options
         self.logger = logger
         self.isLeader = isLeader
+        rollouts = RolloutWatcher(storage: storage, backend: backend, keep: options.configHistory, timeout: options.rolloutTimeout, logger: logger)
         passLimiter = KubeRateLimiter(queriesPerSecond: options.passesPerSecond, burst: options.passBurst, clock: options.passClock)
     }
 
@@ -138,7 +147,23 @@ public final class Reconciler: Sendable {
     /// and checked by the caller; empty lists turn the checks off); called again, switches to newer
     /// lists for the next passes.
     public func useComponentLists(_ lists: CollectorComponentLists) {
-        componentLists.withLock { $0 = lists }
+        let changed = componentLists.withLock { current -> Bool in
+            defer { current = lists }
+            return current != lists
+        }
+        // Other lists decide otherwise about stored configs: a refused one may pass now (its sink has no
+        // desired state, only a provisioning_error), a running one may not. Before the start, the first
+        // resync checks every sink anyway.
+        guard changed, state.withLock({ $0.started }) else { return }
+        do {
+            for sinkID in try storage.sinkIDsWithDesiredState() { enqueue(sinkID) }
+            for (sinkID, record) in try storage.collectorRecords() where record["status"]?.stringValue == SinkStatus.provisioningError.rawValue {
+                enqueue(sinkID)
+            }
+        } catch {
+            logger.warning("cannot queue the collectors after the component lists changed; the next resync checks them",
+                           metadata: ["error": "\(error.message)"])
+        }
     }
 
     /// Sinks waiting to be reconciled (and those being reconciled now).
@@ -461,9 +486,15 @@ public final class Reconciler: Sendable {
         if rendered.yaml == snapshot.desiredState, let record = snapshot.record, record["collector_name"] != nil {
             return .current(yaml: rendered.yaml, record: record, releasedLock: false)
         }
+        // A render whose rollout failed stays rolled back until the sink's render changes.
+        if let record = snapshot.record, record["collector_name"] != nil,
+           let kept = try rollouts.heldBack(rendered: rendered.yaml, desiredState: snapshot.desiredState, sinkID: sinkID) {
+            return .current(yaml: kept, record: record, releasedLock: false)
+        }
         let configHash = rendered.objects.lazy.compactMap {
             $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
         }.first ?? ""
+        try rollouts.stored(sinkID: sinkID, yaml: rendered.yaml, configHash: configHash)
         switch try storage.storeDesiredState(sinkID: sinkID, configDigest: DesiredStateStore.digest(ofConfig: config), yaml: rendered.yaml,
                                              ownerID: rendered.ownerID, extra: [
                                                  "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
@@ -511,6 +542,8 @@ public final class Reconciler: Sendable {
             }
         }
         try holdLock(sinkID, token: token)
+        // An idle collector comes back as it was; a removed one starts a new history.
+        if !idle { try storage.forgetRolloutHistory(sinkID: sinkID) }
         if idle {
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.idle))
         } else if snapshot.record != nil {
@@ -543,13 +576,36 @@ public final class Reconciler: Sendable {
         state.withLock { $0.strays[sinkID] = nil }
         let observed = try backend.observe(collector)
         try holdLock(sinkID, token: token)
-        // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
-        // collector is already seen further along.
-        try storage.publish(sinkID: sinkID, CollectorStatusChange(
-            observed.status, message: observed.message, ownerID: ownerID,
-            extra: appliedFields(collector, result: result, record: record),
-            throughProvisioning: true))
-        scheduleObservation(sinkID, status: observed.status)
+        let verdict = try rollouts.observed(sinkID: sinkID, desiredYAML: desiredYAML, configHash: record["config_hash"]?.stringValue ?? "",
+                                            status: observed.status, message: observed.message)
+        switch verdict {
+        case .publish(let status, let message), .publishAndLookAgain(let status, let message, _):
+            // Accepted by the cluster: provisioning comes first, a transition of its own, even when the
+            // collector is already seen further along.
+            try publishObserved(sinkID, CollectorStatusChange(status, message: message, ownerID: ownerID,
+                                                              extra: appliedFields(collector, result: result, record: record),
+                                                              throughProvisioning: true), collector: collector)
+            scheduleObservation(sinkID, status: status)
+            if case .publishAndLookAgain(_, _, let after) = verdict { enqueue(sinkID, after: after) }
+        case .rollBack(let target, let configHash, let message):
+            try holdLock(sinkID, token: token)
+            let rolledBack = try backend.apply(target, previous: result.applied)
+            state.withLock { $0.counters.applied += 1 }
+            try holdLock(sinkID, token: token)
+            var fields = appliedFields(target, result: rolledBack, record: record)
+            fields["config_hash"] = .string(configHash)
+            try publishObserved(sinkID, CollectorStatusChange(.error, message: message, ownerID: ownerID, extra: fields), collector: target)
+            rollouts.report(CollectorEvent(reason: "RolledBack", action: "Rollback", note: message, severity: .warning), about: target)
+            scheduleObservation(sinkID, status: .provisioning)
+        }
+    }
+
+    /// Publishes the status; a new `error` is also an Event on the collector's Deployment.
+    private func publishObserved(_ sinkID: String, _ change: CollectorStatusChange, collector: DesiredCollector) throws {
+        let events = try storage.publish(sinkID: sinkID, change)
+        if events > 0, change.status == .error {
+            rollouts.report(CollectorEvent(reason: "CollectorError", action: "Reconcile", note: change.message, severity: .warning), about: collector)
+        }
     }
 
     /// The record's fields an apply sets: what it left, and when it last wrote (a pass that wrote nothing
@@ -594,6 +650,7 @@ public final class Reconciler: Sendable {
         guard waitForBackend() else { return }
         while !threads.isStopping {
             observeDue()
+            takeRollbackRequests()
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
                 lastResync = Date()
                 if isLeader() {
@@ -605,6 +662,25 @@ public final class Reconciler: Sendable {
                 }
             }
             threads.pause(min(1, options.resyncInterval))
+        }
+    }
+
+    /// Rolls a sink back by hand (`RolloutWatcher.rollBack`) and reconciles it at once.
+    @discardableResult
+    public func rollBack(sinkID: String, to version: Int?) throws(CollectorServiceError) -> RolloutVersion {
+        let rolledBack = try RolloutWatcher.rollBack(storage: storage, sinkID: sinkID, to: version, keep: options.configHistory,
+                                                     lockTimeout: options.lockTimeout)
+        enqueue(sinkID)
+        return rolledBack
+    }
+
+    /// Sinks `maestro rollback` changed from another process: reconciled now rather than at the resync.
+    private func takeRollbackRequests() {
+        guard isLeader() else { return }
+        do {
+            for sinkID in try storage.takeReconcileRequests(limit: 100) { enqueue(sinkID) }
+        } catch {
+            logger.warning("cannot read the rollback requests", metadata: ["error": "\(error.message)"])
         }
     }
 

@@ -53,6 +53,8 @@ public struct MaestroSettings: Sendable {
     /// Seconds.
     public var resyncInterval: Double
     public var orphanGrace: Double
+    public var configHistory: Int
+    public var rolloutTimeout: Double
     /// Percent.
     public var orphanMaxShare: Int
     public var createPolicy: CreatePolicy
@@ -113,6 +115,8 @@ public struct MaestroSettings: Sendable {
         namespaceIsGiven = configuration.origin("namespace") != .defaultValue
         resyncInterval = read.duration("resync-interval")
         orphanGrace = read.duration("orphan-grace")
+        configHistory = read.integer("config-history")
+        rolloutTimeout = read.duration("rollout-timeout")
         orphanMaxShare = read.integer("orphan-max-share")
         createPolicy = CreatePolicy(rawValue: read.text("create-policy"))!
         workers = configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount
@@ -131,6 +135,8 @@ public struct MaestroSettings: Sendable {
         names.sinksHash = read.text("sinks-hash")
         names.deploymentHash = read.text("deployment-hash")
         names.collectorsHash = read.text("collectors-hash")
+        names.rolloutsHash = read.text("rollouts-hash")
+        names.rollbackRequests = read.text("rollback-requests")
         names.statusStream = read.text("status-stream")
         names.deadLetterStream = read.text("deadletter-stream")
         names.activityStream = read.text("activity-stream")

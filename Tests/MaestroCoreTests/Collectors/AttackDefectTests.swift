@@ -282,6 +282,13 @@ final class HookedStorage: CollectorStorage {
 
     func config(of sinkID: String) throws(RedisError) -> (yaml: String, ownerID: String)? { try inner.config(of: sinkID) }
     func installationKey() throws(RedisError) -> String { try inner.installationKey() }
+    func rolloutHistory(of sinkID: String) throws(RedisError) -> RolloutHistory { try inner.rolloutHistory(of: sinkID) }
+    func requestReconcile(sinkID: String) throws(RedisError) { try inner.requestReconcile(sinkID: sinkID) }
+    func forgetRolloutHistory(sinkID: String) throws(RedisError) { try inner.forgetRolloutHistory(sinkID: sinkID) }
+    func takeReconcileRequests(limit: Int) throws(RedisError) -> [String] { try inner.takeReconcileRequests(limit: limit) }
+    func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool {
+        try inner.storeRolloutHistory(history, of: sinkID, desiredState: desiredState)
+    }
     func desiredState(of sinkID: String) throws(RedisError) -> String? { try inner.desiredState(of: sinkID) }
     func sinkIDsWithDesiredState() throws(RedisError) -> [String] { try inner.sinkIDsWithDesiredState() }
     func snapshot(of sinkID: String) throws(RedisError) -> CollectorSnapshot { try inner.snapshot(of: sinkID) }

@@ -121,6 +121,32 @@ public enum Maestro_V1_OtelCollectorService: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "GetOtelCollectorHistory" metadata.
+        public enum GetOtelCollectorHistory: Sendable {
+            /// Request type for "GetOtelCollectorHistory".
+            public typealias Input = Maestro_V1_GetOtelCollectorHistoryRequest
+            /// Response type for "GetOtelCollectorHistory".
+            public typealias Output = Maestro_V1_OtelCollectorHistory
+            /// Descriptor for "GetOtelCollectorHistory".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "maestro.v1.OtelCollectorService"),
+                method: "GetOtelCollectorHistory",
+                type: .unary
+            )
+        }
+        /// Namespace for "RollbackOtelCollector" metadata.
+        public enum RollbackOtelCollector: Sendable {
+            /// Request type for "RollbackOtelCollector".
+            public typealias Input = Maestro_V1_RollbackOtelCollectorRequest
+            /// Response type for "RollbackOtelCollector".
+            public typealias Output = Maestro_V1_OtelCollectorVersion
+            /// Descriptor for "RollbackOtelCollector".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "maestro.v1.OtelCollectorService"),
+                method: "RollbackOtelCollector",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "maestro.v1.OtelCollectorService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateOtelCollector.descriptor,
@@ -129,7 +155,9 @@ public enum Maestro_V1_OtelCollectorService: Sendable {
             GetOtelCollector.descriptor,
             ListOtelCollectors.descriptor,
             RenderOtelCollector.descriptor,
-            WatchOtelCollectors.descriptor
+            WatchOtelCollectors.descriptor,
+            GetOtelCollectorHistory.descriptor,
+            RollbackOtelCollector.descriptor
         ]
     }
 }
@@ -286,6 +314,46 @@ extension Maestro_V1_OtelCollectorService {
             request: GRPCCore.StreamingServerRequest<Maestro_V1_WatchOtelCollectorsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorEvent>
+
+        /// Handle the "GetOtelCollectorHistory" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+        /// > NOT_FOUND when the sink has none.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Maestro_V1_GetOtelCollectorHistoryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Maestro_V1_OtelCollectorHistory` messages.
+        func getOtelCollectorHistory(
+            request: GRPCCore.StreamingServerRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorHistory>
+
+        /// Handle the "RollbackOtelCollector" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+        /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+        /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+        /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Maestro_V1_RollbackOtelCollectorRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Maestro_V1_OtelCollectorVersion` messages.
+        func rollbackOtelCollector(
+            request: GRPCCore.StreamingServerRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorVersion>
     }
 
     /// Service protocol for the "maestro.v1.OtelCollectorService" service.
@@ -426,6 +494,46 @@ extension Maestro_V1_OtelCollectorService {
             request: GRPCCore.ServerRequest<Maestro_V1_WatchOtelCollectorsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorEvent>
+
+        /// Handle the "GetOtelCollectorHistory" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+        /// > NOT_FOUND when the sink has none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_GetOtelCollectorHistoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Maestro_V1_OtelCollectorHistory` message.
+        func getOtelCollectorHistory(
+            request: GRPCCore.ServerRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Maestro_V1_OtelCollectorHistory>
+
+        /// Handle the "RollbackOtelCollector" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+        /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+        /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+        /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_RollbackOtelCollectorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Maestro_V1_OtelCollectorVersion` message.
+        func rollbackOtelCollector(
+            request: GRPCCore.ServerRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Maestro_V1_OtelCollectorVersion>
     }
 
     /// Simple service protocol for the "maestro.v1.OtelCollectorService" service.
@@ -565,6 +673,46 @@ extension Maestro_V1_OtelCollectorService {
             response: GRPCCore.RPCWriter<Maestro_V1_OtelCollectorEvent>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "GetOtelCollectorHistory" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+        /// > NOT_FOUND when the sink has none.
+        ///
+        /// - Parameters:
+        ///   - request: A `Maestro_V1_GetOtelCollectorHistoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Maestro_V1_OtelCollectorHistory` to respond with.
+        func getOtelCollectorHistory(
+            request: Maestro_V1_GetOtelCollectorHistoryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Maestro_V1_OtelCollectorHistory
+
+        /// Handle the "RollbackOtelCollector" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+        /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+        /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+        /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+        ///
+        /// - Parameters:
+        ///   - request: A `Maestro_V1_RollbackOtelCollectorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Maestro_V1_OtelCollectorVersion` to respond with.
+        func rollbackOtelCollector(
+            request: Maestro_V1_RollbackOtelCollectorRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Maestro_V1_OtelCollectorVersion
     }
 }
 
@@ -644,6 +792,28 @@ extension Maestro_V1_OtelCollectorService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_OtelCollectorEvent>(),
             handler: { request, context in
                 try await self.watchOtelCollectors(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Maestro_V1_OtelCollectorService.Method.GetOtelCollectorHistory.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Maestro_V1_GetOtelCollectorHistoryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_OtelCollectorHistory>(),
+            handler: { request, context in
+                try await self.getOtelCollectorHistory(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Maestro_V1_OtelCollectorService.Method.RollbackOtelCollector.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Maestro_V1_RollbackOtelCollectorRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_OtelCollectorVersion>(),
+            handler: { request, context in
+                try await self.rollbackOtelCollector(
                     request: request,
                     context: context
                 )
@@ -730,6 +900,28 @@ extension Maestro_V1_OtelCollectorService.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func getOtelCollectorHistory(
+        request: GRPCCore.StreamingServerRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorHistory> {
+        let response = try await self.getOtelCollectorHistory(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func rollbackOtelCollector(
+        request: GRPCCore.StreamingServerRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Maestro_V1_OtelCollectorVersion> {
+        let response = try await self.rollbackOtelCollector(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 }
 
@@ -828,6 +1020,32 @@ extension Maestro_V1_OtelCollectorService.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func getOtelCollectorHistory(
+        request: GRPCCore.ServerRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Maestro_V1_OtelCollectorHistory> {
+        return GRPCCore.ServerResponse<Maestro_V1_OtelCollectorHistory>(
+            message: try await self.getOtelCollectorHistory(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func rollbackOtelCollector(
+        request: GRPCCore.ServerRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Maestro_V1_OtelCollectorVersion> {
+        return GRPCCore.ServerResponse<Maestro_V1_OtelCollectorVersion>(
+            message: try await self.rollbackOtelCollector(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -1005,6 +1223,56 @@ extension Maestro_V1_OtelCollectorService {
             deserializer: some GRPCCore.MessageDeserializer<Maestro_V1_OtelCollectorEvent>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Maestro_V1_OtelCollectorEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetOtelCollectorHistory" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+        /// > NOT_FOUND when the sink has none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_GetOtelCollectorHistoryRequest` message.
+        ///   - serializer: A serializer for `Maestro_V1_GetOtelCollectorHistoryRequest` messages.
+        ///   - deserializer: A deserializer for `Maestro_V1_OtelCollectorHistory` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getOtelCollectorHistory<Result>(
+            request: GRPCCore.ClientRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Maestro_V1_OtelCollectorHistory>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorHistory>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RollbackOtelCollector" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+        /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+        /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+        /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_RollbackOtelCollectorRequest` message.
+        ///   - serializer: A serializer for `Maestro_V1_RollbackOtelCollectorRequest` messages.
+        ///   - deserializer: A deserializer for `Maestro_V1_OtelCollectorVersion` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func rollbackOtelCollector<Result>(
+            request: GRPCCore.ClientRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Maestro_V1_RollbackOtelCollectorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Maestro_V1_OtelCollectorVersion>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorVersion>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1264,6 +1532,78 @@ extension Maestro_V1_OtelCollectorService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetOtelCollectorHistory" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+        /// > NOT_FOUND when the sink has none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_GetOtelCollectorHistoryRequest` message.
+        ///   - serializer: A serializer for `Maestro_V1_GetOtelCollectorHistoryRequest` messages.
+        ///   - deserializer: A deserializer for `Maestro_V1_OtelCollectorHistory` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getOtelCollectorHistory<Result>(
+            request: GRPCCore.ClientRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Maestro_V1_GetOtelCollectorHistoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Maestro_V1_OtelCollectorHistory>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorHistory>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Maestro_V1_OtelCollectorService.Method.GetOtelCollectorHistory.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RollbackOtelCollector" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+        /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+        /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+        /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Maestro_V1_RollbackOtelCollectorRequest` message.
+        ///   - serializer: A serializer for `Maestro_V1_RollbackOtelCollectorRequest` messages.
+        ///   - deserializer: A deserializer for `Maestro_V1_OtelCollectorVersion` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func rollbackOtelCollector<Result>(
+            request: GRPCCore.ClientRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Maestro_V1_RollbackOtelCollectorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Maestro_V1_OtelCollectorVersion>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorVersion>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Maestro_V1_OtelCollectorService.Method.RollbackOtelCollector.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1467,6 +1807,68 @@ extension Maestro_V1_OtelCollectorService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_WatchOtelCollectorsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Maestro_V1_OtelCollectorEvent>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetOtelCollectorHistory" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+    /// > NOT_FOUND when the sink has none.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Maestro_V1_GetOtelCollectorHistoryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getOtelCollectorHistory<Result>(
+        request: GRPCCore.ClientRequest<Maestro_V1_GetOtelCollectorHistoryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorHistory>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getOtelCollectorHistory(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_GetOtelCollectorHistoryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Maestro_V1_OtelCollectorHistory>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RollbackOtelCollector" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+    /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+    /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+    /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Maestro_V1_RollbackOtelCollectorRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rollbackOtelCollector<Result>(
+        request: GRPCCore.ClientRequest<Maestro_V1_RollbackOtelCollectorRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorVersion>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.rollbackOtelCollector(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Maestro_V1_RollbackOtelCollectorRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Maestro_V1_OtelCollectorVersion>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1700,6 +2102,76 @@ extension Maestro_V1_OtelCollectorService.ClientProtocol {
             metadata: metadata
         )
         return try await self.watchOtelCollectors(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetOtelCollectorHistory" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A sink's rollout history: each desired state with its time, hash and outcome, oldest first.
+    /// > NOT_FOUND when the sink has none.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getOtelCollectorHistory<Result>(
+        _ message: Maestro_V1_GetOtelCollectorHistoryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorHistory>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Maestro_V1_GetOtelCollectorHistoryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getOtelCollectorHistory(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RollbackOtelCollector" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls a sink's collector back to an earlier version that reached active (default: the newest other
+    /// > than the one deployed); the sink's config stays stored and its current render is held back until it
+    /// > changes. NOT_FOUND: no collector, or no such version; FAILED_PRECONDITION: the version is the one
+    /// > deployed, never reached active or is no longer kept, or there is none to roll back to.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rollbackOtelCollector<Result>(
+        _ message: Maestro_V1_RollbackOtelCollectorRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Maestro_V1_OtelCollectorVersion>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Maestro_V1_RollbackOtelCollectorRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.rollbackOtelCollector(
             request: request,
             options: options,
             onResponse: handleResponse

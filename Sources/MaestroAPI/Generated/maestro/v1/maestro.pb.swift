@@ -260,6 +260,91 @@ public nonisolated struct Maestro_V1_OtelCollectorEvent: Sendable {
   fileprivate var _collector: Maestro_V1_OtelCollector? = nil
 }
 
+public nonisolated struct Maestro_V1_GetOtelCollectorHistoryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: the sink whose history to read.
+  public var sinkID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One desired state of a sink as it rolled out.
+public nonisolated struct Maestro_V1_OtelCollectorVersion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Numbered from 1 per sink.
+  public var version: Int64 = 0
+
+  /// SHA-1 of the desired state (the rendered objects): what a held-back render is named by.
+  public var digest: String = String()
+
+  /// The pod template's maestro.orb.community/config-hash.
+  public var configHash: String = String()
+
+  /// When it was stored (RFC 3339).
+  public var storedAt: String = String()
+
+  /// pending, active, failed or superseded.
+  public var outcome: String = String()
+
+  /// update, rollback or manual_rollback.
+  public var source: String = String()
+
+  /// Why it failed, or why a rollback was made.
+  public var reason: String = String()
+
+  /// The version a rollback re-applied; 0 otherwise.
+  public var rolledBackTo: Int64 = 0
+
+  /// Whether its objects are kept (a version one can roll back to).
+  public var kept: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Maestro_V1_OtelCollectorHistory: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sinkID: String = String()
+
+  /// Oldest first.
+  public var versions: [Maestro_V1_OtelCollectorVersion] = []
+
+  /// The version held back (not applied again until the sink's render changes); 0: none.
+  public var heldBackVersion: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Maestro_V1_RollbackOtelCollectorRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: the sink to roll back.
+  public var sinkID: String = String()
+
+  /// The version to roll back to; 0: the newest good version other than the one deployed.
+  public var toVersion: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "maestro.v1"
@@ -728,6 +813,181 @@ nonisolated extension Maestro_V1_OtelCollectorEvent: SwiftProtobuf.Message, Swif
 
   public static func ==(lhs: Maestro_V1_OtelCollectorEvent, rhs: Maestro_V1_OtelCollectorEvent) -> Bool {
     if lhs._collector != rhs._collector {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Maestro_V1_GetOtelCollectorHistoryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetOtelCollectorHistoryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sink_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sinkID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sinkID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sinkID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Maestro_V1_GetOtelCollectorHistoryRequest, rhs: Maestro_V1_GetOtelCollectorHistoryRequest) -> Bool {
+    if lhs.sinkID != rhs.sinkID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Maestro_V1_OtelCollectorVersion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OtelCollectorVersion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}digest\0\u{3}config_hash\0\u{3}stored_at\0\u{1}outcome\0\u{1}source\0\u{1}reason\0\u{3}rolled_back_to\0\u{1}kept\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.version) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.configHash) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.storedAt) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.rolledBackTo) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.kept) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.version != 0 {
+      try visitor.visitSingularInt64Field(value: self.version, fieldNumber: 1)
+    }
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 2)
+    }
+    if !self.configHash.isEmpty {
+      try visitor.visitSingularStringField(value: self.configHash, fieldNumber: 3)
+    }
+    if !self.storedAt.isEmpty {
+      try visitor.visitSingularStringField(value: self.storedAt, fieldNumber: 4)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 5)
+    }
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 6)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 7)
+    }
+    if self.rolledBackTo != 0 {
+      try visitor.visitSingularInt64Field(value: self.rolledBackTo, fieldNumber: 8)
+    }
+    if self.kept != false {
+      try visitor.visitSingularBoolField(value: self.kept, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Maestro_V1_OtelCollectorVersion, rhs: Maestro_V1_OtelCollectorVersion) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.digest != rhs.digest {return false}
+    if lhs.configHash != rhs.configHash {return false}
+    if lhs.storedAt != rhs.storedAt {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.rolledBackTo != rhs.rolledBackTo {return false}
+    if lhs.kept != rhs.kept {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Maestro_V1_OtelCollectorHistory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OtelCollectorHistory"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sink_id\0\u{1}versions\0\u{3}held_back_version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sinkID) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.versions) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.heldBackVersion) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sinkID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sinkID, fieldNumber: 1)
+    }
+    if !self.versions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.versions, fieldNumber: 2)
+    }
+    if self.heldBackVersion != 0 {
+      try visitor.visitSingularInt64Field(value: self.heldBackVersion, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Maestro_V1_OtelCollectorHistory, rhs: Maestro_V1_OtelCollectorHistory) -> Bool {
+    if lhs.sinkID != rhs.sinkID {return false}
+    if lhs.versions != rhs.versions {return false}
+    if lhs.heldBackVersion != rhs.heldBackVersion {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Maestro_V1_RollbackOtelCollectorRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RollbackOtelCollectorRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sink_id\0\u{3}to_version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sinkID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.toVersion) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sinkID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sinkID, fieldNumber: 1)
+    }
+    if self.toVersion != 0 {
+      try visitor.visitSingularInt64Field(value: self.toVersion, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Maestro_V1_RollbackOtelCollectorRequest, rhs: Maestro_V1_RollbackOtelCollectorRequest) -> Bool {
+    if lhs.sinkID != rhs.sinkID {return false}
+    if lhs.toVersion != rhs.toVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
