@@ -184,7 +184,8 @@ let package = Package(
             dependencies: ["MaestroCore", "MaestroRedis", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                           .product(name: "InMemoryTracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
     ]

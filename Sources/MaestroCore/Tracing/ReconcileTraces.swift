@@ -18,19 +18,30 @@ final class ReconcileTraces: Sendable {
     }
 
     private let carried = Mutex<[String: Carried]>([:])
+    private let maximumSinks: Int
+    /// The process's tracer and switch, unless a test gives its own.
+    private let isOn: @Sendable () -> Bool
+    private let tracer: @Sendable () -> any Tracer
+
+    init(maximumSinks: Int = ReconcileTraces.maximumSinks, isOn: @escaping @Sendable () -> Bool = { FlowTracing.isOn },
+         tracer: @escaping @Sendable () -> any Tracer = { InstrumentationSystem.tracer }) {
+        self.maximumSinks = maximumSinks
+        self.isOn = isOn
+        self.tracer = tracer
+    }
 
     var count: Int { carried.withLock { $0.count } }
 
     /// Keeps the current context (if a traced operation is current) for the sink's next pass.
     func carry(_ sinkID: String) {
-        guard let context = FlowTracing.currentContext else { return }
+        guard isOn(), let context = ServiceContext.current, !context.isEmpty else { return }
         carried.withLock { carried in
             if var existing = carried[sinkID] {
                 existing.earlier.append(existing.latest)
                 if existing.earlier.count > Self.maximumLinks { existing.earlier.removeFirst(existing.earlier.count - Self.maximumLinks) }
                 existing.latest = context
                 carried[sinkID] = existing
-            } else if carried.count < Self.maximumSinks {
+            } else if carried.count < maximumSinks {
                 carried[sinkID] = Carried(latest: context)
             }
         }
@@ -38,8 +49,8 @@ final class ReconcileTraces: Sendable {
 
     /// Runs the pass over `sinkID` in a `reconcile` span continuing the carried hand-offs, if any.
     func reconcile<T>(_ sinkID: String, _ body: () throws -> T) throws -> T {
-        guard FlowTracing.isOn, let taken = carried.withLock({ $0.removeValue(forKey: sinkID) }) else { return try body() }
-        let span = startSpan("reconcile", context: taken.latest)
+        guard isOn(), let taken = carried.withLock({ $0.removeValue(forKey: sinkID) }) else { return try body() }
+        let span = tracer().startSpan("reconcile", context: taken.latest)
         for earlier in taken.earlier { span.addLink(SpanLink(context: earlier, attributes: [:])) }
         do {
             return try FlowTracing.span(span, attributes: { $0["maestro.sink.id"] = sinkID; $0["maestro.reconcile.coalesced"] = taken.earlier.count + 1 }) { _ in
