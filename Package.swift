@@ -130,8 +130,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MaestroTraceExporter",
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The trace exporter (swift-otel), linked by the two programs only (scripts/check-boundaries).
+        .target(
+            name: "MaestroTraceExporter",
+            dependencies: [
+                "MaestroCore", "MaestroRoles",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-                // The exporter: wired here only (scripts/check-boundaries).
                 .product(name: "OTel", package: "swift-otel"),
             ],
             swiftSettings: swiftSettings
@@ -142,6 +154,7 @@ let package = Package(
             name: "maestro-bench",
             dependencies: [
                 "MaestroRoles", "MaestroCommandLine", "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                "MaestroTraceExporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

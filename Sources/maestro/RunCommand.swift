@@ -4,6 +4,7 @@ import Logging
 import MaestroCommandLine
 import MaestroCore
 import MaestroRoles
+import MaestroTraceExporter
 import Metrics
 import Prometheus
 import ServiceLifecycle

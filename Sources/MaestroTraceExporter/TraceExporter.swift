@@ -1,22 +1,24 @@
-import Foundation
-import Logging
-import MaestroCore
-import MaestroRoles
-import Metrics
-import OTel
-import ServiceLifecycle
-import Tracing
+internal import Foundation
+public import Logging
+internal import MaestroCore
+internal import MaestroRoles
+internal import CoreMetrics
+internal import OTel
+public import ServiceLifecycle
+internal import Tracing
 
-/// The one place swift-otel is wired (scripts/check-boundaries): with `--otel-endpoint`, an OTLP/HTTP
+/// The one place swift-otel is wired, linked by the two programs only (scripts/check-boundaries): with `--otel-endpoint`, an OTLP/HTTP
 /// exporter behind a batching span processor (a bounded queue: the flow never waits for the receiver, and
 /// what it cannot take is dropped and counted in `maestro_trace_spans_dropped_total`). Without it nothing
 /// is installed: the tracing API's no-op tracer stays, and the flow starts no span.
-struct TraceExporter {
-    let service: any Service
-    let loggingMetadata: Logger.MetadataProvider
+public struct TraceExporter: Sendable {
+    /// Runs the exporter; stopped last, it sends what it still holds.
+    public let service: any Service
+    /// For `MaestroLogHandler.bootstrap`: a line logged within a span names its trace and span.
+    public let loggingMetadata: Logger.MetadataProvider
 
-    /// nil when tracing is off.
-    static func start(endpoint: String?, samplePercent: Int, logFormat: String, logLevel: String) throws -> TraceExporter? {
+    /// Installs the tracer and switches the flow's tracing on; nil when tracing is off (no endpoint).
+    public static func start(endpoint: String?, samplePercent: Int, logFormat: String, logLevel: String) throws -> TraceExporter? {
         guard let endpoint else { return nil }
         guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme ?? ""), !(url.host ?? "").isEmpty else {
             throw InvalidInput("--otel-endpoint \(endpoint) is not an http:// or https:// URL")
