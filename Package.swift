@@ -29,6 +29,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // Tracing: Core and the libraries see only the API; only the executable links the exporter, and only its
+        // OTLP/HTTP trait (the OTLP/gRPC one is not needed: one exporter is enough, and it keeps the build shorter).
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // System libraries: a module map and a shim header each (Lua's macros, curl's variadic calls).
@@ -58,14 +62,16 @@ let package = Package(
             dependencies: ["MaestroValue", "MaestroYAML", "MaestroRedis", "MaestroHTTP",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "CoreMetrics", package: "swift-metrics"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Tracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
 
         .target(
             name: "MaestroPluginHost",
             dependencies: ["MaestroCore", "MaestroLua", "MaestroRedis", "MaestroValue", "MaestroYAML", "MaestroHTTP",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "Tracing", package: "swift-distributed-tracing")],
             // lua/ is embedded by scripts/generate-lua (Generated/EmbeddedLua.swift).
             exclude: ["lua"],
             swiftSettings: swiftSettings
@@ -86,6 +92,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             exclude: ["Generated/PROTO_CHECKSUMS"],
             swiftSettings: swiftSettings
@@ -100,6 +107,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,6 +130,21 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MaestroTraceExporter",
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The trace exporter (swift-otel), linked by the two programs only (scripts/check-boundaries).
+        .target(
+            name: "MaestroTraceExporter",
+            dependencies: [
+                "MaestroCore", "MaestroRoles",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,6 +154,7 @@ let package = Package(
             name: "maestro-bench",
             dependencies: [
                 "MaestroRoles", "MaestroCommandLine", "MaestroCore", "MaestroPluginHost", "MaestroRedis", "MaestroValue", "MaestroYAML",
+                "MaestroTraceExporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -173,7 +197,8 @@ let package = Package(
             dependencies: ["MaestroCore", "MaestroRedis", "MaestroValue", "MaestroTestSupport", "MaestroFuzzTargets",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                           .product(name: "InMemoryTracing", package: "swift-distributed-tracing")],
             swiftSettings: swiftSettings
         ),
     ]

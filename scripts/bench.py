@@ -110,6 +110,32 @@ def pipeline():
         redis.stop()
 
 
+# ── P1 with tracing ────────────────────────────────────────────────────────────────────────────────
+def tracing():
+    say("\n== P1 pipeline with tracing off and on (on: every span exported over OTLP/HTTP to a receiver that discards)")
+    redis = RedisServer()
+    receiver = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "otlp_discard.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(receiver.stdout.readline().split()[1])
+        events = 2_000 if QUICK else 10_000
+        common = [MAESTRO_BENCH, "pipeline", "--redis-url", redis.url, "--events", str(events), "--worker-counts", f"1,{CORES}", "--runs", str(RUNS)]
+        off = run_result(common)
+        on = run_result(common + ["--otel-endpoint", f"http://127.0.0.1:{port}/v1/traces"])
+        accepted = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/count").read())
+        for workers in sorted({1, CORES}):
+            rates_off, rates_on = off[f"maestro_{workers}"], on[f"maestro_{workers}"]
+            label = f"{workers} worker{'s' if workers > 1 else ''}"
+            row(f"P1 pipeline, {events:,} events, {label}, tracing on (events/s)", f"{median(rates_on):,.0f}",
+                f"{median(rates_off):,.0f} (tracing off: no endpoint, no span)", f"{median(rates_on) / median(rates_off):.0%}",
+                "tracing off costs nothing; on, measured", f"on: {runs_text(rates_on, '{:,.0f}')}; off: {runs_text(rates_off, '{:,.0f}')}")
+        NOTES.append(f"P1 with tracing on: the receiver accepted {accepted['requests']:,} exports ({accepted['bytes']:,} bytes); "
+                     "spans past the exporter's queue (2,048) are dropped and counted, never waited for.")
+    finally:
+        receiver.terminate()
+        receiver.wait()
+        redis.stop()
+
+
 # ── P2 ──────────────────────────────────────────────────────────────────────────────────────────────
 def templates():
     say("\n== P2 templates: render a collector's objects (Secret, Deployment, Service) per sink")
@@ -542,8 +568,8 @@ def write_report(started):
 
 def main():
     started = time.time()
-    chosen = sys.argv[1:] or ["pipeline", "templates", "apply", "memory", "grpc", "controller"]
-    steps = {"pipeline": pipeline, "templates": templates, "apply": apply, "memory": memory_and_start, "grpc": grpc, "controller": controller}
+    chosen = sys.argv[1:] or ["pipeline", "tracing", "templates", "apply", "memory", "grpc", "controller"]
+    steps = {"pipeline": pipeline, "tracing": tracing, "templates": templates, "apply": apply, "memory": memory_and_start, "grpc": grpc, "controller": controller}
     try:
         for name in chosen:
             steps[name]()

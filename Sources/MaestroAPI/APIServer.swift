@@ -118,7 +118,7 @@ public final class APIServer: Sendable {
         // Left unset, no limit is advertised while swift-nio-http2 still enforces its default of 100
         // streams: a client multiplexing more calls on one connection gets a GOAWAY (PROTOCOL_ERROR).
         transportConfig.http2.maxConcurrentStreams = configuration.maximumConcurrentStreams
-        var interceptors: [any ServerInterceptor] = []
+        var interceptors: [any ServerInterceptor] = [TracingServerInterceptor()]
         if let token = configuration.token { interceptors.append(BearerTokenInterceptor(token: token)) }
         var boundPort: Int?
 

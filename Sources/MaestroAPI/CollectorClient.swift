@@ -107,22 +107,26 @@ public final class RemoteCollectorService: CollectorService {
     }
 
     public func create(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        // The hand-off's trace goes with the call (read here: the call runs in a task of its own).
+        let metadata = client.metadata.withCurrentTrace()
         try blocking { [client] in
-            _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = sinkID; $0.ownerID = ownerID }, metadata: client.metadata,
+            _ = try await client.collectors.createOtelCollector(.with { $0.sinkID = sinkID; $0.ownerID = ownerID }, metadata: metadata,
                                                                 options: client.options)
         }
     }
 
     public func update(sinkID: String, ownerID: String) throws(CollectorServiceError) {
+        let metadata = client.metadata.withCurrentTrace()
         try blocking { [client] in
-            _ = try await client.collectors.updateOtelCollector(.with { $0.sinkID = sinkID; $0.ownerID = ownerID }, metadata: client.metadata,
+            _ = try await client.collectors.updateOtelCollector(.with { $0.sinkID = sinkID; $0.ownerID = ownerID }, metadata: metadata,
                                                                 options: client.options)
         }
     }
 
     public func remove(sinkID: String) throws(CollectorServiceError) {
+        let metadata = client.metadata.withCurrentTrace()
         try blocking { [client] in
-            _ = try await client.collectors.deleteOtelCollector(.with { $0.sinkID = sinkID }, metadata: client.metadata, options: client.options)
+            _ = try await client.collectors.deleteOtelCollector(.with { $0.sinkID = sinkID }, metadata: metadata, options: client.options)
         }
     }
 

@@ -180,7 +180,9 @@ public struct OtelCollectorAPI: Maestro_V1_OtelCollectorService.SimpleServicePro
     /// Runs blocking work off the cooperative pool and maps domain errors to status codes.
     func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         do {
-            return try await Offload.run(body)
+            // The call's trace continues on the queue's thread (the span the tracing interceptor started).
+            let trace = FlowTracing.currentContext
+            return try await Offload.run { try FlowTracing.within(trace, body) }
         } catch let error as CollectorServiceError {
             throw RPCError(code: Self.code(error.kind), message: error.message)
         } catch let error as RPCError {

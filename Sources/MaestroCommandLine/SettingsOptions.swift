@@ -129,6 +129,10 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var grpcTokenFile: String?
     @Flag(name: .customLong("grpc-insecure"), help: ArgumentHelp(Settings.flagHelp("grpc-insecure")))
     var grpcInsecure: Bool = false
+    @Option(name: .customLong("otel-endpoint"), help: ArgumentHelp(Settings.flagHelp("otel-endpoint")))
+    var otelEndpoint: String?
+    @Option(name: .customLong("otel-sample-percent"), help: ArgumentHelp(Settings.flagHelp("otel-sample-percent")))
+    var otelSamplePercent: String?
     @Option(name: .customLong("log-format"), help: ArgumentHelp(Settings.flagHelp("log-format")))
     var logFormat: String?
     @Option(name: .customLong("log-level"), help: ArgumentHelp(Settings.flagHelp("log-level")))
@@ -141,6 +145,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
+            ("otel-endpoint", otelEndpoint), ("otel-sample-percent", otelSamplePercent),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
             ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("rollout-timeout", rolloutTimeout), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("rebuild-rate", rebuildRate), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),

@@ -80,6 +80,8 @@ public struct LuaCallStatistics: Sendable, Equatable {
 public final class LuaVM {
     public let configuration: LuaConfiguration
     public private(set) var statistics = LuaCallStatistics(instructions: 0, memoryInUse: 0, peakMemory: 0)
+    /// Instructions run by every call so far (an event's share is the difference across it: its trace span).
+    public private(set) var instructionsSpent = 0
     /// How many times the state was rebuilt after a terminal failure.
     public private(set) var resets = 0
 
@@ -452,6 +454,7 @@ public final class LuaVM {
                                        peakMemory: limits.pointee.peak)
         // Plugin code outside a call (none should run) is never budgeted against the next event.
         limits.pointee.budget = 0
+        instructionsSpent &+= Int(limits.pointee.spent)
         if let left = sharedBudgetLeft { sharedBudgetLeft = left - Int(limits.pointee.spent) }
         guard status != LUA_OK else { return }
         let raw = LuaStack(state: state).string(at: -1) ?? "(error object is not a string)"

@@ -6,6 +6,7 @@ public import MaestroValue
 internal import MaestroYAML
 internal import Foundation
 internal import CoreMetrics
+internal import Tracing
 
 /// What the sinker role needs to turn `orb.sinks` events into stored collector configs.
 public struct SinkerContext: Sendable {
@@ -142,11 +143,16 @@ public struct CollectorConfigBuilder {
     /// schema's validate hooks and the handler.
     public func build(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
                       eventID: String = "", deliveries: Int = 1) -> CollectorConfigResult {
-        func run() -> CollectorConfigResult {
-            buildOnce(operation: operation, sinkID: sinkID, ownerID: ownerID, backend: backend, config: config, eventID: eventID, deliveries: deliveries)
+        FlowTracing.span("plugin", attributes: { $0["maestro.plugin.backend"] = backend }) { span in
+            func run() -> CollectorConfigResult {
+                buildOnce(operation: operation, sinkID: sinkID, ownerID: ownerID, backend: backend, config: config, eventID: eventID, deliveries: deliveries)
+            }
+            guard let plugin = context.catalog.plugin(forBackend: backend), let vm = try? runtime.machine(for: plugin) else { return run() }
+            let instructionsBefore = vm.instructionsSpent
+            let result = vm.sharingBudget(run)
+            span?.recordPlugin(plugin.name, instructions: vm.instructionsSpent &- instructionsBefore, result: result)
+            return result
         }
-        guard let plugin = context.catalog.plugin(forBackend: backend), let vm = try? runtime.machine(for: plugin) else { return run() }
-        return vm.sharingBudget(run)
     }
 
     private func buildOnce(operation: SinkEvent.Operation, sinkID: String, ownerID: String, backend: String, config: Value,
@@ -291,5 +297,21 @@ extension SinkEventProcessor {
         self.init(settings: SinkerSettings(names: context.names, policy: context.policy, collectors: context.collectors,
                                            streamMaxLength: context.streamMaxLength, logger: context.logger),
                   configSource: PluginConfigSource(context: context))
+    }
+}
+
+extension Span {
+    /// The plugin span's attributes: which plugin ran, the instructions the event used, and how it ended.
+    func recordPlugin(_ name: String, instructions: Int, result: CollectorConfigResult) {
+        guard isRecording else { return }
+        attributes["maestro.plugin.name"] = name
+        attributes["maestro.plugin.instructions"] = instructions
+        switch result {
+        case .config: attributes["maestro.plugin.result"] = "config"
+        case .invalid: attributes["maestro.plugin.result"] = "invalid"
+        case .failed:
+            attributes["maestro.plugin.result"] = "failed"
+            setStatus(SpanStatus(code: .error))
+        }
     }
 }

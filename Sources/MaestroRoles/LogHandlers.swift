@@ -12,11 +12,14 @@ public struct MaestroLogHandler: LogHandler {
     public let format: Format
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
+    /// The trace's ids (`trace_id`, `span_id`) when tracing is on and a span is current.
+    public var metadataProvider: Logger.MetadataProvider?
 
-    public init(label: String, format: Format, logLevel: Logger.Level) {
+    public init(label: String, format: Format, logLevel: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.format = format
         self.logLevel = logLevel
+        self.metadataProvider = metadataProvider
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -26,6 +29,7 @@ public struct MaestroLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var merged = metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         // The one masker's rule for keys: a field named like a credential is never written.
         for key in merged.keys where SecretMasker.looksLikeCredential(key) { merged[key] = .string(SecretMasker.marker) }
@@ -45,11 +49,12 @@ public struct MaestroLogHandler: LogHandler {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    public static func bootstrap(format: String, level: String) {
+    /// `metadataProvider`: the tracer's, so that a line logged within a span names its trace and span.
+    public static func bootstrap(format: String, level: String, metadataProvider: Logger.MetadataProvider? = nil) {
         let parsedFormat = Format(rawValue: format) ?? .text
         let parsedLevel = Logger.Level(rawValue: level) ?? .info
-        LoggingSystem.bootstrap { label in
-            MaestroLogHandler(label: label, format: parsedFormat, logLevel: parsedLevel)
-        }
+        LoggingSystem.bootstrap({ label, provider in
+            MaestroLogHandler(label: label, format: parsedFormat, logLevel: parsedLevel, metadataProvider: provider)
+        }, metadataProvider: metadataProvider)
     }
 }

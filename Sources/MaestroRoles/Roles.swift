@@ -145,10 +145,11 @@ public struct Roles {
     }
 
     /// One group for the services; it stops them in the reverse of their order.
-    public func serviceGroup() -> ServiceGroup {
+    /// `first`: services that stop after all of the roles' (the trace exporter, which flushes the last spans).
+    public func serviceGroup(first: [any Service] = []) -> ServiceGroup {
         var lifecycleLogger = logger
         lifecycleLogger.logLevel = max(logger.logLevel, .info)
-        return ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: lifecycleLogger))
+        return ServiceGroup(configuration: ServiceGroupConfiguration(services: first + services, logger: lifecycleLogger))
     }
 
     /// Removes the private copies of plugins/ and templates/, once the group has stopped.

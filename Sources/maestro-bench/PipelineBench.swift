@@ -6,6 +6,7 @@ import MaestroCore
 import MaestroPluginHost
 import MaestroRedis
 import MaestroRoles
+import MaestroTraceExporter
 import MaestroValue
 
 struct PipelineBench: ParsableCommand {
@@ -35,6 +36,11 @@ struct PipelineBench: ParsableCommand {
     func run() throws {
         try exitingOnInvalidInput {
             let (wiring, logger) = try start(settings)
+            // With --otel-endpoint, the flow traced and exported as `maestro run` does (P1 with tracing on).
+            let tracing = try TraceExporter.start(endpoint: wiring.settings.otelEndpoint, samplePercent: wiring.settings.otelSamplePercent,
+                                                  logFormat: "text", logLevel: "error")
+            let exporting = tracing.map { exporter in Task { try await exporter.service.run() } }
+            defer { exporting?.cancel() }
             var server: LocalRedisServer?
             let url: RedisURL
             if !wiring.settings.redisURLIsGiven {
@@ -48,7 +54,7 @@ struct PipelineBench: ParsableCommand {
             let counts = (workerCounts ?? "1,\(ProcessInfo.processInfo.activeProcessorCount)")
                 .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             let workload = PipelineWorkload(events: events, names: wiring.names.prefixed("bench:pipeline:"), url: url)
-            print("pipeline: \(events) sinks.create events (prometheus plugin), create-policy external, Redis \(url)")
+            print("pipeline: \(events) sinks.create events (prometheus plugin), create-policy external, Redis \(url), tracing \(tracing == nil ? "off" : "on")")
             var result: [String: Value] = ["events": .int(Int64(events))]
             for workers in counts {
                 var rates: [Double] = []

@@ -4,6 +4,7 @@ import Logging
 import MaestroCommandLine
 import MaestroCore
 import MaestroRoles
+import MaestroTraceExporter
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -21,7 +22,9 @@ struct RunCommand: ParsableCommand {
             let configuration = try settings.resolve(environment: ProcessInfo.processInfo.environment)
             let wiring = Wiring(configuration: configuration)
             try wiring.requireSharedFolders(templates: wiring.settings.role != .sinker)
-            MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel)
+            let tracing = try TraceExporter.start(endpoint: wiring.settings.otelEndpoint, samplePercent: wiring.settings.otelSamplePercent,
+                                                  logFormat: wiring.settings.logFormat, logLevel: wiring.settings.logLevel)
+            MaestroLogHandler.bootstrap(format: wiring.settings.logFormat, level: wiring.settings.logLevel, metadataProvider: tracing?.loggingMetadata)
             let logger = Logger(label: "maestro")
             let signals = TerminationSignals(logger: logger)
             let registry = PrometheusCollectorRegistry()
@@ -31,8 +34,10 @@ struct RunCommand: ParsableCommand {
 
             logger.info("maestro running", metadata: ["redis.url": "\(roles.redisURL)", "maestro.role": "\(roles.role.rawValue)", "maestro.create_policy": "\(wiring.createPolicy.rawValue)",
                                                       "cluster.backend": "\(roles.collectors?.reconciler.backend.name ?? "-")",
-                                                      "stream.consumer": "\(wiring.consumerName)", "stream.workers": "\(wiring.workers)"])
-            let group = roles.serviceGroup()
+                                                      "stream.consumer": "\(wiring.consumerName)", "stream.workers": "\(wiring.workers)",
+                                                      "tracing": "\(tracing == nil ? "off" : "on")"])
+            // The exporter stops last, sending the spans of the roles' last work.
+            let group = roles.serviceGroup(first: tracing.map { [$0.service] } ?? [])
             do {
                 try awaitBlocking {
                     await signals.attach(group)

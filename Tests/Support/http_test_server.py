@@ -2,7 +2,7 @@
 
 Every request is answered with a JSON echo of method, path, headers and body. /slow waits two
 seconds, /redirect answers 302 to /echo, /stream?lines=N&interval=S&hold=H answers chunked: N lines
-("line 1\n", …) S seconds apart, then keeps the connection open sending nothing for H seconds, /status/N answers N, /requests answers how many other
+("line 1\n", …) S seconds apart, then keeps the connection open sending nothing for H seconds, /status/N answers N, /v1/traces answers {} (an OTLP/HTTP JSON receiver), /requests answers how many other
 requests it has received; GET /_received lists every earlier request (method, path, headers, body) so a
 test can see what the server got. With --cert/--key it speaks TLS; with --client-ca it requires a client
 certificate signed by that CA; --bind sets the loopback address (127.0.0.1, 127.0.0.2, ::1). The first
@@ -59,6 +59,9 @@ class Handler(BaseHTTPRequestHandler):
         with RECEIVED_LOCK:
             RECEIVED.append({"method": self.command, "path": self.path,
                              "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+        if self.path == "/v1/traces":
+            # An OTLP/HTTP receiver: kept above (GET /_received), answered as a collector does (JSON, accepted).
+            return self.reply_json({})
         if self.path == "/slow":
             time.sleep(2)
         if self.path.startswith("/stream"):

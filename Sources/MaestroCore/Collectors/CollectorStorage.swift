@@ -235,6 +235,12 @@ public final class RedisCollectorStorage: CollectorStorage {
 
     @discardableResult
     public func publish(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int {
+        try FlowTracing.span("status", attributes: { $0["maestro.sink.id"] = sinkID; $0["maestro.status"] = change.status.rawValue }) { _ throws(RedisError) in
+            try publishNow(sinkID: sinkID, change)
+        }
+    }
+
+    private func publishNow(sinkID: String, _ change: CollectorStatusChange) throws(RedisError) -> Int {
         try withRedis { redis throws(RedisError) in
             try StatusPublisher.publish(redis, names: names, sinkID: sinkID, ownerID: change.ownerID, status: change.status,
                                         message: change.message, extra: change.extra, throughProvisioning: change.throughProvisioning,

@@ -49,7 +49,7 @@ public final class CollectorTemplates: Sendable {
                 if renderer.generation == current.withLock({ $0.generation }) { pool.append(renderer) }
             }
         }
-        return try renderer.renderer.render(inputs)
+        return try FlowTracing.span("render", attributes: { $0["maestro.sink.id"] = inputs.sinkID }) { _ in try renderer.renderer.render(inputs) }
     }
 }
 

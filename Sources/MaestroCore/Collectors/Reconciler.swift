@@ -105,6 +105,8 @@ public final class Reconciler: Sendable {
     private let componentLists = Mutex(CollectorComponentLists())
     /// The rollout history, failed marks and automatic rollbacks.
     let rollouts: RolloutWatcher
+    /// The traced hand-offs waiting for their sink's pass (ReconcileTraces).
+    let traces = ReconcileTraces()
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -172,6 +174,7 @@ public final class Reconciler: Sendable {
     /// Asks for a sink to be reconciled (after `delay` seconds); repeated asks collapse into one.
     public func enqueue(_ sinkID: String, after delay: Double = 0) {
         let when = Date().addingTimeInterval(delay)
+        traces.carry(sinkID)
         state.withLock { $0.due.schedule(sinkID, at: when) }
         threads.wake()
     }
@@ -269,7 +272,7 @@ public final class Reconciler: Sendable {
                 if dueAgain { threads.wake() }
             }
             do {
-                try reconcile(sinkID)
+                try traces.reconcile(sinkID) { try reconcile(sinkID) }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "ok")]).increment()
                 state.withLock { _ = $0.attempts.removeValue(forKey: sinkID) }
             } catch is SinkBusy {

@@ -71,6 +71,9 @@ public struct MaestroSettings: Sendable {
     public var minIdle: Double
     public var maxDeliveries: Int
     public var names: RedisNames
+    /// nil: tracing off (no tracer is installed).
+    public var otelEndpoint: String?
+    public var otelSamplePercent: Int
     public var logFormat: String
     public var logLevel: String
     /// Whether `log-level` was given rather than defaulted (the demo is quieter by default).
@@ -143,6 +146,8 @@ public struct MaestroSettings: Sendable {
         names.idleStream = read.text("idle-stream")
         names.maestroGroup = read.text("maestro-group")
         self.names = names
+        otelEndpoint = configuration.string("otel-endpoint").flatMap { $0.isEmpty ? nil : $0 }
+        otelSamplePercent = read.integer("otel-sample-percent")
         logFormat = read.text("log-format")
         logLevel = read.text("log-level")
         logLevelIsGiven = configuration.origin("log-level") != .defaultValue

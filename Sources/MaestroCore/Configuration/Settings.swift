@@ -125,6 +125,11 @@ public enum Settings {
         SettingDefinition(key: "activity-stream", defaultValue: RedisNames().activityStream, help: "Orb's sink activity stream (on-activity policy)."),
         SettingDefinition(key: "idle-stream", defaultValue: RedisNames().idleStream, help: "Orb's sink idle stream (on-activity policy)."),
         SettingDefinition(key: "maestro-group", defaultValue: RedisNames().maestroGroup, help: "Consumer group on the activity and idle streams."),
+        SettingDefinition(key: "otel-endpoint", defaultValue: nil,
+                          help: "Export a trace of every stream entry and API call over OTLP/HTTP to this URL (the traces path itself, "
+                            + "e.g. http://otel-collector:4318/v1/traces); off unless given."),
+        SettingDefinition(key: "otel-sample-percent", kind: .integer(0...100), defaultValue: "100",
+                          help: "Share of new traces recorded, in percent; a trace continued from a caller follows the caller's choice."),
         SettingDefinition(key: "log-format", kind: .choice(["text", "json"]), defaultValue: "text", help: "Log line format: text or json."),
         SettingDefinition(key: "log-level", kind: .choice(["trace", "debug", "info", "warning", "error"]), defaultValue: "info",
                           help: "Lowest level logged: trace, debug, info, warning or error.", orbSource: { environment in

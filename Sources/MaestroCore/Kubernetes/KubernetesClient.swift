@@ -72,6 +72,16 @@ public final class KubernetesClient: Sendable {
     /// `accept`: what the answer should be (`…;as=PartialObjectMetadataList;…` for metadata only).
     public func request(_ method: String, _ path: String, query: [(String, String)] = [], body: Value? = nil,
                        contentType: String = "application/json", accept: String = "application/json") throws(ClusterError) -> KubeResponse {
+        try FlowTracing.span("kubernetes.request", kind: .client, attributes: { $0["http.request.method"] = method; $0["url.path"] = path }) {
+            span throws(ClusterError) in
+            let response = try perform(method, path, query: query, body: body, contentType: contentType, accept: accept)
+            span?.updateAttributes { $0["http.response.status_code"] = response.status }
+            return response
+        }
+    }
+
+    private func perform(_ method: String, _ path: String, query: [(String, String)], body: Value?,
+                         contentType: String, accept: String) throws(ClusterError) -> KubeResponse {
         let url = self.url(path, query: query)
         var payload: [UInt8]?
         if let body {

@@ -51,11 +51,23 @@ public final class SinkEventProcessor: StreamBatchProcessor {
 
     /// The rules over any storage (the tests of the rules use the in-memory one).
     public func process(_ batch: [DeliveredEntry], storage: any SinkerStorage) throws(RedisError) -> [EntryOutcome] {
+        let traces = EntryTraces(batch)
+        do throws(RedisError) {
+            let outcomes = try process(batch, storage: storage, traces: traces)
+            traces.end(outcomes)
+            return outcomes
+        } catch {
+            traces.end(failing: error)
+            throw error
+        }
+    }
+
+    private func process(_ batch: [DeliveredEntry], storage: any SinkerStorage, traces: EntryTraces) throws(RedisError) -> [EntryOutcome] {
         var events: [SinkEvent?] = []
         var plans: [Plan?] = []
-        for delivered in batch {
+        for (index, delivered) in batch.enumerated() {
             do {
-                events.append(try SinkEvent.decode(delivered.entry))
+                events.append(try traces.step("sinker.decode", entry: index) { () throws(MalformedEvent) in try SinkEvent.decode(delivered.entry) })
                 plans.append(nil)
             } catch {
                 events.append(nil)
@@ -67,9 +79,12 @@ public final class SinkEventProcessor: StreamBatchProcessor {
         var oldestPendingChecked: StreamID??
         for (index, delivered) in batch.enumerated() {
             guard let event = events[index], plans[index] == nil else { continue }
-            plans[index] = try plan(event, delivered: delivered, records: &records, storage: storage, oldestPending: &oldestPendingChecked)
+            traces.annotate(entry: index) { $0["maestro.sink.id"] = event.sinkID; $0["maestro.operation"] = event.operation.rawValue }
+            plans[index] = try traces.within(entry: index) { () throws(RedisError) in
+                try plan(event, delivered: delivered, records: &records, storage: storage, oldestPending: &oldestPendingChecked)
+            }
         }
-        return try store(plans, storage: storage)
+        return try store(plans, storage: storage, traces: traces)
     }
 
     private func plan(_ event: SinkEvent, delivered: DeliveredEntry, records: inout [String: SinkRecord], storage: any SinkerStorage,
@@ -135,7 +150,7 @@ public final class SinkEventProcessor: StreamBatchProcessor {
     }
 
     /// Stores the plans (in one round trip to Redis), hands off to the collectors, and returns the outcomes.
-    private func store(_ plans: [Plan?], storage: any SinkerStorage) throws(RedisError) -> [EntryOutcome] {
+    private func store(_ plans: [Plan?], storage: any SinkerStorage, traces: EntryTraces) throws(RedisError) -> [EntryOutcome] {
         var outcomes: [EntryOutcome] = plans.map { plan in
             if case .outcome(let outcome)? = plan { return outcome }
             return .acknowledged
@@ -145,13 +160,25 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             return (index, event, write)
         }
         guard !stored.isEmpty else { return outcomes }
-        let results = try storage.store(stored.map(\.write))
+        // One round trip stores them all: each stored entry's trace has this store as a span.
+        let storeSpans = traces.startSteps("sinker.store", entries: stored.map(\.index))
+        let results: [SinkStoreResult]
+        do throws(RedisError) {
+            results = try storage.store(stored.map(\.write))
+            storeSpans.end()
+        } catch {
+            storeSpans.end(failing: error)
+            throw error
+        }
         for ((index, event, write), result) in zip(stored, results) {
             if result == .stale {
                 outcomes[index] = .skippedStale
                 continue
             }
-            if let failure = handOff(event, action: write.action, record: write.record) {
+            let failure = traces.step("sinker.hand_off", entry: index, attributes: { $0["maestro.hand_off.action"] = "\(write.action)" }) {
+                handOff(event, action: write.action, record: write.record)
+            }
+            if let failure {
                 outcomes[index] = .retry(reason: failure)
             }
         }
@@ -176,6 +203,8 @@ public final class SinkEventProcessor: StreamBatchProcessor {
             case .invalid:
                 return nil
             }
+            // Within the hand-off's span when tracing is on: the line names the entry's trace.
+            settings.logger.debug("handed off to the collectors", metadata: ["sink.id": "\(event.sinkID)", "hand_off.action": "\(action)"])
             return nil
         } catch where Self.isSuperseded(error, action: action) {
             // A newer event of the sink changed it since this entry was stored; that event's hand-off
