@@ -15,6 +15,8 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var redisURL: String?
     @Option(name: .customLong("redis-url-file"), help: ArgumentHelp(Settings.fileFlagHelp("redis-url")))
     var redisURLFile: String?
+    @Option(name: .customLong("redis-wait-replicas"), help: ArgumentHelp(Settings.flagHelp("redis-wait-replicas")))
+    var redisWaitReplicas: String?
     @Option(name: .customLong("plugins-dir"), help: ArgumentHelp(Settings.flagHelp("plugins-dir")))
     var pluginsDir: String?
     @Option(name: .customLong("templates-dir"), help: ArgumentHelp(Settings.flagHelp("templates-dir")))
@@ -141,7 +143,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     /// Flag name → values, as `Configuration.resolve` takes them.
     var given: [String: [String]] {
         let pairs: [(String, String?)] = [
-            ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("plugins-dir", pluginsDir),
+            ("config", config), ("redis-url", redisURL), ("redis-url-file", redisURLFile), ("redis-wait-replicas", redisWaitReplicas), ("plugins-dir", pluginsDir),
             ("templates-dir", templatesDir), ("lua-instruction-budget", luaInstructionBudget), ("lua-memory-mb", luaMemoryMB),
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),

@@ -1,4 +1,5 @@
 internal import CHiredis
+internal import Dispatch
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -116,6 +117,8 @@ public final class RedisConnection: @unchecked Sendable {
     public let connectTimeoutMilliseconds: Int
     public var commandTimeoutMilliseconds: Int
     private var context: UnsafeMutablePointer<redisContext>?
+    /// The sentinel that answered last: asked first next time.
+    private var preferredSentinel = 0
 
     public init(url: RedisURL, connectTimeoutMilliseconds: Int = 2_000, commandTimeoutMilliseconds: Int = 5_000) throws(RedisError) {
         self.url = url
@@ -142,23 +145,86 @@ public final class RedisConnection: @unchecked Sendable {
         context = nil
     }
 
+    /// The data node this connection is (or was last) connected to: with Sentinel, the master found.
+    public private(set) var address: RedisURL.Address?
+
     private func connect() throws(RedisError) {
-        guard let fresh = maestro_redis_connect(url.host, Int32(url.port), connectTimeoutMilliseconds) else {
+        if let sentinel = url.sentinel {
+            try connectThroughSentinel(sentinel)
+        } else {
+            try open(RedisURL.Address(host: url.host, port: url.port), confirmsMaster: false)
+        }
+    }
+
+    /// Asks the sentinels for the master, confirms it with ROLE, and during a failover (no sentinel
+    /// answers, or the one named is not a master yet) asks again with a capped backoff until the
+    /// connect timeout has passed. Callers retry past that with their own backoff.
+    private func connectThroughSentinel(_ sentinel: RedisURL.Sentinel) throws(RedisError) {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(1, connectTimeoutMilliseconds)) * 1_000_000
+        let perNodeTimeout = min(connectTimeoutMilliseconds, 1_000)
+        var lastError = RedisError(kind: .connection, message: "no sentinel answered")
+        var attempt = 0
+        while true {
+            for index in sentinel.nodes.indices {
+                let node = sentinel.nodes[(index + preferredSentinel) % sentinel.nodes.count]
+                do {
+                    let master = try Self.askSentinel(node, sentinel: sentinel, timeoutMilliseconds: perNodeTimeout)
+                    try open(master, confirmsMaster: true)
+                    preferredSentinel = (index + preferredSentinel) % sentinel.nodes.count
+                    return
+                } catch {
+                    lastError = error
+                    // Wrong credentials do not get better by asking again.
+                    if error.kind == .authentication { throw RedisError(kind: .authentication, message: "\(url): \(error.message)") }
+                }
+            }
+            attempt += 1
+            let pause = min(1_000, 50 << min(attempt, 5))
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now + UInt64(pause) * 1_000_000 < deadline else { break }
+            usleep(UInt32(pause * 1_000))
+        }
+        throw RedisError(kind: .connection, message: "no master \"\(sentinel.masterName)\" through \(url): \(lastError.message)")
+    }
+
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` on one sentinel, with the sentinels' credentials.
+    private static func askSentinel(_ node: RedisURL.Address, sentinel: RedisURL.Sentinel, timeoutMilliseconds: Int) throws(RedisError) -> RedisURL.Address {
+        let connection = try RedisConnection(url: RedisURL(host: node.host, port: node.port, username: sentinel.username, password: sentinel.password),
+                                             connectTimeoutMilliseconds: timeoutMilliseconds, commandTimeoutMilliseconds: timeoutMilliseconds)
+        defer { connection.close() }
+        let reply = try connection.command(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinel.masterName])
+        guard let pair = reply.array, pair.count == 2, let host = pair[0].string, let port = pair[1].integer.flatMap({ Int(exactly: $0) }) else {
+            throw RedisError(kind: .connection, message: "sentinel \(node) knows no master named \"\(sentinel.masterName)\"")
+        }
+        return RedisURL.Address(host: host, port: port)
+    }
+
+    /// Connects to one data node, with AUTH and SELECT; `confirmsMaster`: ROLE must say master (a
+    /// sentinel may still name the old master for a moment after a failover).
+    private func open(_ target: RedisURL.Address, confirmsMaster: Bool) throws(RedisError) {
+        guard let fresh = maestro_redis_connect(target.host, Int32(target.port), connectTimeoutMilliseconds) else {
             throw RedisError(kind: .connection, message: "cannot allocate a connection to \(url)")
         }
         if fresh.pointee.err != 0 {
             let reason = Self.errorText(fresh)
             redisFree(fresh)
-            throw RedisError(kind: .connection, message: "cannot connect to \(url): \(reason)")
+            throw RedisError(kind: .connection, message: "cannot connect to \(url)\(url.sentinel == nil ? "" : " (master \(target))"): \(reason)")
         }
         context = fresh
+        address = target
         applyTimeout(commandTimeoutMilliseconds)
-        do {
+        do throws(RedisError) {
             if let password = url.password {
                 if let username = url.username {
                     _ = try command(["AUTH", username, password])
                 } else {
                     _ = try command(["AUTH", password])
+                }
+            }
+            if confirmsMaster {
+                let role = try command(["ROLE"]).array?.first?.string
+                guard role == "master" else {
+                    throw RedisError(kind: .connection, message: "\(target) named by the sentinels answers ROLE \(role ?? "?"), not master")
                 }
             }
             if url.database != 0 { _ = try command(["SELECT", String(url.database)]) }
@@ -214,7 +280,21 @@ public final class RedisConnection: @unchecked Sendable {
             replies.append(Self.copy(raw))
             freeReplyObject(raw)
         }
+        if let demotion = replies.lazy.compactMap(Self.demotion).first {
+            close()
+            throw RedisError(kind: .connection, message: "\(url)\(address.map { " at \($0)" } ?? ""): \(demotion); reconnecting to the master")
+        }
         return replies
+    }
+
+    /// The error text of a reply saying this server is no longer a writable master (a failover demoted
+    /// it, or it lost its link to the master): the command did nothing, and the connection is dropped so
+    /// that the next one finds the current master. The whole pipeline counts as failed: callers run it again
+    /// (the writes refused this way did nothing).
+    private static func demotion(_ reply: RedisReply) -> String? {
+        guard case .error(let text) = reply else { return nil }
+        let code = text.prefix { $0 != " " }
+        return code == "READONLY" || code == "MASTERDOWN" || code == "UNBLOCKED" ? String(text.prefix(120)) : nil
     }
 
     /// Marks the connection broken and describes why.

@@ -140,7 +140,7 @@ public struct Wiring: Sendable {
                               consumerName: consumerName, workers: workers,
                               minIdleMilliseconds: Int(settings.minIdle * 1000),
                               maxDeliveries: settings.maxDeliveries, deadLetterStream: names.deadLetterStream,
-                              streamMaxLength: settings.streamMaxLength)
+                              streamMaxLength: settings.streamMaxLength, waitReplicas: settings.redisWaitReplicas)
     }
 
     public func absolute(_ path: String) -> String {

@@ -31,6 +31,40 @@ struct RedisURLTests {
         #expect(!url.description.contains("hunter2"))
         #expect(url.description == "redis://user:***@host:1/0")
     }
+
+    @Test("redis+sentinel://: the sentinels, the master's name, the database, both sets of credentials")
+    func sentinelForms() throws {
+        let url = try RedisURL(parsing: "redis+sentinel://app:data%40pw@s1:26380,s2,[::1]:26381/my%20master/3?sentinel-username=watch&sentinel-password=s%3Apw")
+        #expect(url.username == "app")
+        #expect(url.password == "data@pw")
+        #expect(url.database == 3)
+        #expect(url.sentinel == RedisURL.Sentinel(nodes: [RedisURL.Address(host: "s1", port: 26380), RedisURL.Address(host: "s2", port: 26379),
+                                                         RedisURL.Address(host: "::1", port: 26381)],
+                                                 masterName: "my master", username: "watch", password: "s:pw"))
+        let plain = try RedisURL(parsing: "redis+sentinel://h:1/m")
+        #expect(plain.sentinel?.masterName == "m")
+        #expect(plain.database == 0)
+        #expect(plain.password == nil && plain.sentinel?.password == nil)
+    }
+
+    @Test("a sentinel URL's description masks both passwords", arguments: [
+        "redis+sentinel://app:hunter2@s1:26380,s2/m/1?sentinel-password=hunter3",
+        "redis+sentinel://:hunter2@s1/m?sentinel-username=u&sentinel-password=hunter3",
+    ])
+    func sentinelRedaction(_ text: String) throws {
+        let described = try RedisURL(parsing: text).description
+        #expect(!described.contains("hunter2") && !described.contains("hunter3"), "\(described)")
+        #expect(described.contains("sentinel-password=***"))
+        #expect(try RedisURL(parsing: described).sentinel?.nodes == RedisURL(parsing: text).sentinel?.nodes, "the description parses back")
+    }
+
+    @Test("rejects bad sentinel URLs with a reason", arguments: [
+        "redis+sentinel://h:26379", "redis+sentinel://h:26379/", "redis+sentinel://h:26379,/m", "redis+sentinel://h:0/m",
+        "redis+sentinel://h/m/x", "redis+sentinel://h/m/0/extra", "redis+sentinel://h/m?sentinel-pasword=x", "redis+sentinel:///m",
+    ])
+    func rejectsSentinel(_ text: String) {
+        #expect(throws: RedisURL.ParseError.self) { try RedisURL(parsing: text) }
+    }
 }
 
 @Suite("Redis commands against a real server", .testThreads, .timeLimit(.minutes(2)))

@@ -123,6 +123,11 @@ public final class RedisCollectorStorage: CollectorStorage {
             return result
         } catch {
             redis.close()
+            if error.isConnectionFailure {
+                // The server went away or was demoted (a failover): the pooled connections lead to it too,
+                // and each would fail its next caller in turn. The next call connects afresh.
+                for pooled in connections.withLock({ pool in defer { pool.removeAll() }; return pool }) { pooled.close() }
+            }
             throw error
         }
     }

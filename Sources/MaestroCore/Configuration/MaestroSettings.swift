@@ -10,6 +10,8 @@ public struct MaestroSettings: Sendable {
     public var redisURLOrigin: SettingOrigin
     /// Whether `redis-url` was given: the demo and the pipeline benchmark start a private redis-server when not.
     public var redisURLIsGiven: Bool { redisURLOrigin != .defaultValue }
+    /// Replicas that must confirm an outcome (WAIT) before its event is acknowledged.
+    public var redisWaitReplicas: Int
     public var pluginsDir: String
     public var templatesDir: String
     /// Whether `plugins-dir` / `templates-dir` were set (flag, environment, file): else maestro looks for
@@ -83,6 +85,7 @@ public struct MaestroSettings: Sendable {
         let read = TypedReader(configuration: configuration)
         redisURL = read.text("redis-url")
         redisURLOrigin = configuration.origin("redis-url") ?? .defaultValue
+        redisWaitReplicas = read.integer("redis-wait-replicas")
         pluginsDir = read.text("plugins-dir")
         templatesDir = read.text("templates-dir")
         pluginsDirIsGiven = configuration.origin("plugins-dir") != .defaultValue

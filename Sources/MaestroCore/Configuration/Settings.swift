@@ -7,7 +7,7 @@ public enum Settings {
     public static let all: [SettingDefinition] = [
         SettingDefinition(
             key: "redis-url", defaultValue: "redis://127.0.0.1:6379/0",
-            help: "Redis to use: redis://[user:password@]host:port[/db].", isSecret: true,
+            help: "Redis to use: redis://[user:password@]host:port[/db], or through Sentinel: redis+sentinel://[user:password@]host:26379[,host:26379…]/MASTER[/db][?sentinel-password=…].", isSecret: true,
             orbSource: { environment in
                 // Orb splits it: ORB_MAESTRO_STREAM_ES_URL (host:port), _PASS and _DB.
                 guard let address = environment["ORB_MAESTRO_STREAM_ES_URL"] else { return nil }
@@ -24,6 +24,8 @@ public enum Settings {
                 }
                 return (url, used)
             }),
+        SettingDefinition(key: "redis-wait-replicas", kind: .integer(0...16), defaultValue: "0",
+                          help: "Replicas that must have an event's stored outcome (Redis WAIT) before the event is acknowledged; 0: do not wait."),
         SettingDefinition(key: "plugins-dir", defaultValue: "./plugins",
                           help: "Folder of Lua plugins (one folder per plugin). Unset: $MAESTRO_HOME/plugins, then <binary>/../share/maestro/plugins, then ./plugins."),
         SettingDefinition(key: "templates-dir", defaultValue: "./templates",

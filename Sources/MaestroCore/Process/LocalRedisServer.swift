@@ -11,8 +11,8 @@ public final class LocalRedisServer: @unchecked Sendable {
 
     /// The servers still running, killed when the process exits; tests start and stop servers from
     /// many threads at once.
-    private static let running = Mutex<[pid_t]>([])
-    private static let registerExitHandler: Void = {
+    static let running = Mutex<[pid_t]>([])
+    static let registerExitHandler: Void = {
         atexit {
             for pid in LocalRedisServer.running.withLock({ $0 }) { kill(pid, SIGKILL) }
         }

@@ -55,11 +55,15 @@ public struct StreamConsumerOptions: Sendable {
     public var streamMaxLength: Int
     /// Consumers idle this long with nothing pending are removed from the group.
     public var consumerRemovalMilliseconds: Int
+    /// Replicas that must have a batch's stored outcomes (Redis WAIT) before the batch is acknowledged.
+    public var waitReplicas: Int
+    /// How long one WAIT may take; fewer replicas by then fails the batch, which is tried again.
+    public var waitReplicasTimeoutMilliseconds: Int
 
     public init(stream: String, group: String, groupStart: String = "0", consumerName: String, workers: Int = 1,
                 batchSize: Int = 200, blockMilliseconds: Int = 1_000, minIdleMilliseconds: Int = 60_000, maxDeliveries: Int = 5,
                 deadLetterStream: String = "orb.maestro.deadletter", streamMaxLength: Int = 100_000,
-                consumerRemovalMilliseconds: Int? = nil) {
+                consumerRemovalMilliseconds: Int? = nil, waitReplicas: Int = 0, waitReplicasTimeoutMilliseconds: Int = 2_000) {
         self.stream = stream
         self.group = group
         self.groupStart = groupStart
@@ -72,6 +76,8 @@ public struct StreamConsumerOptions: Sendable {
         self.deadLetterStream = deadLetterStream
         self.streamMaxLength = streamMaxLength
         self.consumerRemovalMilliseconds = consumerRemovalMilliseconds ?? max(10 * minIdleMilliseconds, 3_600_000)
+        self.waitReplicas = max(0, waitReplicas)
+        self.waitReplicasTimeoutMilliseconds = max(1, waitReplicasTimeoutMilliseconds)
     }
 }
 

@@ -170,6 +170,14 @@ final class StreamWorkerPool: Sendable {
             }
         }
         let finished = actions.filter(\.isFinal).map(\.delivered.entry.id)
+        if options.waitReplicas > 0 && !finished.isEmpty {
+            // The outcomes are stored on the master; acknowledging before a replica has them would let a
+            // failover to that replica lose an outcome whose event is gone from the pending list.
+            let confirmed = try redis.command(["WAIT", String(options.waitReplicas), String(options.waitReplicasTimeoutMilliseconds)]).integer ?? 0
+            guard confirmed >= Int64(options.waitReplicas) else {
+                throw RedisError(kind: .timeout, message: "\(confirmed) of \(options.waitReplicas) replicas confirmed the outcomes within \(options.waitReplicasTimeoutMilliseconds) ms; not acknowledged")
+            }
+        }
         if !deadLetters.isEmpty {
             guard try redis.transaction(deadLetters + [RedisConnection.xackArguments(options.stream, group: options.group, ids: finished)]) != nil else {
                 throw RedisError(kind: .server, message: "dead-letter transaction aborted")
