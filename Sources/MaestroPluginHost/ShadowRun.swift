@@ -52,8 +52,13 @@ public enum ShadowRun {
         let builder = CollectorConfigBuilder(context: context, runtime: runtime)
         var results: [ShadowResult] = []
         for (sinkID, record) in try liveSinks(redis, names: context.names) {
-            guard let sinkBackend = record.backend, backend == nil || sinkBackend == backend,
-                  let plugin = context.catalog.plugin(forBackend: sinkBackend) else { continue }
+            guard let sinkBackend = record.backend, backend == nil || sinkBackend == backend else { continue }
+            // A candidate that drops or renames a plugin would leave its sinks without a builder: that is
+            // a failure of the candidate, not "no difference".
+            guard let plugin = context.catalog.plugin(forBackend: sinkBackend) else {
+                results.append(ShadowResult(sinkID: sinkID, outcome: .failed("no candidate plugin serves its backend \(sinkBackend)")))
+                continue
+            }
             guard let input = record.input else {
                 results.append(ShadowResult(sinkID: sinkID, outcome: .skipped("no input kept: stored before inputs were kept")))
                 continue
@@ -108,18 +113,19 @@ public enum ShadowRun {
             let record = try redis.hget(names.collectorsHash, field: sinkID).flatMap { try? JSON.decode($0) }
             var owner = record?["owner_id"]?.stringValue ?? ""
             if owner.isEmpty { owner = try SinkStore.record(redis, names: names, sinkID: sinkID)?.ownerID ?? "" }
+            // A candidate may copy the config anywhere (an annotation, a ConfigMap, an error message): its
+            // credentials are scrubbed from everything printed, not only from Secret objects.
+            let message = SinkMessage(secrets: (try? YAML.parse(config)).map { SecretMasker().secrets(in: $0) } ?? [])
             let rendered: RenderedCollector
             do {
                 rendered = try renderer.render(CollectorInputs(sinkID: sinkID, ownerID: owner, configYAML: config, configHash: hasher.hash(config)))
             } catch {
-                // A template's error may quote the config it was given: its credentials are scrubbed.
-                let secrets = (try? YAML.parse(config)).map { SecretMasker().secrets(in: $0) } ?? []
-                results.append(ShadowResult(sinkID: sinkID, outcome: .failed(SinkMessage(secrets: secrets).reasonLine("\(error)"))))
+                results.append(ShadowResult(sinkID: sinkID, outcome: .failed(message.reasonLine("\(error)"))))
                 continue
             }
             let stored = (try? YAML.parseAll(desiredYAML)) ?? []
-            let before = ((try? YAML.emitAll(ObjectDiff.redacted(stored))) ?? "").split(separator: "\n").map(String.init)
-            let after = ((try? YAML.emitAll(ObjectDiff.redacted(rendered.objects))) ?? "").split(separator: "\n").map(String.init)
+            let before = message.scrubbed((try? YAML.emitAll(ObjectDiff.redacted(stored))) ?? "").split(separator: "\n").map(String.init)
+            let after = message.scrubbed((try? YAML.emitAll(ObjectDiff.redacted(rendered.objects))) ?? "").split(separator: "\n").map(String.init)
             let difference = ObjectDiff.lineDiff(before: before, after: after)
             results.append(ShadowResult(sinkID: sinkID, outcome: difference.isEmpty ? .same : .changed(difference)))
         }

@@ -43,6 +43,9 @@ struct RebuildCommand: ParsableCommand {
             let catalog = wiring.loadPlugins(logger: logger)
             for failure in catalog.failures { printError("maestro: \(failure.folder): \(failure.message)") }
             guard catalog.failures.isEmpty else { throw InvalidInput("the plugins of \(wiring.pluginsRoot) do not all load") }
+            if let backend, catalog.plugin(forBackend: backend) == nil {
+                throw InvalidInput("no plugin in \(wiring.pluginsRoot) serves backend \(backend)")
+            }
             let redisURL = try wiring.redisURL()
             let redis = try RedisConnection(url: redisURL)
             defer { redis.close() }

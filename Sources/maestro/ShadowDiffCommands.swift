@@ -29,6 +29,8 @@ struct PluginsDiffCommand: ParsableCommand {
             let catalog = wiring.loadPlugins(logger: logger)
             for failure in catalog.failures { printError("maestro: \(failure.folder): \(failure.message)") }
             guard catalog.failures.isEmpty else { throw InvalidInput("the candidate plugins in \(wiring.pluginsRoot) do not all load") }
+            // An empty candidate would otherwise compare nothing and pass as "no difference".
+            guard !catalog.plugins.isEmpty else { throw InvalidInput("the candidate folder \(wiring.pluginsRoot) holds no plugin") }
             if let backend, catalog.plugin(forBackend: backend) == nil {
                 throw InvalidInput("no plugin in \(wiring.pluginsRoot) serves backend \(backend)")
             }

@@ -105,6 +105,18 @@ struct Attack19Tests {
         #expect(empty.code != 0, "\(empty.output)")
     }
 
+    @Test("attack: a candidate that drops a plugin folder is a failure naming the sinks it leaves without a builder, not \"no difference\"")
+    func pluginsDiffDroppedPlugin() throws {
+        let directory = try TemporaryDirectory()
+        try storedFleet(directory, sinkID: "d1")
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/plugins", toPath: directory.path + "/fewer-plugins")
+        try FileManager.default.removeItem(atPath: directory.path + "/fewer-plugins/prometheus")
+        let result = try runBounded([maestroBinary(), "plugins", "diff", "--plugins-dir", directory.path + "/fewer-plugins"] + common,
+                                    directory: directory, log: "dropped.log")
+        #expect(result.code == 2, "\(result.output)")
+        #expect(result.output.contains("d1") && result.output.contains("prometheus"), "\(result.output)")
+    }
+
     @Test("attack: sinks rebuild with a backend no plugin serves, or both selectors, is a clear error with a non-zero exit")
     func rebuildBadArguments() throws {
         let local = ["--plugins-dir", repositoryRoot + "/plugins", "--templates-dir", repositoryRoot + "/templates",
