@@ -262,10 +262,11 @@ public final class PluginConfigSource: CollectorConfigSource {
     }
 
     public func beginBatch(redis: RedisConnection) {
-        if let current = context.generations?.current, current.number != generation {
+        if let generations = context.generations, case let current = generations.current, current.number != generation {
             context.catalog = current.catalog
             generation = current.number
             (runtime, builder) = Self.builder(for: context)
+            generations.workerMovedOn()
         }
         runtime.redis.connection = redis
     }

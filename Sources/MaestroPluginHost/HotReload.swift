@@ -17,8 +17,36 @@ public final class PluginGenerations: Sendable {
 
     public var catalog: PluginCatalog { current.catalog }
 
+    /// Told each time a sinker worker moves to a newer generation. The worker has stored the batch it
+    /// built on the older one by then, so a rebuild sweep asked for here sees that batch's records: the
+    /// sweep asked for at the reload itself may scan before them, and would leave those sinks built by
+    /// the old plugin until the next reload.
+    public let workerMovedOn = GenerationListener()
+
     func replace(with catalog: PluginCatalog) {
         state.withLock { $0 = ($0.number + 1, catalog) }
+    }
+}
+
+/// A callback set after construction and called from the sinker's worker threads (kept in a class, not
+/// in a `Mutex` directly: see `SinkCallback`).
+public final class GenerationListener: Sendable {
+    private final class Box: Sendable {
+        let call: @Sendable () -> Void
+
+        init(_ call: @escaping @Sendable () -> Void) { self.call = call }
+    }
+
+    private let box = Mutex<Box?>(nil)
+
+    public init() {}
+
+    public func set(_ call: @escaping @Sendable () -> Void) {
+        box.withLock { $0 = Box(call) }
+    }
+
+    public func callAsFunction() {
+        box.withLock { $0 }?.call()
     }
 }
 

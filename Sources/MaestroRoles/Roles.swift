@@ -104,6 +104,9 @@ public struct Roles {
                 previous?(catalog)
                 loop.requestSweep()
             }
+            // A batch built on the old plugins while the reload's sweep ran is stored before its worker
+            // moves on: one more sweep then rebuilds those sinks too.
+            generations.workerMovedOn.set { loop.requestSweep() }
             rebuilds = loop
         }
         let reloader = HotReloader(sources: reloadSources, snapshots: snapshots,

@@ -1,7 +1,10 @@
 import Foundation
+import Logging
 import MaestroCore
+import MaestroRedis
 import MaestroTestSupport
 import MaestroValue
+import Synchronization
 import Testing
 
 @testable import MaestroPluginHost
@@ -60,5 +63,25 @@ struct PluginFingerprintTests {
         changed = fingerprints(root, settings: ["otlphttp": .map(["topic_prefix": .string("other-")])])
         #expect(changed["otlphttp"] != afterLib["otlphttp"])
         #expect(changed["prometheus"] == afterLib["prometheus"])
+    }
+
+    @Test("a sinker worker moving to a newer plugin generation asks for one more rebuild sweep, once: the batch it built on the older one is stored by then")
+    func workerMovingOnAsksForASweep() throws {
+        let generations = PluginGenerations(PluginCatalog.load(root: repositoryRoot + "/plugins"))
+        let moves = Mutex(0)
+        generations.workerMovedOn.set { moves.withLock { $0 += 1 } }
+        var context = SinkerContext(catalog: generations.catalog, names: RedisNames(), cipher: OrbSecretCipher(secret: "orb"), kafkaURL: "k:1",
+                                    policy: .eager, collectors: nil, logger: Logger(label: "test"))
+        context.generations = generations
+        let source = PluginConfigSource(context: context)
+        let redis = try RedisConnection(url: try RedisURL(parsing: try RedisTestServer.url))
+        defer { redis.close() }
+        source.beginBatch(redis: redis)
+        #expect(moves.withLock { $0 } == 0, "a worker starting on the generation in use is not a move")
+        generations.replace(with: PluginCatalog.load(root: repositoryRoot + "/plugins"))
+        source.beginBatch(redis: redis)
+        #expect(moves.withLock { $0 } == 1)
+        source.beginBatch(redis: redis)
+        #expect(moves.withLock { $0 } == 1, "only a move asks for a sweep")
     }
 }
