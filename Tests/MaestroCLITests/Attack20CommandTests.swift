@@ -51,4 +51,12 @@ struct Attack20CommandTests {
         let rolledBack = try maestro(["rollback", "--sink-id", "s2", "--to", "1"] + common)
         #expect(Self.survived(rolledBack), "exit \(rolledBack.code): \(rolledBack.output.suffix(400))")
     }
+
+    @Test("attack: --config-history 0, negative, too large or not a number is refused with a clear error and a non-zero exit", arguments: ["0", "-1", "101", "99999999999999999999", "three"])
+    func configHistoryBounds(value: String) throws {
+        let refused = try maestro(["history", "--sink-id", "s1", "--redis-url", try RedisTestServer.url, "--config-history=\(value)"])
+        #expect(refused.code != 0, "\(refused.output)")
+        #expect(refused.output.contains("config-history") && refused.output.contains(value), "\(refused.output)")
+        #expect(!refused.output.contains("Fatal error"), "\(refused.output)")
+    }
 }
