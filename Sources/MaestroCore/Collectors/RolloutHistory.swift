@@ -31,6 +31,9 @@ public struct RolloutVersion: Sendable, Equatable {
     public var configHash: String
     /// When it was stored, in seconds since the epoch.
     public var storedAt: Double
+    /// When the cluster first accepted it: its rollout deadline runs from here, not from the store (a
+    /// version stored while the API refused writes, or just before a restart, has not started rolling).
+    public var appliedAt: Double?
     public var outcome: Outcome
     public var source: Source
     /// Why it failed, or which version a rollback re-applied and why.
@@ -59,22 +62,28 @@ public struct RolloutVersion: Sendable, Equatable {
         if !reason.isEmpty { fields["reason"] = .string(reason) }
         if let rolledBackTo { fields["rolled_back_to"] = .int(Int64(rolledBackTo)) }
         if let yaml { fields["yaml"] = .string(yaml) }
+        if let appliedAt { fields["applied_at"] = .double(appliedAt) }
         return .map(fields)
     }
 
     init?(_ value: Value) {
         guard let version = value["version"]?.intValue, let digest = value["digest"]?.stringValue,
               let outcome = value["outcome"]?.stringValue.flatMap(Outcome.init(rawValue:)),
-              let source = value["source"]?.stringValue.flatMap(Source.init(rawValue:)) else { return nil }
-        let storedAt: Double
-        switch value["stored_at"] {
-        case .double(let seconds)?: storedAt = seconds
-        case .int(let seconds)?: storedAt = Double(seconds)
-        default: storedAt = 0
-        }
-        self.init(version: Int(version), digest: digest, configHash: value["config_hash"]?.stringValue ?? "", storedAt: storedAt,
+              let source = value["source"]?.stringValue.flatMap(Source.init(rawValue:)),
+              RolloutHistory.versionNumbers.contains(Int(version)) else { return nil }
+        self.init(version: Int(version), digest: digest, configHash: value["config_hash"]?.stringValue ?? "", storedAt: Self.seconds(value["stored_at"]) ?? 0,
                   outcome: outcome, source: source, reason: value["reason"]?.stringValue ?? "",
-                  rolledBackTo: value["rolled_back_to"]?.intValue.map(Int.init), yaml: value["yaml"]?.stringValue)
+                  rolledBackTo: value["rolled_back_to"]?.intValue.map(Int.init).flatMap { RolloutHistory.versionNumbers.contains($0) ? $0 : nil },
+                  yaml: value["yaml"]?.stringValue)
+        appliedAt = Self.seconds(value["applied_at"])
+    }
+
+    private static func seconds(_ value: Value?) -> Double? {
+        switch value {
+        case .double(let seconds)?: return seconds
+        case .int(let seconds)?: return Double(seconds)
+        default: return nil
+        }
     }
 }
 
@@ -103,6 +112,10 @@ public struct FailedDesiredState: Sendable, Equatable {
 public struct RolloutHistory: Sendable, Equatable {
     public var versions: [RolloutVersion] = []
     public var nextVersion = 1
+
+    /// The version numbers a document may hold: a sink rolls out far fewer times, and a number past them
+    /// (a corrupt or hostile document) would overflow the next one. Versions outside are not read.
+    static let versionNumbers = 1...Int(Int32.max)
     public var failed: FailedDesiredState?
 
     public init() {}
@@ -202,10 +215,11 @@ public struct RolloutHistory: Sendable, Equatable {
     public init(json: String?) {
         guard let json, let value = try? JSON.decode(json) else { return }
         versions = (value["versions"]?.listValue ?? []).compactMap(RolloutVersion.init)
-        nextVersion = max(Int(value["next_version"]?.intValue ?? 1), (versions.map(\.version).max() ?? 0) + 1)
+        let statedNext = value["next_version"]?.intValue.map(Int.init).flatMap { Self.versionNumbers.contains($0) ? $0 : nil } ?? 1
+        nextVersion = max(statedNext, (versions.map(\.version).max() ?? 0) + 1)
         if let failed = value["failed"], let digest = failed["digest"]?.stringValue {
-            self.failed = FailedDesiredState(digest: digest, version: Int(failed["version"]?.intValue ?? 0),
-                                             rolledBackTo: Int(failed["rolled_back_to"]?.intValue ?? 0),
+            let number = { (key: String) in failed[key]?.intValue.map(Int.init).flatMap { Self.versionNumbers.contains($0) ? $0 : nil } ?? 0 }
+            self.failed = FailedDesiredState(digest: digest, version: number("version"), rolledBackTo: number("rolled_back_to"),
                                              message: failed["message"]?.stringValue ?? "")
         }
     }

@@ -99,6 +99,10 @@ public struct RolloutWatcher: Sendable {
             if history.versions.last(where: { $0.digest == digest }) == nil {
                 history.stored(digest: digest, configHash: configHash, now: now, keep: keep)
             }
+            // This runs after an apply the cluster accepted: the first one starts the rollout's deadline.
+            if let last = history.versions.indices.last, history.versions[last].digest == digest, history.versions[last].appliedAt == nil {
+                history.versions[last].appliedAt = now
+            }
             // Only a rollout of the sink's own config is rolled back, never a rollback (no loop), and only
             // to a good version of something else.
             guard let current = history.latest, current.digest == digest, current.outcome == .pending, current.source == .update,
@@ -110,7 +114,7 @@ public struct RolloutWatcher: Sendable {
                 reason = failure
                 why = message
             } else {
-                let elapsed = now - current.storedAt
+                let elapsed = now - (current.appliedAt ?? now)
                 guard elapsed >= timeout else { return .publishAndLookAgain(status, message, after: timeout - elapsed + 0.5) }
                 reason = .timeout
                 why = "the rollout of version \(current.version) was not active within \(Self.seconds(timeout))"

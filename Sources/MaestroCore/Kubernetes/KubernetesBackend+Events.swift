@@ -34,7 +34,14 @@ extension KubernetesBackend: CollectorEventRecorder {
         let name = deployment["metadata"]?["name"]?.stringValue ?? ""
         let nanoseconds = UInt64(now.timeIntervalSince1970 * 1_000_000_000)
         var note = event.note
-        if note.utf8.count > 1024 { note = String(decoding: note.utf8.prefix(1021), as: UTF8.self) + "…" }
+        if note.utf8.count > 1024 {
+            // Cut between characters: a character cut in half would decode to U+FFFD, one byte longer.
+            var bytes = 0
+            note = String(note.prefix { character in
+                bytes += character.utf8.count
+                return bytes <= 1024 - "…".utf8.count
+            }) + "…"
+        }
         let host = ProcessInfo.processInfo.hostName
         return ["apiVersion": "events.k8s.io/v1", "kind": "Event",
                 "metadata": ["name": .string("\(name).\(String(nanoseconds, radix: 16))"), "namespace": .string(namespace)],
