@@ -263,7 +263,7 @@ extension Wiring {
         var options = reconcilerOptions()
         if let kubernetes = backend as? KubernetesBackend {
             lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, timing: settings.leaseTiming,
-                              client: kubernetes.client, fence: fence, logger: logger)
+                              client: kubernetes.client, fence: fence, createNamespace: settings.createNamespace, logger: logger)
             options.passesOnLeaderOnly = true
         } else {
             lease = RedisLease(key: keyPrefix + "maestro:leader:" + settings.names.deploymentHash, holder: consumerName,

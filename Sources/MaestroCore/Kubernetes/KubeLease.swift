@@ -16,6 +16,9 @@ public final class KubeLease: LeaderLease {
     public let holder: String
     public let timing: LeaseTiming
     public let fence: LeaderFence
+    /// `--create-namespace`: a missing collector namespace is created to hold the Lease (the first
+    /// leader's passes would create it, but there is no leader without the Lease).
+    public let createNamespace: Bool
     private let client: KubernetesClient
     private let logger: Logger
     /// The last lease record seen (holder and renew time) and when it was first seen so.
@@ -25,7 +28,8 @@ public final class KubeLease: LeaderLease {
 
     /// `fence`: the one the client's writes check; the lease extends it on every renew.
     public init(name: String, namespace: String, holder: String, timing: LeaseTiming = LeaseTiming(), client: KubernetesClient,
-                fence: LeaderFence? = nil, logger: Logger) {
+                fence: LeaderFence? = nil, createNamespace: Bool = false, logger: Logger) {
+        self.createNamespace = createNamespace
         self.name = name
         self.namespace = namespace
         self.holder = holder
@@ -53,12 +57,20 @@ public final class KubeLease: LeaderLease {
         let current = try client.request("GET", path, fenced: false)
         var held = false
         if current.status == 404 {
-            let created = try client.request("POST", KubeResourcePath.collection(apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace: namespace), body: [
+            let lease: Value = [
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": ["name": .string(name), "namespace": .string(namespace)],
                 "spec": ["holderIdentity": .string(holder), "leaseDurationSeconds": .int(durationSeconds),
                          "acquireTime": .string(now), "renewTime": .string(now)],
-            ], fenced: false)
+            ]
+            let leases = KubeResourcePath.collection(apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace: namespace)
+            var created = try client.request("POST", leases, body: lease, fenced: false)
+            if created.status == 404 && createNamespace {
+                _ = try client.request("POST", "/api/v1/namespaces", body: ["apiVersion": "v1", "kind": "Namespace",
+                                                                           "metadata": ["name": .string(namespace), "labels": ["app.kubernetes.io/managed-by": "maestro"]]],
+                                       fenced: false)
+                created = try client.request("POST", leases, body: lease, fenced: false)
+            }
             held = created.status == 201 || created.status == 200
         } else if current.status == 200, case .map(var lease) = current.body {
             let spec = current.body["spec"]
