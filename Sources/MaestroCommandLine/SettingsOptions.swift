@@ -85,6 +85,12 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var rolloutTimeout: String?
     @Option(name: .customLong("orphan-grace"), help: ArgumentHelp(Settings.flagHelp("orphan-grace")))
     var orphanGrace: String?
+    @Option(name: .customLong("lease-duration"), help: ArgumentHelp(Settings.flagHelp("lease-duration")))
+    var leaseDuration: String?
+    @Option(name: .customLong("lease-renew-deadline"), help: ArgumentHelp(Settings.flagHelp("lease-renew-deadline")))
+    var leaseRenewDeadline: String?
+    @Option(name: .customLong("lease-retry-period"), help: ArgumentHelp(Settings.flagHelp("lease-retry-period")))
+    var leaseRetryPeriod: String?
     @Option(name: .customLong("orphan-max-share"), help: ArgumentHelp(Settings.flagHelp("orphan-max-share")))
     var orphanMaxShare: String?
     @Option(name: .customLong("activity-stream"), help: ArgumentHelp(Settings.flagHelp("activity-stream")))
@@ -149,7 +155,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("otel-endpoint", otelEndpoint), ("otel-sample-percent", otelSamplePercent),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
-            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("rollout-timeout", rolloutTimeout), ("orphan-max-share", orphanMaxShare),
+            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("lease-duration", leaseDuration), ("lease-renew-deadline", leaseRenewDeadline), ("lease-retry-period", leaseRetryPeriod), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("rollout-timeout", rolloutTimeout), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("rebuild-rate", rebuildRate), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]

@@ -199,10 +199,12 @@ extension Wiring {
         settings.kubeQPS > 0 ? KubeRateLimiter(queriesPerSecond: Double(settings.kubeQPS), burst: settings.kubeBurst) : nil
     }
 
-    public func kubernetesClient(logger: Logger) throws -> KubernetesClient {
+    /// `fence`: the maestro role leader's, checked before every write.
+    public func kubernetesClient(logger: Logger, fence: LeaderFence? = nil) throws -> KubernetesClient {
         do {
             let credentials = try KubeConfigLoader.load(flag: settings.kubeconfig, environment: ProcessInfo.processInfo.environment)
-            return KubernetesClient(credentials: credentials, rateLimiter: kubeRateLimiter, logger: logger)
+            return KubernetesClient(credentials: credentials, rateLimiter: kubeRateLimiter, fence: fence, userAgent: "maestro/\(consumerName)",
+                                    logger: logger)
         } catch {
             throw InvalidInput("cannot use the Kubernetes API: \(error)")
         }
@@ -219,11 +221,12 @@ extension Wiring {
     }
 
     /// The maestro role's backend: on Kubernetes, with the watch caches of what it manages and the
-    /// rate-bounded log reads (both to be started and stopped with the reconciler).
-    public func watchingClusterBackend(logger: Logger) throws -> any ClusterBackend {
+    /// rate-bounded log reads (both to be started and stopped with the reconciler). The caches fill on
+    /// every replica, the standbys' too: a takeover reconciles at once, without a re-list.
+    public func watchingClusterBackend(logger: Logger, fence: LeaderFence? = nil) throws -> any ClusterBackend {
         switch backendName {
         case "kubernetes":
-            let client = try kubernetesClient(logger: logger)
+            let client = try kubernetesClient(logger: logger, fence: fence)
             let caches = KubeCaches(client: client, namespace: collectorNamespace,
                                     kinds: KubernetesBackend.collectorKindNames, logger: logger)
             let logs = ExporterLogWatch(client: client, readsPerSecond: Double(settings.kubeLogReadsPerSecond),
@@ -251,15 +254,22 @@ extension Wiring {
         let makeRenderer = templateFactory(root: templatesRoot ?? self.templatesRoot, logger: logger)
         // Fail at start, not at the first event, when the template is broken.
         _ = try makeRenderer()
-        let backend = try watchingClusterBackend(logger: logger)
+        if let problem = settings.leaseTiming.problem { throw InvalidInput(problem) }
+        // On Kubernetes every write of the role goes through the leader's fence, and passes run on the
+        // leader only; the directory backend keeps its per-sink locks and runs passes on every replica.
+        let fence = backendName == "kubernetes" ? LeaderFence(holder: consumerName, logger: logger) : nil
+        let backend = try watchingClusterBackend(logger: logger, fence: fence)
         let lease: any LeaderLease
+        var options = reconcilerOptions()
         if let kubernetes = backend as? KubernetesBackend {
-            lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, client: kubernetes.client, logger: logger)
+            lease = KubeLease(name: "maestro-leader", namespace: kubernetes.namespace, holder: consumerName, timing: settings.leaseTiming,
+                              client: kubernetes.client, fence: fence, createNamespace: settings.createNamespace, logger: logger)
+            options.passesOnLeaderOnly = true
         } else {
             lease = RedisLease(key: keyPrefix + "maestro:leader:" + settings.names.deploymentHash, holder: consumerName,
-                               redisURL: redisURL, logger: logger)
+                               ttlMilliseconds: Int(settings.leaseTiming.leaseDuration * 1000), redisURL: redisURL, logger: logger)
         }
-        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: reconcilerOptions(), logger: logger,
+        let reconciler = Reconciler(redisURL: redisURL, names: names, backend: backend, options: options, logger: logger,
                                     isLeader: { lease.isLeader })
         let manager = CollectorManager(reconciler: reconciler, logger: logger, deleteGuard: createPolicy == .eager ? .unlessLive : .always,
                                        makeRenderer: makeRenderer)

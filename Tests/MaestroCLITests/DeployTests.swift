@@ -22,7 +22,8 @@ struct DeployTests {
         let first = try kubectl(["apply", "--validate=false", "-f", manifests], kubeconfig: kubeconfig)
         #expect(first.code == 0, "\(first.output)")
         for object in ["namespace/maestro", "namespace/otelcollectors", "serviceaccount/maestro", "role.rbac.authorization.k8s.io/maestro",
-                       "rolebinding.rbac.authorization.k8s.io/maestro", "configmap/maestro-config", "deployment.apps/maestro", "service/maestro"] {
+                       "rolebinding.rbac.authorization.k8s.io/maestro", "configmap/maestro-config", "deployment.apps/maestro", "service/maestro",
+                       "poddisruptionbudget.policy/maestro"] {
             #expect(first.output.contains("\(object) created"), "\(object): \(first.output)")
         }
         let optional = try kubectl(["apply", "--validate=false", "-f", manifests + "/optional"], kubeconfig: kubeconfig)
@@ -41,6 +42,15 @@ struct DeployTests {
         #expect(container?["livenessProbe"]?["httpGet"]?["path"] == "/healthz")
         #expect(container?["readinessProbe"]?["httpGet"]?["path"] == "/readyz")
         #expect(container?["lifecycle"]?["preStop"]?["exec"]?["command"] != nil)
+        // Three replicas, preferably on three nodes, at most one evicted at a time: a leader and a warm
+        // standby through a drain.
+        #expect(deployment["spec"]?["replicas"] == 3)
+        let antiAffinity = pod?["affinity"]?["podAntiAffinity"]?["preferredDuringSchedulingIgnoredDuringExecution"]?.listValue?.first?["podAffinityTerm"]
+        #expect(antiAffinity?["topologyKey"] == "kubernetes.io/hostname")
+        #expect(antiAffinity?["labelSelector"]?["matchLabels"] == deployment["spec"]?["selector"]?["matchLabels"])
+        let budget = try double.get("/apis/policy/v1/namespaces/maestro/poddisruptionbudgets/maestro").body
+        #expect(budget["spec"]?["maxUnavailable"] == 1)
+        #expect(budget["spec"]?["selector"]?["matchLabels"] == deployment["spec"]?["selector"]?["matchLabels"])
         let grace = pod?["terminationGracePeriodSeconds"]?.intValue ?? 0
         #expect(grace > 35, "the grace period covers preStop and the 30 s drain")
         let service = try double.get("/api/v1/namespaces/maestro/services/maestro").body

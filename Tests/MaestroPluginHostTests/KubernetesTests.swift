@@ -350,8 +350,8 @@ struct KubernetesTests {
     func kubeLease() throws {
         let double = try KubeAPIDouble()
         let client = kubeClient(KubeCredentials(server: double.server, origin: "test"))
-        let first = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a", durationSeconds: 3, client: client, logger: Logger(label: "t"))
-        let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", durationSeconds: 3, client: client, logger: Logger(label: "t"))
+        let first = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a", timing: LeaseTiming(leaseDuration: 3, renewDeadline: 2, retryPeriod: 1), client: client, logger: Logger(label: "t"))
+        let second = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "b", timing: LeaseTiming(leaseDuration: 3, renewDeadline: 2, retryPeriod: 1), client: client, logger: Logger(label: "t"))
         #expect(try first.renew())
         #expect(try second.renew() == false)
         let leasePath = "/apis/coordination.k8s.io/v1/namespaces/otelcollectors/leases/maestro-leader"
@@ -367,6 +367,47 @@ struct KubernetesTests {
         second.stop()
         let lease = try double.get("/apis/coordination.k8s.io/v1/namespaces/otelcollectors/leases/maestro-leader").body
         #expect(lease["spec"]?["holderIdentity"] == .string("b"))
+    }
+
+    @Test("the fence: once the renew deadline has passed since the last renew started, a write is refused before it is sent")
+    func leaderFence() throws {
+        let double = try KubeAPIDouble()
+        let fence = LeaderFence(holder: "a", logger: Logger(label: "t"))
+        let client = KubernetesClient(credentials: KubeCredentials(server: double.server, origin: "test"), maximumAttempts: 2, fence: fence,
+                                      logger: Logger(label: "t"))
+        let lease = KubeLease(name: "maestro-leader", namespace: "otelcollectors", holder: "a",
+                              timing: LeaseTiming(leaseDuration: 3, renewDeadline: 1, retryPeriod: 0.5), client: client, logger: Logger(label: "t"))
+        func configMap(_ name: String) -> Value {
+            ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": .string(name), "namespace": "otelcollectors"]]
+        }
+        let collection = "/api/v1/namespaces/otelcollectors/configmaps"
+        // Not yet the leader: nothing is written.
+        #expect(throws: ClusterError(.notLeader, "not the leader: POST \(collection) refused, the lease is no longer held")) {
+            try client.request("POST", collection, body: configMap("before"))
+        }
+        #expect(try lease.renew())
+        #expect(lease.isLeader)
+        #expect(try client.request("POST", collection, body: configMap("held")).status == 201)
+        // No renew since: the validity runs out at the renew deadline, well before the lease duration.
+        #expect(eventually(timeout: 10) { !fence.isValid })
+        #expect(!lease.isLeader)
+        let posts = try double.stats()["requests"]?["POST"]?.intValue ?? 0
+        #expect(throws: ClusterError.self) { try client.request("POST", collection, body: configMap("late")) }
+        #expect(try double.stats()["requests"]?["POST"]?.intValue ?? 0 == posts, "the refused write never reached the API")
+        #expect(try double.get(collection + "/late").status == 404)
+        #expect(try client.request("GET", collection + "/held").status == 200, "reads are not fenced")
+        // Renewed again (still the holder): writes go through.
+        #expect(try lease.renew())
+        #expect(try client.request("POST", collection, body: configMap("again")).status == 201)
+    }
+
+    @Test("lease timings that leave no margin are refused", arguments: [
+        (LeaseTiming(leaseDuration: 15, renewDeadline: 15, retryPeriod: 2), true), (LeaseTiming(leaseDuration: 10, renewDeadline: 12, retryPeriod: 2), true),
+        (LeaseTiming(leaseDuration: 15, renewDeadline: 10, retryPeriod: 10), true), (LeaseTiming(leaseDuration: 15, renewDeadline: 10, retryPeriod: 0), true),
+        (LeaseTiming(), false), (LeaseTiming(leaseDuration: 4, renewDeadline: 3, retryPeriod: 1), false),
+    ])
+    func leaseTimingProblems(_ sample: (LeaseTiming, Bool)) {
+        #expect((sample.0.problem != nil) == sample.1, "\(sample.0): \(sample.0.problem ?? "accepted")")
     }
 
     @Test("a server-side dry run stores nothing; the diff ignores server-set fields and shows real changes")

@@ -19,6 +19,7 @@ The first line on stdout is "PORT <n>".
 """
 import argparse
 import base64
+import collections
 import copy
 import heapq
 import ipaddress
@@ -54,6 +55,7 @@ RESOURCES = {
     ("rbac.authorization.k8s.io", "v1", "clusterroles"): ("ClusterRole", False, []),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"): ("ClusterRoleBinding", False, []),
     ("events.k8s.io", "v1", "events"): ("Event", True, ["ev"]),
+    ("policy", "v1", "poddisruptionbudgets"): ("PodDisruptionBudget", True, ["pdb"]),
 }
 # Kinds whose status is a subresource: writes to the object itself keep the stored status.
 STATUS_KINDS = {"Deployment", "Service", "Pod", "Namespace"}
@@ -129,6 +131,8 @@ class Store:
         self.rollouts = {}  # deployment name -> rollout mode (ROLLOUT_MODES) or absent for healthy
         self.logs = {}  # deployment name -> text
         self.requests = {}
+        # Every API request in arrival order (the last 100,000): method, path, User-Agent, monotonic time.
+        self.request_log = collections.deque(maxlen=100_000)
         # What RBAC would check for each request: (verb, apiGroup, resource[/subresource], namespace).
         self.audit = set()
         self.token = None
@@ -1186,6 +1190,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(path, query)
         with STORE.lock:
             STORE.requests[self.command] = STORE.requests.get(self.command, 0) + 1
+            STORE.request_log.append({"method": self.command, "path": path, "query": url.query, "agent": self.headers.get("User-Agent") or "",
+                                      "at": time.monotonic()})
             faults = dict(STORE.faults)
             token = STORE.token
         self.user = None
@@ -1292,6 +1298,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_double/audit":
                 return self.send_json(200, {"requests": [{"verb": v, "apiGroup": g, "resource": r, "namespace": n}
                                                          for (v, g, r, n) in sorted(STORE.audit)]})
+            if path == "/_double/requests":
+                return self.send_json(200, {"requests": list(STORE.request_log), "now": time.monotonic()})
             if path == "/_double/reset-audit":
                 STORE.audit = set()
                 return self.send_json(200, {})

@@ -40,6 +40,9 @@ public struct ClusterError: Error, CustomStringConvertible, Equatable {
         case unavailable
         /// Anything else worth a retry.
         case failed
+        /// This replica's leader lease ran out (`LeaderFence`): the write was not sent; the pass stops
+        /// and hands the sink to the leader instead of retrying.
+        case notLeader
     }
 
     public let kind: Kind

@@ -36,6 +36,9 @@ public struct ReconcilerOptions: Sendable {
     /// rolled back (`RolloutWatcher`).
     public var configHistory: Int
     public var rolloutTimeout: Double
+    /// Passes run on the lease holder only (fenced leadership on Kubernetes): a standby hands each
+    /// sink it was asked to reconcile to the leader (the reconcile requests list, read every second).
+    public var passesOnLeaderOnly: Bool = false
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 4,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
@@ -271,6 +274,10 @@ public final class Reconciler: Sendable {
                 }
                 if dueAgain { threads.wake() }
             }
+            if options.passesOnLeaderOnly && !isLeader() {
+                handToLeader(sinkID)
+                continue
+            }
             do {
                 try traces.reconcile(sinkID) { try reconcile(sinkID) }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "ok")]).increment()
@@ -287,6 +294,9 @@ public final class Reconciler: Sendable {
                     state.attempts[sinkID] = nil
                 }
                 Counter(label: "maestro_reconcile_total", dimensions: [("result", "rejected")]).increment()
+            } catch let error as ClusterError where error.kind == .notLeader {
+                // The lease ran out under this pass: no retry here, the leader does the work.
+                handToLeader(sinkID)
             } catch let error as ClusterError where error.kind == .rejected {
                 state.withLock { state in
                     state.counters.rejected += 1
@@ -307,6 +317,17 @@ public final class Reconciler: Sendable {
                 logger.warning("reconcile failed, will retry", metadata: ["sink.id": "\(sinkID)", "error": "\(error)", "retry.seconds": "\(delay)"])
                 enqueue(sinkID, after: delay)
             }
+        }
+    }
+
+    /// A standby's (or a stepped-down leader's) sink goes to the leader, which takes the requests
+    /// every second; when Redis cannot take it, the leader's resync finds the sink.
+    private func handToLeader(_ sinkID: String) {
+        Counter(label: "maestro_reconcile_total", dimensions: [("result", "handed_to_leader")]).increment()
+        do {
+            try storage.requestReconcile(sinkID: sinkID)
+        } catch {
+            logger.warning("cannot hand a sink to the leader; its resync will find it", metadata: ["sink.id": "\(sinkID)", "error": "\(error.message)"])
         }
     }
 
@@ -650,10 +671,16 @@ public final class Reconciler: Sendable {
 
     private func runResync() {
         var lastResync = Date.distantPast
+        var wasLeader = false
         guard waitForBackend() else { return }
         while !threads.isStopping {
             observeDue()
             takeRollbackRequests()
+            // A new leader resyncs at once: what the old one had in flight when it died is found now,
+            // from the caches this replica filled as a standby.
+            let leader = isLeader()
+            if leader && !wasLeader { lastResync = .distantPast }
+            wasLeader = leader
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
                 lastResync = Date()
                 if isLeader() {

@@ -55,6 +55,8 @@ public struct MaestroSettings: Sendable {
     /// Seconds.
     public var resyncInterval: Double
     public var orphanGrace: Double
+    /// The leader lease's timing (`--lease-duration`, `--lease-renew-deadline`, `--lease-retry-period`).
+    public var leaseTiming: LeaseTiming
     public var configHistory: Int
     public var rolloutTimeout: Double
     /// Percent.
@@ -121,6 +123,8 @@ public struct MaestroSettings: Sendable {
         namespaceIsGiven = configuration.origin("namespace") != .defaultValue
         resyncInterval = read.duration("resync-interval")
         orphanGrace = read.duration("orphan-grace")
+        leaseTiming = LeaseTiming(leaseDuration: read.duration("lease-duration"), renewDeadline: read.duration("lease-renew-deadline"),
+                                  retryPeriod: read.duration("lease-retry-period"))
         configHistory = read.integer("config-history")
         rolloutTimeout = read.duration("rollout-timeout")
         orphanMaxShare = read.integer("orphan-max-share")

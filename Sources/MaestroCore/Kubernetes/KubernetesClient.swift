@@ -45,16 +45,24 @@ public final class KubernetesClient: Sendable {
     public let maximumBackoff: Double
     /// nil: no client-side limit (`--kube-qps 0`).
     public let rateLimiter: KubeRateLimiter?
+    /// The leader's fence: every write (any verb but GET) is checked against it first; nil: no fence
+    /// (a client that does not write as the maestro role's leader).
+    public let fence: LeaderFence?
+    /// Sent as User-Agent, so that the API server's audit log (and the test double's request log) tells
+    /// replicas apart.
+    public let userAgent: String?
     private let logger: Logger
     private let handles = Mutex<[HTTPClientBox]>([])
     private let counts = Mutex<[String: Int]>([:])
 
     public init(credentials: KubeCredentials, maximumAttempts: Int = 6, maximumBackoff: Double = 10, rateLimiter: KubeRateLimiter? = nil,
-                logger: Logger) {
+                fence: LeaderFence? = nil, userAgent: String? = nil, logger: Logger) {
         self.credentials = credentials
         self.maximumAttempts = max(1, maximumAttempts)
         self.maximumBackoff = maximumBackoff
         self.rateLimiter = rateLimiter?.isEnabled == true ? rateLimiter : nil
+        self.fence = fence
+        self.userAgent = userAgent
         self.logger = logger
     }
 
@@ -70,18 +78,22 @@ public final class KubernetesClient: Sendable {
 
     /// One API call; `body` is sent as JSON (valid YAML for apply patches too).
     /// `accept`: what the answer should be (`…;as=PartialObjectMetadataList;…` for metadata only).
+    /// `fenced: false` only for the lease's own requests: taking or renewing it is how a replica
+    /// becomes or stays the leader.
     public func request(_ method: String, _ path: String, query: [(String, String)] = [], body: Value? = nil,
-                       contentType: String = "application/json", accept: String = "application/json") throws(ClusterError) -> KubeResponse {
+                       contentType: String = "application/json", accept: String = "application/json",
+                       fenced: Bool = true) throws(ClusterError) -> KubeResponse {
         try FlowTracing.span("kubernetes.request", kind: .client, attributes: { $0["http.request.method"] = method; $0["url.path"] = path }) {
             span throws(ClusterError) in
-            let response = try perform(method, path, query: query, body: body, contentType: contentType, accept: accept)
+            let response = try perform(method, path, query: query, body: body, contentType: contentType, accept: accept,
+                                       fence: fenced && method != "GET" ? fence : nil)
             span?.updateAttributes { $0["http.response.status_code"] = response.status }
             return response
         }
     }
 
     private func perform(_ method: String, _ path: String, query: [(String, String)], body: Value?,
-                         contentType: String, accept: String) throws(ClusterError) -> KubeResponse {
+                         contentType: String, accept: String, fence: LeaderFence?) throws(ClusterError) -> KubeResponse {
         let url = self.url(path, query: query)
         var payload: [UInt8]?
         if let body {
@@ -96,7 +108,10 @@ public final class KubernetesClient: Sendable {
         while true {
             attempt += 1
             rateLimiter?.acquire()
+            // Checked before every attempt: a retry after a backoff (or a pause) may come too late.
+            try fence?.check(method, path)
             var headers: [(name: String, value: String)] = [("Accept", accept)]
+            if let userAgent { headers.append(("User-Agent", userAgent)) }
             if payload != nil { headers.append(("Content-Type", contentType)) }
             do {
                 if let token = try credentials.token.token() { headers.append(("Authorization", "Bearer \(token)")) }
@@ -218,6 +233,7 @@ public final class KubernetesClient: Sendable {
         let url = self.url(path, query: query + [("watch", "1")])
         rateLimiter?.acquire()
         var headers: [(name: String, value: String)] = [("Accept", accept)]
+        if let userAgent { headers.append(("User-Agent", userAgent)) }
         do {
             if let token = try credentials.token.token() { headers.append(("Authorization", "Bearer \(token)")) }
         } catch {
