@@ -55,6 +55,10 @@ public struct MaestroSettings: Sendable {
     public var orphanGrace: Double
     public var configHistory: Int
     public var rolloutTimeout: Double
+    public var rolloutCanary: Int
+    public var rolloutGateTimeout: Double
+    public var rolloutMaxUnavailable: Int
+    public var rolloutMaxFailures: Int
     /// Percent.
     public var orphanMaxShare: Int
     public var createPolicy: CreatePolicy
@@ -117,6 +121,10 @@ public struct MaestroSettings: Sendable {
         orphanGrace = read.duration("orphan-grace")
         configHistory = read.integer("config-history")
         rolloutTimeout = read.duration("rollout-timeout")
+        rolloutCanary = read.integer("rollout-canary")
+        rolloutGateTimeout = read.duration("rollout-gate-timeout")
+        rolloutMaxUnavailable = read.integer("rollout-max-unavailable")
+        rolloutMaxFailures = read.integer("rollout-max-failures")
         orphanMaxShare = read.integer("orphan-max-share")
         createPolicy = CreatePolicy(rawValue: read.text("create-policy"))!
         workers = configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount
