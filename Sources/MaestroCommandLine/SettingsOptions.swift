@@ -77,6 +77,10 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var rolloutsHash: String?
     @Option(name: .customLong("rollback-requests"), help: ArgumentHelp(Settings.flagHelp("rollback-requests")))
     var rollbackRequests: String?
+    @Option(name: .customLong("fleet-rollout-key"), help: ArgumentHelp(Settings.flagHelp("fleet-rollout-key")))
+    var fleetRolloutKey: String?
+    @Option(name: .customLong("fleet-rollout-requests"), help: ArgumentHelp(Settings.flagHelp("fleet-rollout-requests")))
+    var fleetRolloutRequests: String?
     @Option(name: .customLong("config-history"), help: ArgumentHelp(Settings.flagHelp("config-history")))
     var configHistory: String?
     @Option(name: .customLong("rollout-timeout"), help: ArgumentHelp(Settings.flagHelp("rollout-timeout")))
@@ -150,7 +154,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("kafka-url", kafkaURL), ("secret-key-file", secretKeyFile), ("log-format", logFormat), ("log-level", logLevel),
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
-            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("rollout-timeout", rolloutTimeout), ("rollout-canary", rolloutCanary), ("rollout-gate-timeout", rolloutGateTimeout), ("rollout-max-unavailable", rolloutMaxUnavailable), ("rollout-max-failures", rolloutMaxFailures), ("orphan-max-share", orphanMaxShare),
+            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("fleet-rollout-key", fleetRolloutKey), ("fleet-rollout-requests", fleetRolloutRequests), ("rollout-timeout", rolloutTimeout), ("rollout-canary", rolloutCanary), ("rollout-gate-timeout", rolloutGateTimeout), ("rollout-max-unavailable", rolloutMaxUnavailable), ("rollout-max-failures", rolloutMaxFailures), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("rebuild-rate", rebuildRate), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]

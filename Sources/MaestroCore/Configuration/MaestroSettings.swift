@@ -145,6 +145,8 @@ public struct MaestroSettings: Sendable {
         names.collectorsHash = read.text("collectors-hash")
         names.rolloutsHash = read.text("rollouts-hash")
         names.rollbackRequests = read.text("rollback-requests")
+        names.fleetRollout = read.text("fleet-rollout-key")
+        names.fleetRolloutRequests = read.text("fleet-rollout-requests")
         names.statusStream = read.text("status-stream")
         names.deadLetterStream = read.text("deadletter-stream")
         names.activityStream = read.text("activity-stream")
