@@ -375,10 +375,14 @@ def controller():
         return False
 
     def create(redis, grpc_port, prefix, count):
-        commands = "".join(f'HSET orb.sinker.otelConfigYaml {prefix}{i} "receivers: {{}}"\n' for i in range(count))
+        # A config the collector's rules accept (docs/operations.md, "Validation of collector configs").
+        config = "{receivers: {otlp: {protocols: {grpc: {}}}}, exporters: {debug: {}}, service: {pipelines: {metrics: {receivers: [otlp], exporters: [debug]}}}}"
+        commands = "".join(f'HSET orb.sinker.otelConfigYaml {prefix}{i} "{config}"\n' for i in range(count))
         subprocess.run(["redis-cli", "-p", str(redis.port)], input=commands, text=True, capture_output=True, check=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Support", "grpc_bench.py"), "maestro", f"127.0.0.1:{grpc_port}", prefix,
-                        str(count), "8"], capture_output=True, text=True, check=True)
+        created = subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Support", "grpc_bench.py"), "maestro", f"127.0.0.1:{grpc_port}", prefix,
+                        str(count), "8"], capture_output=True, text=True)
+        if created.returncode != 0:
+            sys.exit(f"creating {count} collectors through gRPC failed: {created.stderr[-2000:]}")
 
     class Cluster:
         """The API double, a redis-server and `maestro run` against them; stopped in reverse on exit."""

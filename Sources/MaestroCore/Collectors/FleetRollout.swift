@@ -405,8 +405,9 @@ public final class FleetRollout: Sendable {
             case .done:
                 entry.restored = true
             case .notKept(let why):
+                // Not tried again: nothing it could return to is kept. `status` lists it.
                 entry.restored = true
-                entry.message = why
+                entry.message = "not restored: " + why
             case .busy:
                 continue
             }

@@ -113,8 +113,8 @@ public struct FleetRolloutState: Codable, Sendable, Equatable {
         if !reason.isEmpty { lines.append("why: \(reason)") }
         let failures = reached.filter { $0.value.outcome == .failed }.sorted { $0.key < $1.key }
         for (sinkID, entry) in failures.prefix(10) { lines.append("failed: \(sinkID): \(entry.message)") }
-        let unrestored = reached.filter { phase == .aborted && !$0.value.restored && !$0.value.message.isEmpty && $0.value.outcome != .failed }
-        for (sinkID, entry) in unrestored.sorted(by: { $0.key < $1.key }).prefix(10) { lines.append("not restored: \(sinkID): \(entry.message)") }
+        let unrestored = reached.filter { $0.value.message.hasPrefix("not restored: ") }
+        for (sinkID, entry) in unrestored.sorted(by: { $0.key < $1.key }).prefix(10) { lines.append("\(sinkID): \(entry.message)") }
         return lines.joined(separator: "\n")
     }
 }
