@@ -157,4 +157,41 @@ struct FleetRolloutTests {
                 "\(Self.rollout(fixture)?.summary ?? "none")")
         #expect(try Self.images(fixture).values.allSatisfy { $0 == newImage })
     }
+
+    @Test("a maestro restarted mid-rollout continues the same rollout from Redis: the waves it released stay released, the rest follows on resume")
+    func restartContinues() throws {
+        let options = FleetRolloutOptions(canaryPercent: 10, gateTimeout: 120, maxUnavailable: 4)
+        let (fixture, redis, sinkIDs) = try Self.fleet(20, options: options)
+        try fixture.double.controller(["surge": true, "pod_start_seconds": 0.3])
+        fixture.start()
+        try fixture.create(redis, sinkIDs)
+        #expect(eventually(timeout: 120) { Self.allActive(fixture, sinkIDs) })
+        let newImage = "otel/opentelemetry-collector-contrib:0.92.0"
+        #expect(fixture.manager.replaceTemplates(Self.template(image: newImage)) == 20)
+        #expect(eventually(timeout: 30) { (Self.rollout(fixture)?.waves ?? 0) >= 1 })
+        try fixture.reconciler.storage.requestFleetRollout(FleetRolloutRequest.pause.encoded)
+        #expect(eventually(timeout: 30) { Self.rollout(fixture)?.phase == .paused })
+        #expect(eventually(timeout: 60) { Self.rollout(fixture)?.count(.rolling) == 0 }, "\(Self.rollout(fixture)?.summary ?? "none")")
+        fixture.stop()
+        let before = try #require(Self.rollout(fixture))
+
+        // The next maestro starts with the new template (as a restarted process reads it from disk).
+        let restarted = try WatchingFixture(double: fixture.double, pipeline: fixture.pipeline,
+                                            options: ReconcilerOptions(resyncInterval: 3_600, maximumBackoff: 1, rolloutTimeout: 600, fleet: options))
+        restarted.reconciler.templates.replace(Self.template(image: newImage))
+        restarted.start()
+        defer { restarted.stop() }
+        // Its resync re-renders every collector: those not released keep their desired state.
+        try restarted.reconciler.resync()
+        #expect(RolloutTests.settled(restarted))
+        let held = try #require(Self.rollout(restarted))
+        #expect(held.id == before.id && held.phase == .paused && held.pending.count == before.pending.count, "\(held.summary)")
+        #expect(try Self.images(restarted).values.filter { $0 == newImage }.count == before.count(.healthy))
+
+        try restarted.reconciler.storage.requestFleetRollout(FleetRolloutRequest.resume.encoded)
+        #expect(eventually(timeout: 300) { Self.rollout(restarted)?.phase == .completed }, "\(Self.rollout(restarted)?.summary ?? "none")")
+        let done = try #require(Self.rollout(restarted))
+        #expect(done.id == before.id && done.waves > before.waves && done.count(.healthy) == 20, "\(done.summary)")
+        #expect(try Self.images(restarted).values.allSatisfy { $0 == newImage })
+    }
 }
