@@ -533,7 +533,8 @@ def waves(Cluster, double_post, writes_served, create, wait_active):
         if not wait_active(cluster.redis, fleet, 120 + fleet):
             sys.exit(f"P7: {fleet} collectors did not become active")
         double_post(cluster.port, "/_double/faults", {"latency_seconds": latency})
-        while double_post(cluster.port, "/_double/stats").get("rolling", 0):
+        settle_by = time.time() + 120
+        while double_post(cluster.port, "/_double/stats").get("rolling", 0) and time.time() < settle_by:
             time.sleep(0.5)
         double_post(cluster.port, "/_double/reset-stats")
         writes_before = writes_served(cluster.port)
