@@ -3,7 +3,8 @@
 Runs every figure a few times, prints progress and a table (figure, maestro, alternative, ratio,
 target, runs), and writes the table to BENCHMARKS.md with how to reproduce it. Environment:
 BENCH_RUNS (default 3), BENCH_QUICK=1 (smaller workloads, for trying the script out),
-BENCH_CONTROLLER=fleets,memory,faults (the parts of `controller` to run; default all).
+BENCH_CONTROLLER=fleets,memory,faults,waves (the parts of `controller` to run; default all); MAESTRO_BIN
+(another `maestro` binary than the release build's, e.g. a debug build for trying a part out).
 """
 import json
 import os
@@ -20,7 +21,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAESTRO = os.path.join(ROOT, ".build", "release", "maestro")
+MAESTRO = os.environ.get("MAESTRO_BIN") or os.path.join(ROOT, ".build", "release", "maestro")
 # The benchmarks are a program of their own; the figures for `maestro run` use the shipped binary.
 MAESTRO_BENCH = os.path.join(ROOT, ".build", "release", "maestro-bench")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -372,12 +373,12 @@ def controller():
         counts = double_post(port, "/_double/stats").get("requests", {})
         return sum(counts.get(method, 0) for method in ("POST", "PATCH", "DELETE"))
 
-    def start_maestro(redis, kubeconfig, grpc_port, resync="15s", log_reads="0"):
+    def start_maestro(redis, kubeconfig, grpc_port, resync="15s", log_reads="0", kube_qps="0", extra=()):
         log = open(os.path.join(WORK, f"maestro-{grpc_port}.log"), "a")
         process = subprocess.Popen([MAESTRO, "run", "--redis-url", redis.url, "--role", "maestro", "--kube-backend", "kubernetes",
                                     "--kubeconfig", kubeconfig, "--create-namespace", "--resync-interval", resync, "--create-policy", "external",
-                                    "--grpc-listen", f"127.0.0.1:{grpc_port}", "--log-level", "warning", "--kube-qps", "0",
-                                    "--kube-log-reads-per-second", log_reads],
+                                    "--grpc-listen", f"127.0.0.1:{grpc_port}", "--log-level", "warning", "--kube-qps", kube_qps,
+                                    "--kube-log-reads-per-second", log_reads, *extra],
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(600):
             try:
@@ -400,23 +401,30 @@ def controller():
         return False
 
     def create(redis, grpc_port, prefix, count):
-        commands = "".join(f'HSET orb.sinker.otelConfigYaml {prefix}{i} "receivers: {{}}"\n' for i in range(count))
+        # A config the collector's rules accept (docs/operations.md, "Validation of collector configs").
+        config = "{receivers: {otlp: {protocols: {grpc: {}}}}, exporters: {debug: {}}, service: {pipelines: {metrics: {receivers: [otlp], exporters: [debug]}}}}"
+        commands = "".join(f'HSET orb.sinker.otelConfigYaml {prefix}{i} "{config}"\n' for i in range(count))
         subprocess.run(["redis-cli", "-p", str(redis.port)], input=commands, text=True, capture_output=True, check=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Support", "grpc_bench.py"), "maestro", f"127.0.0.1:{grpc_port}", prefix,
-                        str(count), "8"], capture_output=True, text=True, check=True)
+        created = subprocess.run([sys.executable, os.path.join(ROOT, "Tests", "Support", "grpc_bench.py"), "maestro", f"127.0.0.1:{grpc_port}", prefix,
+                        str(count), "8"], capture_output=True, text=True)
+        if created.returncode != 0:
+            sys.exit(f"creating {count} collectors through gRPC failed: {created.stderr[-2000:]}")
 
     class Cluster:
         """The API double, a redis-server and `maestro run` against them; stopped in reverse on exit."""
 
-        def __init__(self, resync="15s"):
+        def __init__(self, resync="15s", kube_qps="0", extra=()):
             self.resync = resync
+            self.kube_qps = kube_qps
+            self.extra = extra
 
         def __enter__(self):
             self.double, self.port = start_double()
             self.redis = RedisServer()
             self.grpc_port = free_port()
             self.kubeconfig = kubeconfig_for(self.port)
-            self.maestro = start_maestro(self.redis, self.kubeconfig, self.grpc_port, resync=self.resync)
+            self.maestro = start_maestro(self.redis, self.kubeconfig, self.grpc_port, resync=self.resync, kube_qps=self.kube_qps,
+                                         extra=self.extra)
             time.sleep(2)
             return self
 
@@ -433,7 +441,9 @@ def controller():
             self.double.terminate()
             self.double.wait()
 
-    parts = set(os.environ.get("BENCH_CONTROLLER", "fleets,memory,faults").split(","))
+    parts = set(os.environ.get("BENCH_CONTROLLER", "fleets,memory,faults,waves").split(","))
+    if "waves" in parts:
+        waves(Cluster, double_post, writes_served, create, wait_active)
     for fleet in fleets if "fleets" in parts else ():
         with Cluster() as cluster:
             redis, port, grpc_port = cluster.redis, cluster.port, cluster.grpc_port
@@ -529,6 +539,55 @@ def controller():
         say(f"  {fleet} collectors with 20% faults: {'converged' if converged else 'NOT converged'} in {took:.1f} s")
         row(f"P6 {fleet:,} collectors converged with 20% of requests failing", f"{took:.1f} s" if converged else "not converged", "—", "—",
             "every collector active", "1 run")
+
+
+def waves(Cluster, double_post, writes_served, create, wait_active):
+    """A template change reaching a fleet in waves (canary, gate, at most --rollout-max-unavailable rolling),
+    against the double with a per-request latency and maestro's --kube-qps: the time against the bound the
+    QPS sets (the writes the change needs / QPS), and the most Deployments rolling at once, as the double
+    counts them."""
+    fleet = 100 if QUICK else 1_000
+    qps, latency, max_unavailable = 20, 0.02, 200
+    say(f"\n== P7 a template change to {fleet:,} collectors in waves (--kube-qps {qps}, {latency * 1000:.0f} ms a request, "
+        f"--rollout-max-unavailable {max_unavailable})")
+    templates_copy = os.path.join(WORK, "wave-templates")
+    shutil.rmtree(templates_copy, ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "templates"), templates_copy)
+    extra = ("--templates-dir", templates_copy, "--reload-interval", "1s", "--rollout-max-unavailable", str(max_unavailable))
+    with Cluster(resync="5m", kube_qps=str(qps), extra=extra) as cluster:
+        create(cluster.redis, cluster.grpc_port, "w-", fleet)
+        if not wait_active(cluster.redis, fleet, 120 + fleet):
+            sys.exit(f"P7: {fleet} collectors did not become active")
+        double_post(cluster.port, "/_double/faults", {"latency_seconds": latency})
+        settle_by = time.time() + 120
+        while double_post(cluster.port, "/_double/stats").get("rolling", 0) and time.time() < settle_by:
+            time.sleep(0.5)
+        double_post(cluster.port, "/_double/reset-stats")
+        writes_before = writes_served(cluster.port)
+        source = os.path.join(templates_copy, "otel-collector.lua")
+        text = open(source).read()
+        open(source, "w").write(text.replace("opentelemetry-collector-contrib:0.91.0", "opentelemetry-collector-contrib:0.92.0"))
+        changed = time.time()
+        state = {}
+        deadline = changed + 600 + fleet
+        while time.time() < deadline:
+            raw = subprocess.run(["redis-cli", "-p", str(cluster.redis.port), "GET", "maestro:fleet-rollout"], capture_output=True, text=True).stdout
+            state = json.loads(raw) if raw.strip() else {}
+            if state.get("phase") in ("completed", "halted"):
+                break
+            time.sleep(0.2)
+        took = time.time() - changed
+        writes = writes_served(cluster.port) - writes_before
+        stats = double_post(cluster.port, "/_double/stats")
+        healthy = sum(1 for entry in state.get("reached", {}).values() if entry.get("outcome") == "healthy")
+        bound = writes / qps
+        say(f"  {state.get('phase', 'no rollout')}: {healthy} healthy in {took:.1f} s over {state.get('waves', 0)} waves; {writes} writes, "
+            f"bound {bound:.1f} s at {qps}/s; at most {stats.get('max_rolling')} Deployments rolling at once")
+        row(f"P7 a template change reaching {fleet:,} collectors in waves (--kube-qps {qps}, {latency * 1000:.0f} ms a request)",
+            f"{took:.1f} s, {state.get('waves', 0)} waves", f"{bound:.1f} s ({writes} writes at {qps}/s)", f"{bound / took:.0%} of the bound",
+            "within 10% of the bound", "1 run")
+        row(f"P7 most Deployments rolling at once (--rollout-max-unavailable {max_unavailable})", f"{stats.get('max_rolling')}", "—", "—",
+            f"≤ {max_unavailable}", "1 run")
 
 
 def machine():

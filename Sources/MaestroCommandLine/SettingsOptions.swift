@@ -79,10 +79,22 @@ public struct SettingsOptions: ParsableArguments, Sendable {
     var rolloutsHash: String?
     @Option(name: .customLong("rollback-requests"), help: ArgumentHelp(Settings.flagHelp("rollback-requests")))
     var rollbackRequests: String?
+    @Option(name: .customLong("fleet-rollout-key"), help: ArgumentHelp(Settings.flagHelp("fleet-rollout-key")))
+    var fleetRolloutKey: String?
+    @Option(name: .customLong("fleet-rollout-requests"), help: ArgumentHelp(Settings.flagHelp("fleet-rollout-requests")))
+    var fleetRolloutRequests: String?
     @Option(name: .customLong("config-history"), help: ArgumentHelp(Settings.flagHelp("config-history")))
     var configHistory: String?
     @Option(name: .customLong("rollout-timeout"), help: ArgumentHelp(Settings.flagHelp("rollout-timeout")))
     var rolloutTimeout: String?
+    @Option(name: .customLong("rollout-canary"), help: ArgumentHelp(Settings.flagHelp("rollout-canary")))
+    var rolloutCanary: String?
+    @Option(name: .customLong("rollout-gate-timeout"), help: ArgumentHelp(Settings.flagHelp("rollout-gate-timeout")))
+    var rolloutGateTimeout: String?
+    @Option(name: .customLong("rollout-max-unavailable"), help: ArgumentHelp(Settings.flagHelp("rollout-max-unavailable")))
+    var rolloutMaxUnavailable: String?
+    @Option(name: .customLong("rollout-max-failures"), help: ArgumentHelp(Settings.flagHelp("rollout-max-failures")))
+    var rolloutMaxFailures: String?
     @Option(name: .customLong("orphan-grace"), help: ArgumentHelp(Settings.flagHelp("orphan-grace")))
     var orphanGrace: String?
     @Option(name: .customLong("lease-duration"), help: ArgumentHelp(Settings.flagHelp("lease-duration")))
@@ -155,7 +167,7 @@ public struct SettingsOptions: ParsableArguments, Sendable {
             ("maestro-target", maestroTarget), ("grpc-listen", grpcListen), ("grpc-socket", grpcSocket), ("grpc-tls-cert", grpcTlsCert), ("grpc-tls-key", grpcTlsKey), ("grpc-client-ca", grpcClientCa), ("grpc-token-file", grpcTokenFile), ("http-listen", httpListen),
             ("otel-endpoint", otelEndpoint), ("otel-sample-percent", otelSamplePercent),
             ("activity-stream", activityStream), ("idle-stream", idleStream), ("maestro-group", maestroGroup),
-            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("lease-duration", leaseDuration), ("lease-renew-deadline", leaseRenewDeadline), ("lease-retry-period", leaseRetryPeriod), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("rollout-timeout", rolloutTimeout), ("orphan-max-share", orphanMaxShare),
+            ("collector-endpoint-resolution", collectorEndpointResolution), ("role", role), ("kube-backend", kubeBackend), ("kube-qps", kubeQPS), ("kube-burst", kubeBurst), ("reconcile-qps", reconcileQPS), ("reconcile-burst", reconcileBurst), ("kube-log-reads-per-second", kubeLogReadsPerSecond), ("manifests-dir", manifestsDir), ("namespace", namespace), ("resync-interval", resyncInterval), ("orphan-grace", orphanGrace), ("lease-duration", leaseDuration), ("lease-renew-deadline", leaseRenewDeadline), ("lease-retry-period", leaseRetryPeriod), ("config-history", configHistory), ("rollouts-hash", rolloutsHash), ("rollback-requests", rollbackRequests), ("fleet-rollout-key", fleetRolloutKey), ("fleet-rollout-requests", fleetRolloutRequests), ("rollout-timeout", rolloutTimeout), ("rollout-canary", rolloutCanary), ("rollout-gate-timeout", rolloutGateTimeout), ("rollout-max-unavailable", rolloutMaxUnavailable), ("rollout-max-failures", rolloutMaxFailures), ("orphan-max-share", orphanMaxShare),
             ("create-policy", createPolicy), ("workers", workers), ("stream-maxlen", streamMaxlen), ("group", group), ("group-start", groupStart), ("consumer-name", consumerName), ("min-idle", minIdle), ("shutdown-timeout", shutdownTimeout), ("reload-interval", reloadInterval), ("rebuild-rate", rebuildRate), ("max-deliveries", maxDeliveries), ("sinks-stream", sinksStream), ("config-hash", configHash), ("sinks-hash", sinksHash), ("deployment-hash", deploymentHash), ("collectors-hash", collectorsHash), ("status-stream", statusStream), ("deadletter-stream", deadletterStream),
         ]
         var result: [String: [String]] = [:]

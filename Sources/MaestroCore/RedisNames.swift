@@ -11,6 +11,9 @@ public struct RedisNames: Sendable, Equatable {
     public var rolloutsHash = "orb.maestro.rollouts"
     /// Sink ids whose desired state `maestro rollback` changed, for the maestro role to reconcile now.
     public var rollbackRequests = "maestro:rollback-requests"
+    /// The fleet rollout under way or last run (JSON), and the requests for it (`maestro rollout`).
+    public var fleetRollout = "maestro:fleet-rollout"
+    public var fleetRolloutRequests = "maestro:fleet-rollout-requests"
     public var statusStream = "orb.maestro.sink_status"
     public var deadLetterStream = "orb.maestro.deadletter"
     public var activityStream = "orb.sink_activity"
@@ -38,6 +41,8 @@ public struct RedisNames: Sendable, Equatable {
         names.collectorsHash = prefix + collectorsHash
         names.rolloutsHash = prefix + rolloutsHash
         names.rollbackRequests = prefix + rollbackRequests
+        names.fleetRollout = prefix + fleetRollout
+        names.fleetRolloutRequests = prefix + fleetRolloutRequests
         names.statusStream = prefix + statusStream
         names.deadLetterStream = prefix + deadLetterStream
         names.configHashKey = prefix + configHashKey
@@ -52,6 +57,6 @@ public struct RedisNames: Sendable, Equatable {
 
     /// Every key these names denote (the group is not a key).
     public var keys: [String] {
-        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, rolloutsHash, rollbackRequests, statusStream, deadLetterStream, activityStream, idleStream]
+        [sinksStream, configHash, sinksHash, deploymentHash, collectorsHash, rolloutsHash, rollbackRequests, fleetRollout, fleetRolloutRequests, statusStream, deadLetterStream, activityStream, idleStream]
     }
 }

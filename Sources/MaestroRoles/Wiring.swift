@@ -244,7 +244,9 @@ extension Wiring {
         ReconcilerOptions(resyncInterval: settings.resyncInterval, orphanGrace: settings.orphanGrace,
                           orphanMaxShare: Double(settings.orphanMaxShare) / 100, statusStreamMaxLength: settings.streamMaxLength,
                           checksEagerInvariant: createPolicy == .eager, passesPerSecond: Double(settings.reconcileQPS),
-                          passBurst: settings.reconcileBurst, configHistory: settings.configHistory, rolloutTimeout: settings.rolloutTimeout)
+                          passBurst: settings.reconcileBurst, configHistory: settings.configHistory, rolloutTimeout: settings.rolloutTimeout,
+                          fleet: FleetRolloutOptions(canaryPercent: settings.rolloutCanary, gateTimeout: settings.rolloutGateTimeout,
+                                                     maxUnavailable: settings.rolloutMaxUnavailable, maxFailuresPercent: settings.rolloutMaxFailures))
     }
 
     /// The maestro role: the collector manager, its reconciler, and the lease of the singleton loops.

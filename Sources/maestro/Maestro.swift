@@ -11,7 +11,7 @@ struct Maestro: ParsableCommand {
         Exit codes: 0 success, 2 invalid input, 64 usage error.
         """,
         version: MaestroVersion.current,
-        subcommands: [RunCommand.self, DemoCommand.self, RenderCommand.self, SinksCommand.self, StatusCommand.self, DiffCommand.self, DeadLetterCommand.self, HistoryCommand.self, RollbackCommand.self, CollectorsCommand.self, PluginsCommand.self, TemplatesCommand.self, ConfigCommand.self]
+        subcommands: [RunCommand.self, DemoCommand.self, RenderCommand.self, SinksCommand.self, StatusCommand.self, DiffCommand.self, DeadLetterCommand.self, HistoryCommand.self, RollbackCommand.self, RolloutCommand.self, CollectorsCommand.self, PluginsCommand.self, TemplatesCommand.self, ConfigCommand.self]
     )
 }
 

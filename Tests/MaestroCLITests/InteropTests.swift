@@ -13,7 +13,8 @@ struct MaestroProcess {
     static func names(_ prefix: String) -> [String] {
         ["--sinks-stream", prefix + "sinks", "--config-hash", prefix + "config", "--sinks-hash", prefix + "records",
          "--deployment-hash", prefix + "deployments", "--collectors-hash", prefix + "collectors", "--status-stream", prefix + "status",
-         "--deadletter-stream", prefix + "dl", "--group", prefix + "group"]
+         "--deadletter-stream", prefix + "dl", "--group", prefix + "group",
+         "--fleet-rollout-key", prefix + "fleet-rollout", "--fleet-rollout-requests", prefix + "fleet-requests"]
     }
 
     init(prefix: String, extra: [String], directory: TemporaryDirectory, log: String = "run.log") throws {

@@ -127,12 +127,16 @@ class Store:
         self.faults = {"error500": 0.0, "error429": 0.0, "reset": 0.0, "delay": 0.0, "delay_seconds": 2.0, "retry_after": 1,
                        "error500_after_commit": 0.0, "reset_after_commit": 0.0, "latency_seconds": 0.0}
         self.controller = {"delay_seconds": 0.02, "pod_start_seconds": 0.02, "paused": False, "namespace_finalize_seconds": 0.05,
-                           "bookmark_seconds": 5.0, "event_history": 5000, "crash_when_config_contains": "", "surge": False}
+                           "bookmark_seconds": 5.0, "event_history": 5000, "crash_when_config_contains": "", "crash_when_image_contains": "", "surge": False}
         self.rollouts = {}  # deployment name -> rollout mode (ROLLOUT_MODES) or absent for healthy
         self.logs = {}  # deployment name -> text
         self.requests = {}
         # Every API request in arrival order (the last 100,000): method, path, User-Agent, monotonic time.
         self.request_log = collections.deque(maxlen=100_000)
+        # Deployments whose rollout is in progress (pods of the current template not all ready, or old pods
+        # left), and the most at once since the last reset-stats: what a fleet rollout's limit is checked on.
+        self.rolling = set()
+        self.max_rolling = 0
         # What RBAC would check for each request: (verb, apiGroup, resource[/subresource], namespace).
         self.audit = set()
         self.token = None
@@ -892,7 +896,10 @@ def reconcile_deployment(key):
     the status as a write of its own."""
     deployment = STORE.objects.get(key)
     namespace, name = key[2], key[3]
-    if deployment is None or "deletionTimestamp" in deployment["metadata"] or STORE.controller["paused"]:
+    if deployment is None or "deletionTimestamp" in deployment["metadata"]:
+        STORE.rolling.discard(key)
+        return
+    if STORE.controller["paused"]:
         return
     spec = deployment.get("spec") or {}
     replicas = spec.get("replicas", 1)
@@ -983,13 +990,23 @@ def reconcile_deployment(key):
                 if pod["metadata"]["labels"].get("pod-template-hash") != pod_hash:
                     remove(pod_key)
     write_deployment_status(key, replicas, pod_hash, mode)
+    settled = owned_pods(deployment)
+    if all(p["metadata"]["labels"].get("pod-template-hash") == pod_hash and pod_ready(p) for p in settled.values()) and len(settled) >= replicas:
+        STORE.rolling.discard(key)
+    else:
+        STORE.rolling.add(key)
+        STORE.max_rolling = max(STORE.max_rolling, len(STORE.rolling))
     if later:
         STORE.schedule(key, min(later) + 0.001)
 
 
 def config_crash_mode(pod):
     """CrashLoopBackOff when a Secret or ConfigMap the pod mounts holds the text the test named
-    (`crash_when_config_contains`): a config the collector cannot run with."""
+    (`crash_when_config_contains`): a config the collector cannot run with; or whose container runs an image
+    that holds `crash_when_image_contains` (a template change to an image that cannot run)."""
+    image_marker = STORE.controller.get("crash_when_image_contains") or ""
+    if image_marker and any(image_marker in (c.get("image") or "") for c in (pod.get("spec") or {}).get("containers") or []):
+        return "CrashLoopBackOff"
     marker = STORE.controller.get("crash_when_config_contains") or ""
     if not marker:
         return None
@@ -1291,9 +1308,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {})
             if path == "/_double/stats":
                 return self.send_json(200, {"requests": STORE.requests, "objects": len(STORE.objects), "resourceVersion": STORE.version,
-                                            "pending": sorted({f"{k[1]}/{k[2]}/{k[3]}" for _, k in STORE.pending})})
+                                            "pending": sorted({f"{k[1]}/{k[2]}/{k[3]}" for _, k in STORE.pending}),
+                                            "rolling": len(STORE.rolling), "max_rolling": STORE.max_rolling})
             if path == "/_double/reset-stats":
                 STORE.requests = {}
+                STORE.max_rolling = len(STORE.rolling)
                 return self.send_json(200, {})
             if path == "/_double/audit":
                 return self.send_json(200, {"requests": [{"verb": v, "apiGroup": g, "resource": r, "namespace": n}

@@ -55,7 +55,10 @@ public final class CollectorManager: CollectorService {
 
     /// Switches to a new template (already checked by the caller) and queues every collector with a
     /// desired state: each reconcile renders it again and applies what changed. Returns how many.
+    /// The collectors whose render changes roll out in waves (`FleetRollout`): the rollout starts before
+    /// the template switches, so that no pass renders with the new template outside it.
     public func replaceTemplates(_ makeRenderer: @escaping @Sendable () throws -> any CollectorRenderer) -> Int {
+        reconciler.fleet.begin(change: "template reload (generation \(reconciler.templates.generation + 1))")
         reconciler.templates.replace(makeRenderer)
         do {
             let sinkIDs = try storage.sinkIDsWithDesiredState()

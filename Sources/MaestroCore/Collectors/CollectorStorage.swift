@@ -94,6 +94,12 @@ public protocol CollectorStorage: Sendable {
     func requestReconcile(sinkID: String) throws(RedisError)
     /// Takes up to `limit` of those requests.
     func takeReconcileRequests(limit: Int) throws(RedisError) -> [String]
+    /// The fleet rollout's state (`FleetRolloutState`'s JSON), nil before the first.
+    func fleetRollout() throws(RedisError) -> String?
+    func storeFleetRollout(_ json: String) throws(RedisError)
+    /// `maestro rollout pause|resume|abort` and the other replicas' reports, for the leader (`FleetRolloutRequest`).
+    func requestFleetRollout(_ request: String) throws(RedisError)
+    func takeFleetRolloutRequests(limit: Int) throws(RedisError) -> [String]
 }
 
 /// The collector storage in Redis, on pooled connections (one user at a time each; a connection that

@@ -22,6 +22,9 @@ public final class InMemoryCollectorStorage: CollectorStorage {
         public var rollouts: [String: RolloutHistory] = [:]
         /// `maestro:rollback-requests`.
         public var reconcileRequests: [String] = []
+        /// `maestro:fleet-rollout` and `maestro:fleet-rollout-requests`.
+        public var fleetRollout: String?
+        public var fleetRolloutRequests: [String] = []
         /// When set, the next call throws it (a Redis failure).
         public var failure: RedisError?
     }
@@ -222,6 +225,26 @@ public final class InMemoryCollectorStorage: CollectorStorage {
         try access { contents in
             let taken = Array(contents.reconcileRequests.prefix(limit))
             contents.reconcileRequests.removeFirst(taken.count)
+            return taken
+        }
+    }
+
+    public func fleetRollout() throws(RedisError) -> String? {
+        try access { $0.fleetRollout }
+    }
+
+    public func storeFleetRollout(_ json: String) throws(RedisError) {
+        try access { $0.fleetRollout = json }
+    }
+
+    public func requestFleetRollout(_ request: String) throws(RedisError) {
+        try access { $0.fleetRolloutRequests.append(request) }
+    }
+
+    public func takeFleetRolloutRequests(limit: Int) throws(RedisError) -> [String] {
+        try access { contents in
+            let taken = Array(contents.fleetRolloutRequests.prefix(limit))
+            contents.fleetRolloutRequests.removeFirst(taken.count)
             return taken
         }
     }

@@ -39,11 +39,15 @@ public struct ReconcilerOptions: Sendable {
     /// Passes run on the lease holder only (fenced leadership on Kubernetes): a standby hands each
     /// sink it was asked to reconcile to the leader (the reconcile requests list, read every second).
     public var passesOnLeaderOnly: Bool = false
+    /// How fleet changes (a template reload, a maestro that renders differently) roll out (`FleetRollout`).
+    public var fleet: FleetRolloutOptions
 
     public init(resyncInterval: Double = 300, orphanGrace: Double = 600, orphanMaxShare: Double = 0.10, workers: Int = 4,
                 maximumBackoff: Double = 60, statusStreamMaxLength: Int = 100_000, checksEagerInvariant: Bool = false,
                 invariantGrace: Double? = nil, lockTimeout: Double = 30, passesPerSecond: Double = 100, passBurst: Int = 200,
-                passClock: any KubeRateLimiterClock = MonotonicClock(), configHistory: Int = 3, rolloutTimeout: Double = 300) {
+                passClock: any KubeRateLimiterClock = MonotonicClock(), configHistory: Int = 3, rolloutTimeout: Double = 300,
+                fleet: FleetRolloutOptions = FleetRolloutOptions()) {
+        self.fleet = fleet
         self.configHistory = max(1, configHistory)
         self.rolloutTimeout = rolloutTimeout
         self.passesPerSecond = passesPerSecond
@@ -110,6 +114,8 @@ public final class Reconciler: Sendable {
     let rollouts: RolloutWatcher
     /// The traced hand-offs waiting for their sink's pass (ReconcileTraces).
     let traces = ReconcileTraces()
+    /// Fleet changes in waves: what a template reload re-renders is released by it.
+    public let fleet: FleetRollout
 
     struct State {
         /// Collectors still provisioning: their status is polled (leader only), backing off to a minute.
@@ -137,6 +143,9 @@ public final class Reconciler: Sendable {
         self.isLeader = isLeader
         rollouts = RolloutWatcher(storage: storage, backend: backend, keep: options.configHistory, timeout: options.rolloutTimeout, logger: logger)
         passLimiter = KubeRateLimiter(queriesPerSecond: options.passesPerSecond, burst: options.passBurst, clock: options.passClock)
+        fleet = FleetRollout(options: options.fleet, storage: storage, logger: logger, keepHistory: options.configHistory,
+                             lockTimeout: options.lockTimeout, isLeader: isLeader)
+        fleet.connect { [weak self] sinkID in self?.enqueue(sinkID) }
     }
 
     /// The reconciler on Redis.
@@ -507,7 +516,9 @@ public final class Reconciler: Sendable {
             try storage.publish(sinkID: sinkID, CollectorStatusChange(.provisioningError, message: violation, ownerID: ownerID))
             throw RenderFailed(message: violation)
         }
+        let configDigest = DesiredStateStore.digest(ofConfig: config)
         if rendered.yaml == snapshot.desiredState, let record = snapshot.record, record["collector_name"] != nil {
+            fleet.unchanged(sinkID)
             return .current(yaml: rendered.yaml, record: record, releasedLock: false)
         }
         // A render whose rollout failed stays rolled back until the sink's render changes.
@@ -515,18 +526,32 @@ public final class Reconciler: Sendable {
            let kept = try rollouts.heldBack(rendered: rendered.yaml, desiredState: snapshot.desiredState, sinkID: sinkID) {
             return .current(yaml: kept, record: record, releasedLock: false)
         }
+        // The same config rendering differently is a fleet change: it waits for its wave. A change of the
+        // sink's own config is never held.
+        if let record = snapshot.record, record["collector_name"] != nil, let current = snapshot.desiredState,
+           try Self.renderedFromSameConfig(record, configDigest: configDigest, configHash: hasher().hash(config)), !fleet.admits(sinkID) {
+            return .current(yaml: current, record: record, releasedLock: false)
+        }
         let configHash = rendered.objects.lazy.compactMap {
             $0["spec"]?["template"]?["metadata"]?["annotations"]?["maestro.orb.community/config-hash"]?.stringValue
         }.first ?? ""
         try rollouts.stored(sinkID: sinkID, yaml: rendered.yaml, configHash: configHash)
-        switch try storage.storeDesiredState(sinkID: sinkID, configDigest: DesiredStateStore.digest(ofConfig: config), yaml: rendered.yaml,
+        switch try storage.storeDesiredState(sinkID: sinkID, configDigest: configDigest, yaml: rendered.yaml,
                                              ownerID: rendered.ownerID, extra: [
+                                                 "config_digest": .string(configDigest),
                                                  "collector_name": .string(rendered.name), "namespace": .string(rendered.namespace),
                                                  "config_hash": .string(configHash), "deployed_at": .string(StatusPublisher.rfc3339(Date())),
                                              ], releasing: token) {
         case .stored(let record): return .current(yaml: rendered.yaml, record: record, releasedLock: token != nil)
         case .configChanged, .tombstoned, .noConfig: return .superseded
         }
+    }
+
+    /// Whether the collector's desired state was rendered from this config: the digest its store recorded,
+    /// or (a record stored before digests were) the config hash the template wrote.
+    static func renderedFromSameConfig(_ record: Value, configDigest: String, configHash: String) -> Bool {
+        if let stored = record["config_digest"]?.stringValue { return stored == configDigest }
+        return record["config_hash"]?.stringValue == configHash
     }
 
     /// The images of the rendered Deployments' containers: the collector image the template runs.
@@ -681,6 +706,7 @@ public final class Reconciler: Sendable {
             let leader = isLeader()
             if leader && !wasLeader { lastResync = .distantPast }
             wasLeader = leader
+            fleet.tick()
             if Date().timeIntervalSince(lastResync) >= options.resyncInterval {
                 lastResync = Date()
                 if isLeader() {

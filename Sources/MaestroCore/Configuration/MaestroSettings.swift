@@ -59,6 +59,10 @@ public struct MaestroSettings: Sendable {
     public var leaseTiming: LeaseTiming
     public var configHistory: Int
     public var rolloutTimeout: Double
+    public var rolloutCanary: Int
+    public var rolloutGateTimeout: Double
+    public var rolloutMaxUnavailable: Int
+    public var rolloutMaxFailures: Int
     /// Percent.
     public var orphanMaxShare: Int
     public var createPolicy: CreatePolicy
@@ -127,6 +131,10 @@ public struct MaestroSettings: Sendable {
                                   retryPeriod: read.duration("lease-retry-period"))
         configHistory = read.integer("config-history")
         rolloutTimeout = read.duration("rollout-timeout")
+        rolloutCanary = read.integer("rollout-canary")
+        rolloutGateTimeout = read.duration("rollout-gate-timeout")
+        rolloutMaxUnavailable = read.integer("rollout-max-unavailable")
+        rolloutMaxFailures = read.integer("rollout-max-failures")
         orphanMaxShare = read.integer("orphan-max-share")
         createPolicy = CreatePolicy(rawValue: read.text("create-policy"))!
         workers = configuration.integer("workers") ?? ProcessInfo.processInfo.activeProcessorCount
@@ -147,6 +155,8 @@ public struct MaestroSettings: Sendable {
         names.collectorsHash = read.text("collectors-hash")
         names.rolloutsHash = read.text("rollouts-hash")
         names.rollbackRequests = read.text("rollback-requests")
+        names.fleetRollout = read.text("fleet-rollout-key")
+        names.fleetRolloutRequests = read.text("fleet-rollout-requests")
         names.statusStream = read.text("status-stream")
         names.deadLetterStream = read.text("deadletter-stream")
         names.activityStream = read.text("activity-stream")

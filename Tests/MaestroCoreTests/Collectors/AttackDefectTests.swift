@@ -286,6 +286,10 @@ final class HookedStorage: CollectorStorage {
     func requestReconcile(sinkID: String) throws(RedisError) { try inner.requestReconcile(sinkID: sinkID) }
     func forgetRolloutHistory(sinkID: String) throws(RedisError) { try inner.forgetRolloutHistory(sinkID: sinkID) }
     func takeReconcileRequests(limit: Int) throws(RedisError) -> [String] { try inner.takeReconcileRequests(limit: limit) }
+    func fleetRollout() throws(RedisError) -> String? { try inner.fleetRollout() }
+    func storeFleetRollout(_ json: String) throws(RedisError) { try inner.storeFleetRollout(json) }
+    func requestFleetRollout(_ request: String) throws(RedisError) { try inner.requestFleetRollout(request) }
+    func takeFleetRolloutRequests(limit: Int) throws(RedisError) -> [String] { try inner.takeFleetRolloutRequests(limit: limit) }
     func storeRolloutHistory(_ history: RolloutHistory, of sinkID: String, desiredState: String?) throws(RedisError) -> Bool {
         try inner.storeRolloutHistory(history, of: sinkID, desiredState: desiredState)
     }
