@@ -141,7 +141,7 @@ struct LeaderFailoverTests {
         #expect(eventually(timeout: 30) { ((try? replicas.leaseReads(by: "a", since: resumed)) ?? 0) > 0 })
         try replicas.double.faults(["latency_seconds": 0])
         try replicas.createSink("after")
-        #expect(eventually(timeout: 60) { replicas.hasCollector("after") })
+        #expect(eventually(timeout: 60) { replicas.hasCollector("after") }, "a:\n\(replicas.log("a"))\nb:\n\(replicas.log("b"))")
         #expect(replicas.holder == "b")
         let oldLeaderWrites = try replicas.writes(by: "a", since: resumed)
         #expect(oldLeaderWrites.isEmpty, "the old leader wrote after SIGCONT: \(oldLeaderWrites)\n\(replicas.log("a"))")
