@@ -67,6 +67,12 @@ struct RolloutTests {
         #expect(history.versions.map(\.outcome.rawValue).prefix(2) == ["active", "failed"], "\(history.versions)")
         #expect(history.versions.last?.source == .rollback && history.versions.last?.rolledBackTo == 1, "\(history.versions)")
 
+        // The Events are recorded after the status is published: waited for, not read at once (under load
+        // the status was seen before the Event existed).
+        #expect(eventually(timeout: 30) {
+            let reasons = ((try? Self.events(fixture, about: "otel-r1")) ?? []).compactMap { $0["reason"]?.stringValue }
+            return reasons.contains("RolledBack") && reasons.contains("CollectorError")
+        })
         let events = try Self.events(fixture, about: "otel-r1")
         let rolledBack = events.first { $0["reason"]?.stringValue == "RolledBack" }
         #expect(rolledBack?["type"]?.stringValue == "Warning" && rolledBack?["action"]?.stringValue == "Rollback", "\(events)")
