@@ -268,6 +268,8 @@ extension Wiring {
                               client: kubernetes.client, fence: fence, createNamespace: settings.createNamespace, logger: logger)
             options.passesOnLeaderOnly = true
         } else {
+            // No health to gate waves on: a change rolls to every collector at once (FleetRolloutOptions.enabled).
+            options.fleet.enabled = false
             lease = RedisLease(key: keyPrefix + "maestro:leader:" + settings.names.deploymentHash, holder: consumerName,
                                ttlMilliseconds: Int(settings.leaseTiming.leaseDuration * 1000), redisURL: redisURL, logger: logger)
         }

@@ -66,6 +66,7 @@ public final class FleetRollout: Sendable {
 
     /// Whether the collector may store a render that a fleet change made differ from its desired state.
     func admits(_ sinkID: String) -> Bool {
+        guard options.enabled else { return true }
         let leader = isLeader()
         let (admitted, report) = state.withLock { memory -> (Bool, FleetRolloutRequest?) in
             guard let rollout = memory.rollout, rollout.phase != .completed else {
@@ -117,7 +118,7 @@ public final class FleetRollout: Sendable {
     /// superseding one under way. On the leader only: the others follow the state it writes.
     @discardableResult
     func begin(change: String) -> FleetRolloutState? {
-        guard isLeader() else { return nil }
+        guard options.enabled, isLeader() else { return nil }
         loadIfNeeded()
         let targets: [String]
         do {
@@ -162,6 +163,7 @@ public final class FleetRollout: Sendable {
     /// One step (the resync loop's second): requests, the gate of the released collectors, halting, the
     /// next wave, an abort's restores; the state written when it changed. Other replicas read it.
     func tick() {
+        guard options.enabled else { return }
         guard isLeader() else {
             state.withLock { $0.loadedAsLeader = false }
             do {

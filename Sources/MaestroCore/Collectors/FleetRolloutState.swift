@@ -130,6 +130,9 @@ public struct FleetRolloutOptions: Sendable, Equatable {
     public var maxUnavailable: Int
     /// The rollout halts when more than this share of the collectors it rolled failed.
     public var maxFailuresPercent: Int
+    /// Off where the backend shows no health (the directory backend never reports `active`): a gate
+    /// could never pass there, so a change would stop at its canary. Every collector then rolls at once.
+    public var enabled = true
 
     public init(canaryPercent: Int = 5, gateTimeout: Double = 300, maxUnavailable: Int = 25, maxFailuresPercent: Int = 10) {
         self.canaryPercent = min(100, max(1, canaryPercent))
